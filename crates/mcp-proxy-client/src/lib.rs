@@ -1,0 +1,1 @@
+//! mcp-proxy-client (placeholder)

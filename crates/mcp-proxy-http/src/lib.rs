@@ -1,0 +1,1 @@
+//! mcp-proxy-http (placeholder)

@@ -1,0 +1,1 @@
+//! mcp-test-support (placeholder)

@@ -1,0 +1,219 @@
+//! Typed MCP messages the proxy reads itself: the lifecycle and the list/call results of
+//! discovery. Everything it does not need to understand stays raw (`serde_json::Value` in
+//! `extra`), so nothing is lost.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The newest protocol revision this proxy speaks.
+pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
+
+/// Every revision this proxy accepts, newest first.
+pub const SUPPORTED_PROTOCOL_VERSIONS: &[&str] =
+    &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
+
+/// Whether `version` is one this proxy speaks.
+pub fn is_supported_version(version: &str) -> bool {
+    SUPPORTED_PROTOCOL_VERSIONS.contains(&version)
+}
+
+/// Method names used by the proxy.
+pub mod methods {
+    /// `initialize`.
+    pub const INITIALIZE: &str = "initialize";
+    /// `notifications/initialized`.
+    pub const INITIALIZED: &str = "notifications/initialized";
+    /// `ping`.
+    pub const PING: &str = "ping";
+    /// `tools/list`.
+    pub const TOOLS_LIST: &str = "tools/list";
+    /// `tools/call`.
+    pub const TOOLS_CALL: &str = "tools/call";
+    /// `prompts/list`.
+    pub const PROMPTS_LIST: &str = "prompts/list";
+    /// `resources/list`.
+    pub const RESOURCES_LIST: &str = "resources/list";
+    /// `resources/templates/list`.
+    pub const RESOURCE_TEMPLATES_LIST: &str = "resources/templates/list";
+    /// `notifications/cancelled`.
+    pub const CANCELLED: &str = "notifications/cancelled";
+    /// `notifications/progress`.
+    pub const PROGRESS: &str = "notifications/progress";
+    /// `notifications/tools/list_changed`.
+    pub const TOOLS_LIST_CHANGED: &str = "notifications/tools/list_changed";
+    /// `notifications/prompts/list_changed`.
+    pub const PROMPTS_LIST_CHANGED: &str = "notifications/prompts/list_changed";
+    /// `notifications/resources/list_changed`.
+    pub const RESOURCES_LIST_CHANGED: &str = "notifications/resources/list_changed";
+}
+
+/// `name`/`version` of a client or server (`Implementation`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Implementation {
+    /// Programmatic name.
+    pub name: String,
+    /// Version string.
+    pub version: String,
+    /// Everything else (`title`, `icons`, `websiteUrl`, …).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Implementation {
+    /// An implementation with just a name and a version.
+    pub fn new(name: impl Into<String>, version: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            version: version.into(),
+            extra: Map::new(),
+        }
+    }
+}
+
+/// `initialize` request params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializeParams {
+    /// The version the client asks for.
+    pub protocol_version: String,
+    /// Client capabilities, kept as sent.
+    #[serde(default)]
+    pub capabilities: Value,
+    /// The client.
+    pub client_info: Implementation,
+    /// Everything else (`_meta`, …).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `initialize` result.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitializeResult {
+    /// The version the server chose.
+    pub protocol_version: String,
+    /// Server capabilities, kept as sent.
+    #[serde(default)]
+    pub capabilities: Value,
+    /// The server.
+    pub server_info: Implementation,
+    /// Usage hints for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// Params of any paginated list request.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct PaginatedParams {
+    /// The cursor from the previous page.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cursor: Option<String>,
+}
+
+/// A tool as listed by `tools/list`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tool {
+    /// The tool name.
+    pub name: String,
+    /// Description for the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// JSON Schema of the arguments.
+    #[serde(default)]
+    pub input_schema: Value,
+    /// Annotations (hints), as sent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub annotations: Option<Value>,
+    /// Everything else (`title`, `outputSchema`, `_meta`, `icons`, …).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// A page of a list result: the items under `key`, and the next cursor.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListPage {
+    /// The next page's cursor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+    /// `tools`, `prompts`, `resources` or `resourceTemplates`, with everything else.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+impl ListPage {
+    /// Takes the item array named `key` out of the page.
+    pub fn take_items(&mut self, key: &str) -> Vec<Value> {
+        match self.rest.remove(key) {
+            Some(Value::Array(items)) => items,
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// `tools/call` params.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallToolParams {
+    /// The tool.
+    pub name: String,
+    /// Its arguments.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<Value>,
+    /// Everything else (`_meta`, `task`, …).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// `tools/call` result, whole: every content item, `isError`, `structuredContent`, `_meta`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallToolResult {
+    /// The content items, as sent.
+    #[serde(default)]
+    pub content: Vec<Value>,
+    /// Whether the tool reported an error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_error: Option<bool>,
+    /// Structured output.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub structured_content: Option<Value>,
+    /// Everything else (`_meta`, …).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_tool_result_keeps_everything() {
+        let text = r#"{"content":[{"type":"text","text":"hi"},{"type":"image","data":"AA==","mimeType":"image/png"}],"isError":true,"structuredContent":{"n":1},"_meta":{"k":"v"}}"#;
+        let r: CallToolResult = serde_json::from_str(text).unwrap();
+        assert_eq!(r.content.len(), 2);
+        assert_eq!(r.is_error, Some(true));
+        assert_eq!(r.extra["_meta"]["k"], "v");
+        let back: Value = serde_json::to_value(&r).unwrap();
+        assert_eq!(back, serde_json::from_str::<Value>(text).unwrap());
+    }
+
+    #[test]
+    fn tool_keeps_unknown_members() {
+        let text = r#"{"name":"echo","title":"Echo","inputSchema":{"type":"object"},"outputSchema":{"type":"object"},"_meta":{"a":1}}"#;
+        let t: Tool = serde_json::from_str(text).unwrap();
+        assert_eq!(t.extra["title"], "Echo");
+        let back: Value = serde_json::to_value(&t).unwrap();
+        assert_eq!(back, serde_json::from_str::<Value>(text).unwrap());
+    }
+
+    #[test]
+    fn versions() {
+        assert!(is_supported_version("2025-06-18"));
+        assert!(!is_supported_version("2023-01-01"));
+        assert_eq!(SUPPORTED_PROTOCOL_VERSIONS[0], LATEST_PROTOCOL_VERSION);
+    }
+}
