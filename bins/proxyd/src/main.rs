@@ -1,1 +1,159 @@
-fn main() {}
+//! `proxyd`: the MCP proxy daemon.
+//!
+//! Reads its configuration (defaults < `proxyd.toml`/`--config` < `MCP_PROXY_*` < flags),
+//! opens the store, serves the HTTP API, and shuts down gracefully on SIGINT/SIGTERM.
+
+mod config;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use mcp_proxy_http::App;
+use mcp_store::{MemoryStore, RedisConfig, RedisStore, Store};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{FlagOverrides, LogFormat, ProxydConfig, StorageKind, StorageOverrides};
+
+/// The MCP proxy daemon.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Configuration file (default: ./proxyd.toml when present).
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long)]
+    host: Option<String>,
+    /// Port to listen on (0 = any free port).
+    #[arg(long, short = 'p')]
+    port: Option<u16>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Storage back-end.
+    #[arg(long, value_enum)]
+    storage: Option<StorageKind>,
+    /// Redis URL (with `--storage redis`).
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
+    /// Print the effective configuration (secrets redacted) and exit; non-zero when invalid.
+    #[arg(long)]
+    check_config: bool,
+}
+
+impl Cli {
+    fn overrides(&self) -> FlagOverrides {
+        let storage = (self.storage.is_some() || self.redis_url.is_some()).then(|| {
+            StorageOverrides {
+                kind: self.storage,
+                url: self.redis_url.clone(),
+            }
+        });
+        FlagOverrides {
+            host: self.host.clone(),
+            port: self.port,
+            log_format: self.log_format,
+            storage,
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let cfg = match config::load(cli.config.as_deref(), &cli.overrides()) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("proxyd: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        print!("{}", cfg.redacted_toml());
+        return std::process::ExitCode::SUCCESS;
+    }
+    init_tracing(cfg.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("proxyd: cannot start the runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cfg)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %format!("{e:#}"), "proxyd failed");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
+async fn open_store(cfg: &ProxydConfig) -> anyhow::Result<Arc<dyn Store>> {
+    Ok(match cfg.storage.kind {
+        StorageKind::Memory => Arc::new(MemoryStore::new()),
+        StorageKind::Redis => {
+            let mut rc = RedisConfig::new(cfg.storage.url.clone());
+            rc.prefix.clone_from(&cfg.storage.prefix);
+            Arc::new(
+                RedisStore::connect(rc)
+                    .await
+                    .context("cannot open the redis store")?,
+            )
+        }
+    })
+}
+
+async fn run(cfg: ProxydConfig) -> anyhow::Result<()> {
+    let store = open_store(&cfg).await?;
+    let app = App::new(cfg.http_config()?, store.clone());
+    let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
+        .await
+        .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
+    let addr: SocketAddr = listener.local_addr()?;
+    info!(
+        %addr,
+        storage = store.backend(),
+        version = env!("CARGO_PKG_VERSION"),
+        "proxyd listening on http://{addr}"
+    );
+    let shutdown = CancellationToken::new();
+    tokio::spawn(watch_signals(shutdown.clone()));
+    mcp_proxy_http::serve(listener, app, shutdown.cancelled_owned()).await?;
+    info!("proxyd stopped");
+    Ok(())
+}
+
+/// Cancels `token` on SIGINT or SIGTERM.
+async fn watch_signals(token: CancellationToken) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers; stop proxyd with SIGKILL");
+        return;
+    };
+    let name = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    info!(signal = name, "shutting down");
+    token.cancel();
+}

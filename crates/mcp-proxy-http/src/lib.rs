@@ -1,1 +1,32 @@
-//! mcp-proxy-http (placeholder)
+//! The HTTP face of the MCP proxy: routing, the Admin API, system endpoints and the security
+//! layers (admin tokens, IP allow-lists, trusted proxies, the `Host` check).
+//!
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use std::sync::Arc;
+//! use mcp_proxy_http::{App, HttpConfig, serve};
+//!
+//! let store = Arc::new(mcp_store::MemoryStore::new());
+//! let app = App::new(HttpConfig::default(), store);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+//! serve(listener, app, std::future::pending()).await
+//! # }
+//! ```
+
+mod admin;
+mod app;
+mod body;
+mod config;
+mod error;
+mod router;
+pub mod security;
+mod server;
+mod system;
+
+pub use app::App;
+pub use config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, HttpConfig};
+pub use error::Error;
+pub use server::serve;
+
+/// Result alias of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,342 @@
+//! `proxyd` configuration: built-in defaults < `proxyd.toml` (or `--config FILE`) <
+//! `MCP_PROXY_*` environment (`__` for nesting) < command-line flags.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use mcp_proxy_http::HttpConfig;
+use mcp_proxy_http::security::{IpSet, TokenSet, is_loopback_name};
+use mcp_types::Secret;
+use serde::{Deserialize, Serialize};
+
+/// The admin token shipped as the default; refused off loopback.
+pub(crate) const DEFAULT_ADMIN_TOKEN: &str = "CHANGE_ME_ADMIN_TOKEN";
+/// Shortest admin token accepted off loopback.
+pub(crate) const MIN_ADMIN_TOKEN_LEN: usize = 16;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Where definitions and statuses are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum StorageKind {
+    /// In process memory (lost at exit).
+    Memory,
+    /// Redis, shared by replicas.
+    Redis,
+}
+
+/// `[storage]`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct StorageConfig {
+    pub(crate) kind: StorageKind,
+    pub(crate) url: String,
+    pub(crate) prefix: String,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            kind: StorageKind::Memory,
+            url: "redis://127.0.0.1:6379/0".into(),
+            prefix: "mcp_proxy:".into(),
+        }
+    }
+}
+
+/// Every configuration key of `proxyd` (see `docs/configuration.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ProxydConfig {
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) base_url: Option<String>,
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) shutdown_timeout: Duration,
+    pub(crate) admin_tokens: Vec<Secret>,
+    pub(crate) admin_allow_ips: Vec<String>,
+    pub(crate) trusted_proxies: Vec<String>,
+    pub(crate) global_auth_tokens: Vec<Secret>,
+    pub(crate) allowed_origins: Vec<String>,
+    pub(crate) storage: StorageConfig,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_message_bytes: usize,
+    pub(crate) max_sessions: usize,
+    pub(crate) max_connections: usize,
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) sse_keepalive: Duration,
+    pub(crate) stdio_allowed_commands: Vec<String>,
+    pub(crate) metrics_public: bool,
+    pub(crate) log_format: LogFormat,
+}
+
+impl Default for ProxydConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            base_url: None,
+            shutdown_timeout: Duration::from_secs(10),
+            admin_tokens: vec![Secret::new(DEFAULT_ADMIN_TOKEN)],
+            admin_allow_ips: vec!["127.0.0.1".into(), "::1".into()],
+            trusted_proxies: Vec::new(),
+            global_auth_tokens: Vec::new(),
+            allowed_origins: Vec::new(),
+            storage: StorageConfig::default(),
+            max_body_bytes: mcp_proxy_http::DEFAULT_MAX_BODY_BYTES,
+            max_message_bytes: 16 * 1024 * 1024,
+            max_sessions: 4096,
+            max_connections: mcp_proxy_http::DEFAULT_MAX_CONNECTIONS,
+            sse_keepalive: Duration::from_secs(15),
+            stdio_allowed_commands: Vec::new(),
+            metrics_public: false,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+/// Command-line overrides; only the flags given override the layers below.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct FlagOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) host: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) port: Option<u16>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) log_format: Option<LogFormat>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) storage: Option<StorageOverrides>,
+}
+
+/// `--storage` / `--redis-url`.
+#[derive(Debug, Default, Serialize)]
+pub(crate) struct StorageOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) kind: Option<StorageKind>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) url: Option<String>,
+}
+
+/// Builds the layered figment. `file` is `--config`; without it `./proxyd.toml` is read
+/// when present.
+pub(crate) fn figment(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<Figment> {
+    let mut fig = Figment::from(Serialized::defaults(ProxydConfig::default()));
+    match file {
+        Some(path) => {
+            if !path.is_file() {
+                bail!("config file {} does not exist", path.display());
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        None => {
+            let default = PathBuf::from("proxyd.toml");
+            if default.is_file() {
+                fig = fig.merge(Toml::file_exact(default));
+            }
+        }
+    }
+    Ok(fig
+        .merge(Env::prefixed("MCP_PROXY_").split("__"))
+        .merge(Serialized::defaults(flags)))
+}
+
+/// Extracts and checks the configuration.
+pub(crate) fn load(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<ProxydConfig> {
+    let cfg: ProxydConfig = figment(file, flags)?
+        .extract()
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+    cfg.check()?;
+    Ok(cfg)
+}
+
+impl ProxydConfig {
+    /// Checks what serde cannot: addresses, networks, URLs, token strength off loopback.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        let mut problems = Vec::new();
+        if self.host.parse::<IpAddr>().is_err() && !is_loopback_name(&self.host) {
+            problems.push(format!("host: {:?} is not an IP address or localhost", self.host));
+        }
+        if let Err(e) = IpSet::parse(&self.admin_allow_ips) {
+            problems.push(format!("admin_allow_ips: {e}"));
+        }
+        if let Err(e) = IpSet::parse(&self.trusted_proxies) {
+            problems.push(format!("trusted_proxies: {e}"));
+        }
+        if self.admin_tokens.is_empty() {
+            problems.push("admin_tokens: at least one token is required".into());
+        }
+        if self.admin_tokens.iter().any(|t| t.expose().trim().is_empty()) {
+            problems.push("admin_tokens: tokens must not be empty".into());
+        }
+        if let Some(b) = &self.base_url {
+            match url::Url::parse(b) {
+                Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() => {}
+                _ => problems.push(format!("base_url: {b:?} is not an http(s) URL")),
+            }
+        }
+        if self.max_body_bytes < 1024 {
+            problems.push("max_body_bytes: must be at least 1024".into());
+        }
+        if self.max_connections == 0 {
+            problems.push("max_connections: must be at least 1".into());
+        }
+        if self.storage.kind == StorageKind::Redis && !self.storage.url.starts_with("redis") {
+            problems.push(format!("storage.url: {:?} is not a redis:// URL", self.storage.url));
+        }
+        if !self.is_loopback() {
+            for t in &self.admin_tokens {
+                let t = t.expose();
+                if t == DEFAULT_ADMIN_TOKEN || t.len() < MIN_ADMIN_TOKEN_LEN {
+                    problems.push(format!(
+                        "admin_tokens: refusing to listen on {} with the default admin token or \
+                         one shorter than {MIN_ADMIN_TOKEN_LEN} characters; set \
+                         MCP_PROXY_ADMIN_TOKENS='[\"<a long random token>\"]'",
+                        self.host
+                    ));
+                    break;
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            bail!("invalid configuration:\n  - {}", problems.join("\n  - "))
+        }
+    }
+
+    /// Whether `host` is a loopback address or name.
+    pub(crate) fn is_loopback(&self) -> bool {
+        is_loopback_name(&self.host)
+    }
+
+    /// The runtime settings of the HTTP layer.
+    pub(crate) fn http_config(&self) -> anyhow::Result<HttpConfig> {
+        let extra_hosts = self
+            .base_url
+            .as_deref()
+            .and_then(|b| url::Url::parse(b).ok())
+            .and_then(|u| u.host_str().map(|h| h.trim_matches(['[', ']']).to_owned()))
+            .into_iter()
+            .collect();
+        Ok(HttpConfig {
+            admin_tokens: TokenSet::new(&self.admin_tokens),
+            admin_allow_ips: IpSet::parse(&self.admin_allow_ips)
+                .map_err(anyhow::Error::msg)
+                .context("admin_allow_ips")?,
+            trusted_proxies: IpSet::parse(&self.trusted_proxies)
+                .map_err(anyhow::Error::msg)
+                .context("trusted_proxies")?,
+            global_auth_tokens: TokenSet::new(&self.global_auth_tokens),
+            extra_hosts,
+            check_host: self.is_loopback(),
+            max_body_bytes: self.max_body_bytes,
+            max_connections: self.max_connections,
+            metrics_public: self.metrics_public,
+            stdio_allowed_commands: self.stdio_allowed_commands.clone(),
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+
+    /// The effective configuration as TOML, secrets replaced by `***`.
+    pub(crate) fn redacted_toml(&self) -> String {
+        let mut shown = self.clone();
+        let hide = |v: &mut Vec<Secret>| v.iter_mut().for_each(|t| *t = Secret::new("***"));
+        hide(&mut shown.admin_tokens);
+        hide(&mut shown.global_auth_tokens);
+        if let Ok(mut u) = url::Url::parse(&shown.storage.url)
+            && u.password().is_some()
+        {
+            let _ = u.set_password(Some("***"));
+            shown.storage.url = u.to_string();
+        }
+        toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn layers_apply_in_order_defaults_file_env_flags() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "proxyd.toml",
+                "port = 9001\nhost = \"127.0.0.1\"\nshutdown_timeout = \"3s\"\n[storage]\nprefix = \"file:\"\n",
+            )?;
+            jail.set_env("MCP_PROXY_PORT", "9002");
+            jail.set_env("MCP_PROXY_STORAGE__KIND", "redis");
+            jail.set_env("MCP_PROXY_ADMIN_TOKENS", "[\"env-token-0123456789\"]");
+            let none = FlagOverrides::default();
+            let cfg = load(None, &none).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.port, 9002, "env beats file");
+            assert_eq!(cfg.shutdown_timeout, Duration::from_secs(3), "file beats defaults");
+            assert_eq!(cfg.storage.kind, StorageKind::Redis);
+            assert_eq!(cfg.storage.prefix, "file:");
+            assert_eq!(cfg.admin_tokens[0].expose(), "env-token-0123456789");
+            let flags = FlagOverrides {
+                port: Some(9003),
+                ..FlagOverrides::default()
+            };
+            let cfg = load(None, &flags).map_err(|e| e.to_string())?;
+            assert_eq!(cfg.port, 9003, "flags beat env");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        Jail::expect_with(|jail| {
+            jail.create_file("proxyd.toml", "prot = 1\n")?;
+            let err = load(None, &FlagOverrides::default()).unwrap_err().to_string();
+            assert!(err.contains("prot"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn default_or_short_admin_token_is_refused_off_loopback() {
+        let mut cfg = ProxydConfig {
+            host: "0.0.0.0".into(),
+            ..ProxydConfig::default()
+        };
+        let err = cfg.check().unwrap_err().to_string();
+        assert!(err.contains("default admin token"), "{err}");
+        cfg.admin_tokens = vec![Secret::new("short")];
+        assert!(cfg.check().is_err());
+        cfg.admin_tokens = vec![Secret::new("a-long-random-admin-token")];
+        cfg.check().unwrap();
+        // loopback with the default token is fine
+        ProxydConfig::default().check().unwrap();
+    }
+
+    #[test]
+    fn redacted_output_hides_secrets() {
+        let cfg = ProxydConfig {
+            admin_tokens: vec![Secret::new("super-secret-admin-token")],
+            storage: StorageConfig {
+                url: "redis://:pw123@127.0.0.1:6379/0".into(),
+                ..StorageConfig::default()
+            },
+            ..ProxydConfig::default()
+        };
+        let text = cfg.redacted_toml();
+        assert!(!text.contains("super-secret") && !text.contains("pw123"), "{text}");
+        assert!(text.contains("***"));
+    }
+}

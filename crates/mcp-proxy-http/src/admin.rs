@@ -1,0 +1,208 @@
+//! `/admin/mcps`: create, read, update and delete upstream definitions.
+
+use http::header::{HeaderValue, LOCATION};
+use http::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use mcp_types::{McpDefinition, McpStatus, REDACTED, TransportKind};
+use serde::Serialize;
+use tracing::info;
+
+use crate::app::App;
+use crate::body::{self, Body, json_response};
+use crate::error::Error;
+use crate::router::Route;
+
+/// One entry of the Admin API: a redacted definition and its status.
+#[derive(Debug, Serialize)]
+struct Entry {
+    definition: McpDefinition,
+    status: McpStatus,
+}
+
+/// Handles `/admin/mcps` and `/admin/mcps/{name}`.
+pub(crate) async fn mcps(app: &App, route: Route, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+    match (route, req.method().clone()) {
+        (Route::Mcps, Method::GET | Method::HEAD) => list(app).await,
+        (Route::Mcps, Method::POST) => create(app, req).await,
+        (Route::Mcp(name), Method::GET | Method::HEAD) => fetch(app, &name).await,
+        (Route::Mcp(name), Method::PUT) => update(app, &name, req).await,
+        (Route::Mcp(name), Method::DELETE) => delete(app, &name).await,
+        (route, method) => Err(Error::Internal(format!(
+            "admin handler reached with {method} {route:?}"
+        ))),
+    }
+}
+
+async fn entry(app: &App, def: McpDefinition) -> Result<Entry, Error> {
+    let status = app
+        .inner()
+        .store
+        .load_status(&def.name)
+        .await?
+        .unwrap_or_default();
+    Ok(Entry {
+        definition: def.redacted(),
+        status,
+    })
+}
+
+async fn list(app: &App) -> Result<Response<Body>, Error> {
+    let defs = app.inner().store.list().await?;
+    let mut mcps = Vec::with_capacity(defs.len());
+    for def in defs {
+        mcps.push(entry(app, def).await?);
+    }
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({ "count": mcps.len(), "mcps": mcps }),
+    ))
+}
+
+async fn fetch(app: &App, name: &str) -> Result<Response<Body>, Error> {
+    let def = app
+        .inner()
+        .store
+        .get(name)
+        .await?
+        .ok_or_else(|| Error::McpNotFound(name.to_owned()))?;
+    Ok(json_response(StatusCode::OK, &entry(app, def).await?))
+}
+
+async fn read_definition(app: &App, req: Request<Incoming>) -> Result<McpDefinition, Error> {
+    let (parts, incoming) = req.into_parts();
+    body::require_json(&parts.headers)?;
+    let bytes = body::read_limited(&parts.headers, incoming, app.config().max_body_bytes).await?;
+    let mut def: McpDefinition = body::parse_json(&bytes)?;
+    // Timestamps are the server's to set.
+    def.created_at = None;
+    def.updated_at = None;
+    Ok(def)
+}
+
+fn validate(app: &App, def: &McpDefinition) -> Result<(), Error> {
+    let mut errors = match def.validate() {
+        Ok(()) => Vec::new(),
+        Err(e) => e.0,
+    };
+    let allowed = &app.config().stdio_allowed_commands;
+    if def.transport == TransportKind::Stdio
+        && !allowed.is_empty()
+        && let Some((program, _)) = def.argv()
+        && !allowed.iter().any(|a| a == program)
+    {
+        errors.push(mcp_types::FieldError {
+            field: "command".into(),
+            message: format!("{program:?} is not in stdio_allowed_commands"),
+        });
+    }
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let message = mcp_types::ValidationErrors(errors.clone()).to_string();
+    Err(Error::Invalid {
+        message,
+        details: serde_json::to_value(errors).expect("field errors serialize"),
+    })
+}
+
+async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+    let def = read_definition(app, req).await?;
+    validate(app, &def)?;
+    let store = &app.inner().store;
+    let max = app.config().max_connections;
+    if store.list().await?.len() >= max {
+        return Err(Error::TooManyDefinitions(max));
+    }
+    let stored = store.create(def).await.map_err(|e| match e {
+        mcp_store::Error::AlreadyExists(n) => Error::AlreadyExists(n),
+        other => Error::Store(other),
+    })?;
+    info!(mcp = %stored.name, transport = stored.transport.as_str(), "mcp registered");
+    let location = format!("/admin/mcps/{}", stored.name);
+    let mut resp = json_response(StatusCode::CREATED, &entry(app, stored).await?);
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        resp.headers_mut().insert(LOCATION, v);
+    }
+    Ok(resp)
+}
+
+async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+    let mut def = read_definition(app, req).await?;
+    if def.name != name {
+        return Err(Error::Invalid {
+            message: format!(
+                "the body names {:?} but the path names {name:?}: a definition cannot be renamed",
+                def.name
+            ),
+            details: serde_json::json!([{ "field": "name", "message": "must match the path" }]),
+        });
+    }
+    let store = &app.inner().store;
+    let existing = store
+        .get(name)
+        .await?
+        .ok_or_else(|| Error::McpNotFound(name.to_owned()))?;
+    keep_redacted_secrets(&mut def, &existing);
+    validate(app, &def)?;
+    let stored = store.update(def).await.map_err(|e| match e {
+        mcp_store::Error::NotFound(n) => Error::McpNotFound(n),
+        other => Error::Store(other),
+    })?;
+    info!(mcp = %stored.name, "mcp updated");
+    Ok(json_response(StatusCode::OK, &entry(app, stored).await?))
+}
+
+/// A client that GETs a definition and PUTs it back sends `***` for every secret; those
+/// mean "unchanged", so the stored values are kept instead of being overwritten.
+fn keep_redacted_secrets(def: &mut McpDefinition, existing: &McpDefinition) {
+    for (k, v) in &mut def.env {
+        if v.expose() == REDACTED
+            && let Some(old) = existing.env.get(k)
+        {
+            *v = old.clone();
+        }
+    }
+    for (k, v) in &mut def.headers {
+        if v.expose() == REDACTED
+            && let Some(old) = existing.headers.get(k)
+        {
+            *v = old.clone();
+        }
+    }
+    for (i, t) in def.auth_tokens.iter_mut().enumerate() {
+        if t.expose() == REDACTED
+            && let Some(old) = existing.auth_tokens.get(i)
+        {
+            *t = old.clone();
+        }
+    }
+}
+
+async fn delete(app: &App, name: &str) -> Result<Response<Body>, Error> {
+    app.inner().store.delete(name).await.map_err(|e| match e {
+        mcp_store::Error::NotFound(n) => Error::McpNotFound(n),
+        other => Error::Store(other),
+    })?;
+    info!(mcp = %name, "mcp deleted");
+    let mut resp = Response::new(body::empty());
+    *resp.status_mut() = StatusCode::NO_CONTENT;
+    Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacted_secrets_in_a_put_keep_the_stored_values() {
+        let mut old = McpDefinition::http("h", TransportKind::StreamableHttp, "http://x/mcp");
+        old.headers.insert("X-Key".into(), "real-key".into());
+        old.auth_tokens.push("real-token".into());
+        let mut new = old.redacted();
+        new.headers.insert("X-Other".into(), "fresh".into());
+        keep_redacted_secrets(&mut new, &old);
+        assert_eq!(new.headers["X-Key"].expose(), "real-key");
+        assert_eq!(new.headers["X-Other"].expose(), "fresh");
+        assert_eq!(new.auth_tokens[0].expose(), "real-token");
+    }
+}

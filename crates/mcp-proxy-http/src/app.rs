@@ -1,0 +1,122 @@
+//! The application: shared state and request dispatch (security, then routing, then the
+//! handler).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use mcp_store::Store;
+use tracing::{debug, warn};
+
+use crate::body::{Body, error_response};
+use crate::config::HttpConfig;
+use crate::error::Error;
+use crate::router::{self, Route};
+use crate::security;
+use crate::{admin, system};
+
+/// The HTTP application: cheap to clone, shared by every connection.
+#[derive(Debug, Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) config: HttpConfig,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) started: Instant,
+}
+
+impl App {
+    /// Builds the application over a store.
+    pub fn new(config: HttpConfig, store: Arc<dyn Store>) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &HttpConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// Handles one request from `peer`. Never fails: errors become responses.
+    pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let resp = match self.dispatch(req, peer).await {
+            Ok(resp) => resp,
+            Err(err) => {
+                let (status, code, _) = err.parts();
+                if status.is_server_error() {
+                    warn!(%method, %path, code, error = %err, "request failed");
+                } else {
+                    debug!(%method, %path, code, error = %err, "request refused");
+                }
+                error_response(&err)
+            }
+        };
+        if method == Method::HEAD {
+            let (parts, _) = resp.into_parts();
+            return Response::from_parts(parts, crate::body::empty());
+        }
+        resp
+    }
+
+    async fn dispatch(&self, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Error> {
+        let cfg = &self.inner.config;
+        if cfg.check_host && !security::host_allowed(req.headers(), &cfg.extra_hosts) {
+            return Err(Error::Forbidden(
+                "host not allowed: the Host header must name this proxy".into(),
+            ));
+        }
+        let path = req.uri().path().to_owned();
+        let client = security::client_ip(peer.ip(), req.headers(), &cfg.trusted_proxies);
+        // Authenticate everything under /admin before matching, so unknown admin paths do
+        // not reveal anything to unauthenticated callers.
+        let needs_admin = path == "/admin"
+            || path.starts_with("/admin/")
+            || (path == "/metrics" && !cfg.metrics_public);
+        if needs_admin {
+            self.authorize_admin(&req, client)?;
+        }
+        let route = router::resolve(req.method(), &path)?;
+        match route {
+            Route::Healthz => Ok(system::healthz(self)),
+            Route::Readyz => Ok(system::readyz(self).await),
+            Route::AdminMetrics => system::admin_metrics(self).await,
+            Route::PrometheusMetrics => Err(Error::NotImplemented("GET /metrics")),
+            Route::Mcps | Route::Mcp(_) => admin::mcps(self, route, req).await,
+            Route::Reconnect(_) => Err(Error::NotImplemented(
+                "reconnect (it needs the proxy core's upstream supervision)",
+            )),
+            Route::Tools | Route::ToolsCall | Route::Prompts | Route::Resources => {
+                Err(Error::NotImplemented(
+                    "discovery and tool calls (they need the proxy core's live upstreams)",
+                ))
+            }
+        }
+    }
+
+    fn authorize_admin(&self, req: &Request<Incoming>, client: std::net::IpAddr) -> Result<(), Error> {
+        let cfg = &self.inner.config;
+        if !cfg.admin_allow_ips.contains(client) {
+            return Err(Error::Forbidden(format!(
+                "client address {client} is not allowed to use the admin api"
+            )));
+        }
+        security::check_bearer(req.headers(), &cfg.admin_tokens)
+            .map_err(|f| Error::Unauthorized(f.message()))
+    }
+}

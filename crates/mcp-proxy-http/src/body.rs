@@ -1,0 +1,183 @@
+//! Request and response bodies: size-limited reads, JSON parsing with positions, and the
+//! uniform error body.
+
+use bytes::Bytes;
+use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
+use http::{HeaderMap, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::error::Error;
+
+/// The response body type of every handler.
+pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+
+/// A full body from bytes.
+pub fn full(bytes: impl Into<Bytes>) -> Body {
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+/// An empty body.
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+    let bytes = serde_json::to_vec(value).expect("response values serialize");
+    let mut resp = Response::new(full(bytes));
+    *resp.status_mut() = status;
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The uniform error response: `{"error", "code", "details"?}`.
+pub fn error_response(err: &Error) -> Response<Body> {
+    let (status, code, details) = err.parts();
+    let mut body = serde_json::json!({ "error": err.to_string(), "code": code });
+    if let Some(d) = details {
+        body["details"] = d;
+    }
+    let mut resp = json_response(status, &body);
+    match err {
+        Error::MethodNotAllowed { allow, .. } => {
+            let list = allow.iter().map(http::Method::as_str).collect::<Vec<_>>();
+            if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+                resp.headers_mut().insert(ALLOW, v);
+            }
+        }
+        Error::Unauthorized(_) => {
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mcp-proxy-admin\""),
+            );
+        }
+        _ => {}
+    }
+    resp
+}
+
+/// Reads the whole body, refusing more than `limit` bytes (declared or actual) with 413.
+pub async fn read_limited(
+    headers: &HeaderMap,
+    body: Incoming,
+    limit: usize,
+) -> Result<Bytes, Error> {
+    let declared = headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(Error::PayloadTooLarge { limit });
+    }
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(Error::PayloadTooLarge { limit })
+        }
+        Err(e) => Err(Error::Invalid {
+            message: format!("could not read the request body: {e}"),
+            details: serde_json::Value::Null,
+        }),
+    }
+}
+
+/// Refuses a body whose declared content type is not JSON. A missing content type is
+/// accepted (curl without `-H`).
+pub fn require_json(headers: &HeaderMap) -> Result<(), Error> {
+    match headers.get(CONTENT_TYPE).map(|v| v.to_str().unwrap_or("")) {
+        None => Ok(()),
+        Some(ct) => {
+            let mime = ct.split(';').next().unwrap_or("").trim();
+            if mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json") {
+                Ok(())
+            } else {
+                Err(Error::UnsupportedMediaType(ct.to_owned()))
+            }
+        }
+    }
+}
+
+/// Parses JSON into `T`. Syntax errors name the line and column; shape errors (unknown
+/// field, wrong type) name the field path.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::InvalidJson {
+            line: 1,
+            column: 0,
+            message: "the request body is empty".into(),
+        });
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            if inner.is_data() {
+                let field = if path == "." { String::new() } else { path };
+                let message = strip_position(&inner.to_string());
+                Err(Error::Invalid {
+                    message: if field.is_empty() {
+                        format!("invalid request: {message}")
+                    } else {
+                        format!("invalid request: {field}: {message}")
+                    },
+                    details: serde_json::json!([{ "field": field, "message": message }]),
+                })
+            } else {
+                Err(Error::InvalidJson {
+                    line: inner.line(),
+                    column: inner.column(),
+                    message: strip_position(&inner.to_string()),
+                })
+            }
+        }
+    }
+}
+
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(i) => message[..i].to_owned(),
+        None => message.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct T {
+        a: u32,
+    }
+
+    #[test]
+    fn syntax_errors_carry_the_position() {
+        let Err(Error::InvalidJson { line, column, .. }) = parse_json::<T>(b"{\n  \"a\": ,}")
+        else {
+            panic!("expected invalid json")
+        };
+        assert_eq!((line, column), (2, 8));
+    }
+
+    #[test]
+    fn shape_errors_name_the_field() {
+        let Err(Error::Invalid { details, message }) = parse_json::<T>(br#"{"a":"x"}"#) else {
+            panic!("expected invalid")
+        };
+        assert_eq!(details[0]["field"], "a");
+        assert!(message.contains("invalid type"), "{message}");
+        let Err(Error::Invalid { message, .. }) = parse_json::<T>(br#"{"a":1,"b":2}"#) else {
+            panic!("expected invalid")
+        };
+        assert!(message.contains("unknown field `b`"), "{message}");
+    }
+}

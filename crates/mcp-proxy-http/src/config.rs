@@ -1,0 +1,61 @@
+//! Runtime settings of the HTTP layer, already validated by the caller.
+
+use std::time::Duration;
+
+use crate::security::{IpSet, TokenSet};
+
+/// Default `max_body_bytes`: 4 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default `max_connections` (upstream definitions).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// What the HTTP layer needs to know. Built by `proxyd` from its validated configuration.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// Tokens accepted on the Admin API.
+    pub admin_tokens: TokenSet,
+    /// Client addresses allowed on the Admin API (after trusted-proxy resolution).
+    pub admin_allow_ips: IpSet,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: IpSet,
+    /// Tokens accepted on every proxy endpoint.
+    pub global_auth_tokens: TokenSet,
+    /// Hosts accepted in `Host` besides loopback names (the host of `base_url`).
+    pub extra_hosts: Vec<String>,
+    /// Refuse requests whose `Host` is neither loopback nor in `extra_hosts` (set when
+    /// listening on loopback, against DNS rebinding).
+    pub check_host: bool,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+    /// Most upstream definitions.
+    pub max_connections: usize,
+    /// Serve `/metrics` without admin credentials.
+    pub metrics_public: bool,
+    /// When non-empty, the only programs stdio definitions may name.
+    pub stdio_allowed_commands: Vec<String>,
+    /// How long a client may take to send request headers.
+    pub header_read_timeout: Duration,
+    /// How long in-flight requests get to finish at shutdown.
+    pub shutdown_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    /// Loopback-only defaults with no admin token: every admin request is refused until
+    /// tokens are set.
+    fn default() -> Self {
+        Self {
+            admin_tokens: TokenSet::default(),
+            admin_allow_ips: IpSet::parse(&["127.0.0.1", "::1"]).expect("valid literals"),
+            trusted_proxies: IpSet::default(),
+            global_auth_tokens: TokenSet::default(),
+            extra_hosts: Vec::new(),
+            check_host: true,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            metrics_public: false,
+            stdio_allowed_commands: Vec::new(),
+            header_read_timeout: Duration::from_secs(30),
+            shutdown_timeout: Duration::from_secs(10),
+        }
+    }
+}
