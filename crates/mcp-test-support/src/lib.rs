@@ -3,9 +3,11 @@
 //! - [`redis`]: starts a real `redis-server` on a free loopback port.
 //! - [`tools`]: where the third-party MCP peers installed by `scripts/install-test-deps.sh` live.
 //! - [`mock`]: mock upstreams for precise fault injection.
+//! - [`proxyd`]: a real `proxyd` process on a free port.
 //! - [`assert_eventually!`]: polls a condition until it holds or a deadline passes.
 
 mod eventually;
 pub mod mock;
+pub mod proxyd;
 pub mod redis;
 pub mod tools;

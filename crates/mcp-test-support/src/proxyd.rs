@@ -1,0 +1,138 @@
+//! Runs a real `proxyd` process on a free loopback port.
+
+use std::collections::VecDeque;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// The admin token the spawner configures.
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// A running `proxyd`; killed on drop.
+#[derive(Debug)]
+pub struct Proxyd {
+    child: Child,
+    addr: String,
+    log: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl Proxyd {
+    /// Starts `binary` with `--port 0`, the test admin token and `args`, and waits (at most
+    /// 30 s) until it logs the address it listens on.
+    pub async fn start(binary: impl AsRef<Path>, args: &[&str]) -> anyhow::Result<Self> {
+        Self::start_with_env(binary, args, &[]).await
+    }
+
+    /// The same, with extra environment variables.
+    pub async fn start_with_env(
+        binary: impl AsRef<Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
+        let mut cmd = Command::new(binary.as_ref());
+        cmd.args(["--host", "127.0.0.1", "--port", "0"])
+            .args(args)
+            .env("MCP_PROXY_ADMIN_TOKENS", format!("[\"{ADMIN_TOKEN}\"]"))
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd.spawn().context("cannot spawn proxyd")?;
+        let stderr = child.stderr.take().context("no stderr")?;
+        let log = Arc::new(Mutex::new(VecDeque::new()));
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let sink = log.clone();
+        // Drain stderr for the whole life of the process so it never blocks on a full pipe.
+        tokio::spawn(async move {
+            let mut tx = Some(tx);
+            let mut lines = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if let Some(addr) = listening_addr(&line)
+                    && let Some(tx) = tx.take()
+                {
+                    let _ = tx.send(addr);
+                }
+                let mut log = sink.lock().expect("log lock");
+                if log.len() == 200 {
+                    log.pop_front();
+                }
+                log.push_back(line);
+            }
+        });
+        let addr = match tokio::time::timeout(Duration::from_secs(30), rx).await {
+            Ok(Ok(addr)) => addr,
+            _ => {
+                let status = child.try_wait().ok().flatten();
+                let lines = log.lock().expect("log lock").iter().cloned().collect::<Vec<_>>();
+                bail!(
+                    "proxyd did not start (exit: {status:?}); its log:\n{}",
+                    lines.join("\n")
+                );
+            }
+        };
+        Ok(Self { child, addr, log })
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// The log lines seen so far (the last 200).
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").iter().cloned().collect()
+    }
+
+    /// Sends SIGTERM and waits (at most `within`) for the exit status.
+    pub async fn terminate(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let pid = self.child.id().context("proxyd already exited")?;
+        let status = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        if !status.success() {
+            bail!("kill -TERM {pid} failed");
+        }
+        tokio::time::timeout(within, self.child.wait())
+            .await
+            .context("proxyd did not exit after SIGTERM")?
+            .map_err(Into::into)
+    }
+}
+
+fn listening_addr(line: &str) -> Option<String> {
+    let rest = &line[line.find("listening on http://")? + "listening on http://".len()..];
+    let end = rest
+        .find(|c: char| c.is_whitespace() || c == '"')
+        .unwrap_or(rest.len());
+    Some(rest[..end].to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_address_in_text_and_json_logs() {
+        assert_eq!(
+            super::listening_addr("INFO proxyd: proxyd listening on http://127.0.0.1:4000 addr=x")
+                .as_deref(),
+            Some("127.0.0.1:4000")
+        );
+        assert_eq!(
+            super::listening_addr(r#"{"message":"proxyd listening on http://127.0.0.1:5"}"#)
+                .as_deref(),
+            Some("127.0.0.1:5")
+        );
+    }
+}
