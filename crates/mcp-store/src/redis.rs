@@ -1,0 +1,193 @@
+//! The Redis back-end (fred), shared by every `proxyd` replica pointed at one Redis.
+//!
+//! # Key layout
+//!
+//! With the default prefix `mcp_proxy:`:
+//!
+//! | key | type | content |
+//! |---|---|---|
+//! | `{prefix}mcps:{name}` | string | the definition as JSON, **secrets included** (the store needs them to connect) |
+//! | `{prefix}status:{name}` | string | the last saved [`McpStatus`] as JSON |
+//! | `{prefix}index` | set | the names of the stored definitions |
+//! | `{prefix}events` | pub/sub channel | `{"op":"put","name":"fs"}` or `{"op":"deleted","name":"fs"}` |
+//!
+//! Protect the Redis instance accordingly (password, network). Events carry no definition:
+//! on `put` each receiver fetches the current value and emits [`StoreEvent::Put`] (nothing if
+//! it was deleted meanwhile: the `deleted` event follows).
+//!
+//! # Consistency
+//!
+//! Create, update and delete each run as one Lua script, so the definition, the index and
+//! the event change together: create is `SET NX`, update is a compare-and-set on the value
+//! read (retried a few times under contention) that keeps the stored `createdAt`, delete
+//! also removes the status. The scripts touch several keys, so Redis Cluster is not
+//! supported (a single server, or a replicated server behind one address, is).
+//!
+//! # Failures
+//!
+//! Every command is bounded by [`RedisConfig::command_timeout`] and fails at once while the
+//! connection is down, so callers get [`Error::Unavailable`](crate::Error::Unavailable)
+//! quickly rather than hanging; a write that timed out may still have been applied. The
+//! client reconnects by itself (100 ms back-off doubling to 2 s, forever); after the event
+//! subscription is re-established every watcher gets [`StoreEvent::Resync`], since
+//! changes made meanwhile were not seen.
+//!
+//! [`McpStatus`]: mcp_types::McpStatus
+
+mod config;
+mod conn;
+mod keys;
+mod scripts;
+mod watcher;
+
+use fred::prelude::{Client, ClientLike};
+use mcp_types::{McpDefinition, McpStatus};
+use tokio::sync::broadcast;
+use tokio::task::JoinHandle;
+
+use self::config::redacted_url;
+pub use self::config::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECT_TIMEOUT, DEFAULT_PREFIX, RedisConfig,
+};
+use self::conn::Conn;
+use self::keys::Keys;
+use self::watcher::Watcher;
+use crate::store::{EVENT_CAPACITY, broadcast_feed};
+use crate::{Error, Result, Store, StoreEvent, WatchStream};
+
+/// Definitions and status kept in Redis, with a change feed over Redis pub/sub.
+///
+/// Dropping the store stops its watcher task and closes its two connections.
+#[derive(Debug)]
+pub struct RedisStore {
+    conn: Conn,
+    subscriber: Client,
+    events: broadcast::Sender<StoreEvent>,
+    watcher: JoinHandle<()>,
+}
+
+impl RedisStore {
+    /// Connects (a command connection and a subscriber connection) and subscribes to the
+    /// event channel.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a bad URL or zero timeouts; [`Error::Unavailable`] when Redis
+    /// cannot be reached within `connect_timeout` (no background retry then: call again).
+    pub async fn connect(config: RedisConfig) -> Result<Self> {
+        let client = config.build_client()?;
+        let subscriber = config.build_client()?;
+        let url = redacted_url(&config.url);
+        init(&client, &url, &config).await?;
+        if let Err(err) = init(&subscriber, &url, &config).await {
+            quit(client);
+            return Err(err);
+        }
+        let keys = Keys::new(&config.prefix);
+        let conn = Conn::new(client, keys.clone(), config.command_timeout);
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let spawned = Watcher {
+            subscriber: subscriber.clone(),
+            conn: conn.clone(),
+            channel: keys.channel(),
+            timeout: config.command_timeout,
+            events: events.clone(),
+        }
+        .spawn()
+        .await;
+        let watcher = match spawned {
+            Ok(handle) => handle,
+            Err(err) => {
+                quit(conn.client().clone());
+                quit(subscriber);
+                return Err(err);
+            }
+        };
+        tracing::info!(url = %url, prefix = %config.prefix, "redis store connected");
+        Ok(Self {
+            conn,
+            subscriber,
+            events,
+            watcher,
+        })
+    }
+}
+
+/// Connects a client, bounded by the connect timeout (plus a little for the handshake).
+async fn init(client: &Client, url: &str, config: &RedisConfig) -> Result<()> {
+    let deadline = config.connect_timeout + config.command_timeout;
+    match tokio::time::timeout(deadline, client.init()).await {
+        Ok(Ok(_task)) => Ok(()),
+        Ok(Err(err)) => Err(Error::Unavailable {
+            backend: "redis",
+            message: format!("connect {url}: {}", err.details()),
+        }),
+        Err(_) => {
+            quit(client.clone());
+            Err(Error::Unavailable {
+                backend: "redis",
+                message: format!("connect {url}: timed out after {deadline:?}"),
+            })
+        }
+    }
+}
+
+/// Closes a client in the background (bounded), if a runtime is still around.
+fn quit(client: Client) {
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        runtime.spawn(async move {
+            let _ = tokio::time::timeout(DEFAULT_COMMAND_TIMEOUT, client.quit()).await;
+        });
+    }
+}
+
+impl Drop for RedisStore {
+    fn drop(&mut self) {
+        self.watcher.abort();
+        quit(self.conn.client().clone());
+        quit(self.subscriber.clone());
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for RedisStore {
+    async fn get(&self, name: &str) -> Result<Option<McpDefinition>> {
+        self.conn.get(name).await
+    }
+
+    /// Corrupt entries are skipped with a warning (see [`Store::get`] for the error).
+    async fn list(&self) -> Result<Vec<McpDefinition>> {
+        self.conn.list().await
+    }
+
+    async fn create(&self, def: McpDefinition) -> Result<McpDefinition> {
+        self.conn.create(def).await
+    }
+
+    async fn update(&self, def: McpDefinition) -> Result<McpDefinition> {
+        self.conn.update(def).await
+    }
+
+    async fn delete(&self, name: &str) -> Result<()> {
+        self.conn.delete(name).await
+    }
+
+    async fn save_status(&self, name: &str, status: &McpStatus) -> Result<()> {
+        self.conn.save_status(name, status).await
+    }
+
+    async fn load_status(&self, name: &str) -> Result<Option<McpStatus>> {
+        self.conn.load_status(name).await
+    }
+
+    fn watch(&self) -> WatchStream {
+        broadcast_feed(self.events.subscribe())
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.conn.ping().await
+    }
+
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+}

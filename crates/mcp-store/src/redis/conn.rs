@@ -1,0 +1,361 @@
+//! The command side of the Redis back-end: every read and write, each bounded by the
+//! command timeout and failing fast while the connection is down.
+
+use std::future::Future;
+use std::time::Duration;
+
+use fred::prelude::{Client, ClientLike, ErrorKind, KeysInterface, Options, SetsInterface};
+use fred::types::CustomCommand;
+use mcp_types::{McpDefinition, McpStatus, Timestamp};
+use serde::de::DeserializeOwned;
+
+use super::keys::{Event, Keys};
+use super::scripts;
+use crate::store::now;
+use crate::{Error, Result};
+
+const BACKEND: &str = "redis";
+
+/// Attempts of an update whose compare-and-set keeps losing to concurrent writers.
+const UPDATE_ATTEMPTS: usize = 5;
+
+/// A connected command client plus the key layout.
+#[derive(Debug, Clone)]
+pub(crate) struct Conn {
+    client: Client,
+    keys: Keys,
+    timeout: Duration,
+    options: Options,
+}
+
+impl Conn {
+    pub(crate) fn new(client: Client, keys: Keys, timeout: Duration) -> Self {
+        let options = Options {
+            // Fail at once while disconnected instead of queueing until the server is back:
+            // a queued write could otherwise land after its caller was told it failed.
+            fail_fast: true,
+            max_attempts: Some(1),
+            timeout: Some(timeout),
+            ..Options::default()
+        };
+        Self {
+            client,
+            keys,
+            timeout,
+            options,
+        }
+    }
+
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// Runs one command with the timeout, mapping every failure onto the store's error.
+    async fn call<T>(
+        &self,
+        what: impl FnOnce() -> String,
+        fut: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T> {
+        match tokio::time::timeout(self.timeout, fut).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(map_error(&what(), &err)),
+            Err(_) => Err(Error::Unavailable {
+                backend: BACKEND,
+                message: format!("{}: timed out after {:?}", what(), self.timeout),
+            }),
+        }
+    }
+
+    /// `EVAL script keys args` with this client's options; returns the script's integer.
+    async fn eval(
+        &self,
+        what: &str,
+        script: &str,
+        keys: &[String],
+        args: &[String],
+    ) -> Result<i64> {
+        let mut argv = Vec::with_capacity(2 + keys.len() + args.len());
+        argv.push(script.to_owned());
+        argv.push(keys.len().to_string());
+        argv.extend(keys.iter().cloned());
+        argv.extend(args.iter().cloned());
+        let cmd = CustomCommand::new_static("EVAL", None::<u16>, false);
+        let with = self.client.with_options(&self.options);
+        self.call(|| what.to_owned(), with.custom::<i64, String>(cmd, argv))
+            .await
+    }
+
+    async fn get_raw(&self, key: &str) -> Result<Option<String>> {
+        let with = self.client.with_options(&self.options);
+        self.call(
+            || format!("get {key:?}"),
+            with.get::<Option<String>, _>(key),
+        )
+        .await
+    }
+
+    pub(crate) async fn ping(&self) -> Result<()> {
+        let with = self.client.with_options(&self.options);
+        self.call(|| "ping".to_owned(), with.ping::<String>(None))
+            .await
+            .map(drop)
+    }
+
+    pub(crate) async fn get(&self, name: &str) -> Result<Option<McpDefinition>> {
+        let key = self.keys.definition(name);
+        self.get_raw(&key)
+            .await?
+            .map(|text| decode_definition(&key, name, &text))
+            .transpose()
+    }
+
+    /// Every decodable definition, sorted by name. A corrupt entry is skipped with a warning
+    /// so that one bad value cannot hide all the others (`get` reports it as
+    /// [`Error::Corrupt`]); an index entry whose key is gone is skipped silently.
+    pub(crate) async fn list(&self) -> Result<Vec<McpDefinition>> {
+        let with = self.client.with_options(&self.options);
+        let index = self.keys.index();
+        let mut names: Vec<String> = self
+            .call(|| format!("smembers {index:?}"), with.smembers(&index))
+            .await?;
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        names.sort();
+        let keys: Vec<String> = names.iter().map(|n| self.keys.definition(n)).collect();
+        let values: Vec<Option<String>> = self
+            .call(
+                || format!("mget {} definitions", keys.len()),
+                with.mget(keys.clone()),
+            )
+            .await?;
+        let mut defs = Vec::with_capacity(values.len());
+        for ((name, key), value) in names.iter().zip(&keys).zip(values) {
+            let Some(text) = value else {
+                tracing::debug!(key = %key, "index names a missing definition, skipping");
+                continue;
+            };
+            match decode_definition(key, name, &text) {
+                Ok(def) => defs.push(def),
+                Err(err) => tracing::warn!(key = %key, error = %err, "skipping corrupt definition"),
+            }
+        }
+        Ok(defs)
+    }
+
+    pub(crate) async fn create(&self, mut def: McpDefinition) -> Result<McpDefinition> {
+        let t = now();
+        def.created_at = Some(t);
+        def.updated_at = Some(t);
+        let json = encode(&def)?;
+        let name = def.name.clone();
+        let created = self
+            .eval(
+                &format!("create {name:?}"),
+                scripts::CREATE,
+                &[
+                    self.keys.definition(&name),
+                    self.keys.status(&name),
+                    self.keys.index(),
+                ],
+                &[
+                    json,
+                    name.clone(),
+                    self.keys.channel(),
+                    Event::put(&name).encode(),
+                ],
+            )
+            .await?;
+        match created {
+            1 => Ok(def),
+            _ => Err(Error::AlreadyExists(name)),
+        }
+    }
+
+    pub(crate) async fn update(&self, mut def: McpDefinition) -> Result<McpDefinition> {
+        let name = def.name.clone();
+        let key = self.keys.definition(&name);
+        for _ in 0..UPDATE_ATTEMPTS {
+            let Some(current) = self.get_raw(&key).await? else {
+                return Err(Error::NotFound(name));
+            };
+            let t = now();
+            def.created_at = Some(created_at_of(&key, &current).unwrap_or(t));
+            def.updated_at = Some(t);
+            let json = encode(&def)?;
+            let outcome = self
+                .eval(
+                    &format!("update {name:?}"),
+                    scripts::UPDATE,
+                    &[key.clone(), self.keys.index()],
+                    &[
+                        current,
+                        json,
+                        name.clone(),
+                        self.keys.channel(),
+                        Event::put(&name).encode(),
+                    ],
+                )
+                .await?;
+            match outcome {
+                1 => return Ok(def),
+                0 => return Err(Error::NotFound(name)),
+                _ => tracing::debug!(key = %key, "definition changed during update, retrying"),
+            }
+        }
+        Err(Error::Unavailable {
+            backend: BACKEND,
+            message: format!(
+                "update {name:?}: changed concurrently {UPDATE_ATTEMPTS} times in a row"
+            ),
+        })
+    }
+
+    pub(crate) async fn delete(&self, name: &str) -> Result<()> {
+        let removed = self
+            .eval(
+                &format!("delete {name:?}"),
+                scripts::DELETE,
+                &[
+                    self.keys.definition(name),
+                    self.keys.status(name),
+                    self.keys.index(),
+                ],
+                &[
+                    name.to_owned(),
+                    self.keys.channel(),
+                    Event::deleted(name).encode(),
+                ],
+            )
+            .await?;
+        match removed {
+            1 => Ok(()),
+            _ => Err(Error::NotFound(name.to_owned())),
+        }
+    }
+
+    pub(crate) async fn save_status(&self, name: &str, status: &McpStatus) -> Result<()> {
+        let key = self.keys.status(name);
+        let json = encode(status)?;
+        let with = self.client.with_options(&self.options);
+        self.call(
+            || format!("set {key:?}"),
+            with.set::<(), _, _>(&key, json, None, None, false),
+        )
+        .await
+    }
+
+    pub(crate) async fn load_status(&self, name: &str) -> Result<Option<McpStatus>> {
+        let key = self.keys.status(name);
+        self.get_raw(&key)
+            .await?
+            .map(|text| decode::<McpStatus>(&key, &text))
+            .transpose()
+    }
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| Error::Backend {
+        backend: BACKEND,
+        message: format!("encode value: {e}"),
+    })
+}
+
+fn decode<T: DeserializeOwned>(key: &str, text: &str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt {
+        name: key.to_owned(),
+        message: e.to_string(),
+    })
+}
+
+fn decode_definition(key: &str, name: &str, text: &str) -> Result<McpDefinition> {
+    let def: McpDefinition = decode(key, text)?;
+    if def.name != name {
+        return Err(Error::Corrupt {
+            name: key.to_owned(),
+            message: format!("holds the definition of {:?}", def.name),
+        });
+    }
+    Ok(def)
+}
+
+/// The `createdAt` of a stored definition, read leniently so that an update can repair an
+/// entry that no longer decodes as a whole.
+fn created_at_of(key: &str, text: &str) -> Option<Timestamp> {
+    let parsed = serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| serde_json::from_value(v.get("createdAt")?.clone()).ok());
+    if parsed.is_none() {
+        tracing::warn!(key = %key, "stored definition has no readable createdAt, using now");
+    }
+    parsed
+}
+
+/// Connection trouble is [`Error::Unavailable`]; an error reply from the server is
+/// [`Error::Backend`].
+fn map_error(what: &str, err: &fred::error::Error) -> Error {
+    let details = err.details().trim_end_matches('.');
+    let message = format!("{what}: {}", lowercase_first(details));
+    let server_reply = details.starts_with("ERR ") || details.starts_with("WRONGTYPE");
+    match err.kind() {
+        ErrorKind::InvalidArgument
+        | ErrorKind::InvalidCommand
+        | ErrorKind::Parse
+        | ErrorKind::Protocol
+        | ErrorKind::NotFound
+        | ErrorKind::Config
+        | ErrorKind::Url => Error::Backend {
+            backend: BACKEND,
+            message,
+        },
+        ErrorKind::Unknown if server_reply => Error::Backend {
+            backend: BACKEND,
+            message,
+        },
+        _ => Error::Unavailable {
+            backend: BACKEND,
+            message,
+        },
+    }
+}
+
+/// `Connection closed` → `connection closed`, but `ERR …` and `IO …` stay as they are.
+fn lowercase_first(text: &str) -> String {
+    let mut chars = text.chars();
+    let Some(first) = chars.next() else {
+        return String::new();
+    };
+    if text.chars().nth(1).is_some_and(char::is_uppercase) {
+        return text.to_owned();
+    }
+    first.to_lowercase().chain(chars).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_errors_are_unavailable_and_replies_are_backend_errors() {
+        let closed =
+            fred::error::Error::new(ErrorKind::Canceled, "Connection closed unexpectedly.");
+        let err = map_error("get \"a\"", &closed);
+        assert!(err.is_retryable());
+        assert_eq!(
+            err.to_string(),
+            "redis unavailable: get \"a\": connection closed unexpectedly"
+        );
+        let reply = fred::error::Error::new(ErrorKind::InvalidArgument, "WRONGTYPE Operation");
+        assert!(matches!(map_error("get", &reply), Error::Backend { .. }));
+    }
+
+    #[test]
+    fn created_at_is_read_from_partly_valid_json() {
+        let t = created_at_of("k", r#"{"createdAt":"2026-01-02T03:04:05.678Z","bogus":1}"#);
+        assert_eq!(
+            t.map(|t| t.to_string()).as_deref(),
+            Some("2026-01-02T03:04:05.678Z")
+        );
+        assert_eq!(created_at_of("k", "{not json"), None);
+    }
+}
