@@ -1,0 +1,76 @@
+//! Helpers shared by the store tests.
+
+use std::time::Duration;
+
+use fred::prelude::{Builder, Client, ClientLike, Config};
+use futures_util::StreamExt;
+use mcp_store::{RedisConfig, RedisStore, StoreEvent, WatchStream};
+use mcp_test_support::redis::RedisServer;
+use mcp_types::{McpDefinition, TransportKind};
+
+/// How long a change may take to show up on a feed.
+pub(crate) const FEED_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A Redis store config for this server and prefix, with default timeouts.
+pub(crate) fn redis_config(server: &RedisServer, prefix: &str) -> RedisConfig {
+    RedisConfig {
+        prefix: prefix.to_owned(),
+        ..RedisConfig::new(server.url())
+    }
+}
+
+/// A connected Redis store on this server, under this prefix.
+pub(crate) async fn redis_store(server: &RedisServer, prefix: &str) -> RedisStore {
+    RedisStore::connect(redis_config(server, prefix))
+        .await
+        .expect("connect redis store")
+}
+
+/// A plain client for reading and planting raw keys.
+pub(crate) async fn raw_client(server: &RedisServer) -> Client {
+    let config = Config::from_url(&server.url()).expect("redis url");
+    let client = Builder::from_config(config).build().expect("raw client");
+    client.init().await.expect("raw client connects");
+    client
+}
+
+/// An HTTP definition with a description, so updates have something to change.
+pub(crate) fn http_def(name: &str, description: &str) -> McpDefinition {
+    let mut def = McpDefinition::http(
+        name,
+        TransportKind::StreamableHttp,
+        format!("https://{name}.example/mcp"),
+    );
+    def.description = Some(description.to_owned());
+    def
+}
+
+/// The next `Put`/`Deleted` on the feed (skipping `Resync`), or a panic after
+/// [`FEED_DEADLINE`].
+pub(crate) async fn next_change(feed: &mut WatchStream) -> StoreEvent {
+    let deadline = tokio::time::Instant::now() + FEED_DEADLINE;
+    loop {
+        match tokio::time::timeout_at(deadline, feed.next()).await {
+            Ok(Some(StoreEvent::Resync)) => continue,
+            Ok(Some(event)) => return event,
+            Ok(None) => panic!("watch feed ended"),
+            Err(_) => panic!("no change on the watch feed within {FEED_DEADLINE:?}"),
+        }
+    }
+}
+
+/// Asserts the next change is a `Put` of `name` and returns the definition.
+pub(crate) async fn expect_put(feed: &mut WatchStream, name: &str) -> McpDefinition {
+    match next_change(feed).await {
+        StoreEvent::Put(def) if def.name == name => def,
+        other => panic!("expected Put({name:?}), got {other:?}"),
+    }
+}
+
+/// Asserts the next change is `Deleted(name)`.
+pub(crate) async fn expect_deleted(feed: &mut WatchStream, name: &str) {
+    match next_change(feed).await {
+        StoreEvent::Deleted(n) if n == name => {}
+        other => panic!("expected Deleted({name:?}), got {other:?}"),
+    }
+}
