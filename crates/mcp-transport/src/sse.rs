@@ -1,0 +1,263 @@
+//! Legacy HTTP+SSE (2024-11-05): a GET opens an event stream whose first event,
+//! `endpoint`, names the URL to POST messages to; the server's messages arrive as
+//! `message` events on the stream. The stream is the session: when it ends, so does the
+//! connection (this transport has no resumption).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
+use http::StatusCode;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
+use mcp_types::jsonrpc::Payload;
+use mcp_types::{McpDefinition, Message, TransportKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use url::Url;
+
+use crate::Result;
+use crate::error::{Error, Target};
+use crate::net;
+use crate::options::TransportOptions;
+use crate::transport::{CloseKind, CloseReason, Events, Transport, TransportEvent, closed};
+
+type EventStream = BoxStream<'static, std::result::Result<eventsource_stream::Event, String>>;
+
+/// A legacy HTTP+SSE upstream connection.
+#[derive(Debug)]
+pub struct SseTransport {
+    inner: Arc<Inner>,
+    _tasks: DropGuard,
+}
+
+#[derive(Debug)]
+struct Inner {
+    target: Target,
+    http: reqwest::Client,
+    endpoint: Url,
+    headers: HeaderMap,
+    closed: Mutex<Option<CloseReason>>,
+    events: mpsc::Sender<TransportEvent>,
+    cancel: CancellationToken,
+    request_timeout: Duration,
+}
+
+impl SseTransport {
+    /// Opens the event stream and waits for the `endpoint` event.
+    pub async fn connect(def: &McpDefinition, opts: &TransportOptions) -> Result<(Self, Events)> {
+        let target = Target::new(&def.name, TransportKind::Sse);
+        let url = net::upstream_url(def, opts, &target)?;
+        let headers = net::base_headers(def, opts, &target)?;
+        let connect_timeout = opts.connect_timeout_for(def);
+        let client = net::client(connect_timeout, &target)?;
+        let what = format!("GET {url}");
+        let req = client
+            .get(url.clone())
+            .headers(headers.clone())
+            .header(ACCEPT, "text/event-stream");
+        let response = net::send(req, connect_timeout, &target, &what).await?;
+        if !response.status().is_success() {
+            return Err(net::status_error(response, &target, &what).await);
+        }
+        let media = net::media_type(&response);
+        if media != "text/event-stream" {
+            return Err(Error::Protocol {
+                target,
+                message: format!("{what} answered with {media:?}, not an event stream"),
+            });
+        }
+        let mut stream = net::events(response, opts.max_message_bytes);
+        let mut early = Vec::new();
+        let endpoint = tokio::time::timeout(
+            connect_timeout,
+            wait_for_endpoint(&mut stream, &url, &target, &mut early),
+        )
+        .await
+        .map_err(|_| Error::Timeout {
+            target: target.clone(),
+            what: "waiting for the endpoint event".into(),
+            after: connect_timeout,
+        })??;
+        tracing::debug!(upstream = %def.name, %endpoint, "sse endpoint received");
+
+        let (events_tx, events_rx) = mpsc::channel(opts.event_capacity.max(1));
+        let cancel = CancellationToken::new();
+        let inner = Arc::new(Inner {
+            target,
+            http: client,
+            endpoint,
+            headers,
+            closed: Mutex::new(None),
+            events: events_tx,
+            cancel: cancel.clone(),
+            request_timeout: opts.request_timeout_for(def),
+        });
+        tokio::spawn(read_stream(inner.clone(), stream, early));
+        let transport = Self {
+            inner,
+            _tasks: cancel.drop_guard(),
+        };
+        Ok((transport, events_rx))
+    }
+
+    /// The URL messages are posted to.
+    pub fn endpoint(&self) -> &Url {
+        &self.inner.endpoint
+    }
+}
+
+/// Reads events until `endpoint`, keeping any message that comes earlier.
+async fn wait_for_endpoint(
+    stream: &mut EventStream,
+    url: &Url,
+    target: &Target,
+    early: &mut Vec<Message>,
+) -> Result<Url> {
+    let protocol = |message: String| Error::Protocol {
+        target: target.clone(),
+        message,
+    };
+    while let Some(event) = stream.next().await {
+        let event = event.map_err(|e| protocol(format!("the event stream broke: {e}")))?;
+        match event.event.as_str() {
+            "endpoint" => {
+                let data = event.data.trim();
+                let endpoint = url
+                    .join(data)
+                    .map_err(|e| protocol(format!("invalid endpoint {data:?}: {e}")))?;
+                if endpoint.origin() != url.origin() {
+                    return Err(protocol(format!(
+                        "endpoint {endpoint} is not on the origin of {url}"
+                    )));
+                }
+                return Ok(endpoint);
+            }
+            "" | "message" => {
+                if let Ok(p) = Payload::from_slice(event.data.as_bytes()) {
+                    early.extend(p.into_messages());
+                }
+            }
+            _ => {}
+        }
+    }
+    Err(protocol(
+        "the event stream ended before the endpoint event".into(),
+    ))
+}
+
+async fn read_stream(inner: Arc<Inner>, mut stream: EventStream, early: Vec<Message>) {
+    for msg in early {
+        inner.deliver(msg).await;
+    }
+    let why = loop {
+        let next = tokio::select! {
+            () = inner.cancel.cancelled() => return,
+            next = stream.next() => next,
+        };
+        match next {
+            None => break "the server closed the event stream".to_owned(),
+            Some(Err(err)) => break format!("the event stream broke: {err}"),
+            Some(Ok(event)) if event.event.is_empty() || event.event == "message" => {
+                if event.data.trim().is_empty() {
+                    continue;
+                }
+                match Payload::from_slice(event.data.as_bytes()) {
+                    Ok(p) => {
+                        for msg in p.into_messages() {
+                            inner.deliver(msg).await;
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(upstream = %inner.target.name, error = %err, "sse event is not JSON-RPC; skipped");
+                    }
+                }
+            }
+            Some(Ok(_)) => {}
+        }
+    };
+    inner
+        .finish_and_report(CloseReason::new(CloseKind::StreamLost, why))
+        .await;
+}
+
+impl Inner {
+    async fn deliver(&self, msg: Message) {
+        tokio::select! {
+            () = self.cancel.cancelled() => {}
+            _ = self.events.send(TransportEvent::Message(msg)) => {}
+        }
+    }
+
+    fn finish(&self, reason: &CloseReason) -> bool {
+        let mut closed = self.closed.lock().expect("closed lock");
+        if closed.is_some() {
+            return false;
+        }
+        *closed = Some(reason.clone());
+        self.cancel.cancel();
+        true
+    }
+
+    async fn finish_and_report(&self, reason: CloseReason) {
+        if self.finish(&reason) {
+            tracing::info!(upstream = %self.target.name, reason = %reason, "sse connection closed");
+            let send = self.events.send(TransportEvent::Closed(reason));
+            let _ = tokio::time::timeout(Duration::from_secs(5), send).await;
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for SseTransport {
+    fn kind(&self) -> TransportKind {
+        TransportKind::Sse
+    }
+
+    fn target(&self) -> &Target {
+        &self.inner.target
+    }
+
+    async fn send(&self, msg: Message) -> Result<()> {
+        let inner = &self.inner;
+        if let Some(reason) = inner.closed.lock().expect("closed lock").clone() {
+            return Err(closed(&inner.target, reason));
+        }
+        let what = format!("POST {}", inner.endpoint);
+        let req = inner
+            .http
+            .post(inner.endpoint.clone())
+            .headers(inner.headers.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(msg.to_vec());
+        let response = net::send(req, inner.request_timeout, &inner.target, &what).await?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        if status == StatusCode::NOT_FOUND {
+            let reason = CloseReason::new(
+                CloseKind::SessionExpired,
+                format!("{what} returned 404: the server no longer knows this session"),
+            );
+            inner.finish_and_report(reason).await;
+            return Err(Error::SessionExpired {
+                target: inner.target.clone(),
+                session_id: inner.endpoint.query().unwrap_or_default().to_owned(),
+            });
+        }
+        Err(net::status_error(response, &inner.target, &what).await)
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.inner.finish(&CloseReason::local()) {
+            let send = self
+                .inner
+                .events
+                .send(TransportEvent::Closed(CloseReason::local()));
+            let _ = tokio::time::timeout(Duration::from_secs(1), send).await;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,330 @@
+//! Streamable HTTP (2025-03-26 … 2025-11-25): every message is a POST to one endpoint;
+//! answers come back as a JSON body or an SSE stream; a GET stream carries
+//! server-initiated messages; `Mcp-Session-Id` and `MCP-Protocol-Version` headers tie the
+//! requests of a session together.
+
+mod stream;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
+use http::{Method, StatusCode};
+use mcp_types::jsonrpc::Payload;
+use mcp_types::mcp::methods;
+use mcp_types::{McpDefinition, Message, TransportKind};
+use tokio::sync::mpsc;
+use tokio_util::sync::{CancellationToken, DropGuard};
+use url::Url;
+
+use crate::Result;
+use crate::error::{Error, Target};
+use crate::net;
+use crate::options::TransportOptions;
+use crate::transport::{CloseKind, CloseReason, Events, Transport, TransportEvent, closed};
+
+/// The session header (HTTP headers are case-insensitive).
+pub const SESSION_HEADER: &str = "mcp-session-id";
+/// The negotiated-version header.
+pub const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
+/// The resumption header.
+pub const LAST_EVENT_ID_HEADER: &str = "last-event-id";
+
+/// A streamable HTTP upstream session.
+#[derive(Debug)]
+pub struct StreamableHttpTransport {
+    inner: Arc<Inner>,
+    _tasks: DropGuard,
+}
+
+#[derive(Debug)]
+struct Inner {
+    target: Target,
+    http: reqwest::Client,
+    url: Url,
+    headers: HeaderMap,
+    session_id: Mutex<Option<String>>,
+    protocol_version: Mutex<Option<String>>,
+    closed: Mutex<Option<CloseReason>>,
+    events: mpsc::Sender<TransportEvent>,
+    cancel: CancellationToken,
+    limits: Limits,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_message_bytes: usize,
+    connect_timeout: Duration,
+    request_timeout: Duration,
+    max_resume_attempts: u32,
+    resume_delay: Duration,
+    max_resume_delay: Duration,
+}
+
+impl StreamableHttpTransport {
+    /// Prepares a session with the upstream `def` names. Nothing is sent until the first
+    /// message (which should be `initialize`).
+    pub async fn connect(def: &McpDefinition, opts: &TransportOptions) -> Result<(Self, Events)> {
+        let target = Target::new(&def.name, TransportKind::StreamableHttp);
+        let url = net::upstream_url(def, opts, &target)?;
+        let headers = net::base_headers(def, opts, &target)?;
+        let connect_timeout = opts.connect_timeout_for(def);
+        let client = net::client(connect_timeout, &target)?;
+        let (events_tx, events_rx) = mpsc::channel(opts.event_capacity.max(1));
+        let cancel = CancellationToken::new();
+        let inner = Arc::new(Inner {
+            target,
+            http: client,
+            url,
+            headers,
+            session_id: Mutex::new(None),
+            protocol_version: Mutex::new(None),
+            closed: Mutex::new(None),
+            events: events_tx,
+            cancel: cancel.clone(),
+            limits: Limits {
+                max_message_bytes: opts.max_message_bytes,
+                connect_timeout,
+                request_timeout: opts.request_timeout_for(def),
+                max_resume_attempts: opts.max_resume_attempts,
+                resume_delay: opts.resume_delay,
+                max_resume_delay: opts.max_resume_delay,
+            },
+        });
+        let transport = Self {
+            inner,
+            _tasks: cancel.drop_guard(),
+        };
+        Ok((transport, events_rx))
+    }
+
+    /// The session id the server assigned, once initialized.
+    pub fn session_id(&self) -> Option<String> {
+        self.inner.session_id.lock().expect("session lock").clone()
+    }
+}
+
+impl Inner {
+    fn closed_reason(&self) -> Option<CloseReason> {
+        self.closed.lock().expect("closed lock").clone()
+    }
+
+    /// Marks the session over. Returns whether this call did it (then it owns the event).
+    fn finish(&self, reason: &CloseReason) -> bool {
+        let mut closed = self.closed.lock().expect("closed lock");
+        if closed.is_some() {
+            return false;
+        }
+        *closed = Some(reason.clone());
+        self.cancel.cancel();
+        true
+    }
+
+    async fn finish_and_report(&self, reason: CloseReason) {
+        if self.finish(&reason) {
+            tracing::info!(upstream = %self.target.name, reason = %reason, "streamable http session closed");
+            let send = self.events.send(TransportEvent::Closed(reason));
+            let _ = tokio::time::timeout(Duration::from_secs(5), send).await;
+        }
+    }
+
+    /// The server answered 404 to a request carrying `session_id`: the session is gone.
+    async fn expire(&self, session_id: &str) -> Error {
+        let reason = CloseReason::new(
+            CloseKind::SessionExpired,
+            format!("the server ended session {session_id:?} (404); initialize again"),
+        );
+        self.finish_and_report(reason).await;
+        Error::SessionExpired {
+            target: self.target.clone(),
+            session_id: session_id.to_owned(),
+        }
+    }
+
+    /// A request with the session's headers; `initialize` goes without a session id.
+    fn request(
+        &self,
+        method: Method,
+        with_session: bool,
+    ) -> (reqwest::RequestBuilder, Option<String>) {
+        let mut req = self
+            .http
+            .request(method, self.url.clone())
+            .headers(self.headers.clone());
+        let session = if with_session {
+            self.session_id.lock().expect("session lock").clone()
+        } else {
+            None
+        };
+        if let Some(id) = &session {
+            req = req.header(SESSION_HEADER, id);
+        }
+        if let Some(version) = self.protocol_version.lock().expect("version lock").clone() {
+            req = req.header(PROTOCOL_VERSION_HEADER, version);
+        }
+        (req, session)
+    }
+
+    async fn post(self: &Arc<Self>, msg: Message) -> Result<()> {
+        if let Some(reason) = self.closed_reason() {
+            return Err(closed(&self.target, reason));
+        }
+        let is_initialize = msg.method() == Some(methods::INITIALIZE);
+        let request_id = match &msg {
+            Message::Request(r) => Some(r.id.clone()),
+            _ => None,
+        };
+        let (req, session) = self.request(Method::POST, !is_initialize);
+        let req = req
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .body(msg.to_vec());
+        let what = format!("POST {}", self.url);
+        let response = net::send(req, self.limits.request_timeout, &self.target, &what).await?;
+        if is_initialize {
+            let id = response
+                .headers()
+                .get(SESSION_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            *self.session_id.lock().expect("session lock") = id;
+        }
+        let status = response.status();
+        if status == StatusCode::NOT_FOUND
+            && let Some(session) = session
+        {
+            return Err(self.expire(&session).await);
+        }
+        if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT {
+            return Ok(());
+        }
+        if !status.is_success() {
+            return Err(net::status_error(response, &self.target, &what).await);
+        }
+        match net::media_type(&response).as_str() {
+            "text/event-stream" => {
+                let inner = self.clone();
+                tokio::spawn(stream::run(
+                    inner,
+                    response,
+                    stream::Origin::Post(request_id),
+                ));
+                Ok(())
+            }
+            "application/json" => {
+                let body = tokio::time::timeout(
+                    self.limits.request_timeout,
+                    net::read_limited(response, self.limits.max_message_bytes),
+                )
+                .await;
+                let body = match body {
+                    Ok(Ok(body)) => body,
+                    Ok(Err(err)) => {
+                        return Err(Error::Protocol {
+                            target: self.target.clone(),
+                            message: format!("reading the answer to {what} failed: {err}"),
+                        });
+                    }
+                    Err(_) => {
+                        return Err(Error::Timeout {
+                            target: self.target.clone(),
+                            what: format!("reading the answer to {what}"),
+                            after: self.limits.request_timeout,
+                        });
+                    }
+                };
+                if body.iter().all(u8::is_ascii_whitespace) {
+                    return Ok(());
+                }
+                let payload = Payload::from_slice(&body).map_err(|err| Error::Protocol {
+                    target: self.target.clone(),
+                    message: format!("the answer to {what} is not JSON-RPC: {err}"),
+                })?;
+                // Delivered from a task: the owner may be the one calling `send`.
+                let inner = self.clone();
+                tokio::spawn(async move {
+                    for msg in payload.into_messages() {
+                        inner.deliver(msg).await;
+                    }
+                });
+                Ok(())
+            }
+            _ if request_id.is_none() => Ok(()),
+            other => Err(Error::Protocol {
+                target: self.target.clone(),
+                message: format!("{what} answered a request with content type {other:?}"),
+            }),
+        }
+    }
+
+    async fn deliver(&self, msg: Message) {
+        tokio::select! {
+            () = self.cancel.cancelled() => {}
+            _ = self.events.send(TransportEvent::Message(msg)) => {}
+        }
+    }
+
+    async fn delete_session(&self) {
+        let Some(session) = self.session_id.lock().expect("session lock").clone() else {
+            return;
+        };
+        let (req, _) = self.request(Method::DELETE, true);
+        let what = format!("DELETE {}", self.url);
+        match net::send(req, self.limits.connect_timeout, &self.target, &what).await {
+            Ok(r) if r.status().is_success() => {
+                tracing::debug!(upstream = %self.target.name, session, "session deleted");
+            }
+            Ok(r)
+                if matches!(
+                    r.status(),
+                    StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND
+                ) => {}
+            Ok(r) => {
+                let err = net::status_error(r, &self.target, &what).await;
+                tracing::debug!(upstream = %self.target.name, error = %err, "session delete refused");
+            }
+            Err(err) => {
+                tracing::debug!(upstream = %self.target.name, error = %err, "session delete failed");
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Transport for StreamableHttpTransport {
+    fn kind(&self) -> TransportKind {
+        TransportKind::StreamableHttp
+    }
+
+    fn target(&self) -> &Target {
+        &self.inner.target
+    }
+
+    async fn send(&self, msg: Message) -> Result<()> {
+        self.inner.post(msg).await
+    }
+
+    fn set_protocol_version(&self, version: &str) {
+        *self.inner.protocol_version.lock().expect("version lock") = Some(version.to_owned());
+    }
+
+    fn on_initialized(&self) {
+        if self.inner.closed_reason().is_none() {
+            tokio::spawn(stream::open_get(self.inner.clone()));
+        }
+    }
+
+    async fn close(&self) -> Result<()> {
+        if !self.inner.finish(&CloseReason::local()) {
+            return Ok(());
+        }
+        self.inner.delete_session().await;
+        let send = self
+            .inner
+            .events
+            .send(TransportEvent::Closed(CloseReason::local()));
+        let _ = tokio::time::timeout(Duration::from_secs(1), send).await;
+        Ok(())
+    }
+}

@@ -1,0 +1,145 @@
+//! The transport abstraction and the factory that picks one by definition.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use mcp_types::{McpDefinition, Message, TransportKind};
+use tokio::sync::mpsc;
+
+use crate::error::{Error, Target};
+use crate::options::TransportOptions;
+use crate::{Result, sse, stdio, streamable_http};
+
+/// What a transport hands its owner: every message from the upstream, in order, then
+/// exactly one [`TransportEvent::Closed`].
+#[derive(Debug)]
+pub enum TransportEvent {
+    /// A message from the upstream.
+    Message(Message),
+    /// The connection is over; nothing follows.
+    Closed(CloseReason),
+}
+
+/// The receiving half of a transport.
+pub type Events = mpsc::Receiver<TransportEvent>;
+
+/// Why a connection closed, in a category and a sentence for humans.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CloseReason {
+    /// The category.
+    pub kind: CloseKind,
+    /// A lowercase sentence: `the process exited with status 1; last stderr: …`.
+    pub message: String,
+}
+
+/// Categories of [`CloseReason`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CloseKind {
+    /// We closed it ([`Transport::close`] or drop).
+    Local,
+    /// The stdio child exited.
+    Exited,
+    /// The HTTP stream or connection was lost.
+    StreamLost,
+    /// The server ended the session (streamable HTTP 404).
+    SessionExpired,
+    /// The upstream broke the protocol badly enough that we hung up.
+    Protocol,
+}
+
+impl CloseReason {
+    /// A reason of `kind` saying `message`.
+    pub fn new(kind: CloseKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// Closed by us.
+    pub fn local() -> Self {
+        Self::new(CloseKind::Local, "closed by the proxy")
+    }
+
+    /// Whether we closed it ourselves.
+    pub fn is_local(&self) -> bool {
+        self.kind == CloseKind::Local
+    }
+
+    /// Whether the server ended the session.
+    pub fn is_session_expired(&self) -> bool {
+        self.kind == CloseKind::SessionExpired
+    }
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// A client-side connection to one upstream MCP server.
+///
+/// Messages go out with [`Transport::send`]; what comes back arrives on the [`Events`]
+/// channel returned by [`connect`]. Dropping the transport tears the connection down
+/// (a stdio child is killed); [`Transport::close`] does it gracefully.
+#[async_trait]
+pub trait Transport: Send + Sync + fmt::Debug {
+    /// Which transport this is.
+    fn kind(&self) -> TransportKind;
+
+    /// The upstream this talks to.
+    fn target(&self) -> &Target;
+
+    /// The child's process id (stdio only).
+    fn pid(&self) -> Option<u32> {
+        None
+    }
+
+    /// Sends one message. Returns once the upstream has it (written to stdin, or POST
+    /// accepted); the answer to a request arrives as an event.
+    async fn send(&self, msg: Message) -> Result<()>;
+
+    /// Records the protocol version negotiated by `initialize`; streamable HTTP sends it
+    /// as `MCP-Protocol-Version` on every later request.
+    fn set_protocol_version(&self, version: &str) {
+        let _ = version;
+    }
+
+    /// Called once `notifications/initialized` has been sent; streamable HTTP then opens
+    /// its GET stream for server-initiated messages.
+    fn on_initialized(&self) {}
+
+    /// Closes gracefully: stdio closes stdin, then SIGTERM, then SIGKILL (bounded waits);
+    /// streamable HTTP deletes the session. Idempotent.
+    async fn close(&self) -> Result<()>;
+}
+
+/// Connects to the upstream `def` describes, with the transport it names.
+pub async fn connect(
+    def: &McpDefinition,
+    opts: &TransportOptions,
+) -> Result<(Box<dyn Transport>, Events)> {
+    Ok(match def.transport {
+        TransportKind::Stdio => {
+            let (t, ev) = stdio::StdioTransport::spawn(def, opts).await?;
+            (Box::new(t), ev)
+        }
+        TransportKind::Sse => {
+            let (t, ev) = sse::SseTransport::connect(def, opts).await?;
+            (Box::new(t), ev)
+        }
+        TransportKind::StreamableHttp => {
+            let (t, ev) = streamable_http::StreamableHttpTransport::connect(def, opts).await?;
+            (Box::new(t), ev)
+        }
+    })
+}
+
+/// Builds [`Error::Closed`].
+pub(crate) fn closed(target: &Target, reason: CloseReason) -> Error {
+    Error::Closed {
+        target: target.clone(),
+        reason,
+    }
+}
