@@ -167,7 +167,10 @@ impl ProxydConfig {
     pub(crate) fn check(&self) -> anyhow::Result<()> {
         let mut problems = Vec::new();
         if self.host.parse::<IpAddr>().is_err() && !is_loopback_name(&self.host) {
-            problems.push(format!("host: {:?} is not an IP address or localhost", self.host));
+            problems.push(format!(
+                "host: {:?} is not an IP address or localhost",
+                self.host
+            ));
         }
         if let Err(e) = IpSet::parse(&self.admin_allow_ips) {
             problems.push(format!("admin_allow_ips: {e}"));
@@ -178,7 +181,11 @@ impl ProxydConfig {
         if self.admin_tokens.is_empty() {
             problems.push("admin_tokens: at least one token is required".into());
         }
-        if self.admin_tokens.iter().any(|t| t.expose().trim().is_empty()) {
+        if self
+            .admin_tokens
+            .iter()
+            .any(|t| t.expose().trim().is_empty())
+        {
             problems.push("admin_tokens: tokens must not be empty".into());
         }
         if let Some(b) = &self.base_url {
@@ -194,7 +201,10 @@ impl ProxydConfig {
             problems.push("max_connections: must be at least 1".into());
         }
         if self.storage.kind == StorageKind::Redis && !self.storage.url.starts_with("redis") {
-            problems.push(format!("storage.url: {:?} is not a redis:// URL", self.storage.url));
+            problems.push(format!(
+                "storage.url: {:?} is not a redis:// URL",
+                self.storage.url
+            ));
         }
         if !self.is_loopback() {
             for t in &self.admin_tokens {
@@ -285,7 +295,11 @@ mod tests {
             let none = FlagOverrides::default();
             let cfg = load(None, &none).map_err(|e| e.to_string())?;
             assert_eq!(cfg.port, 9002, "env beats file");
-            assert_eq!(cfg.shutdown_timeout, Duration::from_secs(3), "file beats defaults");
+            assert_eq!(
+                cfg.shutdown_timeout,
+                Duration::from_secs(3),
+                "file beats defaults"
+            );
             assert_eq!(cfg.storage.kind, StorageKind::Redis);
             assert_eq!(cfg.storage.prefix, "file:");
             assert_eq!(cfg.admin_tokens[0].expose(), "env-token-0123456789");
@@ -303,7 +317,9 @@ mod tests {
     fn unknown_keys_are_rejected() {
         Jail::expect_with(|jail| {
             jail.create_file("proxyd.toml", "prot = 1\n")?;
-            let err = load(None, &FlagOverrides::default()).unwrap_err().to_string();
+            let err = load(None, &FlagOverrides::default())
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("prot"), "{err}");
             Ok(())
         });
@@ -336,7 +352,10 @@ mod tests {
             ..ProxydConfig::default()
         };
         let text = cfg.redacted_toml();
-        assert!(!text.contains("super-secret") && !text.contains("pw123"), "{text}");
+        assert!(
+            !text.contains("super-secret") && !text.contains("pw123"),
+            "{text}"
+        );
         assert!(text.contains("***"));
     }
 }

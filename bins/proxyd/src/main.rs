@@ -49,12 +49,11 @@ struct Cli {
 
 impl Cli {
     fn overrides(&self) -> FlagOverrides {
-        let storage = (self.storage.is_some() || self.redis_url.is_some()).then(|| {
-            StorageOverrides {
+        let storage =
+            (self.storage.is_some() || self.redis_url.is_some()).then(|| StorageOverrides {
                 kind: self.storage,
                 url: self.redis_url.clone(),
-            }
-        });
+            });
         FlagOverrides {
             host: self.host.clone(),
             port: self.port,
@@ -78,7 +77,10 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::SUCCESS;
     }
     init_tracing(cfg.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("proxyd: cannot start the runtime: {e}");

@@ -49,7 +49,11 @@ async fn names(base: &str) -> Vec<String> {
 #[tokio::test]
 async fn serves_the_admin_api_with_memory_storage_by_default() {
     let p = Proxyd::start(BIN, &[]).await.unwrap();
-    let resp = client().get(format!("{}/readyz", p.url())).send().await.unwrap();
+    let resp = client()
+        .get(format!("{}/readyz", p.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["store"], "memory");
@@ -82,10 +86,7 @@ async fn two_replicas_on_one_redis_see_each_others_registrations() {
     let a = Proxyd::start(BIN, &args).await.unwrap();
     let b = Proxyd::start(BIN, &args).await.unwrap();
     assert_eq!(register(&a.url(), "from-a").await, StatusCode::CREATED);
-    assert_eventually!(
-        Duration::from_secs(1),
-        names(&b.url()).await == ["from-a"]
-    );
+    assert_eventually!(Duration::from_secs(1), names(&b.url()).await == ["from-a"]);
     // A duplicate through the other replica is a conflict, not a second copy.
     assert_eq!(register(&b.url(), "from-a").await, StatusCode::CONFLICT);
 }
@@ -101,7 +102,11 @@ async fn redis_going_away_gives_503_and_recovers() {
         .await
         .expect("a write while redis is down must not hang");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    let ready = client().get(format!("{}/readyz", p.url())).send().await.unwrap();
+    let ready = client()
+        .get(format!("{}/readyz", p.url()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     redis.start_again().await;
     assert_eventually!(

@@ -20,7 +20,11 @@ struct Entry {
 }
 
 /// Handles `/admin/mcps` and `/admin/mcps/{name}`.
-pub(crate) async fn mcps(app: &App, route: Route, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+pub(crate) async fn mcps(
+    app: &App,
+    route: Route,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
     match (route, req.method().clone()) {
         (Route::Mcps, Method::GET | Method::HEAD) => list(app).await,
         (Route::Mcps, Method::POST) => create(app, req).await,

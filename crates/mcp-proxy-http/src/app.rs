@@ -74,7 +74,11 @@ impl App {
         resp
     }
 
-    async fn dispatch(&self, req: Request<Incoming>, peer: SocketAddr) -> Result<Response<Body>, Error> {
+    async fn dispatch(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<Body>, Error> {
         let cfg = &self.inner.config;
         if cfg.check_host && !security::host_allowed(req.headers(), &cfg.extra_hosts) {
             return Err(Error::Forbidden(
@@ -109,7 +113,11 @@ impl App {
         }
     }
 
-    fn authorize_admin(&self, req: &Request<Incoming>, client: std::net::IpAddr) -> Result<(), Error> {
+    fn authorize_admin(
+        &self,
+        req: &Request<Incoming>,
+        client: std::net::IpAddr,
+    ) -> Result<(), Error> {
         let cfg = &self.inner.config;
         if !cfg.admin_allow_ips.contains(client) {
             return Err(Error::Forbidden(format!(

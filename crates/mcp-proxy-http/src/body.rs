@@ -12,22 +12,22 @@ use serde::de::DeserializeOwned;
 use crate::error::Error;
 
 /// The response body type of every handler.
-pub type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
+pub(crate) type Body = http_body_util::combinators::UnsyncBoxBody<Bytes, std::io::Error>;
 
 /// A full body from bytes.
-pub fn full(bytes: impl Into<Bytes>) -> Body {
+pub(crate) fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into())
         .map_err(|never| match never {})
         .boxed_unsync()
 }
 
 /// An empty body.
-pub fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     full(Bytes::new())
 }
 
 /// A JSON response.
-pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
+pub(crate) fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Body> {
     let bytes = serde_json::to_vec(value).expect("response values serialize");
     let mut resp = Response::new(full(bytes));
     *resp.status_mut() = status;
@@ -37,7 +37,7 @@ pub fn json_response(status: StatusCode, value: &impl Serialize) -> Response<Bod
 }
 
 /// The uniform error response: `{"error", "code", "details"?}`.
-pub fn error_response(err: &Error) -> Response<Body> {
+pub(crate) fn error_response(err: &Error) -> Response<Body> {
     let (status, code, details) = err.parts();
     let mut body = serde_json::json!({ "error": err.to_string(), "code": code });
     if let Some(d) = details {
@@ -63,7 +63,7 @@ pub fn error_response(err: &Error) -> Response<Body> {
 }
 
 /// Reads the whole body, refusing more than `limit` bytes (declared or actual) with 413.
-pub async fn read_limited(
+pub(crate) async fn read_limited(
     headers: &HeaderMap,
     body: Incoming,
     limit: usize,
@@ -89,7 +89,7 @@ pub async fn read_limited(
 
 /// Refuses a body whose declared content type is not JSON. A missing content type is
 /// accepted (curl without `-H`).
-pub fn require_json(headers: &HeaderMap) -> Result<(), Error> {
+pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), Error> {
     match headers.get(CONTENT_TYPE).map(|v| v.to_str().unwrap_or("")) {
         None => Ok(()),
         Some(ct) => {
@@ -105,7 +105,7 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), Error> {
 
 /// Parses JSON into `T`. Syntax errors name the line and column; shape errors (unknown
 /// field, wrong type) name the field path.
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::InvalidJson {
             line: 1,

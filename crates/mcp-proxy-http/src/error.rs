@@ -95,9 +95,11 @@ impl Error {
                 "invalid_json",
                 Some(serde_json::json!({ "line": line, "column": column })),
             ),
-            Self::Invalid { details, .. } => {
-                (StatusCode::BAD_REQUEST, "invalid_request", Some(details.clone()))
-            }
+            Self::Invalid { details, .. } => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                Some(details.clone()),
+            ),
             Self::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_media_type",

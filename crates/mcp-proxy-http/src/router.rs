@@ -6,7 +6,7 @@ use crate::error::Error;
 
 /// Every route the server knows.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     /// `GET /healthz`.
     Healthz,
     /// `GET /readyz`.
@@ -38,7 +38,7 @@ const GET_PUT_DELETE: &[Method] = &[Method::GET, Method::PUT, Method::DELETE];
 
 impl Route {
     /// Matches a path (without query) to a route.
-    pub fn parse(path: &str) -> Option<Self> {
+    pub(crate) fn parse(path: &str) -> Option<Self> {
         let trimmed = path.strip_prefix('/')?;
         let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
         let segs: Vec<&str> = trimmed.split('/').collect();
@@ -61,7 +61,7 @@ impl Route {
     }
 
     /// The methods this route accepts.
-    pub fn methods(&self) -> &'static [Method] {
+    pub(crate) fn methods(&self) -> &'static [Method] {
         match self {
             Self::Healthz
             | Self::Readyz
@@ -75,15 +75,10 @@ impl Route {
             Self::Reconnect(_) | Self::ToolsCall => POST,
         }
     }
-
-    /// Whether the route belongs to the Admin API (bearer token + IP allow-list).
-    pub fn is_admin(&self) -> bool {
-        !matches!(self, Self::Healthz | Self::Readyz | Self::PrometheusMetrics)
-    }
 }
 
 /// Resolves `method path` to a route, or the 404/405 error.
-pub fn resolve(method: &Method, path: &str) -> Result<Route, Error> {
+pub(crate) fn resolve(method: &Method, path: &str) -> Result<Route, Error> {
     let route = Route::parse(path).ok_or_else(|| Error::RouteNotFound(path.to_owned()))?;
     let allow = route.methods();
     if allow.contains(method) || (method == Method::HEAD && allow.contains(&Method::GET)) {

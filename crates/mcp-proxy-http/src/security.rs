@@ -219,7 +219,10 @@ mod tests {
         let trusted = IpSet::parse(&["10.0.0.1"]).unwrap();
         let h = headers(&[("x-forwarded-for", "1.2.3.4")]);
         assert_eq!(client_ip(ip("192.0.2.9"), &h, &trusted), ip("192.0.2.9"));
-        assert_eq!(client_ip(ip("192.0.2.9"), &h, &IpSet::default()), ip("192.0.2.9"));
+        assert_eq!(
+            client_ip(ip("192.0.2.9"), &h, &IpSet::default()),
+            ip("192.0.2.9")
+        );
     }
 
     #[test]
@@ -232,13 +235,25 @@ mod tests {
         ]);
         assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("203.0.113.7"));
         let all_trusted = headers(&[("x-forwarded-for", "10.0.0.5, 10.0.0.6")]);
-        assert_eq!(client_ip(ip("127.0.0.1"), &all_trusted, &trusted), ip("10.0.0.5"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &all_trusted, &trusted),
+            ip("10.0.0.5")
+        );
         let with_port = headers(&[("x-forwarded-for", "[2001:db8::7]:443")]);
-        assert_eq!(client_ip(ip("127.0.0.1"), &with_port, &trusted), ip("2001:db8::7"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &with_port, &trusted),
+            ip("2001:db8::7")
+        );
         let garbage = headers(&[("x-forwarded-for", "203.0.113.7, nonsense, 10.0.0.9")]);
-        assert_eq!(client_ip(ip("127.0.0.1"), &garbage, &trusted), ip("10.0.0.9"));
+        assert_eq!(
+            client_ip(ip("127.0.0.1"), &garbage, &trusted),
+            ip("10.0.0.9")
+        );
         let mapped = headers(&[("x-forwarded-for", "::ffff:198.51.100.4")]);
-        assert_eq!(client_ip(ip("::ffff:127.0.0.1"), &mapped, &trusted), ip("198.51.100.4"));
+        assert_eq!(
+            client_ip(ip("::ffff:127.0.0.1"), &mapped, &trusted),
+            ip("198.51.100.4")
+        );
     }
 
     #[test]
@@ -260,7 +275,13 @@ mod tests {
     #[test]
     fn host_check_allows_loopback_and_base_url_host_only() {
         let extra = vec!["proxy.example.com".to_owned()];
-        for ok in ["localhost:8080", "127.0.0.1", "[::1]:80", "proxy.example.com", "a.localhost"] {
+        for ok in [
+            "localhost:8080",
+            "127.0.0.1",
+            "[::1]:80",
+            "proxy.example.com",
+            "a.localhost",
+        ] {
             assert!(host_allowed(&headers(&[("host", ok)]), &extra), "{ok}");
         }
         for bad in ["evil.example", "127.0.0.1.evil.example:80", "10.0.0.1:8080"] {

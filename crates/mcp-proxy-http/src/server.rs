@@ -61,7 +61,10 @@ pub async fn serve(
     drop(listener);
     let deadline = app.config().shutdown_timeout;
     info!(timeout = %mcp_types::duration::format(deadline), "draining connections");
-    if tokio::time::timeout(deadline, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(deadline, graceful.shutdown())
+        .await
+        .is_err()
+    {
         warn!("connections still open after the shutdown timeout; closing them");
     }
     Ok(())

@@ -72,7 +72,11 @@ pub(crate) async fn admin_metrics(app: &App) -> Result<Response<Body>, Error> {
     let mut by_state: BTreeMap<&'static str, usize> = BTreeMap::new();
     let (mut total_requests, mut total_errors) = (0, 0);
     for def in &defs {
-        let status = inner.store.load_status(&def.name).await?.unwrap_or_default();
+        let status = inner
+            .store
+            .load_status(&def.name)
+            .await?
+            .unwrap_or_default();
         *by_state.entry(status.state.as_str()).or_default() += 1;
         total_requests += status.total_requests;
         total_errors += status.total_errors;

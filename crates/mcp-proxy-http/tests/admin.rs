@@ -118,7 +118,10 @@ async fn register_list_fetch_update_delete() {
     assert_eq!(resp.status(), StatusCode::OK);
     let updated: Value = resp.json().await.unwrap();
     assert_eq!(updated["definition"]["description"], "says hello");
-    assert_eq!(updated["definition"]["createdAt"], created_at, "server-set, kept");
+    assert_eq!(
+        updated["definition"]["createdAt"], created_at,
+        "server-set, kept"
+    );
 
     let resp = s
         .req(reqwest::Method::DELETE, "/admin/mcps/echo-mcp")
@@ -130,7 +133,9 @@ async fn register_list_fetch_update_delete() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["code"], "mcp_not_found");
     assert!(body["error"].as_str().unwrap().contains("echo-mcp"));
-    let (status, _) = s.call(reqwest::Method::DELETE, "/admin/mcps/echo-mcp").await;
+    let (status, _) = s
+        .call(reqwest::Method::DELETE, "/admin/mcps/echo-mcp")
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
 
@@ -163,7 +168,10 @@ async fn missing_or_wrong_token_is_401_and_disallowed_ip_is_403() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
     let body: Value = resp.json().await.unwrap();
-    assert!(body["error"].as_str().unwrap().contains("203.0.113.9"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("203.0.113.9"),
+        "{body}"
+    );
 
     // A disallowed address is refused even with no token: 403 before 401.
     let resp = s
@@ -204,15 +212,21 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK, "peer 127.0.0.1 is the client");
+    assert_eq!(
+        resp.status(),
+        StatusCode::OK,
+        "peer 127.0.0.1 is the client"
+    );
 }
 
 #[tokio::test]
 async fn invalid_definition_reports_every_field() {
     let s = start().await;
     let (status, body) = s
-        .post(json!({"name": "bad name", "transport": "sse", "command": "x",
-                     "timeout": "1ms", "allowedIPs": ["nope"]}))
+        .post(
+            json!({"name": "bad name", "transport": "sse", "command": "x",
+                     "timeout": "1ms", "allowedIPs": ["nope"]}),
+        )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["code"], "invalid_request");
@@ -235,7 +249,13 @@ async fn shape_errors_and_malformed_json_are_400_with_a_position() {
         .post(json!({"name": "a", "transport": "stdio", "command": "x", "colour": 1}))
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
-    assert!(body["error"].as_str().unwrap().contains("unknown field `colour`"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `colour`"),
+        "{body}"
+    );
 
     let (status, body) = s
         .post(json!({"name": "a", "transport": "carrier-pigeon", "command": "x"}))
@@ -254,7 +274,10 @@ async fn shape_errors_and_malformed_json_are_400_with_a_position() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "invalid_json");
     assert_eq!(body["details"]["line"], 2);
-    assert!(body["error"].as_str().unwrap().contains("line 2 column"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("line 2 column"),
+        "{body}"
+    );
 
     let resp = s
         .req(reqwest::Method::POST, "/admin/mcps")
@@ -282,9 +305,8 @@ async fn duplicate_is_409_and_oversized_body_is_413() {
     assert_eq!(body["details"]["limit"], 64 * 1024);
 
     // A chunked body without Content-Length is cut off at the limit too.
-    let chunks = futures_util::stream::iter(
-        (0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 4096])),
-    );
+    let chunks =
+        futures_util::stream::iter((0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 4096])));
     let resp = s
         .req(reqwest::Method::POST, "/admin/mcps")
         .body(reqwest::Body::wrap_stream(chunks))
@@ -303,7 +325,10 @@ async fn secrets_are_redacted_and_redacted_values_are_kept_on_put() {
     let (status, body) = s.post(def).await;
     assert_eq!(status, StatusCode::CREATED);
     let text = body.to_string();
-    assert!(!text.contains("key-abcdef") && !text.contains("client-token-xyz"), "{text}");
+    assert!(
+        !text.contains("key-abcdef") && !text.contains("client-token-xyz"),
+        "{text}"
+    );
     assert_eq!(body["definition"]["headers"]["X-Api-Key"], "***");
 
     // Round-trip the redacted form with one change: the secrets must survive.
@@ -357,7 +382,12 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(resp.headers()["allow"], "GET, PUT, DELETE");
-    let resp = s.http.post(format!("{}/healthz", s.base)).send().await.unwrap();
+    let resp = s
+        .http
+        .post(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(resp.headers()["allow"], "GET");
 }
@@ -365,12 +395,22 @@ async fn unknown_routes_are_404_and_wrong_methods_405_with_allow() {
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let s = start().await;
-    let resp = s.http.get(format!("{}/healthz", s.base)).send().await.unwrap();
+    let resp = s
+        .http
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "ok");
     assert!(body["uptimeSeconds"].is_u64());
-    let resp = s.http.get(format!("{}/readyz", s.base)).send().await.unwrap();
+    let resp = s
+        .http
+        .get(format!("{}/readyz", s.base))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
 
     assert_eq!(s.post(echo_def("m1")).await.0, StatusCode::CREATED);
@@ -378,7 +418,10 @@ async fn health_readiness_and_metrics() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(m["total_clients"], 1);
     assert_eq!(m["disconnected"], 1);
-    assert_eq!(m["max_connections"], mcp_proxy_http::DEFAULT_MAX_CONNECTIONS);
+    assert_eq!(
+        m["max_connections"],
+        mcp_proxy_http::DEFAULT_MAX_CONNECTIONS
+    );
 }
 
 #[tokio::test]
