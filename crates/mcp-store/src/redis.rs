@@ -26,7 +26,7 @@
 //! # Failures
 //!
 //! Every command is bounded by [`RedisConfig::command_timeout`] and fails at once while the
-//! connection is down, so callers get [`Error::Unavailable`](crate::Error::Unavailable)
+//! connection is down, so callers get [`Error::Unavailable`]
 //! quickly rather than hanging; a write that timed out may still have been applied. The
 //! client reconnects by itself (100 ms back-off doubling to 2 s, forever); after the event
 //! subscription is re-established every watcher gets [`StoreEvent::Resync`], since

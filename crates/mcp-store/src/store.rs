@@ -43,6 +43,10 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     async fn get(&self, name: &str) -> Result<Option<McpDefinition>>;
 
     /// Every stored definition, sorted by name.
+    ///
+    /// An entry that cannot be decoded is skipped with a warning rather than failing the
+    /// whole listing (one bad value must not hide the others); [`get`](Store::get) reports
+    /// it as [`Error::Corrupt`](crate::Error::Corrupt).
     async fn list(&self) -> Result<Vec<McpDefinition>>;
 
     /// Stores a new definition with `createdAt` = `updatedAt` = now and returns the stored

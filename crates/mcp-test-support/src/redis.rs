@@ -105,6 +105,8 @@ impl RedisServer {
             .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .args(["--daemonize", "no", "--dir"])
             .arg(self.dir.path())
+            .arg("--logfile")
+            .arg(self.log_path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -114,7 +116,10 @@ impl RedisServer {
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!("redis-server exited early with {status}"));
+                return Err(format!(
+                    "redis-server exited early with {status}; its log:\n{}",
+                    self.log_tail()
+                ));
             }
             if ping(self.port).await {
                 self.child = Some(child);
@@ -123,12 +128,24 @@ impl RedisServer {
             if Instant::now() >= deadline {
                 let _ = child.kill().await;
                 return Err(format!(
-                    "no PONG on port {} within {READY_TIMEOUT:?}",
-                    self.port
+                    "no PONG on port {} within {READY_TIMEOUT:?}; its log:\n{}",
+                    self.port,
+                    self.log_tail()
                 ));
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("redis.log")
+    }
+
+    /// The last lines of the server's log, for failure messages.
+    fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(20)..].join("\n")
     }
 }
 
