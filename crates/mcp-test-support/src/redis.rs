@@ -78,6 +78,35 @@ impl RedisServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open but nothing answers, like a
+    /// hung host. Undo with [`thaw`](Self::thaw).
+    pub async fn freeze(&self) {
+        self.signal("-STOP").await;
+    }
+
+    /// Resumes a frozen server (SIGCONT).
+    pub async fn thaw(&self) {
+        self.signal("-CONT").await;
+    }
+
+    async fn signal(&self, signal: &str) {
+        let pid = self
+            .child
+            .as_ref()
+            .and_then(Child::id)
+            .expect("redis harness: server is not running");
+        let status = Command::new("kill")
+            .arg(signal)
+            .arg(pid.to_string())
+            .status()
+            .await
+            .expect("redis harness: run kill");
+        assert!(
+            status.success(),
+            "redis harness: kill {signal} {pid}: {status}"
+        );
+    }
+
     /// Starts a fresh (empty) server on the same port and waits until it answers.
     ///
     /// # Panics

@@ -266,3 +266,28 @@ async fn expect_resync(feed: &mut WatchStream) {
         .await
         .expect("resync after redis came back");
 }
+
+#[tokio::test]
+async fn a_frozen_server_times_out_instead_of_hanging_and_recovers_when_thawed() {
+    let server = RedisServer::start().await;
+    let config = RedisConfig {
+        command_timeout: Duration::from_millis(500),
+        ..redis_config(&server, "frozen:")
+    };
+    let store = RedisStore::connect(config).await.unwrap();
+    store.create(http_def("fs", "x")).await.unwrap();
+
+    server.freeze().await;
+    let err = bounded(store.get("fs")).await.unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+    let err = bounded(store.update(http_def("fs", "y")))
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err}");
+
+    server.thaw().await;
+    assert_eventually!(matches!(store.get("fs").await, Ok(Some(_))));
+    store.update(http_def("fs", "z")).await.unwrap();
+    let stored = store.get("fs").await.unwrap().unwrap();
+    assert_eq!(stored.description.as_deref(), Some("z"));
+}
