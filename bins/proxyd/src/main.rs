@@ -11,8 +11,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
+use mcp_proxy_core::{Manager, ManagerConfig, TransportConnector};
 use mcp_proxy_http::App;
 use mcp_store::{MemoryStore, RedisConfig, RedisStore, Store};
+use mcp_transport::TransportOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info};
@@ -125,7 +127,19 @@ async fn open_store(cfg: &ProxydConfig) -> anyhow::Result<Arc<dyn Store>> {
 
 async fn run(cfg: ProxydConfig) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
-    let app = App::new(cfg.http_config()?, store.clone());
+    let options = TransportOptions {
+        max_message_bytes: cfg.max_message_bytes,
+        ..TransportOptions::default()
+    };
+    let manager = Manager::new(
+        store.clone(),
+        Arc::new(TransportConnector::new(options)),
+        ManagerConfig {
+            max_connections: cfg.max_connections,
+        },
+    );
+    manager.start().await;
+    let app = App::new(cfg.http_config()?, store.clone(), manager.clone());
     let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
@@ -139,6 +153,8 @@ async fn run(cfg: ProxydConfig) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(watch_signals(shutdown.clone()));
     mcp_proxy_http::serve(listener, app, shutdown.cancelled_owned()).await?;
+    // Upstreams last: stdio children get closed stdin, SIGTERM, then SIGKILL.
+    manager.shutdown(cfg.shutdown_timeout).await;
     info!("proxyd stopped");
     Ok(())
 }

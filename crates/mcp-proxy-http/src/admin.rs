@@ -37,13 +37,18 @@ pub(crate) async fn mcps(
     }
 }
 
+/// The definition with this replica's live status; the stored status (another replica's
+/// view) when this replica does not run the upstream.
 async fn entry(app: &App, def: McpDefinition) -> Result<Entry, Error> {
-    let status = app
-        .inner()
-        .store
-        .load_status(&def.name)
-        .await?
-        .unwrap_or_default();
+    let status = match app.inner().manager.status(&def.name) {
+        Some(live) => live,
+        None => app
+            .inner()
+            .store
+            .load_status(&def.name)
+            .await?
+            .unwrap_or_default(),
+    };
     Ok(Entry {
         definition: def.redacted(),
         status,
@@ -122,6 +127,8 @@ async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Err
         other => Error::Store(other),
     })?;
     info!(mcp = %stored.name, transport = stored.transport.as_str(), "mcp registered");
+    // The change feed brings the same event; applying it now makes the answer current.
+    app.inner().manager.apply_put(stored.clone());
     let location = format!("/admin/mcps/{}", stored.name);
     let mut resp = json_response(StatusCode::CREATED, &entry(app, stored).await?);
     if let Ok(v) = HeaderValue::from_str(&location) {
@@ -153,6 +160,7 @@ async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Respons
         other => Error::Store(other),
     })?;
     info!(mcp = %stored.name, "mcp updated");
+    app.inner().manager.apply_put(stored.clone());
     Ok(json_response(StatusCode::OK, &entry(app, stored).await?))
 }
 
@@ -188,6 +196,7 @@ async fn delete(app: &App, name: &str) -> Result<Response<Body>, Error> {
         other => Error::Store(other),
     })?;
     info!(mcp = %name, "mcp deleted");
+    app.inner().manager.apply_delete(name);
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)

@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
+use mcp_proxy_core::Manager;
 use mcp_store::Store;
 use tracing::{debug, warn};
 
@@ -15,7 +16,7 @@ use crate::config::HttpConfig;
 use crate::error::Error;
 use crate::router::{self, Route};
 use crate::security;
-use crate::{admin, system};
+use crate::{admin, system, upstreams};
 
 /// The HTTP application: cheap to clone, shared by every connection.
 #[derive(Debug, Clone)]
@@ -27,16 +28,18 @@ pub struct App {
 pub(crate) struct Inner {
     pub(crate) config: HttpConfig,
     pub(crate) store: Arc<dyn Store>,
+    pub(crate) manager: Manager,
     pub(crate) started: Instant,
 }
 
 impl App {
-    /// Builds the application over a store.
-    pub fn new(config: HttpConfig, store: Arc<dyn Store>) -> Self {
+    /// Builds the application over a store and the manager of the upstreams it holds.
+    pub fn new(config: HttpConfig, store: Arc<dyn Store>, manager: Manager) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
                 store,
+                manager,
                 started: Instant::now(),
             }),
         }
@@ -99,17 +102,14 @@ impl App {
         match route {
             Route::Healthz => Ok(system::healthz(self)),
             Route::Readyz => Ok(system::readyz(self).await),
-            Route::AdminMetrics => system::admin_metrics(self).await,
+            Route::AdminMetrics => Ok(system::admin_metrics(self)),
             Route::PrometheusMetrics => Err(Error::NotImplemented("GET /metrics")),
             Route::Mcps | Route::Mcp(_) => admin::mcps(self, route, req).await,
-            Route::Reconnect(_) => Err(Error::NotImplemented(
-                "reconnect (it needs the proxy core's upstream supervision)",
-            )),
-            Route::Tools | Route::ToolsCall | Route::Prompts | Route::Resources => {
-                Err(Error::NotImplemented(
-                    "discovery and tool calls (they need the proxy core's live upstreams)",
-                ))
-            }
+            Route::Reconnect(name) => upstreams::reconnect(self, &name),
+            Route::Tools => Ok(upstreams::tools(self)),
+            Route::Prompts => Ok(upstreams::prompts(self)),
+            Route::Resources => Ok(upstreams::resources(self)),
+            Route::ToolsCall => upstreams::call_tool(self, req).await,
         }
     }
 

@@ -67,6 +67,9 @@ pub enum Error {
     /// The store failed.
     #[error("storage: {0}")]
     Store(#[from] mcp_store::Error),
+    /// The proxy core refused or failed (unknown tool, upstream down, timeout, …).
+    #[error(transparent)]
+    Core(#[from] mcp_proxy_core::Error),
     /// Something went wrong on our side.
     #[error("internal error: {0}")]
     Internal(String),
@@ -113,6 +116,7 @@ impl Error {
             }
             Self::TooManyDefinitions(_) => (StatusCode::CONFLICT, "max_connections_reached", None),
             Self::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented", None),
+            Self::Core(e) => core_parts(e),
             Self::Store(e) if e.is_retryable() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", None)
             }
@@ -120,5 +124,32 @@ impl Error {
                 (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None)
             }
         }
+    }
+}
+
+fn core_parts(e: &mcp_proxy_core::Error) -> (StatusCode, &'static str, Option<Value>) {
+    use mcp_proxy_core::Error as C;
+    match e {
+        C::UnknownMcp(_) => (StatusCode::NOT_FOUND, "mcp_not_found", None),
+        C::UnknownTool { .. } => (StatusCode::NOT_FOUND, "tool_not_found", None),
+        C::ToolBlocked { .. } => (StatusCode::FORBIDDEN, "tool_blocked", None),
+        C::NotConnected { state, .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "upstream_unavailable",
+            Some(serde_json::json!({ "state": state })),
+        ),
+        C::Rpc { error, .. } => (
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            Some(serde_json::to_value(error).unwrap_or_default()),
+        ),
+        e if e.is_timeout() => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", None),
+        C::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error", None),
+        C::TooManyUpstreams(_) => (StatusCode::CONFLICT, "max_connections_reached", None),
+        C::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", None),
+        C::Store(s) if s.is_retryable() => {
+            (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", None)
+        }
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
     }
 }

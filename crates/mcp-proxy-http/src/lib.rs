@@ -6,8 +6,11 @@
 //! use std::sync::Arc;
 //! use mcp_proxy_http::{App, HttpConfig, serve};
 //!
-//! let store = Arc::new(mcp_store::MemoryStore::new());
-//! let app = App::new(HttpConfig::default(), store);
+//! let store: Arc<dyn mcp_store::Store> = Arc::new(mcp_store::MemoryStore::new());
+//! let connector = Arc::new(mcp_proxy_core::TransportConnector::default());
+//! let manager = mcp_proxy_core::Manager::new(store.clone(), connector, Default::default());
+//! manager.start().await;
+//! let app = App::new(HttpConfig::default(), store, manager);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! serve(listener, app, std::future::pending()).await
 //! # }
@@ -22,6 +25,7 @@ mod router;
 pub mod security;
 mod server;
 mod system;
+mod upstreams;
 
 pub use app::App;
 pub use config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, HttpConfig};

@@ -1,15 +1,11 @@
 //! `/healthz`, `/readyz` and `/admin/metrics`.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use http::{Response, StatusCode};
-use mcp_types::ConnectionState;
-use serde::Serialize;
 
 use crate::app::App;
 use crate::body::{Body, json_response};
-use crate::error::Error;
 
 const STORE_PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -38,6 +34,10 @@ pub(crate) async fn readyz(app: &App) -> Response<Body> {
             mcp_types::duration::format(STORE_PROBE_TIMEOUT)
         )),
     };
+    let reason = reason.or_else(|| {
+        (!app.inner().manager.is_loaded())
+            .then(|| "definitions not loaded from the store yet".to_owned())
+    });
     match reason {
         None => json_response(
             StatusCode::OK,
@@ -50,50 +50,8 @@ pub(crate) async fn readyz(app: &App) -> Response<Body> {
     }
 }
 
-/// The JSON metrics snapshot of DESIGN §2.4.
-#[derive(Debug, Serialize)]
-struct MetricsSnapshot {
-    total_clients: usize,
-    connected: usize,
-    connecting: usize,
-    errored: usize,
-    disconnected: usize,
-    total_requests: u64,
-    total_errors: u64,
-    max_connections: usize,
-    active_sessions: usize,
-    uptime_seconds: u64,
-}
-
-/// `/admin/metrics`, computed from the stored definitions and statuses.
-pub(crate) async fn admin_metrics(app: &App) -> Result<Response<Body>, Error> {
-    let inner = app.inner();
-    let defs = inner.store.list().await?;
-    let mut by_state: BTreeMap<&'static str, usize> = BTreeMap::new();
-    let (mut total_requests, mut total_errors) = (0, 0);
-    for def in &defs {
-        let status = inner
-            .store
-            .load_status(&def.name)
-            .await?
-            .unwrap_or_default();
-        *by_state.entry(status.state.as_str()).or_default() += 1;
-        total_requests += status.total_requests;
-        total_errors += status.total_errors;
-    }
-    let count = |s: ConnectionState| by_state.get(s.as_str()).copied().unwrap_or(0);
-    let snapshot = MetricsSnapshot {
-        total_clients: defs.len(),
-        connected: count(ConnectionState::Connected),
-        connecting: count(ConnectionState::Connecting),
-        errored: count(ConnectionState::Error),
-        disconnected: count(ConnectionState::Disconnected),
-        total_requests,
-        total_errors,
-        max_connections: inner.config.max_connections,
-        // Client sessions arrive with the proxy endpoints; none can exist before them.
-        active_sessions: 0,
-        uptime_seconds: inner.started.elapsed().as_secs(),
-    };
-    Ok(json_response(StatusCode::OK, &snapshot))
+/// `/admin/metrics`: the manager's live view.
+pub(crate) fn admin_metrics(app: &App) -> Response<Body> {
+    // Client sessions arrive with the proxy endpoints; none can exist before them.
+    json_response(StatusCode::OK, &app.inner().manager.metrics(0))
 }

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use mcp_proxy_core::{Manager, ManagerConfig, TransportConnector};
 use mcp_proxy_http::security::{IpSet, TokenSet};
 use mcp_proxy_http::{App, HttpConfig, serve};
 use mcp_store::{MemoryStore, Store};
@@ -38,7 +39,14 @@ async fn start_with(tweak: impl FnOnce(&mut HttpConfig)) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let stop = CancellationToken::new();
-    let app = App::new(cfg, store.clone() as Arc<dyn Store>);
+    let dyn_store = store.clone() as Arc<dyn Store>;
+    let manager = Manager::new(
+        dyn_store.clone(),
+        Arc::new(TransportConnector::default()),
+        ManagerConfig::default(),
+    );
+    manager.start().await;
+    let app = App::new(cfg, dyn_store, manager);
     tokio::spawn(serve(listener, app, stop.clone().cancelled_owned()));
     Server {
         base,
@@ -93,7 +101,8 @@ async fn register_list_fetch_update_delete() {
     let created: Value = resp.json().await.unwrap();
     assert_eq!(created["definition"]["name"], "echo-mcp");
     assert_eq!(created["definition"]["timeout"], "30s");
-    assert_eq!(created["status"]["state"], "disconnected");
+    // Registration starts the upstream at once.
+    assert_eq!(created["status"]["state"], "connecting");
     let created_at = created["definition"]["createdAt"].clone();
     assert!(created_at.is_string(), "{created}");
 
@@ -417,7 +426,11 @@ async fn health_readiness_and_metrics() {
     let (status, m) = s.call(reqwest::Method::GET, "/admin/metrics").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(m["total_clients"], 1);
-    assert_eq!(m["disconnected"], 1);
+    let states: u64 = ["connected", "connecting", "errored", "disconnected"]
+        .iter()
+        .map(|k| m[k].as_u64().unwrap())
+        .sum();
+    assert_eq!(states, 1, "{m}");
     assert_eq!(
         m["max_connections"],
         mcp_proxy_http::DEFAULT_MAX_CONNECTIONS

@@ -66,16 +66,18 @@ impl Proxyd {
                 log.push_back(line);
             }
         });
-        let addr = match tokio::time::timeout(Duration::from_secs(30), rx).await {
-            Ok(Ok(addr)) => addr,
-            _ => {
-                let status = child.try_wait().ok().flatten();
-                let lines = log.lock().expect("log lock").iter().cloned().collect::<Vec<_>>();
-                bail!(
-                    "proxyd did not start (exit: {status:?}); its log:\n{}",
-                    lines.join("\n")
-                );
-            }
+        let Ok(Ok(addr)) = tokio::time::timeout(Duration::from_secs(30), rx).await else {
+            let status = child.try_wait().ok().flatten();
+            let lines = log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>();
+            bail!(
+                "proxyd did not start (exit: {status:?}); its log:\n{}",
+                lines.join("\n")
+            );
         };
         Ok(Self { child, addr, log })
     }
@@ -96,7 +98,10 @@ impl Proxyd {
     }
 
     /// Sends SIGTERM and waits (at most `within`) for the exit status.
-    pub async fn terminate(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    pub async fn terminate(
+        &mut self,
+        within: Duration,
+    ) -> anyhow::Result<std::process::ExitStatus> {
         let pid = self.child.id().context("proxyd already exited")?;
         let status = Command::new("kill")
             .args(["-TERM", &pid.to_string()])

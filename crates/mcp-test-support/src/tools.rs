@@ -155,12 +155,17 @@ pub struct EverythingServer {
 }
 
 impl EverythingServer {
-    /// Starts the server and waits until it accepts connections.
+    /// Starts the server on a free port and waits until it accepts connections.
     pub async fn start(mode: EverythingMode) -> Self {
+        Self::start_on(mode, free_port()).await
+    }
+
+    /// Starts the server on `port` (e.g. again, after dropping an earlier one) and waits
+    /// until it accepts connections.
+    pub async fn start_on(mode: EverythingMode, port: u16) -> Self {
         let preload = tempfile::tempdir().expect("temp dir");
         let preload_file = preload.path().join("loopback.cjs");
         std::fs::write(&preload_file, LOOPBACK_PRELOAD).expect("write preload");
-        let port = free_port();
         let arg = match mode {
             EverythingMode::Sse => "sse",
             EverythingMode::StreamableHttp => "streamableHttp",

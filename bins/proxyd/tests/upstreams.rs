@@ -1,0 +1,378 @@
+//! `proxyd` with real upstreams: registration connects, discovery, tool calls through the
+//! Admin API, automatic reconnect, giving up, and reviving with `/reconnect`.
+
+use std::time::Duration;
+
+use mcp_test_support::assert_eventually;
+use mcp_test_support::proxyd::{ADMIN_TOKEN, Proxyd};
+use mcp_test_support::tools::{self, EverythingMode, EverythingServer};
+use mcp_transport::{McpClient, TransportOptions};
+use mcp_types::mcp::Implementation;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
+
+struct Admin {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    fn new(p: &Proxyd) -> Self {
+        Self {
+            base: p.url(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn register(&self, def: Value) {
+        let (status, body) = self
+            .send(reqwest::Method::POST, "/admin/mcps", Some(def))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    async fn status(&self, name: &str) -> Value {
+        let (status, body) = self
+            .send(reqwest::Method::GET, &format!("/admin/mcps/{name}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["status"].clone()
+    }
+
+    async fn state(&self, name: &str) -> String {
+        self.status(name).await["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    async fn call(&self, mcp: &str, tool: &str, args: Value) -> (StatusCode, Value) {
+        self.send(
+            reqwest::Method::POST,
+            "/admin/tools/call",
+            Some(json!({"mcpName": mcp, "toolName": tool, "arguments": args})),
+        )
+        .await
+    }
+}
+
+fn def_json(def: &mcp_types::McpDefinition) -> Value {
+    serde_json::to_value(def).unwrap()
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// A direct connection to server-everything over stdio, for comparison.
+async fn direct_call(tool: &str, args: Value) -> Value {
+    let def = tools::everything_stdio_def("direct");
+    let (client, _events) = McpClient::connect(&def, &TransportOptions::default())
+        .await
+        .unwrap();
+    client
+        .initialize(Implementation::new("direct", "1"), json!({}))
+        .await
+        .unwrap();
+    let params = json!({"name": tool, "arguments": args});
+    let resp = client
+        .request("tools/call", Some(mcp_types::jsonrpc::to_raw(&params)))
+        .await
+        .unwrap();
+    let value: Value = resp.into_result().unwrap();
+    client.close().await.unwrap();
+    value
+}
+
+#[tokio::test]
+async fn stdio_and_streamable_http_upstreams_serve_tools_through_the_admin_api() {
+    let p = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&p);
+    let http_server = EverythingServer::start(EverythingMode::StreamableHttp).await;
+    admin
+        .register(def_json(&tools::everything_stdio_def("every-stdio")))
+        .await;
+    admin
+        .register(def_json(&http_server.def("every-http")))
+        .await;
+    for name in ["every-stdio", "every-http"] {
+        assert_eventually!(LONG, admin.state(name).await == "connected");
+        let s = admin.status(name).await;
+        assert_eq!(s["protocolVersion"], "2025-11-25", "{s}");
+        assert!(s["serverInfo"]["name"].is_string(), "{s}");
+        assert!(s["toolCount"].as_u64().unwrap() >= 3, "{s}");
+    }
+    assert!(admin.status("every-stdio").await["pid"].is_u64());
+
+    let (status, tools_body) = admin.send(reqwest::Method::GET, "/admin/tools", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let tools_list = tools_body["tools"].as_array().unwrap();
+    assert_eq!(
+        tools_body["count"].as_u64().unwrap() as usize,
+        tools_list.len()
+    );
+    for name in ["every-stdio", "every-http"] {
+        let echo = tools_list
+            .iter()
+            .find(|t| t["name"] == "echo" && t["mcpName"] == name)
+            .unwrap_or_else(|| panic!("echo of {name} missing: {tools_body}"));
+        assert!(
+            echo["inputSchema"]["properties"]["message"].is_object(),
+            "{echo}"
+        );
+    }
+    assert_eq!(tools_body["errors"], json!([]));
+
+    for (tool, args) in [
+        ("echo", json!({"message": "hello through the proxy"})),
+        ("get-sum", json!({"a": 2, "b": 40})),
+        ("get-structured-content", json!({"location": "Chicago"})),
+    ] {
+        let direct = direct_call(tool, args.clone()).await;
+        for name in ["every-stdio", "every-http"] {
+            let (status, body) = admin.call(name, tool, args.clone()).await;
+            assert_eq!(status, StatusCode::OK, "{tool} on {name}: {body}");
+            assert_eq!(body["result"], direct, "{tool} on {name}");
+        }
+    }
+    let (_, sum) = admin
+        .call("every-http", "get-sum", json!({"a": 2, "b": 40}))
+        .await;
+    assert!(
+        sum["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("42"),
+        "{sum}"
+    );
+    let (_, weather) = admin
+        .call(
+            "every-stdio",
+            "get-structured-content",
+            json!({"location": "Chicago"}),
+        )
+        .await;
+    assert_eq!(
+        weather["result"]["structuredContent"]["temperature"], 36,
+        "{weather}"
+    );
+
+    let (status, body) = admin.call("every-stdio", "no-such-tool", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "tool_not_found");
+    let (status, _) = admin.call("nobody", "echo", json!({})).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, prompts) = admin
+        .send(reqwest::Method::GET, "/admin/prompts", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(prompts["count"].as_u64().unwrap() > 0, "{prompts}");
+    let (status, resources) = admin
+        .send(reqwest::Method::GET, "/admin/resources", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(resources["count"].as_u64().unwrap() > 0, "{resources}");
+
+    let (_, m) = admin
+        .send(reqwest::Method::GET, "/admin/metrics", None)
+        .await;
+    assert_eq!(m["connected"], 2, "{m}");
+    assert!(m["total_requests"].as_u64().unwrap() >= 6, "{m}");
+}
+
+#[tokio::test]
+async fn tool_filter_hides_and_blocks_tools() {
+    let p = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&p);
+    let mut def = def_json(&tools::everything_stdio_def("filtered"));
+    def["toolFilter"] = json!({"mode": "block", "list": ["get-sum"]});
+    admin.register(def).await;
+    assert_eventually!(LONG, admin.state("filtered").await == "connected");
+    let (_, body) = admin.send(reqwest::Method::GET, "/admin/tools", None).await;
+    let names: Vec<&str> = body["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"echo") && !names.contains(&"get-sum"),
+        "{names:?}"
+    );
+    let (status, body) = admin
+        .call("filtered", "get-sum", json!({"a": 1, "b": 2}))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "tool_blocked");
+}
+
+#[tokio::test]
+async fn a_killed_stdio_child_is_respawned_without_admin_action() {
+    let p = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&p);
+    let mut def = def_json(&tools::everything_stdio_def("respawn"));
+    def["reconnectDelay"] = json!("500ms");
+    admin.register(def).await;
+    assert_eventually!(LONG, admin.state("respawn").await == "connected");
+    let pid = admin.status("respawn").await["pid"].as_u64().unwrap();
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eventually!(
+        Duration::from_secs(10),
+        admin.state("respawn").await == "error"
+    );
+    let s = admin.status("respawn").await;
+    assert!(s["lastError"].as_str().unwrap().contains("exit"), "{s}");
+    assert_eventually!(LONG, admin.state("respawn").await == "connected");
+    let new_pid = admin.status("respawn").await["pid"].as_u64().unwrap();
+    assert_ne!(pid, new_pid);
+    let (status, body) = admin
+        .call("respawn", "echo", json!({"message": "again"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn an_http_upstream_that_comes_back_on_the_same_port_is_reconnected() {
+    let p = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&p);
+    let port = tools::free_port();
+    let server = EverythingServer::start_on(EverythingMode::StreamableHttp, port).await;
+    let mut def = def_json(&server.def("flaky"));
+    def["reconnectDelay"] = json!("300ms");
+    def["healthCheckInterval"] = json!("1s");
+    def["maxReconnects"] = json!(0);
+    admin.register(def).await;
+    assert_eventually!(LONG, admin.state("flaky").await == "connected");
+    drop(server);
+    assert_eventually!(LONG, admin.state("flaky").await == "error");
+    let (status, body) = admin.call("flaky", "echo", json!({"message": "x"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    let _server = EverythingServer::start_on(EverythingMode::StreamableHttp, port).await;
+    assert_eventually!(LONG, admin.state("flaky").await == "connected");
+    let (status, body) = admin
+        .call("flaky", "echo", json!({"message": "back"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test]
+async fn after_max_reconnects_it_rests_in_error_until_reconnect_is_asked() {
+    let p = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&p);
+    let port = tools::free_port();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    admin
+        .register(
+            json!({"name": "down", "transport": "streamable-http", "url": url,
+                         "maxReconnects": 2, "reconnectDelay": "100ms", "timeout": "2s"}),
+        )
+        .await;
+    assert_eventually!(LONG, admin.status("down").await["reconnectAttempts"] == 2);
+    // resting: no further attempts
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let s = admin.status("down").await;
+    assert_eq!(s["state"], "error", "{s}");
+    assert_eq!(s["reconnectAttempts"], 2, "{s}");
+    assert!(s["lastError"].as_str().unwrap().contains("down"), "{s}");
+
+    let _server = EverythingServer::start_on(EverythingMode::StreamableHttp, port).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        admin.state("down").await,
+        "error",
+        "does not revive by itself"
+    );
+    let (status, _) = admin
+        .send(reqwest::Method::POST, "/admin/mcps/down/reconnect", None)
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert_eventually!(LONG, admin.state("down").await == "connected");
+    let (status, _) = admin
+        .send(reqwest::Method::POST, "/admin/mcps/ghost/reconnect", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_seed_echo_quick_start_is_an_error_that_says_why() {
+    let p = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&p);
+    admin
+        .register(
+            json!({"name":"echo-mcp","transport":"stdio","command":"echo","args":["hello world"]}),
+        )
+        .await;
+    assert_eventually!(LONG, admin.state("echo-mcp").await == "error");
+    let s = admin.status("echo-mcp").await;
+    let err = s["lastError"].as_str().unwrap();
+    assert!(err.contains("non-JSON") && err.contains("exited"), "{err}");
+    // The proxy itself is fine.
+    let (status, _) = admin.send(reqwest::Method::GET, "/admin/mcps", None).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, body) = admin.call("echo-mcp", "anything", json!({})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+}
+
+#[tokio::test]
+async fn delete_stops_the_child_and_put_replaces_the_connection() {
+    let p = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&p);
+    admin
+        .register(def_json(&tools::everything_stdio_def("life")))
+        .await;
+    assert_eventually!(LONG, admin.state("life").await == "connected");
+    let pid = admin.status("life").await["pid"].as_u64().unwrap();
+
+    let mut changed = def_json(&tools::everything_stdio_def("life"));
+    changed["description"] = json!("changed");
+    let (status, body) = admin
+        .send(reqwest::Method::PUT, "/admin/mcps/life", Some(changed))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eventually!(LONG, admin.state("life").await == "connected");
+    let new_pid = admin.status("life").await["pid"].as_u64().unwrap();
+    assert_ne!(pid, new_pid, "PUT starts a new connection");
+    assert_eventually!(Duration::from_secs(15), !process_alive(pid));
+
+    let (status, _) = admin
+        .send(reqwest::Method::DELETE, "/admin/mcps/life", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eventually!(Duration::from_secs(15), !process_alive(new_pid));
+}
+
+fn process_alive(pid: u64) -> bool {
+    // A zombie (exited, not yet reaped) counts as gone.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .is_some_and(|rest| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}

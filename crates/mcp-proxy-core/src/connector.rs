@@ -1,0 +1,74 @@
+//! How a supervisor obtains an initialized connection. The default goes through
+//! `mcp-transport`; tests substitute their own to inject failures under paused time.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use mcp_transport::{ClientEvents, McpClient, TransportOptions};
+use mcp_types::McpDefinition;
+use mcp_types::mcp::{Implementation, InitializeResult};
+
+/// An initialized upstream connection.
+#[derive(Debug)]
+pub struct Connection {
+    /// The JSON-RPC client.
+    pub client: McpClient,
+    /// Server→client requests, notifications and the close event.
+    pub events: ClientEvents,
+    /// What the upstream answered to `initialize`.
+    pub init: InitializeResult,
+}
+
+/// Opens initialized connections to upstreams.
+#[async_trait]
+pub trait Connector: Send + Sync + fmt::Debug + 'static {
+    /// Connects and initializes (`initialize` + `notifications/initialized`). The caller
+    /// bounds the whole attempt with the definition's `timeout`.
+    async fn connect(&self, def: &McpDefinition) -> Result<Connection, mcp_transport::Error>;
+}
+
+/// The real connector: the definition's transport, then `initialize`.
+#[derive(Debug, Clone)]
+pub struct TransportConnector {
+    options: TransportOptions,
+    client_info: Implementation,
+}
+
+impl TransportConnector {
+    /// A connector with these transport options, announcing itself as `mcp-proxy`.
+    pub fn new(options: TransportOptions) -> Self {
+        Self {
+            options,
+            client_info: Implementation::new("mcp-proxy", env!("CARGO_PKG_VERSION")),
+        }
+    }
+}
+
+impl Default for TransportConnector {
+    fn default() -> Self {
+        Self::new(TransportOptions::default())
+    }
+}
+
+#[async_trait]
+impl Connector for TransportConnector {
+    async fn connect(&self, def: &McpDefinition) -> Result<Connection, mcp_transport::Error> {
+        let (client, events) = McpClient::connect(def, &self.options).await?;
+        // The primary connection declares no client capabilities: it serves discovery,
+        // health checks and the Admin API, never a user.
+        match client
+            .initialize(self.client_info.clone(), serde_json::json!({}))
+            .await
+        {
+            Ok(init) => Ok(Connection {
+                client,
+                events,
+                init,
+            }),
+            Err(e) => {
+                let _ = client.close().await;
+                Err(e)
+            }
+        }
+    }
+}

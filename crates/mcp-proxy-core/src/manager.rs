@@ -1,0 +1,420 @@
+//! The manager: owns every upstream, follows the store's change feed, and answers the
+//! Admin API's live questions (statuses, tools, calls, metrics).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use mcp_store::{Store, StoreEvent};
+use mcp_types::mcp::{CallToolParams, methods};
+use mcp_types::{ConnectionState, McpDefinition, McpStatus};
+use serde::Serialize;
+use serde_json::Value;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::connector::Connector;
+use crate::error::Error;
+use crate::upstream::Upstream;
+
+/// Settings of the manager.
+#[derive(Debug, Clone)]
+pub struct ManagerConfig {
+    /// Most upstream definitions served at once.
+    pub max_connections: usize,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: 256,
+        }
+    }
+}
+
+/// An item of an aggregated listing, tagged with its upstream.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tagged<T> {
+    /// The item, as the upstream sent it.
+    #[serde(flatten)]
+    pub item: T,
+    /// The upstream's name.
+    pub mcp_name: String,
+}
+
+/// An upstream that could not contribute to a listing.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ListingError {
+    /// The upstream's name.
+    pub mcp_name: String,
+    /// Why.
+    pub error: String,
+}
+
+/// An aggregated listing with its partial failures.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing<T> {
+    /// The items.
+    pub items: Vec<Tagged<T>>,
+    /// Upstreams that are down or failed to list.
+    pub errors: Vec<ListingError>,
+}
+
+/// The JSON metrics snapshot (`/admin/metrics`).
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricsSnapshot {
+    /// Upstream definitions.
+    pub total_clients: usize,
+    /// Upstreams connected.
+    pub connected: usize,
+    /// Upstreams connecting.
+    pub connecting: usize,
+    /// Upstreams in error.
+    pub errored: usize,
+    /// Upstreams disconnected.
+    pub disconnected: usize,
+    /// Requests forwarded, all upstreams.
+    pub total_requests: u64,
+    /// Failed requests, all upstreams.
+    pub total_errors: u64,
+    /// The cap on definitions.
+    pub max_connections: usize,
+    /// Client sessions open.
+    pub active_sessions: usize,
+    /// Seconds since the manager started.
+    pub uptime_seconds: u64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    store: Arc<dyn Store>,
+    connector: Arc<dyn Connector>,
+    config: ManagerConfig,
+    upstreams: RwLock<HashMap<String, Arc<Upstream>>>,
+    cancel: CancellationToken,
+    loaded: AtomicBool,
+    started: Instant,
+}
+
+/// Owns the upstreams. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+impl Manager {
+    /// A manager over `store`, connecting through `connector`. Call [`Manager::start`].
+    pub fn new(
+        store: Arc<dyn Store>,
+        connector: Arc<dyn Connector>,
+        config: ManagerConfig,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                connector,
+                config,
+                upstreams: RwLock::new(HashMap::new()),
+                cancel: CancellationToken::new(),
+                loaded: AtomicBool::new(false),
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    /// Loads every stored definition and follows the store's change feed. Never fails:
+    /// an upstream that cannot connect does not stop the others, and an unreachable store
+    /// is retried in the background (see [`Manager::is_loaded`]).
+    pub async fn start(&self) {
+        let mut feed = self.inner.store.watch();
+        if let Err(e) = self.resync().await {
+            warn!(error = %e, "cannot load definitions yet; retrying in the background");
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut retry = tokio::time::interval(Duration::from_secs(2));
+            retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    () = me.inner.cancel.cancelled() => break,
+                    ev = feed.next() => match ev {
+                        Some(StoreEvent::Put(def)) => me.apply_put(def),
+                        Some(StoreEvent::Deleted(name)) => me.apply_delete(&name),
+                        Some(StoreEvent::Resync) => {
+                            if let Err(e) = me.resync().await {
+                                warn!(error = %e, "resync failed");
+                            }
+                        }
+                        None => {
+                            warn!("the store's change feed ended; re-subscribing");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                            feed = me.inner.store.watch();
+                        }
+                    },
+                    _ = retry.tick(), if !me.is_loaded() => {
+                        if me.resync().await.is_ok() {
+                            info!("definitions loaded");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// Whether the definitions have been loaded from the store at least once.
+    pub fn is_loaded(&self) -> bool {
+        self.inner.loaded.load(Ordering::Acquire)
+    }
+
+    /// Makes the running upstreams match the store.
+    pub async fn resync(&self) -> Result<(), Error> {
+        let defs = self.inner.store.list().await?;
+        let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
+        for def in defs {
+            self.apply_put(def);
+        }
+        let stale: Vec<String> = self
+            .read()
+            .keys()
+            .filter(|n| !names.contains(n))
+            .cloned()
+            .collect();
+        for name in stale {
+            self.apply_delete(&name);
+        }
+        self.inner.loaded.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Upstream>>> {
+        self.inner
+            .upstreams
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Upstream>>> {
+        self.inner
+            .upstreams
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds the upstream, or replaces it when its configuration changed (hot reload).
+    /// Idempotent: the same definition twice changes nothing.
+    pub fn apply_put(&self, def: McpDefinition) {
+        if self.inner.cancel.is_cancelled() {
+            return;
+        }
+        let mut map = self.write();
+        let old = map.get(&def.name).cloned();
+        if let Some(old) = &old
+            && old.definition().same_config(&def)
+        {
+            return;
+        }
+        if old.is_none() && map.len() >= self.inner.config.max_connections {
+            warn!(upstream = %def.name, max = self.inner.config.max_connections, "max_connections reached; not starting");
+            return;
+        }
+        let name = def.name.clone();
+        let up = Upstream::spawn(
+            def,
+            self.inner.connector.clone(),
+            self.inner.store.clone(),
+            &self.inner.cancel,
+        );
+        map.insert(name.clone(), up);
+        drop(map);
+        match old {
+            Some(old) => {
+                info!(upstream = %name, "definition changed; replacing the connection");
+                let grace = old.definition().timeout;
+                tokio::spawn(async move { old.retire(grace).await });
+            }
+            None => info!(upstream = %name, "upstream added"),
+        }
+    }
+
+    /// Removes the upstream and stops its connection.
+    pub fn apply_delete(&self, name: &str) {
+        if let Some(old) = self.write().remove(name) {
+            info!(upstream = %name, "upstream removed");
+            old.stop();
+        }
+    }
+
+    /// Whether `max_connections` leaves room for one more definition.
+    pub fn has_room(&self) -> bool {
+        self.read().len() < self.inner.config.max_connections
+    }
+
+    /// The upstream of that name.
+    pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
+        self.read().get(name).cloned()
+    }
+
+    /// Every upstream, sorted by name.
+    pub fn upstreams(&self) -> Vec<Arc<Upstream>> {
+        let mut v: Vec<_> = self.read().values().cloned().collect();
+        v.sort_by(|a, b| a.name().cmp(b.name()));
+        v
+    }
+
+    /// The live status of an upstream.
+    pub fn status(&self, name: &str) -> Option<McpStatus> {
+        self.upstream(name).map(|u| u.status())
+    }
+
+    /// Forces a fresh connection.
+    pub fn reconnect(&self, name: &str) -> Result<(), Error> {
+        let up = self
+            .upstream(name)
+            .ok_or_else(|| Error::UnknownMcp(name.to_owned()))?;
+        up.reconnect();
+        Ok(())
+    }
+
+    fn listing<T>(&self, pick: impl Fn(&Upstream) -> Vec<T>) -> Listing<T> {
+        let mut items = Vec::new();
+        let mut errors = Vec::new();
+        for up in self.upstreams() {
+            let catalog = up.catalog();
+            if up.state() != ConnectionState::Connected || !catalog.is_loaded {
+                errors.push(ListingError {
+                    mcp_name: up.name().to_owned(),
+                    error: up.not_connected().to_string(),
+                });
+                continue;
+            }
+            for e in &catalog.errors {
+                errors.push(ListingError {
+                    mcp_name: up.name().to_owned(),
+                    error: e.clone(),
+                });
+            }
+            items.extend(pick(&up).into_iter().map(|item| Tagged {
+                item,
+                mcp_name: up.name().to_owned(),
+            }));
+        }
+        Listing { items, errors }
+    }
+
+    /// Every visible tool of every upstream (tool filters applied).
+    pub fn tools(&self) -> Listing<mcp_types::mcp::Tool> {
+        self.listing(|up| {
+            up.catalog()
+                .tools
+                .iter()
+                .filter(|t| up.definition().permits_tool(&t.name))
+                .cloned()
+                .collect()
+        })
+    }
+
+    /// Every prompt of every upstream.
+    pub fn prompts(&self) -> Listing<Value> {
+        self.listing(|up| up.catalog().prompts.clone())
+    }
+
+    /// Every resource of every upstream.
+    pub fn resources(&self) -> Listing<Value> {
+        self.listing(|up| up.catalog().resources.clone())
+    }
+
+    /// Calls a tool and returns the whole `CallToolResult`, as the upstream sent it.
+    pub async fn call_tool(
+        &self,
+        mcp: &str,
+        tool: &str,
+        arguments: Option<Value>,
+    ) -> Result<Value, Error> {
+        let up = self
+            .upstream(mcp)
+            .ok_or_else(|| Error::UnknownMcp(mcp.to_owned()))?;
+        if !up.definition().permits_tool(tool) {
+            return Err(Error::ToolBlocked {
+                mcp: mcp.to_owned(),
+                tool: tool.to_owned(),
+            });
+        }
+        if up.client().is_none() {
+            return Err(up.not_connected());
+        }
+        let catalog = up.catalog();
+        if catalog.is_loaded && catalog.errors.is_empty() && !catalog.has_tool(tool) {
+            return Err(Error::UnknownTool {
+                mcp: mcp.to_owned(),
+                tool: tool.to_owned(),
+            });
+        }
+        let params = CallToolParams {
+            name: tool.to_owned(),
+            arguments,
+            extra: serde_json::Map::new(),
+        };
+        let raw = up
+            .request(
+                methods::TOOLS_CALL,
+                Some(mcp_types::jsonrpc::to_raw(&params)),
+            )
+            .await?;
+        serde_json::from_str(raw.get()).map_err(|e| Error::Rpc {
+            mcp: mcp.to_owned(),
+            method: methods::TOOLS_CALL.to_owned(),
+            error: mcp_types::ErrorObject::new(
+                mcp_types::jsonrpc::codes::INTERNAL_ERROR,
+                format!("the upstream's result is not JSON: {e}"),
+            ),
+        })
+    }
+
+    /// The JSON metrics snapshot.
+    pub fn metrics(&self, active_sessions: usize) -> MetricsSnapshot {
+        let ups = self.upstreams();
+        let mut m = MetricsSnapshot {
+            total_clients: ups.len(),
+            connected: 0,
+            connecting: 0,
+            errored: 0,
+            disconnected: 0,
+            total_requests: 0,
+            total_errors: 0,
+            max_connections: self.inner.config.max_connections,
+            active_sessions,
+            uptime_seconds: self.inner.started.elapsed().as_secs(),
+        };
+        for up in ups {
+            let s = up.status();
+            match s.state {
+                ConnectionState::Connected => m.connected += 1,
+                ConnectionState::Connecting => m.connecting += 1,
+                ConnectionState::Error => m.errored += 1,
+                ConnectionState::Disconnected => m.disconnected += 1,
+            }
+            m.total_requests += s.total_requests;
+            m.total_errors += s.total_errors;
+        }
+        m
+    }
+
+    /// Stops every upstream and the change-feed follower. Waits (at most `grace`) for
+    /// the supervisors to close their connections.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.cancel.cancel();
+        let ups: Vec<_> = self.write().drain().map(|(_, u)| u).collect();
+        let deadline = tokio::time::Instant::now() + grace;
+        for up in ups {
+            while up.state() != ConnectionState::Disconnected
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,238 @@
+//! One upstream: its definition, live status, discovery cache and current connection, with
+//! the supervisor task that keeps it connected.
+
+mod supervisor;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use mcp_store::Store;
+use mcp_transport::McpClient;
+use mcp_types::mcp::InitializeResult;
+use mcp_types::{ConnectionState, McpDefinition, McpStatus, Outcome, Response};
+use serde_json::value::RawValue;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::connector::Connector;
+use crate::discovery::Catalog;
+use crate::error::Error;
+use crate::live::LiveStatus;
+
+/// A supervised upstream. Shared (`Arc`) between the manager, the supervisor and callers.
+#[derive(Debug)]
+pub struct Upstream {
+    def: McpDefinition,
+    status: LiveStatus,
+    catalog: RwLock<Arc<Catalog>>,
+    client: RwLock<Option<McpClient>>,
+    init: RwLock<Option<Arc<InitializeResult>>>,
+    reconnect: Notify,
+    cancel: CancellationToken,
+    inflight: AtomicUsize,
+    idle: Notify,
+    store: Arc<dyn Store>,
+}
+
+/// Counts a request in flight; wakes retirement when the last one ends.
+struct InflightGuard<'a>(&'a Upstream);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Upstream {
+    /// Creates the upstream and spawns its supervisor, which connects right away.
+    pub(crate) fn spawn(
+        def: McpDefinition,
+        connector: Arc<dyn Connector>,
+        store: Arc<dyn Store>,
+        parent: &CancellationToken,
+    ) -> Arc<Self> {
+        let up = Arc::new(Self {
+            def,
+            status: LiveStatus::default(),
+            catalog: RwLock::new(Arc::new(Catalog::default())),
+            client: RwLock::new(None),
+            init: RwLock::new(None),
+            reconnect: Notify::new(),
+            cancel: parent.child_token(),
+            inflight: AtomicUsize::new(0),
+            idle: Notify::new(),
+            store,
+        });
+        // Connecting from the first moment, so a registration's answer says so.
+        up.status.set_state(ConnectionState::Connecting);
+        tokio::spawn(supervisor::run(up.clone(), connector));
+        up
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.def.name
+    }
+
+    /// The definition this upstream runs with.
+    pub fn definition(&self) -> &McpDefinition {
+        &self.def
+    }
+
+    /// The live status.
+    pub fn status(&self) -> McpStatus {
+        self.status.snapshot()
+    }
+
+    /// The connection state.
+    pub fn state(&self) -> ConnectionState {
+        self.status.state()
+    }
+
+    /// The discovery cache.
+    pub fn catalog(&self) -> Arc<Catalog> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// What the upstream answered to `initialize`, while connected.
+    pub fn initialize_result(&self) -> Option<Arc<InitializeResult>> {
+        self.init.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The current connection, if connected.
+    pub fn client(&self) -> Option<McpClient> {
+        self.client
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Asks for a fresh connection now, resetting the attempt count (also wakes an upstream
+    /// resting in `error`).
+    pub fn reconnect(&self) {
+        self.reconnect.notify_one();
+    }
+
+    /// Sends a request on the primary connection, bounded by the definition's `timeout`.
+    ///
+    /// A JSON-RPC error from the upstream becomes [`Error::Rpc`].
+    pub async fn request(
+        &self,
+        method: &str,
+        params: Option<Box<RawValue>>,
+    ) -> Result<Box<RawValue>, Error> {
+        let Some(client) = self.client() else {
+            return Err(self.not_connected());
+        };
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        let _guard = InflightGuard(self);
+        let started = Instant::now();
+        let result = client
+            .request_with_timeout(method, params, self.def.timeout)
+            .await;
+        let elapsed = started.elapsed();
+        match result {
+            Ok(Response {
+                outcome: Outcome::Result(raw),
+                ..
+            }) => {
+                self.status.record_request(elapsed, true);
+                Ok(raw)
+            }
+            Ok(Response {
+                outcome: Outcome::Error(error),
+                ..
+            }) => {
+                self.status.record_request(elapsed, false);
+                Err(Error::Rpc {
+                    mcp: self.def.name.clone(),
+                    method: method.to_owned(),
+                    error,
+                })
+            }
+            Err(e) => {
+                self.status.record_request(elapsed, false);
+                if e.is_timeout() {
+                    Err(Error::Timeout {
+                        mcp: self.def.name.clone(),
+                        what: method.to_owned(),
+                        after: self.def.timeout,
+                    })
+                } else {
+                    Err(Error::Upstream(e))
+                }
+            }
+        }
+    }
+
+    pub(crate) fn not_connected(&self) -> Error {
+        Error::NotConnected {
+            mcp: self.def.name.clone(),
+            state: self.status.state(),
+            last_error: self.status.last_error(),
+        }
+    }
+
+    /// Stops the supervisor and closes the connection (stdio: the child is stopped).
+    pub(crate) fn stop(&self) {
+        self.cancel.cancel();
+    }
+
+    /// Stops once the requests in flight have finished, or after `grace`.
+    pub(crate) async fn retire(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.inflight.load(Ordering::Acquire) > 0 {
+            let idle = self.idle.notified();
+            if self.inflight.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, idle).await.is_err() {
+                break;
+            }
+        }
+        self.stop();
+    }
+
+    /// Whether the supervisor has been told to stop.
+    pub fn is_stopped(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    fn set_client(&self, client: Option<McpClient>, init: Option<Arc<InitializeResult>>) {
+        *self.client.write().unwrap_or_else(|p| p.into_inner()) = client;
+        *self.init.write().unwrap_or_else(|p| p.into_inner()) = init;
+    }
+
+    fn set_catalog(&self, catalog: Catalog) {
+        let visible = catalog
+            .tools
+            .iter()
+            .filter(|t| self.def.permits_tool(&t.name))
+            .count();
+        self.status
+            .set_tool_count(Some(u32::try_from(visible).unwrap_or(u32::MAX)));
+        *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+    }
+
+    /// Writes the status to the store in the background (best effort, bounded).
+    fn persist_status(self: &Arc<Self>) {
+        let up = self.clone();
+        tokio::spawn(async move {
+            let snapshot = up.status.snapshot();
+            let save = up.store.save_status(&up.def.name, &snapshot);
+            match tokio::time::timeout(Duration::from_secs(5), save).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    tracing::debug!(upstream = %up.def.name, error = %e, "status not saved")
+                }
+                Err(_) => tracing::debug!(upstream = %up.def.name, "status save timed out"),
+            }
+        });
+    }
+}
