@@ -2,12 +2,16 @@
 //! deadlines, cancellation on timeout, server→client requests, and the `initialize`
 //! handshake.
 
+mod router;
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use mcp_types::jsonrpc::{Extra, codes, to_raw};
+use mcp_types::jsonrpc::{Extra, to_raw};
 use mcp_types::mcp::{
     Implementation, InitializeParams, InitializeResult, LATEST_PROTOCOL_VERSION,
     SUPPORTED_PROTOCOL_VERSIONS, is_supported_version, methods,
@@ -22,7 +26,7 @@ use tokio_util::sync::{CancellationToken, DropGuard};
 
 use crate::error::{Error, Target};
 use crate::options::TransportOptions;
-use crate::transport::{CloseKind, CloseReason, Events, Transport, TransportEvent, closed};
+use crate::transport::{CloseReason, Events, Transport, closed};
 use crate::{Result, connect};
 
 /// Most pages [`McpClient::list_all`] follows before giving up.
@@ -104,7 +108,7 @@ impl McpClient {
         });
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let cancel = CancellationToken::new();
-        tokio::spawn(route(shared.clone(), events, tx, cancel.clone()));
+        tokio::spawn(router::route(shared.clone(), events, tx, cancel.clone()));
         let client = Self {
             shared,
             _router: Arc::new(cancel.drop_guard()),
@@ -316,11 +320,32 @@ impl McpClient {
 
     /// Closes the connection gracefully (see [`Transport::close`]). Pending requests fail.
     pub async fn close(&self) -> Result<()> {
-        self.shared.transport.close().await
+        let closed = self.shared.transport.close().await;
+        self.shared.fail_all(CloseReason::local());
+        closed
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.shared.state.lock().expect("client state lock")
+    }
+}
+
+impl Shared {
+    /// Marks the client closed (the first reason wins) and fails every pending request
+    /// at once. Returns the reason in force.
+    fn fail_all(&self, reason: CloseReason) -> CloseReason {
+        let (reason, pending) = {
+            let mut state = self.state.lock().expect("client state lock");
+            let reason = state.closed.get_or_insert(reason).clone();
+            (reason, std::mem::take(&mut state.pending))
+        };
+        if !pending.is_empty() {
+            tracing::debug!(upstream = %self.transport.target().name, count = pending.len(), reason = %reason, "failing pending requests");
+        }
+        for (_, waiter) in pending {
+            let _ = waiter.send(Err(reason.clone()));
+        }
+        reason
     }
 }
 
@@ -335,115 +360,5 @@ impl Drop for PendingGuard<'_> {
         if let Ok(mut state) = self.shared.state.lock() {
             state.pending.remove(self.id);
         }
-    }
-}
-
-/// Routes transport events: responses to their waiters, `ping` answered here, other
-/// requests and notifications to the owner. On close, fails every waiter at once.
-async fn route(
-    shared: Arc<Shared>,
-    mut events: Events,
-    out: mpsc::Sender<ClientEvent>,
-    cancel: CancellationToken,
-) {
-    let target = shared.transport.target().clone();
-    let reason = loop {
-        let event = tokio::select! {
-            () = cancel.cancelled() => break CloseReason::local(),
-            event = events.recv() => event,
-        };
-        match event {
-            None => {
-                break CloseReason::new(CloseKind::StreamLost, "the transport stopped");
-            }
-            Some(TransportEvent::Closed(reason)) => break reason,
-            Some(TransportEvent::Message(Message::Response(response))) => {
-                let waiter = shared
-                    .state
-                    .lock()
-                    .expect("client state lock")
-                    .pending
-                    .remove(&response.id);
-                match waiter {
-                    Some(waiter) => {
-                        let _ = waiter.send(Ok(response));
-                    }
-                    None => {
-                        tracing::debug!(upstream = %target.name, id = %response.id, "response to no pending request (late or cancelled)");
-                    }
-                }
-            }
-            Some(TransportEvent::Message(Message::Request(request))) => {
-                if request.method == methods::PING {
-                    let pong = Outcome::Result(to_raw(&serde_json::json!({})));
-                    reply(&shared, request.id, pong).await;
-                    continue;
-                }
-                let (id, method) = (request.id.clone(), request.method.clone());
-                match deliver(&out, ClientEvent::Request(request), &cancel).await {
-                    Delivery::Done => {}
-                    Delivery::Cancelled => break CloseReason::local(),
-                    Delivery::NoOwner => {
-                        let error = mcp_types::ErrorObject::new(
-                            codes::METHOD_NOT_FOUND,
-                            format!("{method} is not handled by this client"),
-                        );
-                        reply(&shared, id, Outcome::Error(error)).await;
-                    }
-                }
-            }
-            Some(TransportEvent::Message(Message::Notification(n))) => {
-                if let Delivery::Cancelled =
-                    deliver(&out, ClientEvent::Notification(n), &cancel).await
-                {
-                    break CloseReason::local();
-                }
-            }
-        }
-    };
-    let pending = {
-        let mut state = shared.state.lock().expect("client state lock");
-        state.closed = Some(reason.clone());
-        std::mem::take(&mut state.pending)
-    };
-    if !pending.is_empty() {
-        tracing::debug!(upstream = %target.name, count = pending.len(), reason = %reason, "failing pending requests");
-    }
-    for (_, waiter) in pending {
-        let _ = waiter.send(Err(reason.clone()));
-    }
-    let _ = deliver(&out, ClientEvent::Closed(reason), &cancel).await;
-}
-
-enum Delivery {
-    Done,
-    NoOwner,
-    Cancelled,
-}
-
-/// Hands an event to the owner, waiting for room, unless the client is dropped meanwhile.
-async fn deliver(
-    out: &mpsc::Sender<ClientEvent>,
-    event: ClientEvent,
-    cancel: &CancellationToken,
-) -> Delivery {
-    tokio::select! {
-        () = cancel.cancelled() => Delivery::Cancelled,
-        sent = out.send(event) => match sent {
-            Ok(()) => Delivery::Done,
-            Err(_) => Delivery::NoOwner,
-        },
-    }
-}
-
-async fn reply(shared: &Shared, id: RequestId, outcome: Outcome) {
-    let msg = Message::Response(Response {
-        id,
-        outcome,
-        extra: Extra::new(),
-    });
-    let send = shared.transport.send(msg);
-    if let Ok(Err(err)) = tokio::time::timeout(HOUSEKEEPING_TIMEOUT, send).await {
-        tracing::debug!(error = %err, "could not answer a server request");
     }
 }
