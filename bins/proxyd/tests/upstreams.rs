@@ -376,3 +376,70 @@ fn process_alive(pid: u64) -> bool {
         Err(_) => false,
     }
 }
+
+#[tokio::test]
+async fn a_put_lets_a_call_in_flight_finish() {
+    let p = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&p);
+    admin
+        .register(def_json(&tools::everything_stdio_def("busy")))
+        .await;
+    assert_eventually!(LONG, admin.state("busy").await == "connected");
+    let call = admin.call(
+        "busy",
+        "trigger-long-running-operation",
+        json!({"duration": 2, "steps": 2}),
+    );
+    let put = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut changed = def_json(&tools::everything_stdio_def("busy"));
+        changed["description"] = json!("reloaded while busy");
+        admin
+            .send(reqwest::Method::PUT, "/admin/mcps/busy", Some(changed))
+            .await
+    };
+    let ((call_status, call_body), (put_status, _)) = tokio::join!(call, put);
+    assert_eq!(put_status, StatusCode::OK);
+    assert_eq!(
+        call_status,
+        StatusCode::OK,
+        "the old connection finished the call: {call_body}"
+    );
+    assert!(
+        call_body["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("completed"),
+        "{call_body}"
+    );
+}
+
+#[tokio::test]
+async fn a_registration_on_one_replica_connects_on_the_other() {
+    let redis = mcp_test_support::redis::RedisServer::start().await;
+    let args = ["--storage", "redis", "--redis-url", &redis.url()];
+    let a = Proxyd::start(BIN, &args).await.unwrap();
+    let b = Proxyd::start(BIN, &args).await.unwrap();
+    let (admin_a, admin_b) = (Admin::new(&a), Admin::new(&b));
+    admin_a
+        .register(def_json(&tools::everything_stdio_def("shared-def")))
+        .await;
+    // B hears of it through the store's change feed and runs its own connection.
+    assert_eventually!(LONG, admin_b.state("shared-def").await == "connected");
+    let (status, body) = admin_b
+        .call("shared-def", "echo", json!({"message": "via b"}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = admin_a
+        .send(reqwest::Method::DELETE, "/admin/mcps/shared-def", None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    assert_eventually!(
+        Duration::from_secs(10),
+        admin_b
+            .call("shared-def", "echo", json!({"message": "gone"}))
+            .await
+            .0
+            == StatusCode::NOT_FOUND
+    );
+}
