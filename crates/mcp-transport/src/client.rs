@@ -23,6 +23,7 @@ use serde_json::Value;
 use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
 
 use crate::error::{Error, Target};
 use crate::options::TransportOptions;
@@ -108,7 +109,9 @@ impl McpClient {
         });
         let (tx, rx) = mpsc::channel(capacity.max(1));
         let cancel = CancellationToken::new();
-        tokio::spawn(router::route(shared.clone(), events, tx, cancel.clone()));
+        let target = shared.transport.target();
+        let span = tracing::info_span!("upstream", upstream = %target.name, transport = target.kind.as_str());
+        tokio::spawn(router::route(shared.clone(), events, tx, cancel.clone()).instrument(span));
         let client = Self {
             shared,
             _router: Arc::new(cancel.drop_guard()),

@@ -15,6 +15,7 @@ use mcp_types::jsonrpc::Payload;
 use mcp_types::{McpDefinition, Message, TransportKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
 use url::Url;
 
 use crate::Result;
@@ -94,7 +95,8 @@ impl SseTransport {
             cancel: cancel.clone(),
             request_timeout: opts.request_timeout_for(def),
         });
-        tokio::spawn(read_stream(inner.clone(), stream, early));
+        let span = tracing::info_span!("upstream", upstream = %def.name, transport = "sse");
+        tokio::spawn(read_stream(inner.clone(), stream, early).instrument(span));
         let transport = Self {
             inner,
             _tasks: cancel.drop_guard(),

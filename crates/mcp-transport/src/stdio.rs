@@ -18,6 +18,7 @@ use mcp_types::{McpDefinition, Message, TransportKind};
 use tokio::process::Command;
 use tokio::sync::{Notify, mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
 
 use crate::Result;
 use crate::error::{Error, Target};
@@ -79,7 +80,9 @@ impl StdioTransport {
             source,
         })?;
         let pid = child.id();
-        tracing::info!(upstream = %def.name, pid = ?pid, program, "stdio upstream started");
+        let span =
+            tracing::info_span!("upstream", upstream = %def.name, transport = "stdio", pid = ?pid);
+        tracing::info!(parent: &span, program, "stdio upstream started");
 
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
@@ -92,26 +95,30 @@ impl StdioTransport {
         let (closed_tx, closed_rx) = watch::channel(None);
         let shutdown = std::sync::Arc::new(Notify::new());
 
-        tokio::spawn(reader::write_stdin(
-            stdin,
-            write_rx,
-            cancel.clone(),
-            def.name.clone(),
-        ));
-        let stderr_task = tokio::spawn(reader::read_stderr(
-            stderr,
-            opts.stderr_lines,
-            def.log_enabled.then(|| def.name.clone()),
-        ));
+        tokio::spawn(
+            reader::write_stdin(stdin, write_rx, cancel.clone(), def.name.clone())
+                .instrument(span.clone()),
+        );
+        let stderr_task = tokio::spawn(
+            reader::read_stderr(
+                stderr,
+                opts.stderr_lines,
+                def.log_enabled.then(|| def.name.clone()),
+            )
+            .instrument(span.clone()),
+        );
         let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
-        let stdout_task = tokio::spawn(reader::read_stdout(
-            stdout,
-            events_tx.clone(),
-            fatal_tx,
-            opts.max_message_bytes,
-            def.name.clone(),
-        ));
-        tokio::spawn(supervisor::supervise(supervisor::Supervisor {
+        let stdout_task = tokio::spawn(
+            reader::read_stdout(
+                stdout,
+                events_tx.clone(),
+                fatal_tx,
+                opts.max_message_bytes,
+                def.name.clone(),
+            )
+            .instrument(span.clone()),
+        );
+        let supervise = supervisor::supervise(supervisor::Supervisor {
             child,
             pid,
             name: def.name.clone(),
@@ -123,7 +130,8 @@ impl StdioTransport {
             events: events_tx,
             closed: closed_tx,
             cancel: cancel.clone(),
-        }));
+        });
+        tokio::spawn(supervise.instrument(span));
 
         let transport = Self {
             target,

@@ -16,6 +16,7 @@ use mcp_types::mcp::methods;
 use mcp_types::{McpDefinition, Message, TransportKind};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
+use tracing::Instrument;
 use url::Url;
 
 use crate::Result;
@@ -50,6 +51,7 @@ struct Inner {
     events: mpsc::Sender<TransportEvent>,
     cancel: CancellationToken,
     limits: Limits,
+    span: tracing::Span,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -73,7 +75,10 @@ impl StreamableHttpTransport {
         let client = net::client(connect_timeout, &target)?;
         let (events_tx, events_rx) = mpsc::channel(opts.event_capacity.max(1));
         let cancel = CancellationToken::new();
+        let span =
+            tracing::info_span!("upstream", upstream = %def.name, transport = "streamable-http");
         let inner = Arc::new(Inner {
+            span,
             target,
             http: client,
             url,
@@ -243,11 +248,12 @@ impl Inner {
                 })?;
                 // Delivered from a task: the owner may be the one calling `send`.
                 let inner = self.clone();
-                tokio::spawn(async move {
+                let deliver = async move {
                     for msg in payload.into_messages() {
                         inner.deliver(msg).await;
                     }
-                });
+                };
+                tokio::spawn(deliver.instrument(self.span.clone()));
                 Ok(())
             }
             _ if request_id.is_none() => Ok(()),
@@ -311,7 +317,8 @@ impl Transport for StreamableHttpTransport {
 
     fn on_initialized(&self) {
         if self.inner.closed_reason().is_none() {
-            tokio::spawn(stream::open_get(self.inner.clone()));
+            let span = self.inner.span.clone();
+            tokio::spawn(stream::open_get(self.inner.clone()).instrument(span));
         }
     }
 
