@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{ClientEvent, HOUSEKEEPING_TIMEOUT, Shared};
+use crate::error::Error;
 use crate::transport::{CloseKind, CloseReason, Events, TransportEvent};
 
 /// Routes transport events: responses to their waiters, `ping` answered here, other
@@ -50,7 +51,9 @@ pub(super) async fn route(
             Some(TransportEvent::Message(Message::Request(request))) => {
                 if request.method == methods::PING {
                     let pong = Outcome::Result(to_raw(&serde_json::json!({})));
-                    reply(&shared, request.id, pong).await;
+                    if let Some(reason) = reply(&shared, request.id, pong).await {
+                        break reason;
+                    }
                     continue;
                 }
                 let (id, method) = (request.id.clone(), request.method.clone());
@@ -62,7 +65,9 @@ pub(super) async fn route(
                             codes::METHOD_NOT_FOUND,
                             format!("{method} is not handled by this client"),
                         );
-                        reply(&shared, id, Outcome::Error(error)).await;
+                        if let Some(reason) = reply(&shared, id, Outcome::Error(error)).await {
+                            break reason;
+                        }
                     }
                 }
             }
@@ -100,14 +105,24 @@ async fn deliver(
     }
 }
 
-async fn reply(shared: &Shared, id: RequestId, outcome: Outcome) {
+/// Answers a server request; returns the close reason when sending showed the
+/// connection is over (the transport's own close event may be stuck behind us).
+async fn reply(shared: &Shared, id: RequestId, outcome: Outcome) -> Option<CloseReason> {
     let msg = Message::Response(Response {
         id,
         outcome,
         extra: Extra::new(),
     });
     let send = shared.transport.send(msg);
-    if let Ok(Err(err)) = tokio::time::timeout(HOUSEKEEPING_TIMEOUT, send).await {
-        tracing::debug!(error = %err, "could not answer a server request");
+    match tokio::time::timeout(HOUSEKEEPING_TIMEOUT, send).await {
+        Ok(Err(Error::Closed { reason, .. })) => Some(reason),
+        Ok(Err(err @ Error::SessionExpired { .. })) => {
+            Some(CloseReason::new(CloseKind::SessionExpired, err.to_string()))
+        }
+        Ok(Err(err)) => {
+            tracing::debug!(error = %err, "could not answer a server request");
+            None
+        }
+        Ok(Ok(())) | Err(_) => None,
     }
 }
