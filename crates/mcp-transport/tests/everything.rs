@@ -38,12 +38,12 @@ async fn call_tool(client: &McpClient, params: Value) -> anyhow::Result<CallTool
     Ok(result)
 }
 
-/// Answers sampling requests, refuses others, forwards progress notifications; returns
-/// the close reason.
+/// Answers sampling requests, refuses others, forwards notifications (method, params);
+/// returns the close reason.
 async fn serve_events(
     client: McpClient,
     mut events: mcp_transport::ClientEvents,
-    progress: mpsc::Sender<Value>,
+    notes: mpsc::Sender<(String, Value)>,
 ) -> Option<CloseReason> {
     while let Some(event) = events.recv().await {
         match event {
@@ -62,25 +62,40 @@ async fn serve_events(
                 let error = ErrorObject::new(codes::METHOD_NOT_FOUND, "not supported by the test");
                 let _ = client.respond(req.id, Outcome::Error(error)).await;
             }
-            ClientEvent::Notification(n) if n.method == methods::PROGRESS => {
+            ClientEvent::Notification(n) => {
                 let params: Value = n
                     .params
                     .as_deref()
                     .map(|p| serde_json::from_str(p.get()).unwrap_or_default())
                     .unwrap_or_default();
-                let _ = progress.try_send(params);
+                let _ = notes.try_send((n.method, params));
             }
-            ClientEvent::Notification(_) => {}
             ClientEvent::Closed(reason) => return Some(reason),
         }
     }
     None
 }
 
+/// The next notification of `method` (others are skipped).
+async fn next_note(
+    notes: &mut mpsc::Receiver<(String, Value)>,
+    method: &str,
+) -> anyhow::Result<Value> {
+    loop {
+        let (m, params) = tokio::time::timeout(Duration::from_secs(15), notes.recv())
+            .await
+            .with_context(|| format!("no {method} notification"))?
+            .context("event handler ended")?;
+        if m == method {
+            return Ok(params);
+        }
+    }
+}
+
 async fn exercise(def: McpDefinition) -> anyhow::Result<()> {
     let (client, events) = McpClient::connect(&def, &options()).await?;
-    let (progress_tx, mut progress_rx) = mpsc::channel(64);
-    let handler = tokio::spawn(serve_events(client.clone(), events, progress_tx));
+    let (notes_tx, mut notes) = mpsc::channel(256);
+    let handler = tokio::spawn(serve_events(client.clone(), events, notes_tx));
 
     let init = client
         .initialize(
@@ -137,14 +152,29 @@ async fn exercise(def: McpDefinition) -> anyhow::Result<()> {
     ensure!(text_of(&long).contains("completed"), "{long:?}");
     let mut seen = Vec::new();
     while seen.len() < 3 {
-        let note = tokio::time::timeout(Duration::from_secs(10), progress_rx.recv())
-            .await
-            .context("progress notifications missing")?
-            .context("event handler ended")?;
+        let note = next_note(&mut notes, methods::PROGRESS).await?;
         ensure!(note["progressToken"] == "progress-7", "{note}");
         seen.push(note["progress"].as_f64().unwrap_or_default());
     }
     ensure!(seen == [1.0, 2.0, 3.0], "progress {seen:?}");
+
+    // Log messages are not tied to a request: over streamable HTTP they come on the GET
+    // stream.
+    call_tool(
+        &client,
+        json!({"name": "toggle-simulated-logging", "arguments": {}}),
+    )
+    .await?;
+    let log = next_note(&mut notes, "notifications/message").await?;
+    ensure!(
+        log["data"].as_str().is_some_and(|d| d.contains("message")),
+        "{log}"
+    );
+    call_tool(
+        &client,
+        json!({"name": "toggle-simulated-logging", "arguments": {}}),
+    )
+    .await?;
 
     let sampled = call_tool(
         &client,
