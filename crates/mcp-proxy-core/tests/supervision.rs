@@ -138,9 +138,15 @@ async fn backs_off_exponentially_then_rests_in_error_until_asked() {
     m.reconnect("fake").unwrap();
     wait_attempts(&c, 4).await;
     let revived = c.attempts()[3] - times[2];
-    assert!(revived >= Duration::from_secs(3600), "only after the request");
+    assert!(
+        revived >= Duration::from_secs(3600),
+        "only after the request"
+    );
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(m.status("fake").unwrap().reconnect_attempts >= 1, "counting restarted");
+    assert!(
+        m.status("fake").unwrap().reconnect_attempts >= 1,
+        "counting restarted"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -196,7 +202,13 @@ async fn two_failed_health_checks_count_as_a_lost_connection() {
         connected_for >= Duration::from_secs(65) && connected_for <= Duration::from_secs(80),
         "{connected_for:?}"
     );
-    let pings = c.sent.lock().unwrap().iter().filter(|m| *m == "ping").count();
+    let pings = c
+        .sent
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|m| *m == "ping")
+        .count();
     assert_eq!(pings, 2);
     let s = m.status("fake").unwrap();
     assert!(
@@ -226,5 +238,8 @@ async fn a_request_on_a_silent_upstream_times_out_and_is_cancelled_upstream() {
     assert!(err.is_timeout(), "{err}");
     assert!(err.is_upstream() && err.is_retryable());
     let sent = c.sent.lock().unwrap().clone();
-    assert!(sent.contains(&"notifications/cancelled".to_owned()), "{sent:?}");
+    assert!(
+        sent.contains(&"notifications/cancelled".to_owned()),
+        "{sent:?}"
+    );
 }
