@@ -359,3 +359,59 @@ mod tests {
         assert!(text.contains("***"));
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    use super::*;
+
+    /// Every key of the configuration, dotted (`storage.kind`), from the defaults.
+    fn keys() -> Vec<String> {
+        fn walk(prefix: &str, v: &toml::Value, out: &mut Vec<String>) {
+            match v {
+                toml::Value::Table(t) => {
+                    for (k, v) in t {
+                        let key = if prefix.is_empty() {
+                            k.clone()
+                        } else {
+                            format!("{prefix}.{k}")
+                        };
+                        walk(&key, v, out);
+                    }
+                }
+                _ => out.push(prefix.to_owned()),
+            }
+        }
+        let mut out = Vec::new();
+        let mut cfg = ProxydConfig::default();
+        // Optional keys are absent from the defaults; give them a value to see them.
+        cfg.base_url = Some("http://localhost".into());
+        walk("", &toml::Value::try_from(&cfg).unwrap(), &mut out);
+        out
+    }
+
+    fn documented() -> Vec<String> {
+        let doc = include_str!("../../../docs/configuration.md");
+        doc.lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split('`').next())
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn configuration_reference_matches_the_code() {
+        let (keys, docs) = (keys(), documented());
+        for k in &keys {
+            assert!(docs.contains(k), "{k} is not in docs/configuration.md");
+            let env = format!("MCP_PROXY_{}", k.to_uppercase().replace('.', "__"));
+            let doc = include_str!("../../../docs/configuration.md");
+            assert!(doc.contains(&env), "{env} is not in docs/configuration.md");
+        }
+        for d in &docs {
+            assert!(
+                keys.contains(d),
+                "docs/configuration.md documents unknown key {d}"
+            );
+        }
+    }
+}
