@@ -443,3 +443,147 @@ async fn a_registration_on_one_replica_connects_on_the_other() {
             == StatusCode::NOT_FOUND
     );
 }
+
+async fn scrape(admin: &Admin) -> String {
+    let resp = admin
+        .http
+        .get(format!("{}/metrics", admin.base))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    resp.text().await.unwrap()
+}
+
+fn series(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::test]
+async fn prometheus_series_move_with_real_traffic() {
+    let p = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&p);
+    admin
+        .register(def_json(&tools::everything_stdio_def("metered")))
+        .await;
+    assert_eventually!(LONG, admin.state("metered").await == "connected");
+    let calls =
+        r#"mcp_proxy_upstream_requests_total{upstream="metered",method="tools/call",outcome="ok"}"#;
+    for _ in 0..2 {
+        let (status, _) = admin.call("metered", "echo", json!({"message": "m"})).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let first = scrape(&admin).await;
+    assert_eq!(series(&first, calls), Some(2.0), "{first}");
+    assert_eq!(
+        series(
+            &first,
+            r#"mcp_proxy_upstream_state{upstream="metered",state="connected"}"#
+        ),
+        Some(1.0)
+    );
+    let (status, _) = admin.call("metered", "echo", json!({"message": "m"})).await;
+    assert_eq!(status, StatusCode::OK);
+    let resp = admin
+        .http
+        .get(format!("{}/admin/mcps", admin.base))
+        .bearer_auth("wrong-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let second = scrape(&admin).await;
+    assert_eq!(series(&second, calls), Some(3.0), "{second}");
+    assert_eq!(
+        series(
+            &second,
+            r#"mcp_proxy_auth_failures_total{reason="invalid_token"}"#
+        ),
+        Some(1.0),
+        "{second}"
+    );
+    let out = series(
+        &second,
+        r#"mcp_proxy_http_body_bytes_total{direction="out"}"#,
+    )
+    .unwrap();
+    let before = series(
+        &first,
+        r#"mcp_proxy_http_body_bytes_total{direction="out"}"#,
+    )
+    .unwrap();
+    assert!(out > before, "{before} -> {out}");
+    assert!(
+        series(
+            &second,
+            r#"mcp_proxy_upstream_request_duration_seconds_count{upstream="metered",method="tools/call"}"#
+        )
+        .unwrap()
+            >= 3.0
+    );
+    // Without a token it is refused, unless metrics_public is set.
+    let resp = admin
+        .http
+        .get(format!("{}/metrics", admin.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let public = Proxyd::start_with_env(BIN, &[], &[("MCP_PROXY_METRICS_PUBLIC", "true")])
+        .await
+        .unwrap();
+    let resp = admin
+        .http
+        .get(format!("{}/metrics", public.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_call_in_flight_at_sigterm_completes_before_exit() {
+    let mut p = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&p);
+    admin
+        .register(def_json(&tools::everything_stdio_def("drain")))
+        .await;
+    assert_eventually!(LONG, admin.state("drain").await == "connected");
+    let call = tokio::spawn(async move {
+        admin
+            .call(
+                "drain",
+                "trigger-long-running-operation",
+                json!({"duration": 2, "steps": 2}),
+            )
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let exit = p.terminate(Duration::from_secs(20)).await.unwrap();
+    assert!(exit.success(), "{exit:?}");
+    let (status, body) = call.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("completed"),
+        "{body}"
+    );
+    // New connections are refused once it stopped accepting.
+    let refused = reqwest::Client::new()
+        .get(format!("{}/healthz", p.url()))
+        .send()
+        .await;
+    assert!(refused.is_err());
+}

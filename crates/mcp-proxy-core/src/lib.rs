@@ -31,6 +31,7 @@ mod discovery;
 mod error;
 mod live;
 mod manager;
+pub mod metrics;
 mod upstream;
 
 pub use backoff::{Backoff, HEALTH_FAILURES_FOR_LOSS, HealthCounter, JITTER, MAX_BACKOFF};
@@ -38,6 +39,7 @@ pub use connector::{Connection, Connector, TransportConnector};
 pub use discovery::Catalog;
 pub use error::Error;
 pub use manager::{Listing, ListingError, Manager, ManagerConfig, MetricsSnapshot, Tagged};
+pub use metrics::Metrics;
 pub use upstream::Upstream;
 
 /// Result alias of this crate.

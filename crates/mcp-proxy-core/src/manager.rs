@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::connector::Connector;
 use crate::error::Error;
+use crate::metrics::Metrics;
 use crate::upstream::Upstream;
 
 /// Settings of the manager.
@@ -98,6 +99,7 @@ struct Inner {
     cancel: CancellationToken,
     loaded: AtomicBool,
     started: Instant,
+    prometheus: Arc<Metrics>,
 }
 
 /// Owns the upstreams. Cheap to clone.
@@ -122,6 +124,7 @@ impl Manager {
                 cancel: CancellationToken::new(),
                 loaded: AtomicBool::new(false),
                 started: Instant::now(),
+                prometheus: Arc::new(Metrics::new()),
             }),
         }
     }
@@ -226,12 +229,14 @@ impl Manager {
             def,
             self.inner.connector.clone(),
             self.inner.store.clone(),
+            self.inner.prometheus.clone(),
             &self.inner.cancel,
         );
         map.insert(name.clone(), up);
         drop(map);
         match old {
             Some(old) => {
+                old.detach_metrics();
                 info!(upstream = %name, "definition changed; replacing the connection");
                 let grace = old.definition().timeout;
                 tokio::spawn(async move { old.retire(grace).await });
@@ -244,8 +249,15 @@ impl Manager {
     pub fn apply_delete(&self, name: &str) {
         if let Some(old) = self.write().remove(name) {
             info!(upstream = %name, "upstream removed");
+            old.detach_metrics();
             old.stop();
+            self.inner.prometheus.forget_upstream(name);
         }
+    }
+
+    /// The connector upstream connections are opened with (client sessions use it too).
+    pub fn connector(&self) -> Arc<dyn Connector> {
+        self.inner.connector.clone()
     }
 
     /// Whether `max_connections` leaves room for one more definition.
@@ -372,6 +384,11 @@ impl Manager {
                 format!("the upstream's result is not JSON: {e}"),
             ),
         })
+    }
+
+    /// The Prometheus metrics, shared with the HTTP layer.
+    pub fn prometheus(&self) -> &Arc<Metrics> {
+        &self.inner.prometheus
     }
 
     /// The JSON metrics snapshot.

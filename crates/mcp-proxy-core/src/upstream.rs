@@ -19,6 +19,7 @@ use crate::connector::Connector;
 use crate::discovery::Catalog;
 use crate::error::Error;
 use crate::live::LiveStatus;
+use crate::metrics::{Metrics, RequestOutcome};
 
 /// A supervised upstream. Shared (`Arc`) between the manager, the supervisor and callers.
 #[derive(Debug)]
@@ -33,6 +34,9 @@ pub struct Upstream {
     inflight: AtomicUsize,
     idle: Notify,
     store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    /// False once replaced or removed: its state no longer speaks for the name.
+    reporting: std::sync::atomic::AtomicBool,
 }
 
 /// Counts a request in flight; wakes retirement when the last one ends.
@@ -52,6 +56,7 @@ impl Upstream {
         def: McpDefinition,
         connector: Arc<dyn Connector>,
         store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
         parent: &CancellationToken,
     ) -> Arc<Self> {
         let up = Arc::new(Self {
@@ -65,9 +70,12 @@ impl Upstream {
             inflight: AtomicUsize::new(0),
             idle: Notify::new(),
             store,
+            metrics,
+            reporting: std::sync::atomic::AtomicBool::new(true),
         });
         // Connecting from the first moment, so a registration's answer says so.
         up.status.set_state(ConnectionState::Connecting);
+        up.report_state(ConnectionState::Connecting);
         tokio::spawn(supervisor::run(up.clone(), connector));
         up
     }
@@ -137,6 +145,17 @@ impl Upstream {
             .request_with_timeout(method, params, self.def.timeout)
             .await;
         let elapsed = started.elapsed();
+        let outcome = match &result {
+            Ok(Response {
+                outcome: Outcome::Result(_),
+                ..
+            }) => RequestOutcome::Ok,
+            Ok(_) => RequestOutcome::Error,
+            Err(e) if e.is_timeout() => RequestOutcome::Timeout,
+            Err(_) => RequestOutcome::Unavailable,
+        };
+        self.metrics
+            .record_request(&self.def.name, method, outcome, elapsed);
         match result {
             Ok(Response {
                 outcome: Outcome::Result(raw),
@@ -199,6 +218,24 @@ impl Upstream {
         self.stop();
     }
 
+    /// Sets the state gauges, unless this upstream has been replaced or removed.
+    pub(crate) fn report_state(&self, state: ConnectionState) {
+        if self.reporting.load(Ordering::Acquire) {
+            self.metrics.set_state(&self.def.name, state);
+        }
+    }
+
+    /// Stops reporting state to the metrics (the name now belongs to a successor or
+    /// to nobody).
+    pub(crate) fn detach_metrics(&self) {
+        self.reporting.store(false, Ordering::Release);
+    }
+
+    /// Resolves once the upstream is stopped (deleted, replaced by a PUT, shut down).
+    pub async fn stopped(&self) {
+        self.cancel.cancelled().await;
+    }
+
     /// Whether the supervisor has been told to stop.
     pub fn is_stopped(&self) -> bool {
         self.cancel.is_cancelled()
@@ -222,6 +259,7 @@ impl Upstream {
 
     /// Writes the status to the store in the background (best effort, bounded).
     fn persist_status(self: &Arc<Self>) {
+        self.report_state(self.status.state());
         let up = self.clone();
         tokio::spawn(async move {
             let snapshot = up.status.snapshot();

@@ -8,6 +8,8 @@ use std::time::Instant;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
 use mcp_proxy_core::Manager;
+use mcp_proxy_core::Metrics;
+use mcp_proxy_core::metrics::{AuthFailure, Direction};
 use mcp_store::Store;
 use tracing::{debug, warn};
 
@@ -58,7 +60,17 @@ impl App {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let resp = match self.dispatch(req, peer).await {
+        let span = tracing::debug_span!("http", %method, %path, %peer);
+        let metrics = self.metrics().clone();
+        if let Some(n) = req
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+        {
+            metrics.bytes(Direction::In, n);
+        }
+        let resp = match tracing::Instrument::instrument(self.dispatch(req, peer), span).await {
             Ok(resp) => resp,
             Err(err) => {
                 let (status, code, _) = err.parts();
@@ -74,7 +86,22 @@ impl App {
             let (parts, _) = resp.into_parts();
             return Response::from_parts(parts, crate::body::empty());
         }
-        resp
+        resp.map(|body| {
+            http_body_util::BodyExt::boxed_unsync(http_body_util::BodyExt::map_frame(
+                body,
+                move |frame| {
+                    if let Some(data) = frame.data_ref() {
+                        metrics.bytes(Direction::Out, data.len() as u64);
+                    }
+                    frame
+                },
+            ))
+        })
+    }
+
+    /// The Prometheus metrics (shared with the core).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        self.inner.manager.prometheus()
     }
 
     async fn dispatch(
@@ -84,6 +111,7 @@ impl App {
     ) -> Result<Response<Body>, Error> {
         let cfg = &self.inner.config;
         if cfg.check_host && !security::host_allowed(req.headers(), &cfg.extra_hosts) {
+            self.metrics().auth_failure(AuthFailure::HostNotAllowed);
             return Err(Error::Forbidden(
                 "host not allowed: the Host header must name this proxy".into(),
             ));
@@ -103,7 +131,7 @@ impl App {
             Route::Healthz => Ok(system::healthz(self)),
             Route::Readyz => Ok(system::readyz(self).await),
             Route::AdminMetrics => Ok(system::admin_metrics(self)),
-            Route::PrometheusMetrics => Err(Error::NotImplemented("GET /metrics")),
+            Route::PrometheusMetrics => Ok(system::prometheus(self)),
             Route::Mcps | Route::Mcp(_) => admin::mcps(self, route, req).await,
             Route::Reconnect(name) => upstreams::reconnect(self, &name),
             Route::Tools => Ok(upstreams::tools(self)),
@@ -120,11 +148,17 @@ impl App {
     ) -> Result<(), Error> {
         let cfg = &self.inner.config;
         if !cfg.admin_allow_ips.contains(client) {
+            self.metrics().auth_failure(AuthFailure::IpNotAllowed);
             return Err(Error::Forbidden(format!(
                 "client address {client} is not allowed to use the admin api"
             )));
         }
-        security::check_bearer(req.headers(), &cfg.admin_tokens)
-            .map_err(|f| Error::Unauthorized(f.message()))
+        security::check_bearer(req.headers(), &cfg.admin_tokens).map_err(|f| {
+            self.metrics().auth_failure(match f {
+                security::AuthFailure::Missing => AuthFailure::MissingToken,
+                security::AuthFailure::Invalid => AuthFailure::InvalidToken,
+            });
+            Error::Unauthorized(f.message())
+        })
     }
 }

@@ -61,9 +61,6 @@ pub enum Error {
     /// The number of definitions reached `max_connections`.
     #[error("max_connections ({0}) reached: delete an mcp before adding another")]
     TooManyDefinitions(usize),
-    /// The feature is not part of this build yet.
-    #[error("{0} is not implemented yet")]
-    NotImplemented(&'static str),
     /// The store failed.
     #[error("storage: {0}")]
     Store(#[from] mcp_store::Error),
@@ -115,7 +112,6 @@ impl Error {
                 (StatusCode::CONFLICT, "already_exists", None)
             }
             Self::TooManyDefinitions(_) => (StatusCode::CONFLICT, "max_connections_reached", None),
-            Self::NotImplemented(_) => (StatusCode::NOT_IMPLEMENTED, "not_implemented", None),
             Self::Core(e) => core_parts(e),
             Self::Store(e) if e.is_retryable() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", None)

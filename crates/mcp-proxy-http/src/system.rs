@@ -55,3 +55,13 @@ pub(crate) fn admin_metrics(app: &App) -> Response<Body> {
     // Client sessions arrive with the proxy endpoints; none can exist before them.
     json_response(StatusCode::OK, &app.inner().manager.metrics(0))
 }
+
+/// `/metrics`: Prometheus (OpenMetrics text).
+pub(crate) fn prometheus(app: &App) -> Response<Body> {
+    let mut resp = Response::new(crate::body::full(app.metrics().render()));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static(mcp_proxy_core::metrics::CONTENT_TYPE),
+    );
+    resp
+}

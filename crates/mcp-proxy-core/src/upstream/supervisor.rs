@@ -28,10 +28,15 @@ pub(super) async fn run(up: Arc<Upstream>, connector: Arc<dyn Connector>) {
     let name = def.name.clone();
     let backoff = Backoff::new(def.reconnect_delay, def.max_reconnects);
     let mut failures: u32 = 0;
+    let mut first = true;
     loop {
         if up.cancel.is_cancelled() {
             break;
         }
+        if !first && up.reporting.load(std::sync::atomic::Ordering::Acquire) {
+            up.metrics.reconnect(&name);
+        }
+        first = false;
         if up.status.set_state(ConnectionState::Connecting) {
             up.persist_status();
         }
@@ -98,6 +103,7 @@ pub(super) async fn run(up: Arc<Upstream>, connector: Arc<dyn Connector>) {
     }
     up.set_client(None, None);
     up.status.set_state(ConnectionState::Disconnected);
+    up.report_state(ConnectionState::Disconnected);
     debug!(upstream = %name, "supervisor stopped");
 }
 

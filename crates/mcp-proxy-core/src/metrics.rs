@@ -1,0 +1,407 @@
+//! Prometheus metrics. Label sets stay bounded: upstream names (capped by
+//! `max_connections`), a fixed list of methods (anything else is `other`), and small enums;
+//! never session ids or arguments.
+
+use std::time::Duration;
+
+use mcp_types::ConnectionState;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Methods that get their own label value; every other method is `other`.
+const KNOWN_METHODS: &[&str] = &[
+    "initialize",
+    "ping",
+    "tools/list",
+    "tools/call",
+    "prompts/list",
+    "prompts/get",
+    "resources/list",
+    "resources/read",
+    "resources/templates/list",
+    "resources/subscribe",
+    "resources/unsubscribe",
+    "completion/complete",
+    "logging/setLevel",
+    "sampling/createMessage",
+    "elicitation/create",
+    "roots/list",
+    "tasks/get",
+    "tasks/result",
+    "tasks/list",
+    "tasks/cancel",
+];
+
+/// How a forwarded request ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum RequestOutcome {
+    /// A result.
+    Ok,
+    /// A JSON-RPC error from the upstream.
+    Error,
+    /// No answer within the deadline.
+    Timeout,
+    /// The connection failed or was not there.
+    Unavailable,
+}
+
+/// Why a request was refused by the security layers.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum AuthFailure {
+    /// No bearer token.
+    MissingToken,
+    /// A wrong bearer token.
+    InvalidToken,
+    /// The client address is not allowed.
+    IpNotAllowed,
+    /// The `Host` header names another site.
+    HostNotAllowed,
+    /// The `Origin` header is not allowed.
+    OriginNotAllowed,
+}
+
+/// Which client-facing transport a session uses.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum SessionTransport {
+    /// Streamable HTTP.
+    StreamableHttp,
+    /// Legacy HTTP+SSE.
+    Sse,
+}
+
+/// Bytes direction, seen from the proxy's HTTP server.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum Direction {
+    /// Request bodies received.
+    In,
+    /// Response bodies sent.
+    Out,
+}
+
+/// Snake-case label values for the enums above.
+macro_rules! label_values {
+    ($($ty:ty { $($variant:ident => $text:literal),+ $(,)? })+) => {$(
+        impl $ty {
+            /// The label value.
+            pub fn as_str(self) -> &'static str {
+                match self { $(Self::$variant => $text),+ }
+            }
+        }
+        impl EncodeLabelValue for $ty {
+            fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> std::fmt::Result {
+                std::fmt::Write::write_str(encoder, self.as_str())
+            }
+        }
+    )+};
+}
+
+label_values! {
+    RequestOutcome { Ok => "ok", Error => "error", Timeout => "timeout", Unavailable => "unavailable" }
+    AuthFailure {
+        MissingToken => "missing_token",
+        InvalidToken => "invalid_token",
+        IpNotAllowed => "ip_not_allowed",
+        HostNotAllowed => "host_not_allowed",
+        OriginNotAllowed => "origin_not_allowed",
+    }
+    SessionTransport { StreamableHttp => "streamable_http", Sse => "sse" }
+    Direction { In => "in", Out => "out" }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    upstream: String,
+    method: String,
+    outcome: RequestOutcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MethodLabels {
+    upstream: String,
+    method: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    upstream: String,
+    state: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UpstreamLabels {
+    upstream: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: AuthFailure,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TransportLabels {
+    transport: SessionTransport,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DirectionLabels {
+    direction: Direction,
+}
+
+fn duration_histogram() -> Histogram {
+    // 1 ms … ~65 s
+    Histogram::new(exponential_buckets(0.001, 2.0, 17))
+}
+
+/// Every metric of the proxy, in one registry.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    durations: Family<MethodLabels, Histogram, fn() -> Histogram>,
+    states: Family<StateLabels, Gauge>,
+    reconnects: Family<UpstreamLabels, Counter>,
+    sessions: Family<TransportLabels, Gauge>,
+    bytes: Family<DirectionLabels, Counter>,
+    auth_failures: Family<ReasonLabels, Counter>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Registers every metric under the `mcp_proxy` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("mcp_proxy");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let durations = Family::<MethodLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram,
+        );
+        let states = Family::<StateLabels, Gauge>::default();
+        let reconnects = Family::<UpstreamLabels, Counter>::default();
+        let sessions = Family::<TransportLabels, Gauge>::default();
+        let bytes = Family::<DirectionLabels, Counter>::default();
+        let auth_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "upstream_requests",
+            "Requests forwarded to upstreams, by upstream, method and outcome",
+            requests.clone(),
+        );
+        registry.register(
+            "upstream_request_duration_seconds",
+            "Time for an upstream to answer a forwarded request",
+            durations.clone(),
+        );
+        registry.register(
+            "upstream_state",
+            "1 for the state each upstream is in, 0 for the others",
+            states.clone(),
+        );
+        registry.register(
+            "upstream_reconnects",
+            "Reconnect attempts after a failure or a lost connection",
+            reconnects.clone(),
+        );
+        registry.register(
+            "client_sessions",
+            "Client sessions open, by client-facing transport",
+            sessions.clone(),
+        );
+        registry.register(
+            "http_body_bytes",
+            "HTTP body bytes received (as declared by Content-Length) and sent",
+            bytes.clone(),
+        );
+        registry.register(
+            "auth_failures",
+            "Requests refused by the security layers, by reason",
+            auth_failures.clone(),
+        );
+        Self {
+            registry,
+            requests,
+            durations,
+            states,
+            reconnects,
+            sessions,
+            bytes,
+            auth_failures,
+        }
+    }
+
+    fn method_label(method: &str) -> String {
+        if KNOWN_METHODS.contains(&method) {
+            method.to_owned()
+        } else {
+            "other".to_owned()
+        }
+    }
+
+    /// Counts a forwarded request.
+    pub fn record_request(
+        &self,
+        upstream: &str,
+        method: &str,
+        outcome: RequestOutcome,
+        elapsed: Duration,
+    ) {
+        let method = Self::method_label(method);
+        self.requests
+            .get_or_create(&RequestLabels {
+                upstream: upstream.to_owned(),
+                method: method.clone(),
+                outcome,
+            })
+            .inc();
+        self.durations
+            .get_or_create(&MethodLabels {
+                upstream: upstream.to_owned(),
+                method,
+            })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    /// Sets the state gauges of an upstream.
+    pub fn set_state(&self, upstream: &str, state: ConnectionState) {
+        for s in [
+            ConnectionState::Disconnected,
+            ConnectionState::Connecting,
+            ConnectionState::Connected,
+            ConnectionState::Error,
+        ] {
+            self.states
+                .get_or_create(&StateLabels {
+                    upstream: upstream.to_owned(),
+                    state: s.as_str().to_owned(),
+                })
+                .set(i64::from(s == state));
+        }
+    }
+
+    /// Counts a reconnect attempt.
+    pub fn reconnect(&self, upstream: &str) {
+        self.reconnects
+            .get_or_create(&UpstreamLabels {
+                upstream: upstream.to_owned(),
+            })
+            .inc();
+    }
+
+    /// Drops every series of a removed upstream, so label sets do not grow forever.
+    pub fn forget_upstream(&self, upstream: &str) {
+        let u = upstream.to_owned();
+        self.reconnects.remove(&UpstreamLabels {
+            upstream: u.clone(),
+        });
+        for s in ["disconnected", "connecting", "connected", "error"] {
+            self.states.remove(&StateLabels {
+                upstream: u.clone(),
+                state: s.to_owned(),
+            });
+        }
+        for method in KNOWN_METHODS.iter().copied().chain(["other"]) {
+            let labels = MethodLabels {
+                upstream: u.clone(),
+                method: method.to_owned(),
+            };
+            self.durations.remove(&labels);
+            for outcome in [
+                RequestOutcome::Ok,
+                RequestOutcome::Error,
+                RequestOutcome::Timeout,
+                RequestOutcome::Unavailable,
+            ] {
+                self.requests.remove(&RequestLabels {
+                    upstream: u.clone(),
+                    method: method.to_owned(),
+                    outcome,
+                });
+            }
+        }
+    }
+
+    /// A client session opened.
+    pub fn session_opened(&self, transport: SessionTransport) {
+        self.sessions
+            .get_or_create(&TransportLabels { transport })
+            .inc();
+    }
+
+    /// A client session ended.
+    pub fn session_closed(&self, transport: SessionTransport) {
+        self.sessions
+            .get_or_create(&TransportLabels { transport })
+            .dec();
+    }
+
+    /// Counts HTTP body bytes.
+    pub fn bytes(&self, direction: Direction, n: u64) {
+        self.bytes
+            .get_or_create(&DirectionLabels { direction })
+            .inc_by(n);
+    }
+
+    /// Counts a refused request.
+    pub fn auth_failure(&self, reason: AuthFailure) {
+        self.auth_failures
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
+    }
+
+    /// The metrics in the OpenMetrics text format (which Prometheus reads).
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// The content type of [`Metrics::render`].
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_bounded_series() {
+        let m = Metrics::new();
+        m.record_request(
+            "fs",
+            "tools/call",
+            RequestOutcome::Ok,
+            Duration::from_millis(3),
+        );
+        m.record_request(
+            "fs",
+            "x-custom/whatever",
+            RequestOutcome::Error,
+            Duration::ZERO,
+        );
+        m.set_state("fs", ConnectionState::Connected);
+        m.auth_failure(AuthFailure::InvalidToken);
+        let text = m.render();
+        assert!(
+            text.contains(
+                r#"mcp_proxy_upstream_requests_total{upstream="fs",method="tools/call",outcome="ok"} 1"#
+            ),
+            "{text}"
+        );
+        assert!(text.contains(r#"method="other""#), "{text}");
+        assert!(!text.contains("x-custom"), "{text}");
+        assert!(
+            text.contains(r#"mcp_proxy_upstream_state{upstream="fs",state="connected"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"mcp_proxy_auth_failures_total{reason="invalid_token"} 1"#));
+        m.forget_upstream("fs");
+        assert!(!m.render().contains(r#"upstream="fs""#));
+    }
+}
