@@ -283,6 +283,10 @@ mod tests {
     use figment::Jail;
 
     #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail API returns figment::Error"
+    )]
     fn layers_apply_in_order_defaults_file_env_flags() {
         Jail::expect_with(|jail| {
             jail.create_file(
@@ -314,6 +318,10 @@ mod tests {
     }
 
     #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail API returns figment::Error"
+    )]
     fn unknown_keys_are_rejected() {
         Jail::expect_with(|jail| {
             jail.create_file("proxyd.toml", "prot = 1\n")?;
@@ -382,9 +390,11 @@ mod doc_tests {
             }
         }
         let mut out = Vec::new();
-        let mut cfg = ProxydConfig::default();
         // Optional keys are absent from the defaults; give them a value to see them.
-        cfg.base_url = Some("http://localhost".into());
+        let cfg = ProxydConfig {
+            base_url: Some("http://localhost".into()),
+            ..ProxydConfig::default()
+        };
         walk("", &toml::Value::try_from(&cfg).unwrap(), &mut out);
         out
     }
