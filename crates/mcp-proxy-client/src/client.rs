@@ -162,8 +162,13 @@ impl ProxyClient {
 
     /// `GET /admin/mcps/{name}`: the definition (secrets as `***`) and its status.
     pub async fn get(&self, name: &str) -> Result<McpEntry, Error> {
-        self.call(Safety::Idempotent, Method::GET, &["admin", "mcps", name], None)
-            .await
+        self.call(
+            Safety::Idempotent,
+            Method::GET,
+            &["admin", "mcps", name],
+            None,
+        )
+        .await
     }
 
     /// `GET /admin/mcps`: every registered MCP with its status.
@@ -188,13 +193,8 @@ impl ProxyClient {
 
     /// `GET /admin/metrics`: the proxy's counters.
     pub async fn metrics(&self) -> Result<Metrics, Error> {
-        self.call(
-            Safety::Idempotent,
-            Method::GET,
-            &["admin", "metrics"],
-            None,
-        )
-        .await
+        self.call(Safety::Idempotent, Method::GET, &["admin", "metrics"], None)
+            .await
     }
 
     /// `{base}/{segments…}`, each segment percent-encoded.
@@ -250,7 +250,10 @@ mod tests {
             "http://127.0.0.1:8080/fs/sse"
         );
         for bad in ["ftp://x", "not a url", "file:///tmp"] {
-            assert!(ProxyClient::try_new(bad, "t", Duration::from_secs(1)).is_err(), "{bad}");
+            assert!(
+                ProxyClient::try_new(bad, "t", Duration::from_secs(1)).is_err(),
+                "{bad}"
+            );
         }
     }
 

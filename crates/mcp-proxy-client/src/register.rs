@@ -183,8 +183,7 @@ impl RegisterService {
             }
         }
         failures.sort_by_key(|(i, _, _)| *i);
-        let failures: Vec<(String, Error)> =
-            failures.into_iter().map(|(_, n, e)| (n, e)).collect();
+        let failures: Vec<(String, Error)> = failures.into_iter().map(|(_, n, e)| (n, e)).collect();
         if !failures.is_empty() {
             return Err(Error::Batch {
                 op: "ensure_many",

@@ -118,7 +118,8 @@ impl Safety {
         match self {
             Self::Idempotent => err.is_retryable(),
             Self::AnsweredOrUnsent => {
-                err.is_connect() || matches!(err, Error::Unavailable { .. } | Error::Upstream { .. })
+                err.is_connect()
+                    || matches!(err, Error::Unavailable { .. } | Error::Upstream { .. })
             }
             Self::Unsent => err.is_connect(),
         }

@@ -141,3 +141,41 @@ mod tests {
         );
     }
 }
+
+/// The `proxyd` binary, built on first use, for tests of crates that cannot depend on it.
+///
+/// Runs `cargo build --quiet -p proxyd` once per test process, into the target directory
+/// and profile of the running test (a no-op when it is up to date), like
+/// [`crate::tools::mock_stdio`].
+pub fn proxyd_binary() -> std::path::PathBuf {
+    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(build_proxyd).clone()
+}
+
+fn build_proxyd() -> std::path::PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    // <target>/<profile>/deps/<test-binary>, or <target>/<profile>/examples/<example>
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in <target>/<profile>/deps");
+    let target_dir = profile_dir.parent().expect("target dir");
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = std::process::Command::new(cargo);
+    cmd.args(["build", "--quiet", "-p", "proxyd", "--bin", "proxyd"])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(crate::tools::workspace_root());
+    if release {
+        cmd.arg("--release");
+    }
+    let status = cmd.status().expect("run cargo build for proxyd");
+    assert!(status.success(), "building proxyd failed: {status}");
+    let path = profile_dir.join("proxyd");
+    assert!(
+        path.exists(),
+        "{} is missing after the build",
+        path.display()
+    );
+    path
+}

@@ -61,7 +61,12 @@ impl ProxyClient {
         let resp = req.send().await.map_err(|e| self.transport(op, e))?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| self.transport(op, e))?;
-        debug!(op, status = status.as_u16(), bytes = bytes.len(), "admin api answered");
+        debug!(
+            op,
+            status = status.as_u16(),
+            bytes = bytes.len(),
+            "admin api answered"
+        );
         if status.is_success() {
             Ok(bytes.to_vec())
         } else {

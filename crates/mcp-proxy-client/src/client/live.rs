@@ -83,7 +83,12 @@ impl ProxyClient {
         let op = "POST /admin/tools/call";
         let body = json!({ "mcpName": mcp, "toolName": tool, "arguments": arguments });
         let mut answer: Value = self
-            .call(safety, Method::POST, &["admin", "tools", "call"], Some(body))
+            .call(
+                safety,
+                Method::POST,
+                &["admin", "tools", "call"],
+                Some(body),
+            )
             .await?;
         http::decode_value(op, answer["result"].take())
     }
@@ -125,6 +130,8 @@ impl ProxyClient {
             })
             .collect();
         let mut connected: Vec<String> = Vec::new();
+        // After one answer, a failed probe keeps the proxy's last word on each MCP.
+        let mut answered = false;
         loop {
             let remaining = until.saturating_duration_since(Instant::now());
             let probe = tokio::time::timeout(
@@ -134,6 +141,7 @@ impl ProxyClient {
             .await;
             match probe {
                 Ok(Ok(entries)) => {
+                    answered = true;
                     let mut ready = Vec::with_capacity(names.len());
                     for name in names {
                         let name = name.as_ref();
@@ -157,16 +165,17 @@ impl ProxyClient {
                     }
                     connected = ready.into_iter().map(|e| e.definition.name).collect();
                 }
-                Ok(Err(e)) => {
+                Ok(Err(e)) if !answered => {
                     for p in pending.values_mut() {
                         p.last_error = Some(format!("cannot ask the proxy: {e}"));
                     }
                 }
-                Err(_) => {
+                Err(_) if !answered => {
                     for p in pending.values_mut() {
                         p.last_error = Some("the proxy did not answer in time".into());
                     }
                 }
+                Ok(Err(_)) | Err(_) => {}
             }
             let remaining = until.saturating_duration_since(Instant::now());
             if remaining.is_zero() {

@@ -140,7 +140,9 @@ fn proxy_target(base: &Url, url: &Url) -> Option<(String, TransportKind)> {
     let base_path = base.path().trim_end_matches('/');
     let rest = url.path().strip_prefix(base_path)?.strip_prefix('/')?;
     let mut segments = rest.split('/');
-    let name = segments.next().filter(|n| mcp_types::name::check(n).is_ok())?;
+    let name = segments
+        .next()
+        .filter(|n| mcp_types::name::check(n).is_ok())?;
     let transport = match segments.next()? {
         "sse" => TransportKind::Sse,
         "stream" | "mcp" => TransportKind::StreamableHttp,
@@ -217,11 +219,18 @@ mod tests {
         );
         assert_eq!(at("http://127.0.0.1:9090/fs/sse"), None, "other port");
         assert_eq!(at("http://example.com:8080/fs/sse"), None, "other host");
-        assert_eq!(at("http://127.0.0.1:8080/fs/other"), None, "not an endpoint");
+        assert_eq!(
+            at("http://127.0.0.1:8080/fs/other"),
+            None,
+            "not an endpoint"
+        );
         assert_eq!(at("http://127.0.0.1:8080/admin/sse"), None, "reserved name");
         let base = Url::parse("https://gw.example.com/mcp-proxy/").unwrap();
         assert_eq!(
-            proxy_target(&base, &Url::parse("https://gw.example.com/mcp-proxy/t/stream").unwrap()),
+            proxy_target(
+                &base,
+                &Url::parse("https://gw.example.com/mcp-proxy/t/stream").unwrap()
+            ),
             Some(("t".into(), TransportKind::StreamableHttp))
         );
     }

@@ -67,10 +67,12 @@ impl Template {
         for part in &self.parts {
             match part {
                 Part::Text(t) => out.push_str(t),
-                Part::Var(v) => out.push_str(vars.get(v).ok_or_else(|| Error::MissingVariable {
-                    field: field.to_owned(),
-                    name: v.clone(),
-                })?),
+                Part::Var(v) => {
+                    out.push_str(vars.get(v).ok_or_else(|| Error::MissingVariable {
+                        field: field.to_owned(),
+                        name: v.clone(),
+                    })?)
+                }
             }
         }
         Ok(out)
@@ -120,7 +122,10 @@ mod tests {
             .unwrap();
         assert_eq!(out, "Bearer abc/eu!");
         let plain = Template::parse("no placeholders } here").unwrap();
-        assert_eq!(plain.render("h", &vars(&[])).unwrap(), "no placeholders } here");
+        assert_eq!(
+            plain.render("h", &vars(&[])).unwrap(),
+            "no placeholders } here"
+        );
     }
 
     #[test]

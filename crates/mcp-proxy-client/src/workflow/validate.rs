@@ -42,7 +42,10 @@ pub(super) fn entry(
         }
     };
     if e.command.is_some() && e.url.is_some() {
-        err("command", "an entry has either command or url, not both".into());
+        err(
+            "command",
+            "an entry has either command or url, not both".into(),
+        );
     }
     if e.command.is_none() && e.url.is_none() {
         err("url", "an entry needs a url or a command".into());
@@ -66,23 +69,29 @@ pub(super) fn entry(
         Some(CommandConfig::Argv(v)) => Some(v.clone()),
         None => None,
     };
-    let url = e.url.as_deref().and_then(|u| match crate::client::parse_http_url(u) {
-        Ok(url) => Some(url),
-        Err(Error::InvalidUrl { reason, .. }) => {
-            err("url", format!("{u:?} is not an http(s) url: {reason}"));
-            None
-        }
-        Err(x) => {
-            err("url", x.to_string());
-            None
-        }
-    });
+    let url = e
+        .url
+        .as_deref()
+        .and_then(|u| match crate::client::parse_http_url(u) {
+            Ok(url) => Some(url),
+            Err(Error::InvalidUrl { reason, .. }) => {
+                err("url", format!("{u:?} is not an http(s) url: {reason}"));
+                None
+            }
+            Err(x) => {
+                err("url", x.to_string());
+                None
+            }
+        });
     match transport {
         Some(TransportKind::Stdio) if e.url.is_some() => {
             err("transport", "stdio needs a command, not a url".into());
         }
         Some(t) if t.is_http() && e.command.is_some() => {
-            err("transport", format!("{} needs a url, not a command", t.as_str()));
+            err(
+                "transport",
+                format!("{} needs a url, not a command", t.as_str()),
+            );
         }
         _ => {}
     }
