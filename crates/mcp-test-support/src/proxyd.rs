@@ -146,10 +146,15 @@ mod tests {
 ///
 /// Runs `cargo build --quiet -p proxyd` once per test process, into the target directory
 /// and profile of the running test (a no-op when it is up to date), like
-/// [`crate::tools::mock_stdio`].
+/// [`crate::tools::mock_stdio`]. `MCP_TEST_PROXYD_BIN`, when set, names a prebuilt binary
+/// to use instead.
 pub fn proxyd_binary() -> std::path::PathBuf {
     static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
-    PATH.get_or_init(build_proxyd).clone()
+    PATH.get_or_init(|| match std::env::var_os("MCP_TEST_PROXYD_BIN") {
+        Some(path) => path.into(),
+        None => build_proxyd(),
+    })
+    .clone()
 }
 
 fn build_proxyd() -> std::path::PathBuf {
