@@ -5,7 +5,7 @@
 # the stateful checks over the documented links).
 #
 #   scripts/install-test-deps.sh     # once: schemathesis into .tools/venv
-#   scripts/schemathesis.sh          # builds proxyd, starts it, fuzzes, stops it
+#   scripts/schemathesis.sh [ST_RUN_OPTIONS…]   # builds proxyd, starts it, fuzzes, stops it
 #
 # Knobs (environment): SCHEMATHESIS_MAX_EXAMPLES (per operation, default 40),
 # SCHEMATHESIS_SEED (default: random, printed), SCHEMATHESIS_TIMEOUT (wall clock for the
@@ -147,8 +147,10 @@ args=(
 )
 [ -n "${SCHEMATHESIS_SEED:-}" ] && args+=(--seed "$SCHEMATHESIS_SEED")
 [ -n "${SCHEMATHESIS_REPORT_DIR:-}" ] && args+=(--report junit --report-dir "$SCHEMATHESIS_REPORT_DIR")
+args+=("$@") # extra `st run` options
 
 status=0
+cd "$work" # schemathesis keeps a cache in its working directory
 NO_PROXY='*' no_proxy='*' timeout "${SCHEMATHESIS_TIMEOUT:-600}" "$st" "${args[@]}" || status=$?
 if [ "$status" = 124 ]; then
   log "schemathesis exceeded ${SCHEMATHESIS_TIMEOUT:-600}s"

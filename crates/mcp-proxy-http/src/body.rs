@@ -119,9 +119,17 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> 
         Err(e) => {
             let path = e.path().to_string();
             let inner = e.into_inner();
-            if inner.is_data() {
+            // serde_json reports a wrong-typed enum value (`"transport": {}`) as a syntax
+            // error; only a body that is not JSON at all gets `invalid_json`.
+            let well_formed =
+                !inner.is_data() && serde_json::from_slice::<serde::de::IgnoredAny>(bytes).is_ok();
+            if inner.is_data() || well_formed {
                 let field = if path == "." { String::new() } else { path };
-                let message = strip_position(&inner.to_string());
+                let message = if well_formed {
+                    "invalid type or value".to_owned()
+                } else {
+                    strip_position(&inner.to_string())
+                };
                 Err(Error::Invalid {
                     message: if field.is_empty() {
                         format!("invalid request: {message}")
@@ -179,5 +187,29 @@ mod tests {
             panic!("expected invalid")
         };
         assert!(message.contains("unknown field `b`"), "{message}");
+    }
+
+    #[test]
+    fn a_wrong_typed_enum_is_a_shape_error_not_a_syntax_error() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        enum E {
+            X,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct W {
+            e: E,
+        }
+        for body in [r#"{"e":{}}"#, r#"{"e":null}"#, r#"{"e":[1]}"#, r#"{"e":0}"#] {
+            let Err(Error::Invalid { details, .. }) = parse_json::<W>(body.as_bytes()) else {
+                panic!("expected invalid for {body}")
+            };
+            assert_eq!(details[0]["field"], "e", "{body}");
+        }
+        assert!(matches!(
+            parse_json::<W>(br#"{"e": }"#),
+            Err(Error::InvalidJson { .. })
+        ));
     }
 }

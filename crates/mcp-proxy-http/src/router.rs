@@ -75,6 +75,43 @@ impl Route {
             Self::Reconnect(_) | Self::ToolsCall => POST,
         }
     }
+
+    /// The path template, as `docs/openapi.yaml` writes it.
+    #[cfg(test)]
+    pub(crate) fn template(&self) -> &'static str {
+        match self {
+            Self::Healthz => "/healthz",
+            Self::Readyz => "/readyz",
+            Self::PrometheusMetrics => "/metrics",
+            Self::AdminMetrics => "/admin/metrics",
+            Self::Mcps => "/admin/mcps",
+            Self::Mcp(_) => "/admin/mcps/{name}",
+            Self::Reconnect(_) => "/admin/mcps/{name}/reconnect",
+            Self::Tools => "/admin/tools",
+            Self::ToolsCall => "/admin/tools/call",
+            Self::Prompts => "/admin/prompts",
+            Self::Resources => "/admin/resources",
+        }
+    }
+
+    /// One route of every kind (a new variant belongs here and in `template`).
+    #[cfg(test)]
+    pub(crate) fn all() -> Vec<Self> {
+        let name = || "sample-mcp".to_owned();
+        vec![
+            Self::Healthz,
+            Self::Readyz,
+            Self::PrometheusMetrics,
+            Self::AdminMetrics,
+            Self::Mcps,
+            Self::Mcp(name()),
+            Self::Reconnect(name()),
+            Self::Tools,
+            Self::ToolsCall,
+            Self::Prompts,
+            Self::Resources,
+        ]
+    }
 }
 
 /// Resolves `method path` to a route, or the 404/405 error.
@@ -98,6 +135,9 @@ fn decode(seg: &str) -> Option<String> {
         .next()
         .map(|(_, v)| v.into_owned())
 }
+
+#[cfg(test)]
+mod openapi_sync;
 
 #[cfg(test)]
 mod tests {

@@ -465,3 +465,24 @@ async fn foreign_host_header_is_refused_on_loopback() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::FORBIDDEN);
 }
+
+/// Found by schemathesis: a well-formed body whose enum field has the wrong type was
+/// reported as malformed JSON (`invalid_json` with a column) instead of naming the field.
+#[tokio::test]
+async fn wrong_typed_enum_fields_are_invalid_request_naming_the_field() {
+    let s = start().await;
+    for (field, value) in [
+        ("sessionMode", json!({})),
+        ("sessionMode", Value::Null),
+        ("transport", json!([null, null])),
+        ("toolFilter", json!({"mode": 0})),
+    ] {
+        let mut def = json!({"name": "a", "transport": "stdio", "command": "x"});
+        def[field] = value.clone();
+        let (status, body) = s.post(def).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{field}={value}: {body}");
+        assert_eq!(body["code"], "invalid_request", "{field}={value}: {body}");
+        let named = body["details"][0]["field"].as_str().unwrap();
+        assert!(named.starts_with(field), "{field}={value}: {body}");
+    }
+}
