@@ -216,6 +216,7 @@ async fn waiting_times_out_naming_each_pending_mcp_and_its_last_error() {
     assert!(!dead_error.is_empty());
     assert_eq!(pending[1].last_error.as_deref(), Some("not registered"));
     let text = err.to_string();
+    println!("{text}");
     assert!(
         text.contains("\"dead\"") && text.contains(&dead_error),
         "{text}"
