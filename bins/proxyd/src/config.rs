@@ -258,6 +258,15 @@ impl ProxydConfig {
             stdio_allowed_commands: self.stdio_allowed_commands.clone(),
             header_read_timeout: Duration::from_secs(30),
             shutdown_timeout: self.shutdown_timeout,
+            allowed_origins: self.allowed_origins.clone(),
+            sse_keepalive: self.sse_keepalive,
+            base_path: self
+                .base_url
+                .as_deref()
+                .and_then(|b| url::Url::parse(b).ok())
+                .map(|u| u.path().trim_end_matches('/').to_owned())
+                .unwrap_or_default(),
+            max_sessions: self.max_sessions,
         })
     }
 

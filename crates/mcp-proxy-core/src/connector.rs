@@ -25,6 +25,34 @@ pub trait Connector: Send + Sync + fmt::Debug + 'static {
     /// Connects and initializes (`initialize` + `notifications/initialized`). The caller
     /// bounds the whole attempt with the definition's `timeout`.
     async fn connect(&self, def: &McpDefinition) -> Result<Connection, mcp_transport::Error>;
+
+    /// Opens an upstream session on behalf of a client session: initialized declaring
+    /// `params.capabilities` and `params.client_info`, with the client's passthrough
+    /// headers and `{extra}` path. The caller bounds it with the definition's `timeout`.
+    ///
+    /// The default ignores `params` and opens a connection like [`Connector::connect`]
+    /// (enough for test connectors).
+    async fn open_session(
+        &self,
+        def: &McpDefinition,
+        params: &SessionParams,
+    ) -> Result<Connection, mcp_transport::Error> {
+        let _ = params;
+        self.connect(def).await
+    }
+}
+
+/// How an upstream session opened for clients is initialized.
+#[derive(Debug, Clone)]
+pub struct SessionParams {
+    /// Declared upstream as `clientInfo`.
+    pub client_info: Implementation,
+    /// Declared upstream as the client capabilities.
+    pub capabilities: serde_json::Value,
+    /// HTTP upstreams: headers added to every request (the client's passthrough headers).
+    pub extra_headers: http::HeaderMap,
+    /// HTTP upstreams: path segments appended to the URL path (already percent-encoded).
+    pub path_suffix: Option<String>,
 }
 
 /// The real connector: the definition's transport, then `initialize`.
@@ -58,6 +86,31 @@ impl Connector for TransportConnector {
         // health checks and the Admin API, never a user.
         match client
             .initialize(self.client_info.clone(), serde_json::json!({}))
+            .await
+        {
+            Ok(init) => Ok(Connection {
+                client,
+                events,
+                init,
+            }),
+            Err(e) => {
+                let _ = client.close().await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn open_session(
+        &self,
+        def: &McpDefinition,
+        params: &SessionParams,
+    ) -> Result<Connection, mcp_transport::Error> {
+        let mut options = self.options.clone();
+        options.extra_headers.clone_from(&params.extra_headers);
+        options.path_suffix.clone_from(&params.path_suffix);
+        let (client, events) = McpClient::connect(def, &options).await?;
+        match client
+            .initialize(params.client_info.clone(), params.capabilities.clone())
             .await
         {
             Ok(init) => Ok(Connection {

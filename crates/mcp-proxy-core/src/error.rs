@@ -65,6 +65,20 @@ pub enum Error {
     /// `max_connections` reached.
     #[error("max_connections ({0}) reached")]
     TooManyUpstreams(usize),
+    /// The upstream's `maxSessions` is reached.
+    #[error("mcp {mcp:?}: max sessions ({limit}) reached")]
+    TooManySessions {
+        /// The upstream.
+        mcp: String,
+        /// Its `maxSessions`.
+        limit: usize,
+    },
+    /// The global `max_sessions` is reached.
+    #[error("max_sessions ({0}) reached")]
+    SessionLimit(usize),
+    /// The client session is over (ended by the client, its upstream, or the proxy).
+    #[error("session {0:?} not found or ended")]
+    SessionEnded(String),
     /// The manager is shutting down.
     #[error("the proxy is shutting down")]
     ShuttingDown,
@@ -86,7 +100,11 @@ impl Error {
     /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::NotConnected { .. } | Self::Timeout { .. } | Self::ShuttingDown => true,
+            Self::NotConnected { .. }
+            | Self::Timeout { .. }
+            | Self::ShuttingDown
+            | Self::TooManySessions { .. }
+            | Self::SessionLimit(_) => true,
             Self::Upstream(e) => e.is_retryable(),
             Self::Store(e) => e.is_retryable(),
             _ => false,

@@ -31,15 +31,17 @@ mod discovery;
 mod error;
 mod live;
 mod manager;
+mod session;
 pub mod metrics;
 mod upstream;
 
 pub use backoff::{Backoff, HEALTH_FAILURES_FOR_LOSS, HealthCounter, JITTER, MAX_BACKOFF};
-pub use connector::{Connection, Connector, TransportConnector};
+pub use connector::{Connection, Connector, SessionParams, TransportConnector};
 pub use discovery::Catalog;
 pub use error::Error;
 pub use manager::{Listing, ListingError, Manager, ManagerConfig, MetricsSnapshot, Tagged};
 pub use metrics::Metrics;
+pub use session::{ClientSession, Outbound, SessionHub, SessionOptions};
 pub use upstream::Upstream;
 
 /// Result alias of this crate.

@@ -18,7 +18,7 @@ use crate::config::HttpConfig;
 use crate::error::Error;
 use crate::router::{self, Route};
 use crate::security;
-use crate::{admin, system, upstreams};
+use crate::{admin, mcp, system, upstreams};
 
 /// The HTTP application: cheap to clone, shared by every connection.
 #[derive(Debug, Clone)]
@@ -32,13 +32,18 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) manager: Manager,
     pub(crate) started: Instant,
+    pub(crate) sessions: mcp_proxy_core::SessionHub,
+    pub(crate) mcp: mcp::Registry,
 }
 
 impl App {
     /// Builds the application over a store and the manager of the upstreams it holds.
     pub fn new(config: HttpConfig, store: Arc<dyn Store>, manager: Manager) -> Self {
+        let sessions = mcp_proxy_core::SessionHub::new(manager.clone(), config.max_sessions);
         Self {
             inner: Arc::new(Inner {
+                sessions,
+                mcp: mcp::Registry::default(),
                 config,
                 store,
                 manager,
@@ -50,6 +55,11 @@ impl App {
     /// The configuration in force.
     pub fn config(&self) -> &HttpConfig {
         &self.inner.config
+    }
+
+    /// The client sessions of the proxy endpoints (to end them at shutdown).
+    pub fn sessions(&self) -> &mcp_proxy_core::SessionHub {
+        &self.inner.sessions
     }
 
     pub(crate) fn inner(&self) -> &Inner {
@@ -118,6 +128,11 @@ impl App {
         }
         let path = req.uri().path().to_owned();
         let client = security::client_ip(peer.ip(), req.headers(), &cfg.trusted_proxies);
+        // The MCP proxy endpoints (`/{name}/sse|message|stream|mcp`) have their own
+        // security (per-server tokens, IPs, Origin) and protocol rules.
+        if let Some(endpoint) = mcp::Endpoint::parse(&path) {
+            return mcp::handle(self, endpoint, req, client).await;
+        }
         // Authenticate everything under /admin before matching, so unknown admin paths do
         // not reveal anything to unauthenticated callers.
         let needs_admin = path == "/admin"

@@ -37,6 +37,17 @@ pub struct HttpConfig {
     pub header_read_timeout: Duration,
     /// How long in-flight requests get to finish at shutdown.
     pub shutdown_timeout: Duration,
+    /// Origins accepted on the proxy endpoints (`scheme://host[:port]`; an entry without a
+    /// port accepts any port). Empty: `http(s)://localhost`, `http(s)://127.0.0.1`,
+    /// `http(s)://[::1]` on any port, plus the hosts in `extra_hosts`.
+    pub allowed_origins: Vec<String>,
+    /// Interval of SSE keep-alive comments.
+    pub sse_keepalive: Duration,
+    /// The path of `base_url` without a trailing slash (`""` or `/prefix`), put in front of
+    /// the legacy SSE `endpoint` URI.
+    pub base_path: String,
+    /// Most client sessions open at once, all upstreams together.
+    pub max_sessions: usize,
 }
 
 impl Default for HttpConfig {
@@ -56,6 +67,10 @@ impl Default for HttpConfig {
             stdio_allowed_commands: Vec::new(),
             header_read_timeout: Duration::from_secs(30),
             shutdown_timeout: Duration::from_secs(10),
+            allowed_origins: Vec::new(),
+            sse_keepalive: Duration::from_secs(15),
+            base_path: String::new(),
+            max_sessions: 4096,
         }
     }
 }

@@ -61,6 +61,24 @@ pub enum Error {
     /// The number of definitions reached `max_connections`.
     #[error("max_connections ({0}) reached: delete an mcp before adding another")]
     TooManyDefinitions(usize),
+    /// A proxy-endpoint request that is not acceptable as sent (no session id, an
+    /// unsupported protocol version, a batch where none is allowed, …).
+    #[error("{message}")]
+    BadRequest {
+        /// Machine-readable code.
+        code: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// The MCP session id is unknown or the session ended.
+    #[error("session not found: it ended or never existed; send initialize to start a new one")]
+    SessionNotFound,
+    /// The `Accept` header does not allow what the endpoint answers with.
+    #[error("{0}")]
+    NotAcceptable(String),
+    /// The resource is busy (a second standalone SSE stream for one session).
+    #[error("{0}")]
+    Conflict(String),
     /// The store failed.
     #[error("storage: {0}")]
     Store(#[from] mcp_store::Error),
@@ -112,6 +130,10 @@ impl Error {
                 (StatusCode::CONFLICT, "already_exists", None)
             }
             Self::TooManyDefinitions(_) => (StatusCode::CONFLICT, "max_connections_reached", None),
+            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, None),
+            Self::SessionNotFound => (StatusCode::NOT_FOUND, "session_not_found", None),
+            Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable", None),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             Self::Core(e) => core_parts(e),
             Self::Store(e) if e.is_retryable() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", None)
@@ -143,6 +165,10 @@ fn core_parts(e: &mcp_proxy_core::Error) -> (StatusCode, &'static str, Option<Va
         C::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error", None),
         C::TooManyUpstreams(_) => (StatusCode::CONFLICT, "max_connections_reached", None),
         C::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", None),
+        C::TooManySessions { .. } | C::SessionLimit(_) => {
+            (StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions", None)
+        }
+        C::SessionEnded(_) => (StatusCode::NOT_FOUND, "session_not_found", None),
         C::Store(s) if s.is_retryable() => {
             (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", None)
         }

@@ -21,6 +21,7 @@ mod app;
 mod body;
 mod config;
 mod error;
+mod mcp;
 mod router;
 pub mod security;
 mod server;

@@ -2,6 +2,7 @@
 //! deadlines, cancellation on timeout, server→client requests, and the `initialize`
 //! handshake.
 
+mod forward;
 mod router;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,226 @@
+//! Client sessions: the proxy as an MCP server to each client, and as an MCP client to the
+//! upstream on each client's behalf.
+//!
+//! A [`SessionHub`] opens [`ClientSession`]s, bounded by the global `max_sessions` and each
+//! upstream's `maxSessions`. A session answers `initialize` and `ping` itself; at the
+//! client's `initialize` it obtains its upstream side:
+//!
+//! - `per-client` mode: its own upstream session (for stdio its own process), initialized
+//!   with the client's capabilities and `clientInfo`, closed when the client session ends;
+//! - `shared` mode: a handle on one upstream connection per definition, shared by every
+//!   client session of that upstream.
+//!
+//! In both modes request ids and `progressToken`s are rewritten to values unique on the
+//! upstream connection and restored on the way back (types preserved); the client's
+//! `notifications/cancelled` is translated; server→client requests get fresh ids on the
+//! client side. What a session sends to its client comes out of the receiver returned by
+//! [`SessionHub::open`] as [`Outbound`] messages with a routing hint.
+
+mod client;
+mod link;
+mod rewrite;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use mcp_types::{Message, RequestId};
+use tokio::sync::{OnceCell, mpsc};
+use tokio_util::sync::CancellationToken;
+
+pub use client::ClientSession;
+
+use crate::error::Error;
+use crate::manager::Manager;
+use link::Link;
+
+/// Capacity of a session's outbound channel.
+const OUTBOUND_CAPACITY: usize = 64;
+
+/// A message for the client, with where it belongs.
+#[derive(Debug)]
+pub struct Outbound {
+    /// The message, ready to send (ids and tokens already the client's).
+    pub message: Message,
+    /// The client request this message relates to (its response, or a notification or
+    /// request the upstream sent while serving it); `None` for unrelated messages.
+    pub related: Option<RequestId>,
+}
+
+/// How a client session reaches its upstream, besides the definition.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// The client's headers named in `passthroughHeaders` (never `Authorization`).
+    pub extra_headers: http::HeaderMap,
+    /// `{extra}` path segments for HTTP upstreams (already percent-encoded).
+    pub path_suffix: Option<String>,
+}
+
+/// Opens client sessions and enforces the session limits. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct SessionHub {
+    inner: Arc<HubInner>,
+}
+
+#[derive(Debug)]
+struct HubInner {
+    manager: Manager,
+    max_sessions: usize,
+    counts: Mutex<Counts>,
+    shared: Mutex<HashMap<String, Arc<OnceCell<Arc<Link>>>>>,
+    cancel: CancellationToken,
+}
+
+#[derive(Debug, Default)]
+struct Counts {
+    total: usize,
+    per_upstream: HashMap<String, usize>,
+}
+
+/// Holds one place in the session limits; gives it back on drop.
+#[derive(Debug)]
+struct Permit {
+    hub: Arc<HubInner>,
+    name: String,
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        let mut counts = self.hub.counts.lock().unwrap_or_else(|p| p.into_inner());
+        counts.total = counts.total.saturating_sub(1);
+        if let Some(n) = counts.per_upstream.get_mut(&self.name) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.per_upstream.remove(&self.name);
+            }
+        }
+    }
+}
+
+impl SessionHub {
+    /// A hub over the manager's upstreams, allowing at most `max_sessions` sessions.
+    pub fn new(manager: Manager, max_sessions: usize) -> Self {
+        Self {
+            inner: Arc::new(HubInner {
+                manager,
+                max_sessions,
+                counts: Mutex::new(Counts::default()),
+                shared: Mutex::new(HashMap::new()),
+                cancel: CancellationToken::new(),
+            }),
+        }
+    }
+
+    /// Client sessions open now.
+    pub fn active(&self) -> usize {
+        self.inner
+            .counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .total
+    }
+
+    /// Opens a session on the upstream `name`. It is not initialized yet: the client's
+    /// first message should be `initialize`. Everything for the client comes out of the
+    /// returned receiver, which closes when the session ends.
+    pub fn open(
+        &self,
+        name: &str,
+        options: SessionOptions,
+    ) -> Result<(Arc<ClientSession>, mpsc::Receiver<Outbound>), Error> {
+        if self.inner.cancel.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        let upstream = self
+            .inner
+            .manager
+            .upstream(name)
+            .ok_or_else(|| Error::UnknownMcp(name.to_owned()))?;
+        let permit = self.take_permit(name, upstream.definition().effective_max_sessions())?;
+        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
+        let session = ClientSession::spawn(
+            self.clone(),
+            upstream,
+            options,
+            tx,
+            permit,
+            self.inner.cancel.child_token(),
+        );
+        Ok((session, rx))
+    }
+
+    fn take_permit(&self, name: &str, per_upstream: u32) -> Result<Permit, Error> {
+        let limit = usize::try_from(per_upstream).unwrap_or(usize::MAX);
+        let mut counts = self.inner.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if counts.total >= self.inner.max_sessions {
+            return Err(Error::SessionLimit(self.inner.max_sessions));
+        }
+        let n = counts.per_upstream.entry(name.to_owned()).or_default();
+        if *n >= limit {
+            return Err(Error::TooManySessions {
+                mcp: name.to_owned(),
+                limit,
+            });
+        }
+        *n += 1;
+        counts.total += 1;
+        Ok(Permit {
+            hub: self.inner.clone(),
+            name: name.to_owned(),
+        })
+    }
+
+    /// Ends every session (shutdown). Sessions opened later are refused.
+    pub fn shutdown(&self) {
+        self.inner.cancel.cancel();
+    }
+
+    /// The shared upstream connection of `upstream`, opened on first use.
+    pub(crate) async fn shared_link(
+        &self,
+        upstream: &Arc<crate::Upstream>,
+    ) -> Result<Arc<Link>, Error> {
+        let name = upstream.name().to_owned();
+        loop {
+            let cell = self
+                .inner
+                .shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(name.clone())
+                .or_default()
+                .clone();
+            let link = cell
+                .get_or_try_init(|| Link::open_shared(self.clone(), upstream.clone()))
+                .await?
+                .clone();
+            if link.is_alive() && Arc::ptr_eq(link.upstream(), upstream) {
+                return Ok(link);
+            }
+            // A dead or replaced link: forget it (unless someone did already) and retry.
+            let mut shared = self.inner.shared.lock().unwrap_or_else(|p| p.into_inner());
+            if shared.get(&name).is_some_and(|c| Arc::ptr_eq(c, &cell)) {
+                shared.remove(&name);
+            }
+            if !upstream.is_stopped() {
+                continue;
+            }
+            return Err(Error::UnknownMcp(name));
+        }
+    }
+
+    /// Forgets the shared link if it is this one.
+    pub(crate) fn forget_shared(&self, name: &str, link: &Arc<Link>) {
+        let mut shared = self.inner.shared.lock().unwrap_or_else(|p| p.into_inner());
+        if shared
+            .get(name)
+            .and_then(|c| c.get())
+            .is_some_and(|l| Arc::ptr_eq(l, link))
+        {
+            shared.remove(name);
+        }
+    }
+
+    pub(crate) fn manager(&self) -> &Manager {
+        &self.inner.manager
+    }
+}

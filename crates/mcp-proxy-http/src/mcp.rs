@@ -1,0 +1,205 @@
+//! The MCP proxy endpoints of each upstream `name`:
+//!
+//! - legacy HTTP+SSE (2024-11-05): `GET /{name}/sse[/{extra}]`, `POST /{name}/message`;
+//! - streamable HTTP (2025-03-26 … 2025-11-25): `POST|GET|DELETE /{name}/stream[/{extra}]`
+//!   and the alias `/{name}/mcp`.
+//!
+//! Each request passes the per-server [`guard`] (Origin, allowed IPs, tokens) first. A
+//! client session is a [`mcp_proxy_core::ClientSession`]; this module carries its messages
+//! over HTTP ([`session`]), in SSE events with replay buffers ([`sse`]).
+
+mod guard;
+mod legacy_sse;
+mod session;
+mod sse;
+mod streamable;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use http::header::{HeaderValue, WWW_AUTHENTICATE};
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+
+use crate::app::App;
+use crate::body::{Body, error_response};
+use crate::error::Error;
+use session::HttpSession;
+
+/// Names that can never be upstream names (they are the proxy's own paths).
+const RESERVED: &[&str] = &[
+    "admin",
+    "healthz",
+    "readyz",
+    "metrics",
+    "mcp",
+    ".well-known",
+];
+
+/// Which proxy endpoint a path names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Endpoint {
+    /// The upstream.
+    pub(crate) name: String,
+    /// The transport side.
+    pub(crate) kind: Kind,
+    /// `{extra}` path segments, still percent-encoded.
+    pub(crate) extra: Option<String>,
+}
+
+/// The kinds of proxy endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `GET /{name}/sse[/{extra}]`.
+    Sse,
+    /// `POST /{name}/message`.
+    Message,
+    /// `/{name}/stream[/{extra}]` and `/{name}/mcp`.
+    Stream,
+}
+
+impl Endpoint {
+    /// Matches `/{name}/{sse|message|stream|mcp}[/{extra}]`; other paths are not ours.
+    pub(crate) fn parse(path: &str) -> Option<Self> {
+        let rest = path.strip_prefix('/')?;
+        let (name, rest) = rest.split_once('/')?;
+        if name.is_empty() || RESERVED.contains(&name) {
+            return None;
+        }
+        let (what, extra) = match rest.split_once('/') {
+            Some((what, extra)) => (what, Some(extra.trim_end_matches('/'))),
+            None => (rest, None),
+        };
+        let extra = extra.filter(|e| !e.is_empty()).map(str::to_owned);
+        let kind = match what {
+            "sse" => Kind::Sse,
+            "stream" => Kind::Stream,
+            "message" if extra.is_none() => Kind::Message,
+            "mcp" if extra.is_none() => Kind::Stream,
+            _ => return None,
+        };
+        Some(Self {
+            name: name.to_owned(),
+            kind,
+            extra,
+        })
+    }
+}
+
+/// The HTTP sessions of the proxy endpoints, by session id.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    sessions: Mutex<HashMap<String, Arc<HttpSession>>>,
+}
+
+impl Registry {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<HttpSession>>> {
+        self.sessions.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn insert(&self, session: Arc<HttpSession>) {
+        self.lock().insert(session.id().to_owned(), session);
+    }
+
+    /// The session `id` of upstream `name`, if it is still open.
+    pub(crate) fn get(&self, name: &str, id: &str) -> Option<Arc<HttpSession>> {
+        self.lock()
+            .get(id)
+            .filter(|s| s.upstream_name() == name && !s.is_ended())
+            .cloned()
+    }
+
+    pub(crate) fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+}
+
+/// Serves one proxy-endpoint request.
+pub(crate) async fn handle(
+    app: &App,
+    endpoint: Endpoint,
+    req: Request<Incoming>,
+    client: IpAddr,
+) -> Result<Response<Body>, Error> {
+    let result = serve(app, &endpoint, req, client).await;
+    match result {
+        Err(err @ Error::Unauthorized(_)) => {
+            let mut resp = error_response(&err);
+            resp.headers_mut().insert(
+                WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"mcp-proxy\""),
+            );
+            Ok(resp)
+        }
+        other => other,
+    }
+}
+
+async fn serve(
+    app: &App,
+    endpoint: &Endpoint,
+    req: Request<Incoming>,
+    client: IpAddr,
+) -> Result<Response<Body>, Error> {
+    let def = app
+        .inner()
+        .manager
+        .upstream(&endpoint.name)
+        .map(|u| u.definition().clone())
+        .ok_or_else(|| Error::McpNotFound(endpoint.name.clone()))?;
+    guard::check(app.config(), &def, req.headers(), client)?;
+    if endpoint.extra.is_some() && !def.transport.is_http() {
+        return Err(Error::RouteNotFound(format!(
+            "{}: {{extra}} path segments need an http upstream; {:?} is stdio",
+            req.uri().path(),
+            def.name
+        )));
+    }
+    const STREAM_METHODS: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
+    match (endpoint.kind, req.method()) {
+        (Kind::Stream, &Method::POST) => streamable::post(app, endpoint, &def, req).await,
+        (Kind::Stream, &Method::GET) => streamable::get(app, endpoint, req),
+        (Kind::Stream, &Method::DELETE) => streamable::delete(app, endpoint, req).await,
+        (Kind::Sse, &Method::GET) => legacy_sse::open(app, endpoint, &def, req),
+        (Kind::Message, &Method::POST) => legacy_sse::post(app, endpoint, req).await,
+        (kind, method) => Err(Error::MethodNotAllowed {
+            method: method.clone(),
+            path: req.uri().path().to_owned(),
+            allow: match kind {
+                Kind::Stream => STREAM_METHODS,
+                Kind::Sse => &[Method::GET],
+                Kind::Message => &[Method::POST],
+            },
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_matched() {
+        let e = Endpoint::parse("/fs/mcp").unwrap();
+        assert_eq!(
+            (e.name.as_str(), e.kind, e.extra),
+            ("fs", Kind::Stream, None)
+        );
+        let e = Endpoint::parse("/fs/stream/a/b").unwrap();
+        assert_eq!(e.extra.as_deref(), Some("a/b"));
+        let e = Endpoint::parse("/fs/sse/x").unwrap();
+        assert_eq!((e.kind, e.extra.as_deref()), (Kind::Sse, Some("x")));
+        assert_eq!(Endpoint::parse("/fs/message").unwrap().kind, Kind::Message);
+        for not_ours in [
+            "/admin/mcp",
+            "/healthz",
+            "/fs",
+            "/fs/other",
+            "/metrics/sse",
+            "/fs/mcp/x",
+        ] {
+            assert_eq!(Endpoint::parse(not_ours), None, "{not_ours}");
+        }
+    }
+}

@@ -1,0 +1,89 @@
+//! Legacy HTTP+SSE (2024-11-05) toward clients: `GET /{name}/sse` opens the session's one
+//! event stream (first event `endpoint`), `POST /{name}/message?sessionId=` carries each
+//! client message (202), and answers come back as `message` events. Losing the stream ends
+//! the session; its upstream requests are cancelled.
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use mcp_proxy_core::SessionOptions;
+use mcp_types::McpDefinition;
+use tokio::sync::mpsc;
+
+use super::session::{HttpSession, Transport};
+use super::sse::{self, LIVE_CAPACITY, OnDrop};
+use super::streamable::{bad, parse, spawn_close};
+use super::{Endpoint, guard};
+use crate::app::App;
+use crate::body::{Body, full, read_limited, require_json};
+use crate::error::Error;
+
+/// `GET /{name}/sse[/{extra}]`.
+pub(crate) fn open(
+    app: &App,
+    endpoint: &Endpoint,
+    def: &McpDefinition,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
+    let options = SessionOptions {
+        extra_headers: guard::passthrough(def, req.headers()),
+        path_suffix: endpoint.extra.clone(),
+    };
+    let (core, outbound) = app.inner().sessions.open(&def.name, options)?;
+    let (tx, rx) = mpsc::channel(LIVE_CAPACITY);
+    let session = HttpSession::start(app, core.clone(), outbound, Transport::Legacy, Some(tx));
+    app.inner().mcp.insert(session);
+    let uri = format!(
+        "{}/{}/message?sessionId={}",
+        app.config().base_path,
+        def.name,
+        core.id()
+    );
+    tracing::debug!(session = %core.id(), upstream = %def.name, "legacy sse session opened");
+    let guard = OnDrop::new(move || spawn_close(core));
+    Ok(sse::sse_response(
+        vec![sse::named_event("endpoint", &uri)],
+        Some(rx),
+        app.config().sse_keepalive,
+        Some(guard),
+    ))
+}
+
+/// `POST /{name}/message?sessionId=…` (also `session_id=`, as the Python SDK spells it).
+pub(crate) async fn post(
+    app: &App,
+    endpoint: &Endpoint,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Error> {
+    let id = req.uri().query().and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "sessionId" || k == "session_id")
+            .map(|(_, v)| v.into_owned())
+    });
+    let Some(id) = id else {
+        return Err(bad(
+            "session_required",
+            "missing sessionId query parameter: use the endpoint uri sent by GET /{name}/sse",
+        ));
+    };
+    let session = app
+        .inner()
+        .mcp
+        .get(&endpoint.name, &id)
+        .ok_or(Error::SessionNotFound)?;
+    require_json(req.headers())?;
+    let headers = req.headers().clone();
+    let bytes = read_limited(&headers, req.into_body(), app.config().max_body_bytes).await?;
+    let (messages, is_batch) = parse(&bytes)?;
+    if is_batch {
+        return Err(bad(
+            "batch_not_supported",
+            "json-rpc batches are not part of the 2024-11-05 sse transport",
+        ));
+    }
+    for msg in messages {
+        session.core().handle(msg)?;
+    }
+    let mut resp = Response::new(full("Accepted"));
+    *resp.status_mut() = StatusCode::ACCEPTED;
+    Ok(resp)
+}

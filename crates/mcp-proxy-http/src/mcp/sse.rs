@@ -1,0 +1,353 @@
+//! Server-sent events toward clients: event encoding, the per-stream replay buffers behind
+//! `Last-Event-ID`, and response bodies with keep-alive comments.
+//!
+//! Event ids are `{stream}-{seq}`: unique within a session, and they name the stream they
+//! belong to (2025-11-25 asks for both). Stream 0 is the session's standalone GET stream;
+//! each POST that carries requests gets the next number.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE, HeaderValue};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use mcp_types::RequestId;
+use tokio::sync::mpsc;
+
+use crate::body::Body;
+
+/// Events kept per stream for replay.
+pub(crate) const REPLAY_CAPACITY: usize = 512;
+/// Finished streams kept for a late resume.
+const FINISHED_KEPT: usize = 32;
+/// Capacity of the channel feeding one live HTTP response.
+pub(crate) const LIVE_CAPACITY: usize = 256;
+
+/// One message on its way to a live HTTP response.
+#[derive(Debug, Clone)]
+pub(crate) struct Item {
+    /// The SSE event id (`None` on legacy SSE).
+    pub(crate) id: Option<String>,
+    /// The JSON-RPC message.
+    pub(crate) json: Bytes,
+    /// The response that completes its stream.
+    pub(crate) last: bool,
+}
+
+impl Item {
+    /// The SSE encoding: `id:`, `event: message`, `data:`.
+    pub(crate) fn encode(&self) -> Bytes {
+        let mut out = Vec::with_capacity(self.json.len() + 48);
+        if let Some(id) = &self.id {
+            out.extend_from_slice(b"id: ");
+            out.extend_from_slice(id.as_bytes());
+            out.push(b'\n');
+        }
+        out.extend_from_slice(b"event: message\ndata: ");
+        out.extend_from_slice(&self.json);
+        out.extend_from_slice(b"\n\n");
+        out.into()
+    }
+}
+
+/// The priming event of a 2025-11-25 stream: an id and empty data.
+pub(crate) fn priming(stream: u64) -> Bytes {
+    Bytes::from(format!("id: {stream}-0\ndata: \n\n"))
+}
+
+/// A legacy SSE event of another type (`endpoint`).
+pub(crate) fn named_event(event: &str, data: &str) -> Bytes {
+    Bytes::from(format!("event: {event}\ndata: {data}\n\n"))
+}
+
+#[derive(Debug, Default)]
+struct StreamBuf {
+    events: VecDeque<(u64, Item)>,
+    next_seq: u64,
+    /// Highest seq handed to a live response.
+    sent_seq: u64,
+    live: Option<mpsc::Sender<Item>>,
+    /// Responses still due on this stream.
+    pending: usize,
+    finished: bool,
+}
+
+/// The SSE streams of one streamable HTTP session.
+#[derive(Debug)]
+pub(crate) struct Streams {
+    next_stream: u64,
+    streams: HashMap<u64, StreamBuf>,
+    by_request: HashMap<RequestId, u64>,
+    finished: VecDeque<u64>,
+}
+
+impl Default for Streams {
+    fn default() -> Self {
+        let mut streams = HashMap::new();
+        streams.insert(0, StreamBuf::default());
+        Self {
+            next_stream: 1,
+            streams,
+            by_request: HashMap::new(),
+            finished: VecDeque::new(),
+        }
+    }
+}
+
+/// Why a GET stream cannot be attached.
+#[derive(Debug)]
+pub(crate) enum AttachError {
+    /// The standalone stream is already open.
+    Busy,
+    /// The `Last-Event-ID` names no stream we still have.
+    Unknown,
+}
+
+impl Streams {
+    /// A new stream for the requests `ids` of one POST, with its live channel.
+    pub(crate) fn open_request_stream(&mut self, ids: &[RequestId]) -> (u64, mpsc::Receiver<Item>) {
+        let sid = self.next_stream;
+        self.next_stream += 1;
+        let (tx, rx) = mpsc::channel(LIVE_CAPACITY);
+        self.streams.insert(
+            sid,
+            StreamBuf {
+                live: Some(tx),
+                pending: ids.len(),
+                ..StreamBuf::default()
+            },
+        );
+        for id in ids {
+            self.by_request.insert(id.clone(), sid);
+        }
+        (sid, rx)
+    }
+
+    /// Files a message: on the stream of the request it relates to, else on the
+    /// standalone stream. A response on no stream is dropped (returns `false`).
+    pub(crate) fn push(
+        &mut self,
+        json: Bytes,
+        related: Option<&RequestId>,
+        is_response: bool,
+    ) -> bool {
+        let sid = related
+            .and_then(|id| self.by_request.get(id).copied())
+            .unwrap_or(0);
+        if is_response && sid == 0 {
+            return false;
+        }
+        if is_response && let Some(id) = related {
+            self.by_request.remove(id);
+        }
+        let Some(buf) = self.streams.get_mut(&sid) else {
+            return false;
+        };
+        let mut last = false;
+        if is_response {
+            buf.pending = buf.pending.saturating_sub(1);
+            if buf.pending == 0 {
+                buf.finished = true;
+                last = true;
+            }
+        }
+        buf.next_seq += 1;
+        let seq = buf.next_seq;
+        let item = Item {
+            id: Some(format!("{sid}-{seq}")),
+            json,
+            last,
+        };
+        if buf.events.len() == REPLAY_CAPACITY {
+            buf.events.pop_front();
+        }
+        buf.events.push_back((seq, item.clone()));
+        if let Some(live) = &buf.live {
+            match live.try_send(item) {
+                Ok(()) => buf.sent_seq = seq,
+                // A client too slow to read loses the connection, not the events: it
+                // resumes with Last-Event-ID.
+                Err(_) => buf.live = None,
+            }
+        }
+        if last {
+            buf.live = None;
+            self.finished.push_back(sid);
+            if self.finished.len() > FINISHED_KEPT
+                && let Some(old) = self.finished.pop_front()
+            {
+                self.streams.remove(&old);
+            }
+        }
+        true
+    }
+
+    /// Attaches a GET: a resume after `last_event_id`, or the standalone stream. Returns
+    /// the events to send first and the live channel (`None` when the stream is over).
+    pub(crate) fn attach(
+        &mut self,
+        last_event_id: Option<&str>,
+    ) -> Result<(Vec<Item>, Option<mpsc::Receiver<Item>>), AttachError> {
+        let (sid, after) = match last_event_id {
+            Some(id) => parse_event_id(id).ok_or(AttachError::Unknown)?,
+            None => {
+                let buf = self.streams.get(&0).ok_or(AttachError::Unknown)?;
+                if buf.live.as_ref().is_some_and(|l| !l.is_closed()) {
+                    return Err(AttachError::Busy);
+                }
+                (0, buf.sent_seq)
+            }
+        };
+        let buf = self.streams.get_mut(&sid).ok_or(AttachError::Unknown)?;
+        let replay: Vec<Item> = buf
+            .events
+            .iter()
+            .filter(|(seq, _)| *seq > after)
+            .map(|(_, item)| item.clone())
+            .collect();
+        buf.sent_seq = buf.next_seq;
+        if buf.finished {
+            buf.live = None;
+            return Ok((replay, None));
+        }
+        let (tx, rx) = mpsc::channel(LIVE_CAPACITY);
+        buf.live = Some(tx);
+        Ok((replay, Some(rx)))
+    }
+
+    /// Ends every live response (the session is over).
+    pub(crate) fn close_all(&mut self) {
+        for buf in self.streams.values_mut() {
+            buf.live = None;
+        }
+    }
+}
+
+fn parse_event_id(id: &str) -> Option<(u64, u64)> {
+    let (sid, seq) = id.trim().split_once('-')?;
+    Some((sid.parse().ok()?, seq.parse().ok()?))
+}
+
+/// Runs `f` when dropped (a response body the client stopped reading).
+pub(crate) struct OnDrop(Option<Box<dyn FnOnce() + Send>>);
+
+impl OnDrop {
+    pub(crate) fn new(f: impl FnOnce() + Send + 'static) -> Self {
+        Self(Some(Box::new(f)))
+    }
+
+    /// Drops without running.
+    pub(crate) fn disarm(mut self) {
+        self.0 = None;
+    }
+}
+
+impl std::fmt::Debug for OnDrop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnDrop")
+    }
+}
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        if let Some(f) = self.0.take() {
+            f();
+        }
+    }
+}
+
+struct BodyState {
+    prelude: VecDeque<Bytes>,
+    rx: Option<mpsc::Receiver<Item>>,
+    tick: tokio::time::Interval,
+    _guard: Option<OnDrop>,
+}
+
+/// An SSE response: `prelude` chunks, then each item from `rx` until it closes, with a
+/// keep-alive comment every `keepalive`. No write timeout applies. `guard` is dropped
+/// with the body.
+pub(crate) fn sse_response(
+    prelude: Vec<Bytes>,
+    rx: Option<mpsc::Receiver<Item>>,
+    keepalive: Duration,
+    guard: Option<OnDrop>,
+) -> Response<Body> {
+    let period = keepalive.max(Duration::from_millis(10));
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = BodyState {
+        prelude: prelude.into(),
+        rx,
+        tick,
+        _guard: guard,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        if let Some(chunk) = st.prelude.pop_front() {
+            return Some((Ok::<_, std::io::Error>(Frame::data(chunk)), st));
+        }
+        let rx = st.rx.as_mut()?;
+        tokio::select! {
+            item = rx.recv() => item.map(|i| (Ok(Frame::data(i.encode())), st)),
+            _ = st.tick.tick() => Some((Ok(Frame::data(Bytes::from_static(b": keep-alive\n\n"))), st)),
+        }
+    });
+    let mut resp = Response::new(StreamBody::new(stream).boxed_unsync());
+    *resp.status_mut() = StatusCode::OK;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: i64) -> RequestId {
+        RequestId::number(n)
+    }
+
+    #[test]
+    fn related_messages_go_on_their_request_stream_and_responses_finish_it() {
+        let mut s = Streams::default();
+        let (sid, mut rx) = s.open_request_stream(&[id(1)]);
+        assert!(s.push(Bytes::from_static(b"{}"), Some(&id(1)), false));
+        assert!(s.push(Bytes::from_static(b"{}"), None, false));
+        assert!(s.push(Bytes::from_static(b"{}"), Some(&id(1)), true));
+        let first = rx.try_recv().unwrap();
+        assert_eq!(first.id.as_deref(), Some(format!("{sid}-1").as_str()));
+        assert!(rx.try_recv().unwrap().last);
+        // the unrelated one waits on the standalone stream for a GET
+        let (replay, live) = s.attach(None).unwrap();
+        assert_eq!(replay.len(), 1);
+        assert!(live.is_some());
+        assert!(matches!(s.attach(None), Err(AttachError::Busy)));
+        // a response for nobody is dropped, never put on the GET stream
+        assert!(!s.push(Bytes::from_static(b"{}"), Some(&id(9)), true));
+    }
+
+    #[test]
+    fn resume_replays_only_that_stream_after_the_id() {
+        let mut s = Streams::default();
+        let (sid, rx) = s.open_request_stream(&[id(1), id(2)]);
+        drop(rx);
+        s.push(Bytes::from_static(b"a"), Some(&id(1)), false);
+        s.push(Bytes::from_static(b"b"), Some(&id(1)), true);
+        s.push(Bytes::from_static(b"c"), None, false);
+        let (replay, live) = s.attach(Some(&format!("{sid}-1"))).unwrap();
+        assert_eq!(replay.len(), 1);
+        assert_eq!(&replay[0].json[..], b"b");
+        assert!(live.is_some(), "request 2 is still due");
+        s.push(Bytes::from_static(b"d"), Some(&id(2)), true);
+        let (replay, live) = s.attach(Some(&format!("{sid}-0"))).unwrap();
+        assert_eq!(replay.len(), 3);
+        assert!(live.is_none(), "finished");
+        assert!(matches!(s.attach(Some("99-1")), Err(AttachError::Unknown)));
+        assert!(matches!(s.attach(Some("junk")), Err(AttachError::Unknown)));
+    }
+}
