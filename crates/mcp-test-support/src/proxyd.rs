@@ -125,23 +125,6 @@ fn listening_addr(line: &str) -> Option<String> {
     Some(rest[..end].to_owned())
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn finds_the_address_in_text_and_json_logs() {
-        assert_eq!(
-            super::listening_addr("INFO proxyd: proxyd listening on http://127.0.0.1:4000 addr=x")
-                .as_deref(),
-            Some("127.0.0.1:4000")
-        );
-        assert_eq!(
-            super::listening_addr(r#"{"message":"proxyd listening on http://127.0.0.1:5"}"#)
-                .as_deref(),
-            Some("127.0.0.1:5")
-        );
-    }
-}
-
 /// The `proxyd` binary, built on first use, for tests of crates that cannot depend on it.
 ///
 /// Runs `cargo build --quiet -p proxyd` once per test process, into the target directory
@@ -183,4 +166,21 @@ fn build_proxyd() -> std::path::PathBuf {
         path.display()
     );
     path
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_address_in_text_and_json_logs() {
+        assert_eq!(
+            super::listening_addr("INFO proxyd: proxyd listening on http://127.0.0.1:4000 addr=x")
+                .as_deref(),
+            Some("127.0.0.1:4000")
+        );
+        assert_eq!(
+            super::listening_addr(r#"{"message":"proxyd listening on http://127.0.0.1:5"}"#)
+                .as_deref(),
+            Some("127.0.0.1:5")
+        );
+    }
 }
