@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use mcp_proxy_client::workflow::{self, Endpoint, McpSource, WorkflowMcps};
-use mcp_proxy_client::{Error, ProxyClient, RegisterService};
+use mcp_proxy_client::{Ensured, Error, ProxyClient, RegisterService};
 use mcp_test_support::proxyd::{ADMIN_TOKEN, Proxyd, proxyd_binary};
 use mcp_test_support::tools;
 use mcp_types::TransportKind;
@@ -268,8 +268,16 @@ async fn the_example_workflow_runs_end_to_end_through_a_real_proxy() {
         .unwrap();
     assert!(r.text().contains("briefing"), "{r:?}");
 
-    // Applying the same document again changes nothing.
+    // Applying the same document again changes nothing, secrets included.
     assert_eq!(service.apply(&planned).await.unwrap().len(), 3);
+    for p in planned.iter().filter_map(|p| p.register.as_ref()) {
+        assert_eq!(
+            service.ensure(p).await.unwrap(),
+            Ensured::Unchanged,
+            "{}",
+            p.name
+        );
+    }
 
     // A reference to an MCP that is not on the proxy is an error naming it.
     let dangling = WorkflowMcps::from_yaml(&format!(

@@ -169,22 +169,24 @@ impl RegisterService {
         let defs: Vec<McpDefinition> = planned.iter().filter_map(|p| p.register.clone()).collect();
         self.ensure_many(&defs).await?;
         let mut names = Vec::new();
+        let mut referenced = 0;
         let mut missing = Vec::new();
         for p in planned {
             let Endpoint::Proxy { name, .. } = &p.endpoint else {
                 continue;
             };
-            if p.register.is_none()
-                && let Err(e) = self.client().get(name).await
-            {
-                missing.push((p.id.clone(), e));
+            if p.register.is_none() {
+                referenced += 1;
+                if let Err(e) = self.client().get(name).await {
+                    missing.push((p.id.clone(), e));
+                }
             }
             names.push(name.clone());
         }
         if !missing.is_empty() {
             return Err(Error::Batch {
                 op: "verify mcps already on the proxy",
-                total: names.len(),
+                total: referenced,
                 failures: missing,
             });
         }
