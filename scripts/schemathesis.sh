@@ -17,8 +17,13 @@
 #     where namespaces are unavailable the script says so and falls back to the next two;
 #   - a schemathesis hook rewrites the host of every generated `url` to 127.0.0.1:9 (nothing
 #     listens there), and proxyd's HTTP client is pointed at a dead loopback proxy;
-#   - stdio definitions may only name `true` (MCP_PROXY_STDIO_ALLOWED_COMMANDS; others are
-#     400 as documented) and at most 16 definitions exist (MCP_PROXY_MAX_CONNECTIONS).
+#   - stdio definitions may only name `true` or the venv's `mcp-server-time` (a real MCP
+#     server that needs no network; MCP_PROXY_STDIO_ALLOWED_COMMANDS, others are 400 as
+#     documented) and at most 16 definitions exist (MCP_PROXY_MAX_CONNECTIONS).
+#
+# One upstream, `time` (mcp-server-time), is registered before the run and the fuzzer is
+# steered towards its name, its tools and that program, so listings, tool calls, updates and
+# reconnects also meet a connected upstream, not only ones that fail to connect.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -53,6 +58,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+time_server="$root/.tools/venv/bin/mcp-server-time"
+[ -x "$time_server" ] || { log "mcp-server-time missing: run scripts/install-test-deps.sh"; exit 1; }
 token="schemathesis-admin-token-$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 base="http://127.0.0.1:$port"
@@ -101,6 +108,20 @@ PY
 cat >"$work/schemathesis.toml" <<TOML
 hooks = "$work/hooks.py"
 
+[dictionaries.upstreams]
+values = ["time"]
+[dictionaries.tools]
+values = ["get_current_time", "convert_time"]
+[dictionaries.programs]
+values = ["$time_server", "true"]
+
+[parameters]
+"path.name" = { dictionary = "upstreams", probability = 0.3 }
+"body.name" = { dictionary = "upstreams", probability = 0.2 }
+"body.mcpName" = { dictionary = "upstreams", probability = 0.6 }
+"body.toolName" = { dictionary = "tools", probability = 0.6 }
+"body.command" = { dictionary = "programs", probability = 0.3 }
+
 [[operations]]
 include-operation-id = ["createMcp", "updateMcp"]
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
@@ -116,7 +137,7 @@ log "starting proxyd on $base"
 (
   cd "$work"
   MCP_PROXY_ADMIN_TOKENS="[\"$token\"]" \
-  MCP_PROXY_STDIO_ALLOWED_COMMANDS='["true"]' \
+  MCP_PROXY_STDIO_ALLOWED_COMMANDS="[\"true\", \"$time_server\"]" \
   MCP_PROXY_MAX_CONNECTIONS=16 \
   HTTP_PROXY=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 ALL_PROXY=http://127.0.0.1:9 \
   http_proxy=http://127.0.0.1:9 https_proxy=http://127.0.0.1:9 all_proxy=http://127.0.0.1:9 \
@@ -133,6 +154,21 @@ for _ in $(seq 100); do
   kill -0 "$proxyd_pid" 2>/dev/null || { cat "$work/proxyd.log" >&2; log "proxyd exited"; exit 1; }
   sleep 0.1
 done
+
+python3 - "$base" "$token" "$time_server" <<'PY'
+import json, sys, time, urllib.request
+
+base, token, program = sys.argv[1:]
+auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+body = json.dumps({"name": "time", "transport": "stdio", "command": program}).encode()
+urllib.request.urlopen(urllib.request.Request(f"{base}/admin/mcps", body, auth), timeout=5)
+for _ in range(100):
+    req = urllib.request.Request(f"{base}/admin/mcps/time", headers=auth)
+    if json.load(urllib.request.urlopen(req, timeout=5))["status"]["state"] == "connected":
+        sys.exit(0)
+    time.sleep(0.2)
+sys.exit("the time upstream did not connect")
+PY
 
 args=(
   --config-file "$work/schemathesis.toml" run "$root/docs/openapi.yaml"
