@@ -268,6 +268,26 @@ async fn the_example_workflow_runs_end_to_end_through_a_real_proxy() {
         .unwrap();
     assert!(r.text().contains("briefing"), "{r:?}");
 
+    // The URL handed to the engine is a live MCP endpoint of the proxy.
+    let Endpoint::Proxy { url, .. } = &planned[0].endpoint else {
+        panic!("clock is proxied");
+    };
+    let init = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-11-25", "capabilities": {},
+        "clientInfo": {"name": "engine", "version": "1"}}});
+    let resp = reqwest::Client::new()
+        .post(url.clone())
+        .header("Accept", "application/json, text/event-stream")
+        .json(&init)
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(resp.headers().contains_key("mcp-session-id"));
+    let body = resp.text().await.unwrap();
+    assert!(body.contains("\"serverInfo\""), "{body}");
+
     // Applying the same document again changes nothing, secrets included.
     assert_eq!(service.apply(&planned).await.unwrap().len(), 3);
     for p in planned.iter().filter_map(|p| p.register.as_ref()) {
