@@ -367,9 +367,6 @@ impl ClientSession {
             let (Some(entry), Some(out)) = (entry, out) else {
                 return;
             };
-            if let Some(t) = &entry.progress {
-                link.forget_progress(t);
-            }
             let message = match result {
                 Ok(mut response) => {
                     response.id = client_id.clone();
@@ -388,12 +385,11 @@ impl ClientSession {
                     Message::error(client_id.clone(), codes::CONNECTION_CLOSED, e.to_string())
                 }
             };
-            let _ = out
-                .send(Outbound {
-                    message,
-                    related: Some(client_id),
-                })
-                .await;
+            let outbound = Outbound {
+                message,
+                related: Some(client_id),
+            };
+            link.deliver_response(out, outbound, entry.progress).await;
         });
     }
 

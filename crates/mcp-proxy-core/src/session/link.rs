@@ -10,17 +10,20 @@ use mcp_transport::{ClientEvent, ClientEvents, McpClient};
 use mcp_types::jsonrpc::codes;
 use mcp_types::mcp::{Implementation, InitializeResult, methods};
 use mcp_types::{ErrorObject, Notification, Outcome, Request, RequestId};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info};
 
 use super::client::ClientSession;
-use super::{SessionHub, rewrite};
+use super::{Outbound, SessionHub, rewrite};
 use crate::Upstream;
 use crate::connector::{Connection, SessionParams};
 use crate::error::Error;
 
 /// Deadline for closing an upstream session gracefully.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Responses waiting for the dispatcher to catch up.
+const FLUSH_CAPACITY: usize = 64;
 
 /// One upstream connection serving client sessions.
 #[derive(Debug)]
@@ -32,6 +35,17 @@ pub(crate) struct Link {
     hub: SessionHub,
     routes: Mutex<Routes>,
     cancel: CancellationToken,
+    flush: mpsc::Sender<Flush>,
+}
+
+/// A response to deliver once every upstream message received before it is routed (the
+/// transport hands responses and other messages to different consumers; this puts them
+/// back in order, so no progress notification trails its response).
+#[derive(Debug)]
+struct Flush {
+    out: mpsc::Sender<Outbound>,
+    outbound: Outbound,
+    progress: Option<RequestId>,
 }
 
 #[derive(Debug, Default)]
@@ -106,7 +120,9 @@ impl Link {
                 });
             }
         };
+        let (flush, flush_rx) = mpsc::channel(FLUSH_CAPACITY);
         let link = Arc::new(Self {
+            flush,
             cancel: hub.inner.cancel.child_token(),
             upstream,
             client,
@@ -117,7 +133,7 @@ impl Link {
         });
         let span =
             tracing::info_span!("session_upstream", upstream = %link.upstream.name(), shared);
-        tokio::spawn(dispatch(link.clone(), events).instrument(span));
+        tokio::spawn(dispatch(link.clone(), events, flush_rx).instrument(span));
         Ok(link)
     }
 
@@ -195,6 +211,27 @@ impl Link {
             },
         );
         token
+    }
+
+    /// Sends a response to the client after every upstream message that came before it,
+    /// then forgets its progress token (later progress is dropped, as the spec asks).
+    pub(crate) async fn deliver_response(
+        &self,
+        out: mpsc::Sender<Outbound>,
+        outbound: Outbound,
+        progress: Option<RequestId>,
+    ) {
+        let flush = Flush {
+            out,
+            outbound,
+            progress,
+        };
+        if let Err(mpsc::error::SendError(f)) = self.flush.send(flush).await {
+            if let Some(t) = &f.progress {
+                self.forget_progress(t);
+            }
+            let _ = f.out.send(f.outbound).await;
+        }
     }
 
     pub(crate) fn forget_progress(&self, token: &RequestId) {
@@ -327,11 +364,34 @@ impl Link {
 
 /// Routes the upstream's messages until the connection ends; then ends the sessions it
 /// served (their requests in flight get a JSON-RPC error).
-async fn dispatch(link: Arc<Link>, mut events: ClientEvents) {
-    let reason = loop {
+async fn dispatch(link: Arc<Link>, mut events: ClientEvents, mut flush: mpsc::Receiver<Flush>) {
+    let reason = 'run: loop {
         let event = tokio::select! {
             () = link.cancel.cancelled() => return,
             ev = events.recv() => ev,
+            Some(f) = flush.recv() => {
+                // Everything the transport received before this response is queued by
+                // now: route it first.
+                let mut ended = None;
+                while let Ok(ev) = events.try_recv() {
+                    match ev {
+                        ClientEvent::Request(r) => link.on_request(r).await,
+                        ClientEvent::Notification(n) => link.on_notification(n).await,
+                        ClientEvent::Closed(reason) => {
+                            ended = Some(reason.to_string());
+                            break;
+                        }
+                    }
+                }
+                if let Some(t) = &f.progress {
+                    link.forget_progress(t);
+                }
+                let _ = f.out.send(f.outbound).await;
+                if let Some(reason) = ended {
+                    break 'run reason;
+                }
+                continue;
+            }
         };
         match event {
             Some(ClientEvent::Request(r)) => link.on_request(r).await,

@@ -1,0 +1,408 @@
+//! Client sessions through a real `proxyd`: the official Python SDK client over legacy SSE
+//! and streamable HTTP in front of server-everything (stdio and streamable HTTP upstreams),
+//! the security and malformed-input status matrix, and shared-mode multiplexing.
+
+#[path = "sessions/support.rs"]
+mod support;
+
+use std::time::Duration;
+
+use mcp_test_support::proxyd::Proxyd;
+use mcp_test_support::tools::{self, EverythingMode, EverythingServer};
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{Admin, BIN, McpHttp, python_client};
+
+const GLOBAL_TOKEN: &str = "global-proxy-token-0123456789";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_through_both_transports_to_stdio_everything() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    admin
+        .register(serde_json::to_value(tools::everything_stdio_def("ev")).unwrap())
+        .await;
+    admin.wait_connected("ev").await;
+    let base = proxyd.url();
+    python_client("streamable", &format!("{base}/ev/mcp"), None).await;
+    python_client("sse", &format!("{base}/ev/sse"), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_through_both_transports_to_http_everything_with_a_global_token() {
+    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
+    let env = [(
+        "MCP_PROXY_GLOBAL_AUTH_TOKENS",
+        format!("[\"{GLOBAL_TOKEN}\"]"),
+    )];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let proxyd = Proxyd::start_with_env(BIN, &[], &env).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    admin
+        .register(serde_json::to_value(upstream.def("evh")).unwrap())
+        .await;
+    admin.wait_connected("evh").await;
+    let base = proxyd.url();
+    python_client(
+        "streamable",
+        &format!("{base}/evh/stream"),
+        Some(GLOBAL_TOKEN),
+    )
+    .await;
+    python_client("sse", &format!("{base}/evh/sse"), Some(GLOBAL_TOKEN)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn security_and_malformed_input_get_the_right_status() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let mut a = serde_json::to_value(tools::everything_stdio_def("a")).unwrap();
+    a["authTokens"] = json!(["token-of-a-0123456789"]);
+    let mut b = serde_json::to_value(tools::everything_stdio_def("b")).unwrap();
+    b["authTokens"] = json!(["token-of-b-0123456789"]);
+    let mut c = serde_json::to_value(tools::everything_stdio_def("c")).unwrap();
+    c["allowedIPs"] = json!(["10.0.0.0/8"]);
+    let mut d = serde_json::to_value(tools::everything_stdio_def("d")).unwrap();
+    d["requireAuth"] = json!(true);
+    for def in [a, b, c, d] {
+        admin.register(def).await;
+    }
+    admin
+        .register(serde_json::to_value(tools::everything_stdio_def("open")).unwrap())
+        .await;
+    let base = proxyd.url();
+    let mcp = McpHttp::new();
+    let init = McpHttp::initialize_body("2025-06-18");
+
+    // tokens: missing, wrong, another server's, the right one
+    let (s, h, body) = mcp.post(&format!("{base}/a/mcp"), None, &[], &init).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(
+        h.get("www-authenticate")
+            .is_some_and(|v| v.to_str().unwrap().starts_with("Bearer"))
+    );
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("missing bearer token"),
+        "{body}"
+    );
+    let bearer = |t: &str| vec![("authorization".to_owned(), format!("Bearer {t}"))];
+    let (s, _, body) = mcp
+        .post(&format!("{base}/a/mcp"), None, &bearer("nope"), &init)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{body}");
+    assert_eq!(body["error"], "invalid bearer token");
+    let (s, _, _) = mcp
+        .post(
+            &format!("{base}/a/mcp"),
+            None,
+            &bearer("token-of-b-0123456789"),
+            &init,
+        )
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::UNAUTHORIZED,
+        "a token of server b does not open server a"
+    );
+    let (s, _, _) = mcp.get_sse(&format!("{base}/a/sse"), &[]).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "legacy sse is guarded too");
+    let (s, h, body) = mcp
+        .post(
+            &format!("{base}/a/mcp"),
+            None,
+            &bearer("token-of-a-0123456789"),
+            &init,
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(h.get("mcp-session-id").is_some());
+    // requireAuth without any token configured: nobody gets in
+    let (s, _, _) = mcp
+        .post(&format!("{base}/d/mcp"), None, &bearer("anything"), &init)
+        .await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    // an address outside allowedIPs
+    let (s, _, body) = mcp.post(&format!("{base}/c/mcp"), None, &[], &init).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("127.0.0.1"),
+        "{body}"
+    );
+
+    // a browser origin that is not allowed; an allowed one
+    let evil = vec![("origin".to_owned(), "http://evil.example.com".to_owned())];
+    let (s, _, body) = mcp
+        .post(&format!("{base}/open/mcp"), None, &evil, &init)
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("origin"), "{body}");
+    let local = vec![("origin".to_owned(), "http://localhost:3000".to_owned())];
+    let (s, h, body) = mcp
+        .post(&format!("{base}/open/mcp"), None, &local, &init)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let sid = h["mcp-session-id"].to_str().unwrap().to_owned();
+
+    // session rules
+    let ping = json!({"jsonrpc":"2.0","id":2,"method":"ping"});
+    let (s, _, body) = mcp
+        .post(&format!("{base}/open/mcp"), None, &[], &ping)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "session_required");
+    let (s, _, body) = mcp
+        .post(
+            &format!("{base}/open/mcp"),
+            Some("0123456789abcdef"),
+            &[],
+            &ping,
+        )
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "session_not_found");
+    let (s, _, body) = mcp
+        .post(&format!("{base}/open/mcp"), Some(&sid), &[], &ping)
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["result"], json!({}));
+    let badver = vec![("mcp-protocol-version".to_owned(), "1999-01-01".to_owned())];
+    let (s, _, body) = mcp
+        .post(&format!("{base}/open/mcp"), Some(&sid), &badver, &ping)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "unsupported_protocol_version");
+    // malformed json, a batch on 2025-06-18
+    let (s, body) = mcp
+        .post_raw(&format!("{base}/open/mcp"), Some(&sid), "{\"jsonrpc\": ")
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "invalid_json");
+    let batch = json!([ping, {"jsonrpc":"2.0","id":3,"method":"ping"}]);
+    let (s, _, body) = mcp
+        .post(&format!("{base}/open/mcp"), Some(&sid), &[], &batch)
+        .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["code"], "batch_not_supported");
+    // notifications → 202; wrong accept → 406; wrong content type → 415
+    let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+    let (s, _, _) = mcp
+        .post(&format!("{base}/open/mcp"), Some(&sid), &[], &note)
+        .await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let s = mcp
+        .http
+        .post(format!("{base}/open/mcp"))
+        .header("accept", "application/json")
+        .header("content-type", "application/json")
+        .header("mcp-session-id", &sid)
+        .body(ping.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, StatusCode::NOT_ACCEPTABLE);
+    let s = mcp
+        .http
+        .post(format!("{base}/open/mcp"))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "text/plain")
+        .header("mcp-session-id", &sid)
+        .body(ping.to_string())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // one GET stream per session
+    let (s, _, first) = mcp
+        .get_sse(&format!("{base}/open/mcp"), &[("mcp-session-id", &sid)])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _, _) = mcp
+        .get_sse(&format!("{base}/open/mcp"), &[("mcp-session-id", &sid)])
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::CONFLICT,
+        "a second standalone stream is refused"
+    );
+    drop(first);
+    // unsupported method → 405 with Allow
+    let r = mcp
+        .http
+        .put(format!("{base}/open/mcp"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert!(r.headers().get("allow").is_some());
+    // DELETE ends the session: 404 afterwards
+    let r = mcp
+        .http
+        .delete(format!("{base}/open/mcp"))
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let (s, _, _) = mcp
+        .post(&format!("{base}/open/mcp"), Some(&sid), &[], &ping)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // legacy: unknown session id → 404, missing → 400; stdio has no {extra}; unknown mcp 404
+    let r = mcp
+        .http
+        .post(format!("{base}/open/message?sessionId=nope"))
+        .json(&ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = mcp
+        .http
+        .post(format!("{base}/open/message"))
+        .json(&ping)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let (s, _, _) = mcp
+        .post(&format!("{base}/open/stream/x"), None, &[], &init)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let (s, _, body) = mcp
+        .post(&format!("{base}/nosuch/mcp"), None, &[], &init)
+        .await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    assert_eq!(body["code"], "mcp_not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tool_filter_hides_and_refuses_blocked_tools() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let mut def = serde_json::to_value(tools::everything_stdio_def("filtered")).unwrap();
+    def["toolFilter"] = json!({"mode": "block", "list": ["get-sum"]});
+    admin.register(def).await;
+    let mcp = McpHttp::new();
+    let url = format!("{}/filtered/mcp", proxyd.url());
+    let sid = mcp.open_session(&url, "2025-11-25").await;
+    let list = json!({"jsonrpc":"2.0","id":"l","method":"tools/list"});
+    let (s, _, body) = mcp.post(&url, Some(&sid), &[], &list).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let names: Vec<&str> = body["result"]["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"echo") && !names.contains(&"get-sum"),
+        "{names:?}"
+    );
+    let call = json!({"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"get-sum","arguments":{"a":1,"b":2}}});
+    let (s, _, body) = mcp.post(&url, Some(&sid), &[], &call).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["id"], "c");
+    assert_eq!(body["error"]["code"], -32602, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("blocked"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_the_upstream_ends_its_sessions_and_a_dead_stdio_session_errors_in_flight() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    admin
+        .register(serde_json::to_value(tools::everything_stdio_def("gone")).unwrap())
+        .await;
+    let mcp = McpHttp::new();
+    let url = format!("{}/gone/mcp", proxyd.url());
+    let sid = mcp.open_session(&url, "2025-06-18").await;
+    // a call in flight when the definition is deleted gets a json-rpc error, then 404
+    let call = json!({"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":30,"steps":30}}});
+    let pending = {
+        let (mcp, url, sid, call) = (mcp.clone(), url.clone(), sid.clone(), call.clone());
+        tokio::spawn(async move { mcp.post_collect(&url, Some(&sid), &call).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (s, _) = admin
+        .send(reqwest::Method::DELETE, "/admin/mcps/gone", None)
+        .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let answer = tokio::time::timeout(Duration::from_secs(30), pending)
+        .await
+        .expect("the call in flight is answered")
+        .unwrap();
+    let response = answer
+        .iter()
+        .find(|m| m["id"] == 41)
+        .unwrap_or_else(|| panic!("no response in {answer:?}"));
+    assert_eq!(response["error"]["code"], -32000, "{response}");
+    let ping = json!({"jsonrpc":"2.0","id":2,"method":"ping"});
+    let (s, _, _) = mcp.post(&url, Some(&sid), &[], &ping).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_mode_keeps_identical_ids_and_progress_tokens_apart() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let mut def = serde_json::to_value(tools::everything_stdio_def("shared")).unwrap();
+    def["sessionMode"] = json!("shared");
+    admin.register(def).await;
+    let mcp = McpHttp::new();
+    let url = format!("{}/shared/mcp", proxyd.url());
+    let one = mcp.open_session(&url, "2025-11-25").await;
+    let two = mcp.open_session(&url, "2025-06-18").await;
+    let call = |msg: &str| {
+        json!({"jsonrpc":"2.0","id":"same","method":"tools/call","params":{
+            "name":"trigger-long-running-operation","arguments":{"duration":0.5,"steps":5},
+            "_meta":{"progressToken":"tok","tag":msg}}})
+    };
+    let echo = |msg: &str| json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"echo","arguments":{"message":msg}}});
+    for _ in 0..3 {
+        let (c1, c2, e1, e2) = (call("one"), call("two"), echo("from-one"), echo("from-two"));
+        let (a, b, c, d) = tokio::join!(
+            mcp.post_collect(&url, Some(&one), &c1),
+            mcp.post_collect(&url, Some(&two), &c2),
+            mcp.post_collect(&url, Some(&one), &e1),
+            mcp.post_collect(&url, Some(&two), &e2),
+        );
+        for (msgs, who) in [(&a, "one"), (&b, "two")] {
+            let progress: Vec<&Value> = msgs
+                .iter()
+                .filter(|m| m["method"] == "notifications/progress")
+                .collect();
+            assert_eq!(
+                progress.len(),
+                5,
+                "session {who} gets exactly its own 5 progress notifications: {msgs:?}"
+            );
+            assert!(
+                progress
+                    .iter()
+                    .all(|p| p["params"]["progressToken"] == "tok"),
+                "{progress:?}"
+            );
+            let resp = msgs.last().unwrap();
+            assert_eq!(resp["id"], "same", "{resp}");
+            assert!(resp["result"].is_object(), "{resp}");
+        }
+        assert_eq!(c.last().unwrap()["id"], 7);
+        assert!(c.last().unwrap().to_string().contains("from-one"));
+        assert!(d.last().unwrap().to_string().contains("from-two"));
+    }
+    // one upstream process serves both: the primary connection plus one shared one
+    let status = admin.status("shared").await;
+    assert_eq!(status["state"], "connected");
+}

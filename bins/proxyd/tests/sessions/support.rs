@@ -1,0 +1,255 @@
+//! Helpers shared by the session tests: the Admin API, raw streamable HTTP requests that
+//! read JSON or SSE answers, and the Python SDK client script.
+
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use mcp_test_support::proxyd::{ADMIN_TOKEN, Proxyd};
+use mcp_test_support::tools;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
+
+pub(crate) struct Admin {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Admin {
+    pub(crate) fn new(p: &Proxyd) -> Self {
+        Self {
+            base: p.url(),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub(crate) async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(ADMIN_TOKEN);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub(crate) async fn register(&self, def: Value) {
+        let (status, body) = self
+            .send(reqwest::Method::POST, "/admin/mcps", Some(def))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    pub(crate) async fn status(&self, name: &str) -> Value {
+        let (status, body) = self
+            .send(reqwest::Method::GET, &format!("/admin/mcps/{name}"), None)
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["status"].clone()
+    }
+
+    pub(crate) async fn wait_connected(&self, name: &str) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let status = self.status(name).await;
+            if status["state"] == "connected" {
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{name} did not connect: {status}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Raw streamable HTTP requests.
+#[derive(Clone)]
+pub(crate) struct McpHttp {
+    pub(crate) http: reqwest::Client,
+}
+
+impl McpHttp {
+    pub(crate) fn new() -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(90))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    pub(crate) fn initialize_body(version: &str) -> Value {
+        json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+            "protocolVersion": version, "capabilities": {},
+            "clientInfo": {"name": "raw-test", "version": "1"}}})
+    }
+
+    fn request(
+        &self,
+        url: &str,
+        session: Option<&str>,
+        extra: &[(String, String)],
+    ) -> reqwest::RequestBuilder {
+        let mut req = self
+            .http
+            .post(url)
+            .header("accept", "application/json, text/event-stream")
+            .header("content-type", "application/json");
+        if let Some(s) = session {
+            req = req.header("mcp-session-id", s);
+        }
+        for (k, v) in extra {
+            req = req.header(k, v);
+        }
+        req
+    }
+
+    /// POSTs `body`; returns the status, headers and the last JSON message of the answer
+    /// (or the error body).
+    pub(crate) async fn post(
+        &self,
+        url: &str,
+        session: Option<&str>,
+        extra: &[(String, String)],
+        body: &Value,
+    ) -> (StatusCode, HeaderMap, Value) {
+        let resp = self
+            .request(url, session, extra)
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let (status, headers) = (resp.status(), resp.headers().clone());
+        let text = resp.text().await.unwrap();
+        let msgs = messages(&headers, &text);
+        (status, headers, msgs.last().cloned().unwrap_or(Value::Null))
+    }
+
+    pub(crate) async fn post_raw(
+        &self,
+        url: &str,
+        session: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let resp = self
+            .request(url, session, &[])
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs `body` and returns every message of the answer, in order.
+    pub(crate) async fn post_collect(
+        &self,
+        url: &str,
+        session: Option<&str>,
+        body: &Value,
+    ) -> Vec<Value> {
+        let resp = self
+            .request(url, session, &[])
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let headers = resp.headers().clone();
+        let text = resp.text().await.unwrap();
+        messages(&headers, &text)
+    }
+
+    /// Opens a session (initialize + initialized) and returns its id.
+    pub(crate) async fn open_session(&self, url: &str, version: &str) -> String {
+        let (s, h, body) = self
+            .post(url, None, &[], &Self::initialize_body(version))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        assert_eq!(body["result"]["protocolVersion"], version, "{body}");
+        let sid = h["mcp-session-id"].to_str().unwrap().to_owned();
+        let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+        let (s, _, _) = self.post(url, Some(&sid), &[], &note).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        sid
+    }
+
+    /// GETs an SSE stream; the response is returned unread (the stream stays open while
+    /// it lives).
+    pub(crate) async fn get_sse(
+        &self,
+        url: &str,
+        extra: &[(&str, &str)],
+    ) -> (StatusCode, HeaderMap, reqwest::Response) {
+        let mut req = self.http.get(url).header("accept", "text/event-stream");
+        for (k, v) in extra {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        (resp.status(), resp.headers().clone(), resp)
+    }
+}
+
+/// The JSON messages of a body: one JSON value, or the `data:` of each SSE event.
+pub(crate) fn messages(headers: &HeaderMap, text: &str) -> Vec<Value> {
+    let sse = headers
+        .get("content-type")
+        .is_some_and(|v| v.to_str().unwrap_or("").starts_with("text/event-stream"));
+    if !sse {
+        return serde_json::from_str(text).into_iter().collect();
+    }
+    text.split("\n\n")
+        .filter_map(|event| {
+            let data: Vec<&str> = event
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(str::trim_start)
+                .collect();
+            let data = data.join("\n");
+            (!data.trim().is_empty()).then(|| serde_json::from_str(&data).unwrap())
+        })
+        .collect()
+}
+
+/// Runs `tests/python/everything_client.py` with the venv's Python; fails the test with
+/// its output unless every check passed.
+pub(crate) async fn python_client(kind: &str, url: &str, token: Option<&str>) {
+    let root = tools::workspace_root();
+    let python = root.join(".tools/venv/bin/python");
+    assert!(
+        python.exists(),
+        "python venv missing: run scripts/install-test-deps.sh"
+    );
+    let mut cmd = tokio::process::Command::new(python);
+    cmd.arg(root.join("tests/python/everything_client.py"))
+        .arg(kind)
+        .arg(url)
+        .kill_on_drop(true);
+    if let Some(t) = token {
+        cmd.arg(t);
+    }
+    let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
+        .await
+        .expect("the python client finished in time")
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("all ok"),
+        "python client ({kind} {url}) failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        out.status
+    );
+}
