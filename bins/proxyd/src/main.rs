@@ -159,13 +159,6 @@ async fn run(cfg: ProxydConfig) -> anyhow::Result<()> {
         stopping.cancelled().await;
         sessions.shutdown();
     });
-    // Client sessions end first, so their SSE streams do not hold the drain up.
-    let sessions = app.sessions().clone();
-    let stopping = shutdown.clone();
-    tokio::spawn(async move {
-        stopping.cancelled().await;
-        sessions.shutdown();
-    });
     mcp_proxy_http::serve(listener, app, shutdown.cancelled_owned()).await?;
     // Upstreams last: stdio children get closed stdin, SIGTERM, then SIGKILL.
     manager.shutdown(cfg.shutdown_timeout).await;
