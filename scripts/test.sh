@@ -22,3 +22,5 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked --no-fail-fast
 fi
+echo "== examples"
+bash scripts/run-examples.sh
