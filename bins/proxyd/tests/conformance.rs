@@ -94,3 +94,23 @@ async fn the_proxy_passes_every_scenario_server_everything_passes() {
         "nothing passed directly; the comparison would prove nothing:\n{direct_summary}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_scenario_passes_through_the_proxy_in_front_of_the_fixture() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let def = mcp_test_support::conformance::fixture_def("fixture");
+    admin.register(serde_json::to_value(def).unwrap()).await;
+    admin.wait_connected("fixture").await;
+    // `localhost`, as dns-rebinding-protection requires a localhost URL.
+    let url = format!("{}/fixture/mcp", proxyd.url()).replace("127.0.0.1", "localhost");
+    let (verdicts, summary) = conformance(&url, dir.path()).await;
+    let failed: Vec<&String> = verdicts
+        .iter()
+        .filter(|(_, passed)| !**passed)
+        .map(|(name, _)| name)
+        .collect();
+    assert!(failed.is_empty(), "failed scenarios: {failed:?}\n{summary}");
+    assert_eq!(verdicts.len(), 32, "{summary}");
+}

@@ -4,8 +4,10 @@
 //! - [`tools`]: where the third-party MCP peers installed by `scripts/install-test-deps.sh` live.
 //! - [`mock`]: mock upstreams for precise fault injection.
 //! - [`proxyd`]: a real `proxyd` process on a free port.
+//! - [`conformance`]: a stdio server with the conformance suite's fixtures.
 //! - [`assert_eventually!`]: polls a condition until it holds or a deadline passes.
 
+pub mod conformance;
 mod eventually;
 pub mod mock;
 pub mod proxyd;
