@@ -406,3 +406,150 @@ async fn shared_mode_keeps_identical_ids_and_progress_tokens_apart() {
     let status = admin.status("shared").await;
     assert_eq!(status["state"], "connected");
 }
+
+/// Reads an open SSE response until `needle` shows up (at most 30 s); returns the text.
+async fn read_until(resp: &mut reqwest::Response, needle: &str) -> String {
+    let mut seen = String::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{needle:?} did not arrive; got:\n{seen}"))
+            .unwrap()
+            .unwrap_or_else(|| panic!("the stream ended before {needle:?}; got:\n{seen}"));
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_client_upstream_that_dies_mid_call_fails_the_call_then_the_session_is_gone() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let def = tools::mock_stdio_def("dies", &["exit-mid-request"]);
+    admin.register(serde_json::to_value(def).unwrap()).await;
+    let mcp = McpHttp::new();
+    let url = format!("{}/dies/mcp", proxyd.url());
+    let sid = mcp.open_session(&url, "2025-06-18").await;
+    let call = json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"}}});
+    let answer = mcp.post_collect(&url, Some(&sid), &call).await;
+    let response = answer.last().unwrap();
+    assert_eq!(response["id"], 5, "{answer:?}");
+    assert_eq!(response["error"]["code"], -32000, "{response}");
+    let message = response["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("dies"),
+        "the message names the upstream: {message}"
+    );
+    let ping = json!({"jsonrpc":"2.0","id":6,"method":"ping"});
+    let (s, _, body) = mcp.post(&url, Some(&sid), &[], &ping).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
+    // a new session gets a new process
+    let again = mcp.open_session(&url, "2025-06-18").await;
+    assert_ne!(again, sid);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_cancellation_reaches_the_upstream_under_the_upstream_id() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let def = tools::mock_stdio_def("hangs", &["hang"]);
+    admin.register(serde_json::to_value(def).unwrap()).await;
+    let mcp = McpHttp::new();
+    let url = format!("{}/hangs/mcp", proxyd.url());
+    let sid = mcp.open_session(&url, "2025-11-25").await;
+    let (s, _, mut stream) = mcp.get_sse(&url, &[("mcp-session-id", &sid)]).await;
+    assert_eq!(s, StatusCode::OK);
+    let call = json!({"jsonrpc":"2.0","id":"mine","method":"tools/call","params":{"name":"echo","arguments":{}}});
+    let pending = {
+        let (mcp, url, sid) = (mcp.clone(), url.clone(), sid.clone());
+        tokio::spawn(async move { mcp.post_collect(&url, Some(&sid), &call).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let cancel = json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"mine","reason":"changed my mind"}});
+    let (s, _, _) = mcp.post(&url, Some(&sid), &[], &cancel).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+    // the upstream reports the id it was cancelled under: the proxy's numeric id, not ours
+    let seen = read_until(&mut stream, "cancelled ").await;
+    let line = seen.lines().find(|l| l.contains("cancelled ")).unwrap();
+    assert!(
+        !line.contains("cancelled \\\"mine\\\""),
+        "the client's id leaked upstream: {line}"
+    );
+    assert!(
+        line.split("cancelled ")
+            .nth(1)
+            .unwrap()
+            .starts_with(|c: char| c.is_ascii_digit()),
+        "{line}"
+    );
+    pending.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn losing_a_legacy_sse_stream_ends_the_session_and_cancels_its_upstream_requests() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let mut def = serde_json::to_value(tools::mock_stdio_def("hangs", &["hang"])).unwrap();
+    def["sessionMode"] = json!("shared");
+    admin.register(def).await;
+    let mcp = McpHttp::new();
+    let base = proxyd.url();
+    // a streamable observer on the same shared upstream sees what the upstream logs
+    let observer = mcp
+        .open_session(&format!("{base}/hangs/mcp"), "2025-11-25")
+        .await;
+    let (_, _, mut log) = mcp
+        .get_sse(
+            &format!("{base}/hangs/mcp"),
+            &[("mcp-session-id", &observer)],
+        )
+        .await;
+    // the legacy client
+    let (s, _, mut sse) = mcp.get_sse(&format!("{base}/hangs/sse"), &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    let first = read_until(&mut sse, "\n\n").await;
+    assert!(
+        first.starts_with("event: endpoint\ndata: /hangs/message?sessionId="),
+        "{first}"
+    );
+    let endpoint = first
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim_start_matches("data: ")
+        .to_owned();
+    let post = |body: Value| {
+        let (mcp, url) = (mcp.clone(), format!("{base}{endpoint}"));
+        async move {
+            mcp.http
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    };
+    assert_eq!(
+        post(McpHttp::initialize_body("2024-11-05")).await,
+        StatusCode::ACCEPTED
+    );
+    read_until(&mut sse, "\"protocolVersion\":\"2024-11-05\"").await;
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}});
+    assert_eq!(post(call).await, StatusCode::ACCEPTED);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(sse);
+    read_until(&mut log, "cancelled ").await;
+    // the session is gone
+    let ping = json!({"jsonrpc":"2.0","id":2,"method":"ping"});
+    let mut status = StatusCode::ACCEPTED;
+    for _ in 0..50 {
+        status = post(ping.clone()).await;
+        if status == StatusCode::NOT_FOUND {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}

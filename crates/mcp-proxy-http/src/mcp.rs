@@ -148,7 +148,13 @@ async fn serve(
         .upstream(&endpoint.name)
         .map(|u| u.definition().clone())
         .ok_or_else(|| Error::McpNotFound(endpoint.name.clone()))?;
-    guard::check(app.config(), &def, req.headers(), client)?;
+    guard::check(
+        app.config(),
+        app.inner().manager.prometheus(),
+        &def,
+        req.headers(),
+        client,
+    )?;
     if endpoint.extra.is_some() && !def.transport.is_http() {
         return Err(Error::RouteNotFound(format!(
             "{}: {{extra}} path segments need an http upstream; {:?} is stdio",

@@ -400,6 +400,14 @@ async fn dispatch(link: Arc<Link>, mut events: ClientEvents, mut flush: mpsc::Re
             None => break "the connection's event channel closed".to_owned(),
         }
     };
+    // Responses already handed over still go out, before the sessions end.
+    flush.close();
+    while let Some(f) = flush.recv().await {
+        if let Some(t) = &f.progress {
+            link.forget_progress(t);
+        }
+        let _ = f.out.send(f.outbound).await;
+    }
     if link.cancel.is_cancelled() {
         return;
     }

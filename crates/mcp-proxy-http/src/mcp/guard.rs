@@ -6,6 +6,8 @@ use std::net::IpAddr;
 
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, HeaderName, ORIGIN};
+use mcp_proxy_core::Metrics;
+use mcp_proxy_core::metrics::AuthFailure;
 use mcp_types::McpDefinition;
 
 use crate::config::HttpConfig;
@@ -15,6 +17,7 @@ use crate::security::{self, IpSet, TokenSet};
 /// Refuses the request unless its Origin, address and token pass the server's rules.
 pub(crate) fn check(
     cfg: &HttpConfig,
+    metrics: &Metrics,
     def: &McpDefinition,
     headers: &HeaderMap,
     client: IpAddr,
@@ -22,6 +25,7 @@ pub(crate) fn check(
     if let Some(origin) = headers.get(ORIGIN) {
         let origin = origin.to_str().unwrap_or("");
         if !origin_allowed(origin, cfg) {
+            metrics.auth_failure(AuthFailure::OriginNotAllowed);
             return Err(Error::Forbidden(format!(
                 "origin {origin:?} is not allowed: add it to allowed_origins"
             )));
@@ -30,6 +34,7 @@ pub(crate) fn check(
     if !def.allowed_ips.is_empty() {
         let allowed = IpSet::parse(&def.allowed_ips).unwrap_or_default();
         if !allowed.contains(client) {
+            metrics.auth_failure(AuthFailure::IpNotAllowed);
             return Err(Error::Forbidden(format!(
                 "client address {client} is not allowed to use mcp {:?}",
                 def.name
@@ -38,7 +43,13 @@ pub(crate) fn check(
     }
     let tokens = TokenSet::new(&def.auth_tokens).union(&cfg.global_auth_tokens);
     if def.require_auth || !tokens.is_empty() {
-        security::check_bearer(headers, &tokens).map_err(|f| Error::Unauthorized(f.message()))?;
+        security::check_bearer(headers, &tokens).map_err(|f| {
+            metrics.auth_failure(match f {
+                security::AuthFailure::Missing => AuthFailure::MissingToken,
+                security::AuthFailure::Invalid => AuthFailure::InvalidToken,
+            });
+            Error::Unauthorized(f.message())
+        })?;
     }
     Ok(())
 }

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use mcp_proxy_core::metrics::SessionTransport;
 use mcp_proxy_core::{ClientSession, Outbound};
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -18,6 +19,15 @@ use crate::app::App;
 pub(crate) enum Transport {
     Streamable,
     Legacy,
+}
+
+impl Transport {
+    fn metric(self) -> SessionTransport {
+        match self {
+            Self::Streamable => SessionTransport::StreamableHttp,
+            Self::Legacy => SessionTransport::Sse,
+        }
+    }
 }
 
 /// An HTTP client session.
@@ -45,6 +55,10 @@ impl HttpSession {
             streams: Mutex::new(Streams::default()),
             legacy: Mutex::new(legacy),
         });
+        app.inner()
+            .manager
+            .prometheus()
+            .session_opened(transport.metric());
         let app = app.clone();
         // Ends when the core session ends (its sender is dropped): on close, upstream loss,
         // removal of the upstream, or shutdown of the hub.
@@ -121,6 +135,10 @@ async fn pump(app: App, session: Arc<HttpSession>, mut outbound: mpsc::Receiver<
         session.route(out).await;
     }
     registry(&app).remove(session.id());
+    app.inner()
+        .manager
+        .prometheus()
+        .session_closed(session.transport.metric());
     session.streams().close_all();
     session
         .legacy
