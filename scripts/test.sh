@@ -24,3 +24,5 @@ else
 fi
 echo "== examples"
 bash scripts/run-examples.sh
+echo "== schemathesis (docs/openapi.yaml against a live proxyd)"
+bash scripts/schemathesis.sh

@@ -112,14 +112,14 @@ impl McpDefinition {
             self.reconnect_delay,
             Duration::from_millis(10),
         );
-        if self.health_check_enabled {
-            check_duration(
-                &mut errs,
-                "healthCheckInterval",
-                self.health_check_interval,
-                Duration::from_secs(1),
-            );
-        }
+        // Checked even when health checks are off: they can be turned on by a later PUT
+        // that leaves the interval alone.
+        check_duration(
+            &mut errs,
+            "healthCheckInterval",
+            self.health_check_interval,
+            Duration::from_secs(1),
+        );
         for (i, t) in self.auth_tokens.iter().enumerate() {
             let t = t.expose();
             if t.is_empty()
@@ -317,6 +317,16 @@ mod tests {
         ] {
             assert!(errs.has(field), "{field} missing from {errs}");
         }
+    }
+
+    #[test]
+    fn a_zero_health_interval_is_refused_even_with_checks_off() {
+        let errs = parse(
+            r#"{"name":"a","transport":"stdio","command":"x","healthCheckEnabled":false,"healthCheckInterval":"0s"}"#,
+        )
+        .validate()
+        .unwrap_err();
+        assert!(errs.has("healthCheckInterval"), "{errs}");
     }
 
     #[test]

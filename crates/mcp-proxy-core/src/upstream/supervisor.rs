@@ -149,7 +149,9 @@ async fn watch(
     let mut tasks: JoinSet<Task> = JoinSet::new();
     let mut health = HealthCounter::default();
     let mut ping_pending = false;
-    let interval = def.health_check_interval;
+    // A zero period would panic the ticker; validation refuses it, and this keeps a
+    // definition from an older store entry from taking the supervisor down.
+    let interval = def.health_check_interval.max(Duration::from_millis(100));
     let mut ticker = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
