@@ -53,6 +53,19 @@ async fn python_sdk_through_both_transports_to_http_everything_with_a_global_tok
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_sdk_through_both_transports_in_shared_mode() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let mut def = serde_json::to_value(tools::everything_stdio_def("evs")).unwrap();
+    def["sessionMode"] = json!("shared");
+    admin.register(def).await;
+    admin.wait_connected("evs").await;
+    let base = proxyd.url();
+    python_client("streamable", &format!("{base}/evs/mcp"), None).await;
+    python_client("sse", &format!("{base}/evs/sse"), None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_and_malformed_input_get_the_right_status() {
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
@@ -552,4 +565,98 @@ async fn losing_a_legacy_sse_stream_ends_the_session_and_cancels_its_upstream_re
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_post_stream_resumes_with_last_event_id() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    admin
+        .register(serde_json::to_value(tools::everything_stdio_def("ev")).unwrap())
+        .await;
+    let mcp = McpHttp::new();
+    let url = format!("{}/ev/mcp", proxyd.url());
+    let sid = mcp.open_session(&url, "2025-11-25").await;
+    let call = json!({"jsonrpc":"2.0","id":"r1","method":"tools/call","params":{
+        "name":"trigger-long-running-operation","arguments":{"duration":1.5,"steps":5},
+        "_meta":{"progressToken":7}}});
+    let mut resp = mcp
+        .http
+        .post(&url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-session-id", &sid)
+        .body(call.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "text/event-stream");
+    let seen = read_until(&mut resp, "notifications/progress").await;
+    assert!(
+        seen.starts_with("id: "),
+        "a priming event comes first: {seen}"
+    );
+    let last_id = seen
+        .split("\n\n")
+        .find(|e| e.contains("notifications/progress"))
+        .and_then(|e| e.lines().find_map(|l| l.strip_prefix("id: ")))
+        .unwrap()
+        .to_owned();
+    drop(resp); // the connection is lost; the request goes on
+    let resumed = mcp
+        .http
+        .get(&url)
+        .header("accept", "text/event-stream")
+        .header("mcp-session-id", &sid)
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resumed.status(), StatusCode::OK);
+    let headers = resumed.headers().clone();
+    let rest = support::messages(&headers, &resumed.text().await.unwrap());
+    let progress: Vec<i64> = rest
+        .iter()
+        .filter(|m| m["method"] == "notifications/progress")
+        .map(|m| m["params"]["progress"].as_i64().unwrap())
+        .collect();
+    assert!(
+        !progress.contains(&1),
+        "no replay of what was delivered: {rest:?}"
+    );
+    assert!(
+        rest.iter()
+            .all(|m| m["params"]["progressToken"].is_null() || m["params"]["progressToken"] == 7)
+    );
+    let last = rest.last().unwrap();
+    assert_eq!(
+        last["id"], "r1",
+        "the response arrives on the resumed stream: {rest:?}"
+    );
+    assert!(last["result"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_legacy_endpoint_uri_carries_the_base_url_path() {
+    let proxyd = Proxyd::start_with_env(
+        BIN,
+        &[],
+        &[("MCP_PROXY_BASE_URL", "http://127.0.0.1:9/prefix/")],
+    )
+    .await
+    .unwrap();
+    let admin = Admin::new(&proxyd);
+    let def = tools::mock_stdio_def("echo", &["echo"]);
+    admin.register(serde_json::to_value(def).unwrap()).await;
+    let mcp = McpHttp::new();
+    let (s, h, mut sse) = mcp
+        .get_sse(&format!("{}/echo/sse", proxyd.url()), &[])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(h["content-type"], "text/event-stream");
+    let first = read_until(&mut sse, "\n\n").await;
+    assert!(
+        first.starts_with("event: endpoint\ndata: /prefix/echo/message?sessionId="),
+        "{first}"
+    );
 }
