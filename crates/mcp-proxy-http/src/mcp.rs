@@ -102,11 +102,16 @@ impl Registry {
         self.lock().insert(session.id().to_owned(), session);
     }
 
-    /// The session `id` of upstream `name`, if it is still open.
-    pub(crate) fn get(&self, name: &str, id: &str) -> Option<Arc<HttpSession>> {
+    /// The session `id` of upstream `name` on `transport`, if it is still open.
+    pub(crate) fn get(
+        &self,
+        name: &str,
+        id: &str,
+        transport: session::Transport,
+    ) -> Option<Arc<HttpSession>> {
         self.lock()
             .get(id)
-            .filter(|s| s.upstream_name() == name && !s.is_ended())
+            .filter(|s| s.upstream_name() == name && s.transport() == transport && !s.is_ended())
             .cloned()
     }
 

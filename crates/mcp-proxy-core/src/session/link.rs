@@ -368,6 +368,11 @@ async fn dispatch(link: Arc<Link>, mut events: ClientEvents, mut flush: mpsc::Re
     let reason = 'run: loop {
         let event = tokio::select! {
             () = link.cancel.cancelled() => return,
+            () = link.upstream.stopped() => {
+                // Removed or replaced: its sessions end on their own; the connection goes.
+                link.close();
+                return;
+            }
             ev = events.recv() => ev,
             Some(f) = flush.recv() => {
                 // Everything the transport received before this response is queued by

@@ -68,7 +68,7 @@ pub(crate) async fn post(
     let session = app
         .inner()
         .mcp
-        .get(&endpoint.name, &id)
+        .get(&endpoint.name, &id, Transport::Legacy)
         .ok_or(Error::SessionNotFound)?;
     require_json(req.headers())?;
     let headers = req.headers().clone();

@@ -78,6 +78,10 @@ impl HttpSession {
         self.core.upstream_name()
     }
 
+    pub(crate) fn transport(&self) -> Transport {
+        self.transport
+    }
+
     pub(crate) fn is_ended(&self) -> bool {
         self.core.is_ended()
     }

@@ -174,14 +174,34 @@ impl Streams {
         }
         if last {
             buf.live = None;
-            self.finished.push_back(sid);
-            if self.finished.len() > FINISHED_KEPT
-                && let Some(old) = self.finished.pop_front()
-            {
+            self.retire(sid);
+        }
+        true
+    }
+
+    /// Keeps a finished stream for late resumes, forgetting the oldest beyond the bound.
+    fn retire(&mut self, sid: u64) {
+        self.finished.push_back(sid);
+        while self.finished.len() > FINISHED_KEPT {
+            if let Some(old) = self.finished.pop_front() {
                 self.streams.remove(&old);
             }
         }
-        true
+    }
+
+    /// The client cancelled request `id`: no response is due on its stream any more.
+    pub(crate) fn cancel(&mut self, id: &RequestId) {
+        let Some(sid) = self.by_request.remove(id) else {
+            return;
+        };
+        if let Some(buf) = self.streams.get_mut(&sid) {
+            buf.pending = buf.pending.saturating_sub(1);
+            if buf.pending == 0 {
+                buf.finished = true;
+                buf.live = None;
+                self.retire(sid);
+            }
+        }
     }
 
     /// Attaches a GET: a resume after `last_event_id`, or the standalone stream. Returns

@@ -83,6 +83,12 @@ pub(crate) async fn post(
         .collect();
     if ids.is_empty() {
         for msg in messages {
+            if msg.method() == Some(methods::CANCELLED)
+                && let Some(id) = cancelled_id(&msg)
+            {
+                // No response will come: the request's stream ends here.
+                session.streams().cancel(&id);
+            }
             session.core().handle(msg)?;
         }
         let mut resp = Response::new(empty());
@@ -204,7 +210,7 @@ fn session_of(
     let id = id.to_str().unwrap_or("");
     app.inner()
         .mcp
-        .get(&endpoint.name, id)
+        .get(&endpoint.name, id, Transport::Streamable)
         .ok_or(Error::SessionNotFound)
 }
 
@@ -238,6 +244,17 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Vec<Message>, bool), Error> {
             format!("the body is not a json-rpc message: {e}"),
         )),
     }
+}
+
+fn cancelled_id(msg: &Message) -> Option<mcp_types::RequestId> {
+    #[derive(serde::Deserialize)]
+    struct P {
+        #[serde(rename = "requestId")]
+        id: mcp_types::RequestId,
+    }
+    serde_json::from_str::<P>(msg.params()?.get())
+        .ok()
+        .map(|p| p.id)
 }
 
 pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> Error {

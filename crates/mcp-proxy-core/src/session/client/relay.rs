@@ -1,0 +1,217 @@
+//! Forwarding client requests upstream, and delivering what the upstream sends to the
+//! client (server→client requests, notifications), with ids and tokens rewritten.
+
+use std::sync::Arc;
+
+use mcp_types::jsonrpc::{Extra, codes, to_raw};
+use mcp_types::mcp::methods;
+use mcp_types::{Message, Notification, Outcome, Request, RequestId};
+use serde_json::Value;
+
+use super::{ClientSession, Inflight};
+use crate::session::link::Link;
+use crate::session::{Outbound, rewrite};
+
+impl ClientSession {
+    pub(in crate::session) fn forward(self: &Arc<Self>, mut req: Request) {
+        let def = self.upstream.definition();
+        if req.method == methods::TOOLS_CALL
+            && let Some(tool) = rewrite::param_name(req.params.as_deref())
+            && !def.permits_tool(&tool)
+        {
+            let msg = format!("tool {tool:?} is blocked by the proxy's tool filter");
+            let error = Message::error(req.id.clone(), codes::INVALID_PARAMS, msg);
+            return self.spawn_emit(error, Some(req.id));
+        }
+        let client_id = req.id.clone();
+        let token = self.cancel.child_token();
+        let link = {
+            let mut state = self.state();
+            let Some(link) = state.link.clone() else {
+                return;
+            };
+            if state.inflight.contains_key(&client_id) {
+                drop(state);
+                let msg = format!("request id {client_id} is already in use");
+                let error = Message::error(client_id.clone(), codes::INVALID_REQUEST, msg);
+                return self.spawn_emit(error, Some(client_id));
+            }
+            let original_token = Message::Request(req.clone()).progress_token();
+            let progress = match (original_token, &req.params) {
+                (Some(original), Some(params)) => {
+                    let t = link.register_progress(self, original, client_id.clone());
+                    req.params = Some(rewrite::set_request_progress_token(params, &t));
+                    Some(t)
+                }
+                _ => None,
+            };
+            match req.method.as_str() {
+                "resources/subscribe" => {
+                    if let Some(uri) = rewrite::param_uri(req.params.as_deref()) {
+                        state.subscriptions.insert(uri);
+                    }
+                }
+                "resources/unsubscribe" => {
+                    if let Some(uri) = rewrite::param_uri(req.params.as_deref()) {
+                        state.subscriptions.remove(&uri);
+                    }
+                }
+                _ => {}
+            }
+            state.next_seq += 1;
+            let upstream_id = link.client().next_request_id();
+            let entry = Inflight {
+                upstream_id: upstream_id.clone(),
+                seq: state.next_seq,
+                token: token.clone(),
+                progress,
+            };
+            state.inflight.insert(client_id.clone(), entry);
+            req.id = upstream_id;
+            link
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            let method = req.method.clone();
+            let timeout = me.upstream.definition().timeout;
+            let result = tokio::select! {
+                // Cancelled by the client (no answer is due) or the session ended.
+                () = token.cancelled() => return,
+                r = link.client().forward(req, timeout) => r,
+            };
+            let (entry, out) = {
+                let mut state = me.state();
+                (state.inflight.remove(&client_id), state.out.clone())
+            };
+            let (Some(entry), Some(out)) = (entry, out) else {
+                return;
+            };
+            let message = match result {
+                Ok(mut response) => {
+                    response.id = client_id.clone();
+                    if method == methods::TOOLS_LIST
+                        && let Outcome::Result(raw) = response.outcome
+                    {
+                        response.outcome =
+                            Outcome::Result(rewrite::filter_tools(me.upstream.definition(), raw));
+                    }
+                    Message::Response(response)
+                }
+                Err(e) if e.is_timeout() => {
+                    Message::error(client_id.clone(), codes::REQUEST_TIMEOUT, e.to_string())
+                }
+                Err(e) => {
+                    Message::error(client_id.clone(), codes::CONNECTION_CLOSED, e.to_string())
+                }
+            };
+            let outbound = Outbound {
+                message,
+                related: Some(client_id),
+            };
+            link.deliver_response(out, outbound, entry.progress).await;
+        });
+    }
+
+    /// The most recent client request still in flight (`seq`, id).
+    pub(in crate::session) fn latest_inflight(&self) -> Option<(u64, RequestId)> {
+        self.state()
+            .inflight
+            .iter()
+            .max_by_key(|(_, e)| e.seq)
+            .map(|(id, e)| (e.seq, id.clone()))
+    }
+
+    /// The client capability `method` needs and this client did not declare.
+    pub(in crate::session) fn lacks_capability_for(&self, method: &str) -> Option<&'static str> {
+        let needed = match method {
+            "sampling/createMessage" => "sampling",
+            "elicitation/create" => "elicitation",
+            "roots/list" => "roots",
+            _ => return None,
+        };
+        let state = self.state();
+        state
+            .capabilities
+            .get(needed)
+            .is_none_or(Value::is_null)
+            .then_some(needed)
+    }
+
+    pub(in crate::session) fn is_subscribed(&self, uri: &str) -> bool {
+        self.state().subscriptions.contains(uri)
+    }
+
+    pub(in crate::session) fn next_server_request_id(&self) -> RequestId {
+        let mut state = self.state();
+        state.next_server_id += 1;
+        RequestId::String(format!("mcp-proxy-{}", state.next_server_id))
+    }
+
+    /// Sends a server→client request to the client under `client_id`.
+    pub(in crate::session) async fn deliver_server_request(
+        &self,
+        link: Arc<Link>,
+        mut request: Request,
+        client_id: RequestId,
+        related: Option<RequestId>,
+    ) {
+        let upstream_id = std::mem::replace(&mut request.id, client_id.clone());
+        self.state().server_requests.insert(client_id, upstream_id);
+        drop(link);
+        self.emit(Message::Request(request), related).await;
+    }
+
+    /// Tells the client the upstream withdrew the request it knows as `client_id`.
+    pub(in crate::session) async fn cancel_server_request(
+        &self,
+        client_id: &RequestId,
+        reason: Option<String>,
+    ) {
+        self.state().server_requests.remove(client_id);
+        let mut params = serde_json::json!({ "requestId": client_id });
+        if let Some(r) = reason {
+            params["reason"] = Value::String(r);
+        }
+        let n = Notification {
+            method: methods::CANCELLED.to_owned(),
+            params: Some(to_raw(&params)),
+            extra: Extra::new(),
+        };
+        self.emit(Message::Notification(n), None).await;
+    }
+
+    pub(in crate::session) async fn emit_notification(
+        &self,
+        n: Notification,
+        related: Option<RequestId>,
+    ) {
+        self.emit(Message::Notification(n), related).await;
+    }
+
+    pub(in crate::session) async fn emit(&self, message: Message, related: Option<RequestId>) {
+        let out = self.state().out.clone();
+        if let Some(out) = out {
+            let _ = out.send(Outbound { message, related }).await;
+        }
+    }
+
+    pub(in crate::session) fn spawn_emit(
+        self: &Arc<Self>,
+        message: Message,
+        related: Option<RequestId>,
+    ) {
+        let me = self.clone();
+        self.spawn_owned(async move { me.emit(message, related).await });
+    }
+
+    /// Spawns a task that stops when the hub shuts down.
+    pub(in crate::session) fn spawn_owned(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        let cancel = self.hub.inner.cancel.clone();
+        tokio::spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = fut => {}
+            }
+        });
+    }
+}
