@@ -660,3 +660,76 @@ async fn the_legacy_endpoint_uri_carries_the_base_url_path() {
         "{first}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extra_path_and_passthrough_headers_reach_an_http_upstream_but_the_token_never_does() {
+    use mcp_test_support::mock::{Fault, MockServer};
+    let mock = MockServer::start(Fault::None).await;
+    let env = [(
+        "MCP_PROXY_GLOBAL_AUTH_TOKENS",
+        format!("[\"{GLOBAL_TOKEN}\"]"),
+    )];
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let proxyd = Proxyd::start_with_env(BIN, &[], &env).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let mut def = json!({"name": "mock", "transport": "streamable-http", "url": mock.url()});
+    def["passthroughHeaders"] = json!(["X-Tenant"]);
+    admin.register(def).await;
+    let mcp = McpHttp::new();
+    let url = format!("{}/mock/stream/tenant-a/v1", proxyd.url());
+    let headers = vec![
+        ("authorization".to_owned(), format!("Bearer {GLOBAL_TOKEN}")),
+        ("x-tenant".to_owned(), "t1".to_owned()),
+    ];
+    let (s, h, body) = mcp
+        .post(
+            &url,
+            None,
+            &headers,
+            &McpHttp::initialize_body("2025-06-18"),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let sid = h["mcp-session-id"].to_str().unwrap().to_owned();
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{"text":"hi"}}});
+    let (s, _, body) = mcp.post(&url, Some(&sid), &headers, &call).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(body["result"].is_object(), "{body}");
+    let seen = mock.requests();
+    let upstream_posts: Vec<_> = seen
+        .iter()
+        .filter(|r| r.method == "POST" && r.path.starts_with("/mcp/tenant-a/v1"))
+        .collect();
+    assert!(
+        !upstream_posts.is_empty(),
+        "the {{extra}} path is appended: {seen:?}"
+    );
+    assert!(
+        upstream_posts
+            .iter()
+            .all(|r| r.header("x-tenant") == Some("t1"))
+    );
+    assert!(
+        seen.iter().all(|r| !r
+            .header("authorization")
+            .unwrap_or("")
+            .contains(GLOBAL_TOKEN)),
+        "the client's token must never reach the upstream"
+    );
+    // the upstream ends its session: the client session ends with it
+    mock.expire_sessions();
+    let call = json!({"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"echo","arguments":{}}});
+    let (s, _, body) = mcp.post(&url, Some(&sid), &headers, &call).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(body["error"]["code"], -32000, "{body}");
+    let ping = json!({"jsonrpc":"2.0","id":3,"method":"ping"});
+    let mut status = StatusCode::OK;
+    for _ in 0..50 {
+        status = mcp.post(&url, Some(&sid), &headers, &ping).await.0;
+        if status == StatusCode::NOT_FOUND {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
