@@ -733,3 +733,37 @@ async fn extra_path_and_passthrough_headers_reach_an_http_upstream_but_the_token
     }
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_are_answered_on_2025_03_26_sessions_only() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let def = tools::mock_stdio_def("echo", &["echo"]);
+    admin.register(serde_json::to_value(def).unwrap()).await;
+    let mcp = McpHttp::new();
+    let url = format!("{}/echo/mcp", proxyd.url());
+    let init_batch = json!([McpHttp::initialize_body("2025-03-26")]);
+    let (s, _, body) = mcp.post(&url, None, &[], &init_batch).await;
+    assert_eq!(
+        s,
+        StatusCode::BAD_REQUEST,
+        "initialize must not be batched: {body}"
+    );
+    let sid = mcp.open_session(&url, "2025-03-26").await;
+    let batch = json!([
+        {"jsonrpc":"2.0","id":1,"method":"ping"},
+        {"jsonrpc":"2.0","method":"notifications/roots/list_changed"},
+        {"jsonrpc":"2.0","id":"two","method":"tools/call","params":{"name":"echo","arguments":{"message":"batched"}}}
+    ]);
+    let answer = mcp.post_collect(&url, Some(&sid), &batch).await;
+    let ids: Vec<&Value> = answer.iter().map(|m| &m["id"]).collect();
+    assert_eq!(answer.len(), 2, "one response per request: {answer:?}");
+    assert!(
+        ids.contains(&&json!(1)) && ids.contains(&&json!("two")),
+        "{answer:?}"
+    );
+    assert!(answer.iter().any(|m| m.to_string().contains("batched")));
+    let notes = json!([{"jsonrpc":"2.0","method":"notifications/roots/list_changed"}]);
+    let (s, _, _) = mcp.post(&url, Some(&sid), &[], &notes).await;
+    assert_eq!(s, StatusCode::ACCEPTED);
+}

@@ -210,7 +210,8 @@ impl ClientSession {
             }
             _ => {
                 self.spawn_owned(async move {
-                    let _ = link.client().send_raw(Message::Notification(n)).await;
+                    let send = link.client().send_raw(Message::Notification(n));
+                    let _ = tokio::time::timeout(super::SEND_TIMEOUT, send).await;
                 });
             }
         }
@@ -227,7 +228,8 @@ impl ClientSession {
         };
         link.forget_server_request(&upstream_id);
         self.spawn_owned(async move {
-            let _ = link.client().respond(upstream_id, r.outcome).await;
+            let send = link.client().respond(upstream_id, r.outcome);
+            let _ = tokio::time::timeout(super::SEND_TIMEOUT, send).await;
         });
     }
 

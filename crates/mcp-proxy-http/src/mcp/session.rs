@@ -14,6 +14,9 @@ use super::Registry;
 use super::sse::{Item, Streams};
 use crate::app::App;
 
+/// How long a legacy SSE client may leave its event stream unread before its session ends.
+const LEGACY_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// The transport side of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Transport {
@@ -119,8 +122,13 @@ impl HttpSession {
                     json,
                     last: false,
                 };
+                // A reader stuck this long is gone for practical purposes; waiting longer
+                // would hold up everything behind it.
                 let delivered = match live {
-                    Some(live) => live.send(item).await.is_ok(),
+                    Some(live) => matches!(
+                        tokio::time::timeout(LEGACY_SEND_TIMEOUT, live.send(item)).await,
+                        Ok(Ok(()))
+                    ),
                     None => false,
                 };
                 if !delivered {
