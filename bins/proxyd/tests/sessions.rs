@@ -767,3 +767,46 @@ async fn batches_are_answered_on_2025_03_26_sessions_only() {
     let (s, _, _) = mcp.post(&url, Some(&sid), &[], &notes).await;
     assert_eq!(s, StatusCode::ACCEPTED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shared_subscriptions_are_reference_counted() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let mut def = serde_json::to_value(mcp_test_support::conformance::fixture_def("fx")).unwrap();
+    def["sessionMode"] = json!("shared");
+    admin.register(def).await;
+    let mcp = McpHttp::new();
+    let url = format!("{}/fx/mcp", proxyd.url());
+    let a = mcp.open_session(&url, "2025-11-25").await;
+    let b = mcp.open_session(&url, "2025-11-25").await;
+    let req = |method: &str| json!({"jsonrpc":"2.0","id":9,"method":method,"params":{"uri":"test://watched-resource"}});
+    // what reached the fixture shows up as its log message on the request's stream
+    let reached = |msgs: &[Value], method: &str| {
+        let last = msgs.last().unwrap();
+        assert_eq!(last["result"], json!({}), "{msgs:?}");
+        msgs.iter().any(|m| {
+            m["params"]["data"]
+                .as_str()
+                .is_some_and(|d| d.starts_with(method))
+        })
+    };
+    let sub = req("resources/subscribe");
+    let unsub = req("resources/unsubscribe");
+    let msgs = mcp.post_collect(&url, Some(&a), &sub).await;
+    assert!(
+        reached(&msgs, "resources/subscribe"),
+        "the first subscriber subscribes upstream"
+    );
+    let msgs = mcp.post_collect(&url, Some(&b), &sub).await;
+    assert!(
+        !reached(&msgs, "resources/subscribe"),
+        "the second one is answered by the proxy"
+    );
+    let msgs = mcp.post_collect(&url, Some(&a), &unsub).await;
+    assert!(!reached(&msgs, "resources/unsubscribe"), "b still needs it");
+    let msgs = mcp.post_collect(&url, Some(&b), &unsub).await;
+    assert!(
+        reached(&msgs, "resources/unsubscribe"),
+        "the last one unsubscribes upstream"
+    );
+}

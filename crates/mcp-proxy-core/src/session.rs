@@ -34,7 +34,7 @@ use crate::manager::Manager;
 use link::Link;
 
 /// Deadline for a notification or response a session sends upstream on its own.
-const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+pub(crate) const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Capacity of a session's outbound channel.
 const OUTBOUND_CAPACITY: usize = 64;
 

@@ -57,6 +57,8 @@ struct Routes {
     server_requests: HashMap<RequestId, (Weak<ClientSession>, RequestId)>,
     next_token: u64,
     closed: bool,
+    /// Shared links: how many client sessions subscribed to each URI.
+    subscriptions: HashMap<String, usize>,
 }
 
 #[derive(Debug)]
@@ -232,6 +234,30 @@ impl Link {
             }
             let _ = f.out.send(f.outbound).await;
         }
+    }
+
+    /// Counts a subscriber of `uri`; whether the upstream must be asked (always for a
+    /// per-client link, for the first subscriber of a shared one).
+    pub(crate) fn subscribe(&self, uri: &str) -> bool {
+        let mut routes = self.routes();
+        let n = routes.subscriptions.entry(uri.to_owned()).or_default();
+        *n += 1;
+        !self.shared || *n == 1
+    }
+
+    /// Drops a subscriber of `uri`; whether the upstream must be told (always for a
+    /// per-client link, for the last subscriber of a shared one).
+    pub(crate) fn unsubscribe(&self, uri: &str) -> bool {
+        let mut routes = self.routes();
+        let Some(n) = routes.subscriptions.get_mut(uri) else {
+            return !self.shared;
+        };
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            routes.subscriptions.remove(uri);
+            return true;
+        }
+        !self.shared
     }
 
     pub(crate) fn forget_progress(&self, token: &RequestId) {

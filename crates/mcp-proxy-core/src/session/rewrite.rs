@@ -7,6 +7,11 @@ use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;
 
+/// `resources/subscribe`.
+pub(super) const SUBSCRIBE: &str = "resources/subscribe";
+/// `resources/unsubscribe`.
+pub(super) const UNSUBSCRIBE: &str = "resources/unsubscribe";
+
 /// Replaces `params._meta.progressToken` with `token`; other members are kept.
 pub(super) fn set_request_progress_token(params: &RawValue, token: &RequestId) -> Box<RawValue> {
     let mut value: Value = serde_json::from_str(params.get()).unwrap_or(Value::Null);

@@ -141,9 +141,21 @@ impl Server {
                     "serverInfo": {"name": "mcp-proxy-conformance-fixture", "version": env!("CARGO_PKG_VERSION")}
                 }))
             }
-            "ping" | "logging/setLevel" | "resources/subscribe" | "resources/unsubscribe" => {
+            "resources/subscribe" | "resources/unsubscribe" => {
+                // Logged, so tests can see which (un)subscriptions reach the server.
+                let what = format!(
+                    "{} {}",
+                    msg["method"].as_str().unwrap_or(""),
+                    params["uri"].as_str().unwrap_or("")
+                );
+                self.notify(
+                    "notifications/message",
+                    json!({"level":"debug","logger":"conformance-fixture","data":what}),
+                )
+                .await;
                 Ok(json!({}))
             }
+            "ping" | "logging/setLevel" => Ok(json!({})),
             "completion/complete" => {
                 let prefix = params["argument"]["value"].as_str().unwrap_or("");
                 let values: Vec<&str> = ["paris", "park", "party"]

@@ -20,7 +20,7 @@ impl ClientSession {
     /// in flight first gets a JSON-RPC error saying it; without one (the client left) the
     /// upstream gets `notifications/cancelled` for them.
     pub(crate) async fn terminate(self: &Arc<Self>, reason: Option<String>) {
-        let (inflight, out, link) = {
+        let (inflight, out, link, subscriptions) = {
             let mut state = self.state();
             if state.phase == Phase::Ended {
                 return;
@@ -31,6 +31,7 @@ impl ClientSession {
                 std::mem::take(&mut state.inflight),
                 state.out.take(),
                 state.link.take(),
+                std::mem::take(&mut state.subscriptions),
             )
         };
         debug!(session = %self.id, upstream = %self.upstream.name(), reason = reason.as_deref().unwrap_or("closed by the client"), "client session ended");
@@ -55,9 +56,24 @@ impl ClientSession {
                     link.forget_progress(t);
                 }
             }
+            let unsubscribe: Vec<String> = subscriptions
+                .into_iter()
+                .filter(|uri| link.is_shared() && link.unsubscribe(uri))
+                .collect();
             let me = self.clone();
             self.spawn_owned(async move {
                 if link.is_alive() {
+                    for uri in unsubscribe {
+                        let params = mcp_types::jsonrpc::to_raw(&serde_json::json!({ "uri": uri }));
+                        let _ = link
+                            .client()
+                            .request_with_timeout(
+                                crate::session::rewrite::UNSUBSCRIBE,
+                                Some(params),
+                                crate::session::SEND_TIMEOUT,
+                            )
+                            .await;
+                    }
                     for entry in inflight.into_values() {
                         let reason = "the client session ended";
                         let _ = link

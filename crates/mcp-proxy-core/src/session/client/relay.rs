@@ -25,6 +25,7 @@ impl ClientSession {
         }
         let client_id = req.id.clone();
         let token = self.cancel.child_token();
+        let mut subscribed: Option<String> = None;
         let link = {
             let mut state = self.state();
             let Some(link) = state.link.clone() else {
@@ -45,18 +46,27 @@ impl ClientSession {
                 }
                 _ => None,
             };
-            match req.method.as_str() {
-                "resources/subscribe" => {
-                    if let Some(uri) = rewrite::param_uri(req.params.as_deref()) {
-                        state.subscriptions.insert(uri);
-                    }
+            // Subscriptions on a shared connection are reference-counted: only the first
+            // subscriber subscribes upstream and only the last one unsubscribes.
+            let uri = rewrite::param_uri(req.params.as_deref());
+            subscribed.clone_from(&uri);
+            let answered_here = match (req.method.as_str(), uri) {
+                (rewrite::SUBSCRIBE, Some(uri)) => {
+                    let fresh = state.subscriptions.insert(uri.clone());
+                    fresh && !link.subscribe(&uri)
                 }
-                "resources/unsubscribe" => {
-                    if let Some(uri) = rewrite::param_uri(req.params.as_deref()) {
-                        state.subscriptions.remove(&uri);
-                    }
+                (rewrite::UNSUBSCRIBE, Some(uri)) => {
+                    state.subscriptions.remove(&uri) && !link.unsubscribe(&uri)
                 }
-                _ => {}
+                _ => false,
+            };
+            if answered_here {
+                drop(state);
+                if let Some(t) = &progress {
+                    link.forget_progress(t);
+                }
+                let ok = Message::result(client_id.clone(), &serde_json::json!({}));
+                return self.spawn_emit(ok, Some(client_id));
             }
             state.next_seq += 1;
             let upstream_id = link.client().next_request_id();
@@ -79,8 +89,17 @@ impl ClientSession {
                 () = token.cancelled() => return,
                 r = link.client().forward(req, timeout) => r,
             };
+            let failed = !matches!(&result, Ok(r) if matches!(r.outcome, Outcome::Result(_)));
             let (entry, out) = {
                 let mut state = me.state();
+                if failed
+                    && method == rewrite::SUBSCRIBE
+                    && let Some(uri) = &subscribed
+                    && state.subscriptions.remove(uri)
+                {
+                    // The upstream refused: this session does not hold the subscription.
+                    link.unsubscribe(uri);
+                }
                 (state.inflight.remove(&client_id), state.out.clone())
             };
             let (Some(entry), Some(out)) = (entry, out) else {
