@@ -214,6 +214,60 @@ fn main() {
             }
             Err(e) => eprintln!("skipping the /bench/mcp path: {e}"),
         }
+        // HTTP to HTTP: the same in-process streamable-HTTP mock (JSON answers), directly
+        // and through the proxy, isolates what the proxy adds on an HTTP hop.
+        let mock = mcp_test_support::mock::MockServer::start(
+            mcp_test_support::mock::Fault::JsonResponses,
+        )
+        .await;
+        let mock_def = mcp_types::McpDefinition::http(
+            "bench-http",
+            TransportKind::StreamableHttp,
+            mock.url(),
+        );
+        let direct_http = connect(&mock_def).await;
+        mcp_calls(&direct_http, warm).await;
+        let t = Instant::now();
+        let lat = mcp_calls(&direct_http, calls).await;
+        runs.push(Run {
+            name: "direct (streamable HTTP mock)",
+            latencies: lat,
+            wall: t.elapsed(),
+            proxy_cpu: None,
+        });
+        let resp = http
+            .post(format!("{}/admin/mcps", proxy.url()))
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&mock_def)
+            .send()
+            .await
+            .expect("register");
+        assert!(resp.status().is_success());
+        let via_http = mcp_types::McpDefinition::http(
+            "bench-http-via-proxy",
+            TransportKind::StreamableHttp,
+            format!("{}/bench-http/mcp", proxy.url()),
+        );
+        if let Ok((client, mut events)) =
+            McpClient::connect(&via_http, &TransportOptions::default()).await
+        {
+            tokio::spawn(async move { while events.recv().await.is_some() {} });
+            if client
+                .initialize(Implementation::new("bench", "1"), json!({}))
+                .await
+                .is_ok()
+            {
+                mcp_calls(&client, warm).await;
+                let (cpu0, t) = (cpu_of(pid), Instant::now());
+                let lat = mcp_calls(&client, calls).await;
+                runs.push(Run {
+                    name: "proxyd /bench-http/mcp → streamable HTTP mock",
+                    latencies: lat,
+                    wall: t.elapsed(),
+                    proxy_cpu: Some(cpu_of(pid).saturating_sub(cpu0)),
+                });
+            }
+        }
         report(&runs, calls);
         println!();
         println!(
