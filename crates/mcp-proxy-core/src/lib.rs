@@ -31,8 +31,8 @@ mod discovery;
 mod error;
 mod live;
 mod manager;
-mod session;
 pub mod metrics;
+mod session;
 mod upstream;
 
 pub use backoff::{Backoff, HEALTH_FAILURES_FOR_LOSS, HealthCounter, JITTER, MAX_BACKOFF};
