@@ -810,3 +810,86 @@ async fn shared_subscriptions_are_reference_counted() {
         "the last one unsubscribes upstream"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_limits_are_enforced_per_upstream_and_globally() {
+    let proxyd = Proxyd::start_with_env(BIN, &[], &[("MCP_PROXY_MAX_SESSIONS", "3")])
+        .await
+        .unwrap();
+    let admin = Admin::new(&proxyd);
+    let mut one = serde_json::to_value(tools::mock_stdio_def("one", &["echo"])).unwrap();
+    one["maxSessions"] = json!(1);
+    admin.register(one).await;
+    admin
+        .register(serde_json::to_value(tools::mock_stdio_def("many", &["echo"])).unwrap())
+        .await;
+    let mcp = McpHttp::new();
+    let base = proxyd.url();
+    let init = McpHttp::initialize_body("2025-06-18");
+    let first = mcp
+        .open_session(&format!("{base}/one/mcp"), "2025-06-18")
+        .await;
+    let (s, _, body) = mcp.post(&format!("{base}/one/mcp"), None, &[], &init).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["code"], "too_many_sessions");
+    assert!(
+        body["error"].as_str().unwrap().contains("max sessions (1)"),
+        "{body}"
+    );
+    // ending a session frees its place
+    let r = mcp
+        .http
+        .delete(format!("{base}/one/mcp"))
+        .header("mcp-session-id", &first)
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    let _one = mcp
+        .open_session(&format!("{base}/one/mcp"), "2025-06-18")
+        .await;
+    // the global max_sessions (3) counts every upstream
+    let _a = mcp
+        .open_session(&format!("{base}/many/mcp"), "2025-06-18")
+        .await;
+    let _b = mcp
+        .open_session(&format!("{base}/many/mcp"), "2025-06-18")
+        .await;
+    let (s, _, body) = mcp
+        .post(&format!("{base}/many/mcp"), None, &[], &init)
+        .await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("max_sessions (3)"),
+        "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_event_streams_do_not_hold_up_shutdown() {
+    // With a long drain deadline, only ending the sessions lets proxyd stop early.
+    let mut proxyd = Proxyd::start_with_env(BIN, &[], &[("MCP_PROXY_SHUTDOWN_TIMEOUT", "120s")])
+        .await
+        .unwrap();
+    let admin = Admin::new(&proxyd);
+    admin
+        .register(serde_json::to_value(tools::mock_stdio_def("echo", &["echo"])).unwrap())
+        .await;
+    let mcp = McpHttp::new();
+    let base = proxyd.url();
+    let (s, _, mut legacy) = mcp.get_sse(&format!("{base}/echo/sse"), &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    read_until(&mut legacy, "endpoint").await;
+    let sid = mcp
+        .open_session(&format!("{base}/echo/mcp"), "2025-11-25")
+        .await;
+    let (s, _, _get) = mcp
+        .get_sse(&format!("{base}/echo/mcp"), &[("mcp-session-id", &sid)])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let status = proxyd.terminate(Duration::from_secs(60)).await.unwrap();
+    assert!(status.success(), "{status}");
+    // the legacy stream ended instead of hanging
+    let rest = tokio::time::timeout(Duration::from_secs(10), legacy.chunk()).await;
+    assert!(matches!(rest, Ok(Ok(None)) | Ok(Err(_))), "{rest:?}");
+}
