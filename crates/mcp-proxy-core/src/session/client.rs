@@ -32,7 +32,8 @@ pub struct ClientSession {
     options: SessionOptions,
     state: Mutex<State>,
     cancel: CancellationToken,
-    _permit: Permit,
+    /// Its place in the session limits, given back when the session ends.
+    permit: Mutex<Option<Permit>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -94,7 +95,7 @@ impl ClientSession {
                 subscriptions: HashSet::new(),
             }),
             cancel,
-            _permit: permit,
+            permit: Mutex::new(Some(permit)),
         });
         // Ends the session when its upstream is removed or replaced, or at shutdown.
         let weak = Arc::downgrade(&session);

@@ -86,5 +86,6 @@ impl ClientSession {
             });
         }
         self.cancel.cancel();
+        drop(self.permit.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 }
