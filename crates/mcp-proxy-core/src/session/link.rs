@@ -43,9 +43,24 @@ pub(crate) struct Link {
 /// back in order, so no progress notification trails its response).
 #[derive(Debug)]
 struct Flush {
-    out: mpsc::Sender<Outbound>,
+    session: Arc<ClientSession>,
     outbound: Outbound,
-    progress: Option<RequestId>,
+}
+
+impl Flush {
+    /// Ends the request in its session (it stays "in flight", for routing, until now) and
+    /// sends the response, unless the session ended meanwhile and answered it itself.
+    async fn deliver(self, link: &Link) {
+        let Some(id) = &self.outbound.related else {
+            return;
+        };
+        if let Some((out, progress)) = self.session.finish_request(id) {
+            if let Some(t) = &progress {
+                link.forget_progress(t);
+            }
+            let _ = out.send(self.outbound).await;
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -217,22 +232,10 @@ impl Link {
 
     /// Sends a response to the client after every upstream message that came before it,
     /// then forgets its progress token (later progress is dropped, as the spec asks).
-    pub(crate) async fn deliver_response(
-        &self,
-        out: mpsc::Sender<Outbound>,
-        outbound: Outbound,
-        progress: Option<RequestId>,
-    ) {
-        let flush = Flush {
-            out,
-            outbound,
-            progress,
-        };
+    pub(crate) async fn deliver_response(&self, session: Arc<ClientSession>, outbound: Outbound) {
+        let flush = Flush { session, outbound };
         if let Err(mpsc::error::SendError(f)) = self.flush.send(flush).await {
-            if let Some(t) = &f.progress {
-                self.forget_progress(t);
-            }
-            let _ = f.out.send(f.outbound).await;
+            f.deliver(self).await;
         }
     }
 
@@ -414,10 +417,7 @@ async fn dispatch(link: Arc<Link>, mut events: ClientEvents, mut flush: mpsc::Re
                         }
                     }
                 }
-                if let Some(t) = &f.progress {
-                    link.forget_progress(t);
-                }
-                let _ = f.out.send(f.outbound).await;
+                f.deliver(&link).await;
                 if let Some(reason) = ended {
                     break 'run reason;
                 }
@@ -434,10 +434,7 @@ async fn dispatch(link: Arc<Link>, mut events: ClientEvents, mut flush: mpsc::Re
     // Responses already handed over still go out, before the sessions end.
     flush.close();
     while let Some(f) = flush.recv().await {
-        if let Some(t) = &f.progress {
-            link.forget_progress(t);
-        }
-        let _ = f.out.send(f.outbound).await;
+        f.deliver(&link).await;
     }
     if link.cancel.is_cancelled() {
         return;

@@ -24,6 +24,27 @@ pub(super) fn set_request_progress_token(params: &RawValue, token: &RequestId) -
     to_raw(&value)
 }
 
+/// `params._meta.progressToken` of a request (only that path is parsed; a params text
+/// without the key is not parsed at all).
+pub(super) fn request_progress_token(params: Option<&RawValue>) -> Option<RequestId> {
+    #[derive(Deserialize)]
+    struct Meta {
+        #[serde(rename = "progressToken")]
+        token: Option<RequestId>,
+    }
+    #[derive(Deserialize)]
+    struct P {
+        #[serde(rename = "_meta")]
+        meta: Option<Meta>,
+    }
+    let params = params?;
+    if !params.get().contains("progressToken") {
+        return None;
+    }
+    let p: P = serde_json::from_str(params.get()).ok()?;
+    p.meta?.token
+}
+
 /// Replaces `params.progressToken` of a `notifications/progress`.
 pub(super) fn set_notification_progress_token(
     params: &RawValue,
@@ -140,6 +161,15 @@ mod tests {
             notification_progress_token(Some(&out)),
             Some(RequestId::from("abc"))
         );
+    }
+
+    #[test]
+    fn request_tokens_are_read_from_meta_only() {
+        let p = raw(r#"{"name":"x","progressToken":1,"_meta":{"progressToken":"t"}}"#);
+        assert_eq!(request_progress_token(Some(&p)), Some(RequestId::from("t")));
+        let p = raw(r#"{"name":"x","progressToken":1}"#);
+        assert_eq!(request_progress_token(Some(&p)), None);
+        assert_eq!(request_progress_token(None), None);
     }
 
     #[test]

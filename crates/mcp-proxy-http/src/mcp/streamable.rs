@@ -235,14 +235,18 @@ fn protocol_version(headers: &HeaderMap) -> Result<Option<String>, Error> {
 
 /// Parses a body into messages; `true` when it was a batch.
 pub(crate) fn parse(bytes: &[u8]) -> Result<(Vec<Message>, bool), Error> {
-    crate::body::parse_json::<serde::de::IgnoredAny>(bytes)?;
     match Payload::from_slice(bytes) {
         Ok(Payload::Single(m)) => Ok((vec![m], false)),
         Ok(Payload::Batch(v)) => Ok((v, true)),
-        Err(e) => Err(bad(
-            "invalid_message",
-            format!("the body is not a json-rpc message: {e}"),
-        )),
+        Err(e) => {
+            // Malformed JSON is reported with its position; valid JSON that is not a
+            // message gets the model's reason.
+            crate::body::parse_json::<serde::de::IgnoredAny>(bytes)?;
+            Err(bad(
+                "invalid_message",
+                format!("the body is not a json-rpc message: {e}"),
+            ))
+        }
     }
 }
 

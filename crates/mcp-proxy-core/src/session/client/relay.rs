@@ -16,6 +16,7 @@ impl ClientSession {
     pub(in crate::session) fn forward(self: &Arc<Self>, mut req: Request) {
         let def = self.upstream.definition();
         if req.method == methods::TOOLS_CALL
+            && def.tool_filter.is_some()
             && let Some(tool) = rewrite::param_name(req.params.as_deref())
             && !def.permits_tool(&tool)
         {
@@ -37,7 +38,7 @@ impl ClientSession {
                 let error = Message::error(client_id.clone(), codes::INVALID_REQUEST, msg);
                 return self.spawn_emit(error, Some(client_id));
             }
-            let original_token = Message::Request(req.clone()).progress_token();
+            let original_token = rewrite::request_progress_token(req.params.as_deref());
             let progress = match (original_token, &req.params) {
                 (Some(original), Some(params)) => {
                     let t = link.register_progress(self, original, client_id.clone());
@@ -48,7 +49,14 @@ impl ClientSession {
             };
             // Subscriptions on a shared connection are reference-counted: only the first
             // subscriber subscribes upstream and only the last one unsubscribes.
-            let uri = rewrite::param_uri(req.params.as_deref());
+            let uri = if matches!(
+                req.method.as_str(),
+                rewrite::SUBSCRIBE | rewrite::UNSUBSCRIBE
+            ) {
+                rewrite::param_uri(req.params.as_deref())
+            } else {
+                None
+            };
             subscribed.clone_from(&uri);
             let answered_here = match (req.method.as_str(), uri) {
                 (rewrite::SUBSCRIBE, Some(uri)) => {
@@ -90,7 +98,7 @@ impl ClientSession {
                 r = link.client().forward(req, timeout) => r,
             };
             let failed = !matches!(&result, Ok(r) if matches!(r.outcome, Outcome::Result(_)));
-            let (entry, out) = {
+            {
                 let mut state = me.state();
                 if failed
                     && method == rewrite::SUBSCRIBE
@@ -100,11 +108,10 @@ impl ClientSession {
                     // The upstream refused: this session does not hold the subscription.
                     link.unsubscribe(uri);
                 }
-                (state.inflight.remove(&client_id), state.out.clone())
-            };
-            let (Some(entry), Some(out)) = (entry, out) else {
-                return;
-            };
+                if !state.inflight.contains_key(&client_id) {
+                    return; // the session ended and answered it
+                }
+            }
             let message = match result {
                 Ok(mut response) => {
                     response.id = client_id.clone();
@@ -127,8 +134,19 @@ impl ClientSession {
                 message,
                 related: Some(client_id),
             };
-            link.deliver_response(out, outbound, entry.progress).await;
+            link.deliver_response(me.clone(), outbound).await;
         });
+    }
+
+    /// Ends request `id` (answered by the upstream): the channel to send its response on
+    /// and its upstream progress token; `None` when the session ended and answered it.
+    pub(in crate::session) fn finish_request(
+        &self,
+        id: &RequestId,
+    ) -> Option<(tokio::sync::mpsc::Sender<Outbound>, Option<RequestId>)> {
+        let mut state = self.state();
+        let entry = state.inflight.remove(id)?;
+        Some((state.out.clone()?, entry.progress))
     }
 
     /// The most recent client request still in flight (`seq`, id).
