@@ -67,7 +67,10 @@ async fn python_sdk_through_both_transports_in_shared_mode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn security_and_malformed_input_get_the_right_status() {
-    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    // a small body limit, so the oversized body below is sent whole before the 413
+    let proxyd = Proxyd::start_with_env(BIN, &[], &[("MCP_PROXY_MAX_BODY_BYTES", "65536")])
+        .await
+        .unwrap();
     let admin = Admin::new(&proxyd);
     let mut a = serde_json::to_value(tools::everything_stdio_def("a")).unwrap();
     a["authTokens"] = json!(["token-of-a-0123456789"]);
@@ -200,6 +203,16 @@ async fn security_and_malformed_input_get_the_right_status() {
         .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["code"], "batch_not_supported");
+    // an oversized body: 413 with a json-rpc error
+    let big = format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\",\"params\":{{\"x\":\"{}\"}}}}",
+        "x".repeat(70_000)
+    );
+    let (s, body) = mcp
+        .post_raw(&format!("{base}/open/mcp"), Some(&sid), &big)
+        .await;
+    assert_eq!(s, StatusCode::PAYLOAD_TOO_LARGE, "{body}");
+    assert_eq!(body["error"]["code"], -32600, "{body}");
     // notifications → 202; wrong accept → 406; wrong content type → 415
     let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
     let (s, _, _) = mcp

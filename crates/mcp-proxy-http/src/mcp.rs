@@ -129,6 +129,16 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, Error> {
     let result = serve(app, &endpoint, req, client).await;
     match result {
+        // DESIGN §4: an oversized body gets a JSON-RPC error body, which MCP clients read.
+        Err(err @ Error::PayloadTooLarge { .. }) => {
+            let body = serde_json::json!({
+                "jsonrpc": "2.0",
+                "id": null,
+                "error": {"code": mcp_types::jsonrpc::codes::INVALID_REQUEST, "message": err.to_string()},
+            });
+            let (status, _, _) = err.parts();
+            Ok(crate::body::json_response(status, &body))
+        }
         Err(err @ Error::Unauthorized(_)) => {
             let mut resp = error_response(&err);
             resp.headers_mut().insert(
