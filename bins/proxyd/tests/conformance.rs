@@ -1,8 +1,9 @@
 //! The official conformance suite (`@modelcontextprotocol/conformance`, server scenarios,
 //! `--suite all`) against `/{name}/mcp`:
 //!
-//! - in front of server-everything, compared with a direct run against server-everything
-//!   in the same test: every scenario that passes directly must pass through the proxy;
+//! - in front of server-everything (over stdio and over streamable HTTP), compared with a
+//!   direct run against server-everything in the same test: every scenario that passes
+//!   directly must pass through the proxy;
 //! - in front of our conformance fixture (`mcp-test-support`'s `conformance-fixture`, the
 //!   names the scenarios call), where every scenario must pass.
 
@@ -63,32 +64,41 @@ async fn the_proxy_passes_every_scenario_server_everything_passes() {
     let dir = tempfile::tempdir().unwrap();
     let direct_dir = dir.path().join("direct");
     let proxy_dir = dir.path().join("proxy");
-    std::fs::create_dir_all(&direct_dir).unwrap();
-    std::fs::create_dir_all(&proxy_dir).unwrap();
+    let http_dir = dir.path().join("proxy-http");
+    for d in [&direct_dir, &proxy_dir, &http_dir] {
+        std::fs::create_dir_all(d).unwrap();
+    }
 
     let everything = EverythingServer::start(EverythingMode::StreamableHttp).await;
     let (direct, direct_summary) = conformance(&everything.url(), &direct_dir).await;
-    drop(everything);
 
+    // The proxy in front of server-everything over stdio and over streamable HTTP.
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     admin
         .register(serde_json::to_value(tools::everything_stdio_def("everything")).unwrap())
         .await;
+    admin
+        .register(serde_json::to_value(everything.def("everything-http")).unwrap())
+        .await;
     admin.wait_connected("everything").await;
-    let url = format!("{}/everything/mcp", proxyd.url());
-    let (proxied, proxied_summary) = conformance(&url, &proxy_dir).await;
-
-    let regressions: Vec<&String> = direct
-        .iter()
-        .filter(|(name, passed)| **passed && !proxied.get(*name).copied().unwrap_or(false))
-        .map(|(name, _)| name)
-        .collect();
-    assert!(
-        regressions.is_empty(),
-        "scenarios passing directly but not through the proxy: {regressions:?}\n\
-         direct:{direct_summary}\nthrough the proxy:{proxied_summary}"
-    );
+    admin.wait_connected("everything-http").await;
+    for (name, dir) in [("everything", &proxy_dir), ("everything-http", &http_dir)] {
+        let url = format!("{}/{name}/mcp", proxyd.url());
+        let (proxied, proxied_summary) = conformance(&url, dir).await;
+        let regressions: Vec<&String> = direct
+            .iter()
+            .filter(|(scenario, passed)| {
+                **passed && !proxied.get(*scenario).copied().unwrap_or(false)
+            })
+            .map(|(scenario, _)| scenario)
+            .collect();
+        assert!(
+            regressions.is_empty(),
+            "scenarios passing directly but not through the proxy ({name}): {regressions:?}\n\
+             direct:{direct_summary}\nthrough the proxy:{proxied_summary}"
+        );
+    }
     assert!(
         direct.values().any(|p| *p),
         "nothing passed directly; the comparison would prove nothing:\n{direct_summary}"
