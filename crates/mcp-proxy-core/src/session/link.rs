@@ -381,10 +381,16 @@ impl Link {
             }
             _ => match self.pick() {
                 Some((session, related)) => session.emit_notification(n, related).await,
-                None => {
+                // Server log messages concern every client of a shared server; anything
+                // else (e.g. `notifications/elicitation/complete`) belongs to one client
+                // we cannot tell, so it is not sprayed over the others.
+                None if n.method == "notifications/message" => {
                     for session in self.members() {
                         session.emit_notification(n.clone(), None).await;
                     }
+                }
+                None => {
+                    debug!(upstream = %self.upstream.name(), method = %n.method, "notification for no identifiable client session; dropped");
                 }
             },
         }
