@@ -906,3 +906,38 @@ async fn open_event_streams_do_not_hold_up_shutdown() {
     let rest = tokio::time::timeout(Duration::from_secs(10), legacy.chunk()).await;
     assert!(matches!(rest, Ok(Ok(None)) | Ok(Err(_))), "{rest:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_ips_see_the_client_behind_a_trusted_proxy() {
+    let proxyd = Proxyd::start_with_env(
+        BIN,
+        &[],
+        &[("MCP_PROXY_TRUSTED_PROXIES", "[\"127.0.0.1\"]")],
+    )
+    .await
+    .unwrap();
+    let admin = Admin::new(&proxyd);
+    let mut def = serde_json::to_value(tools::mock_stdio_def("ipd", &["echo"])).unwrap();
+    def["allowedIPs"] = json!(["203.0.113.0/24"]);
+    admin.register(def).await;
+    let mcp = McpHttp::new();
+    let url = format!("{}/ipd/mcp", proxyd.url());
+    let init = McpHttp::initialize_body("2025-06-18");
+    let (s, _, body) = mcp.post(&url, None, &[], &init).await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "the proxy itself is not the client: {body}"
+    );
+    let via = |ip: &str| vec![("x-forwarded-for".to_owned(), ip.to_owned())];
+    let (s, _, body) = mcp.post(&url, None, &via("203.0.113.7"), &init).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, _, body) = mcp
+        .post(&url, None, &via("203.0.113.7, 198.51.100.1"), &init)
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::FORBIDDEN,
+        "the right-most untrusted hop counts: {body}"
+    );
+}
