@@ -216,15 +216,11 @@ fn main() {
         }
         // HTTP to HTTP: the same in-process streamable-HTTP mock (JSON answers), directly
         // and through the proxy, isolates what the proxy adds on an HTTP hop.
-        let mock = mcp_test_support::mock::MockServer::start(
-            mcp_test_support::mock::Fault::JsonResponses,
-        )
-        .await;
-        let mock_def = mcp_types::McpDefinition::http(
-            "bench-http",
-            TransportKind::StreamableHttp,
-            mock.url(),
-        );
+        let mock =
+            mcp_test_support::mock::MockServer::start(mcp_test_support::mock::Fault::JsonResponses)
+                .await;
+        let mock_def =
+            mcp_types::McpDefinition::http("bench-http", TransportKind::StreamableHttp, mock.url());
         let direct_http = connect(&mock_def).await;
         mcp_calls(&direct_http, warm).await;
         let t = Instant::now();

@@ -587,3 +587,48 @@ async fn a_call_in_flight_at_sigterm_completes_before_exit() {
         .await;
     assert!(refused.is_err());
 }
+
+#[tokio::test]
+async fn active_sessions_are_counted_in_both_metrics_endpoints() {
+    let p = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&p);
+    admin
+        .register(def_json(&tools::everything_stdio_def("counted")))
+        .await;
+    assert_eventually!(LONG, admin.state("counted").await == "connected");
+    let mut via = mcp_types::McpDefinition::http(
+        "via-proxy",
+        mcp_types::TransportKind::StreamableHttp,
+        format!("{}/counted/mcp", p.url()),
+    );
+    via.timeout = Duration::from_secs(30);
+    let (client, _events) = McpClient::connect(&via, &TransportOptions::default())
+        .await
+        .unwrap();
+    client
+        .initialize(Implementation::new("counter", "1"), json!({}))
+        .await
+        .unwrap();
+    let (_, m) = admin
+        .send(reqwest::Method::GET, "/admin/metrics", None)
+        .await;
+    assert_eq!(m["active_sessions"], 1, "{m}");
+    let text = scrape(&admin).await;
+    assert_eq!(
+        series(
+            &text,
+            r#"mcp_proxy_client_sessions{transport="streamable_http"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    client.close().await.unwrap();
+    assert_eventually!(
+        Duration::from_secs(10),
+        admin
+            .send(reqwest::Method::GET, "/admin/metrics", None)
+            .await
+            .1["active_sessions"]
+            == 0
+    );
+}

@@ -52,8 +52,10 @@ pub(crate) async fn readyz(app: &App) -> Response<Body> {
 
 /// `/admin/metrics`: the manager's live view.
 pub(crate) fn admin_metrics(app: &App) -> Response<Body> {
-    // Client sessions arrive with the proxy endpoints; none can exist before them.
-    json_response(StatusCode::OK, &app.inner().manager.metrics(0))
+    json_response(
+        StatusCode::OK,
+        &app.inner().manager.metrics(app.sessions().active()),
+    )
 }
 
 /// `/metrics`: Prometheus (OpenMetrics text).
