@@ -50,7 +50,7 @@ pub enum Error {
         details: Value,
     },
     /// The request body has a content type other than JSON.
-    #[error("content type must be application/json, not {0:?}")]
+    #[error("content type must be application/json, not {0:?} (with curl, use --json)")]
     UnsupportedMediaType(String),
     /// The named definition does not exist.
     #[error("mcp {0:?} not found")]
