@@ -632,3 +632,52 @@ async fn active_sessions_are_counted_in_both_metrics_endpoints() {
             == 0
     );
 }
+
+#[tokio::test]
+async fn each_client_request_gets_a_span_with_upstream_session_method_and_id() {
+    let p = Proxyd::start_with_env(
+        BIN,
+        &["--log-format", "json"],
+        &[("RUST_LOG", "info,mcp_proxy_core=debug")],
+    )
+    .await
+    .unwrap();
+    let admin = Admin::new(&p);
+    admin
+        .register(def_json(&tools::everything_stdio_def("traced")))
+        .await;
+    assert_eventually!(LONG, admin.state("traced").await == "connected");
+    let mut via = mcp_types::McpDefinition::http(
+        "via-proxy",
+        mcp_types::TransportKind::StreamableHttp,
+        format!("{}/traced/mcp", p.url()),
+    );
+    via.timeout = Duration::from_secs(30);
+    let (client, _events) = McpClient::connect(&via, &TransportOptions::default())
+        .await
+        .unwrap();
+    client
+        .initialize(Implementation::new("tracer", "1"), json!({}))
+        .await
+        .unwrap();
+    let params = json!({"name": "echo", "arguments": {"message": "traced"}});
+    client
+        .request("tools/call", Some(mcp_types::jsonrpc::to_raw(&params)))
+        .await
+        .unwrap();
+    let found = |log: &[String]| {
+        log.iter().any(|line| {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                return false;
+            };
+            let span = &v["span"];
+            v["message"] == "answered"
+                && span["name"] == "mcp_request"
+                && span["upstream"] == "traced"
+                && span["method"] == "tools/call"
+                && span["session"].as_str().is_some_and(|s| !s.is_empty())
+                && span["id"].is_string()
+        })
+    };
+    assert_eventually!(Duration::from_secs(10), found(&p.log()));
+}

@@ -130,6 +130,11 @@ impl Upstream {
     /// Sends a request on the primary connection, bounded by the definition's `timeout`.
     ///
     /// A JSON-RPC error from the upstream becomes [`Error::Rpc`].
+    #[tracing::instrument(
+        name = "upstream_request",
+        skip_all,
+        fields(upstream = %self.def.name, method = %method)
+    )]
     pub async fn request(
         &self,
         method: &str,

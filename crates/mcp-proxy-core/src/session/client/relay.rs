@@ -89,7 +89,18 @@ impl ClientSession {
             link
         };
         let me = self.clone();
-        tokio::spawn(async move {
+        // One span per client request: upstream, session, method and both ids; the
+        // transport's work for it happens inside.
+        let span = tracing::info_span!(
+            "mcp_request",
+            upstream = %self.upstream.name(),
+            session = %self.id,
+            method = %req.method,
+            id = %client_id,
+            upstream_id = %req.id,
+        );
+        let task = async move {
+            let started = std::time::Instant::now();
             let method = req.method.clone();
             let timeout = me.upstream.definition().timeout;
             let result = tokio::select! {
@@ -130,12 +141,18 @@ impl ClientSession {
                     Message::error(client_id.clone(), codes::CONNECTION_CLOSED, e.to_string())
                 }
             };
+            tracing::debug!(
+                elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                failed,
+                "answered"
+            );
             let outbound = Outbound {
                 message,
                 related: Some(client_id),
             };
             link.deliver_response(me.clone(), outbound).await;
-        });
+        };
+        tokio::spawn(tracing::Instrument::instrument(task, span));
     }
 
     /// Ends request `id` (answered by the upstream): the channel to send its response on
