@@ -28,14 +28,7 @@ use crate::error::Error;
 use session::HttpSession;
 
 /// Names that can never be upstream names (they are the proxy's own paths).
-const RESERVED: &[&str] = &[
-    "admin",
-    "healthz",
-    "readyz",
-    "metrics",
-    "mcp",
-    ".well-known",
-];
+const RESERVED: &[&str] = mcp_types::name::RESERVED_NAMES;
 
 /// Which proxy endpoint a path names.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -141,31 +141,7 @@ pub fn proxyd_binary() -> std::path::PathBuf {
 }
 
 fn build_proxyd() -> std::path::PathBuf {
-    let exe = std::env::current_exe().expect("current exe");
-    // <target>/<profile>/deps/<test-binary>, or <target>/<profile>/examples/<example>
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("test binary lives in <target>/<profile>/deps");
-    let target_dir = profile_dir.parent().expect("target dir");
-    let release = profile_dir.file_name().is_some_and(|n| n == "release");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let mut cmd = std::process::Command::new(cargo);
-    cmd.args(["build", "--quiet", "-p", "proxyd", "--bin", "proxyd"])
-        .env("CARGO_TARGET_DIR", target_dir)
-        .current_dir(crate::tools::workspace_root());
-    if release {
-        cmd.arg("--release");
-    }
-    let status = cmd.status().expect("run cargo build for proxyd");
-    assert!(status.success(), "building proxyd failed: {status}");
-    let path = profile_dir.join("proxyd");
-    assert!(
-        path.exists(),
-        "{} is missing after the build",
-        path.display()
-    );
-    path
+    crate::tools::cargo_bin("proxyd", "proxyd")
 }
 
 #[cfg(test)]

@@ -89,8 +89,15 @@ pub fn mock_stdio() -> PathBuf {
 }
 
 fn build_mock_stdio() -> PathBuf {
+    installed(cargo_bin("mcp-test-support", "mock-stdio"), "mock-stdio")
+}
+
+/// Builds binary `bin` of workspace package `package` with
+/// `cargo build --quiet -p <package> --bin <bin>`, into the target directory and profile of
+/// the running test or example (a no-op when it is up to date), and returns its path.
+pub fn cargo_bin(package: &str, bin: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
-    // <target>/<profile>/deps/<test-binary>
+    // <target>/<profile>/deps/<test-binary>, or <target>/<profile>/examples/<example>
     let profile_dir = exe
         .parent()
         .and_then(Path::parent)
@@ -99,22 +106,21 @@ fn build_mock_stdio() -> PathBuf {
     let release = profile_dir.file_name().is_some_and(|n| n == "release");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = std::process::Command::new(cargo);
-    cmd.args([
-        "build",
-        "--quiet",
-        "-p",
-        "mcp-test-support",
-        "--bin",
-        "mock-stdio",
-    ])
-    .env("CARGO_TARGET_DIR", target_dir)
-    .current_dir(workspace_root());
+    cmd.args(["build", "--quiet", "-p", package, "--bin", bin])
+        .env("CARGO_TARGET_DIR", target_dir)
+        .current_dir(workspace_root());
     if release {
         cmd.arg("--release");
     }
-    let status = cmd.status().expect("run cargo build for mock-stdio");
-    assert!(status.success(), "building mock-stdio failed: {status}");
-    installed(profile_dir.join("mock-stdio"), "mock-stdio")
+    let status = cmd.status().expect("run cargo build");
+    assert!(status.success(), "building {bin} failed: {status}");
+    let path = profile_dir.join(bin);
+    assert!(
+        path.exists(),
+        "{} is missing after the build",
+        path.display()
+    );
+    path
 }
 
 /// A stdio definition running server-everything under Node 22.
