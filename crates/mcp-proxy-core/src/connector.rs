@@ -84,20 +84,13 @@ impl Connector for TransportConnector {
         let (client, events) = McpClient::connect(def, &self.options).await?;
         // The primary connection declares no client capabilities: it serves discovery,
         // health checks and the Admin API, never a user.
-        match client
-            .initialize(self.client_info.clone(), serde_json::json!({}))
-            .await
-        {
-            Ok(init) => Ok(Connection {
-                client,
-                events,
-                init,
-            }),
-            Err(e) => {
-                let _ = client.close().await;
-                Err(e)
-            }
-        }
+        initialized(
+            client,
+            events,
+            self.client_info.clone(),
+            serde_json::json!({}),
+        )
+        .await
     }
 
     async fn open_session(
@@ -109,19 +102,32 @@ impl Connector for TransportConnector {
         options.extra_headers.clone_from(&params.extra_headers);
         options.path_suffix.clone_from(&params.path_suffix);
         let (client, events) = McpClient::connect(def, &options).await?;
-        match client
-            .initialize(params.client_info.clone(), params.capabilities.clone())
-            .await
-        {
-            Ok(init) => Ok(Connection {
-                client,
-                events,
-                init,
-            }),
-            Err(e) => {
-                let _ = client.close().await;
-                Err(e)
-            }
+        initialized(
+            client,
+            events,
+            params.client_info.clone(),
+            params.capabilities.clone(),
+        )
+        .await
+    }
+}
+
+/// Runs `initialize` on a fresh connection; closes it when that fails.
+async fn initialized(
+    client: McpClient,
+    events: ClientEvents,
+    client_info: Implementation,
+    capabilities: serde_json::Value,
+) -> Result<Connection, mcp_transport::Error> {
+    match client.initialize(client_info, capabilities).await {
+        Ok(init) => Ok(Connection {
+            client,
+            events,
+            init,
+        }),
+        Err(e) => {
+            let _ = client.close().await;
+            Err(e)
         }
     }
 }
