@@ -681,3 +681,51 @@ async fn each_client_request_gets_a_span_with_upstream_session_method_and_id() {
     };
     assert_eventually!(Duration::from_secs(10), found(&p.log()));
 }
+
+#[tokio::test]
+async fn a_put_lets_a_client_session_call_in_flight_finish() {
+    let p = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&p);
+    admin
+        .register(def_json(&tools::everything_stdio_def("busy-session")))
+        .await;
+    assert_eventually!(LONG, admin.state("busy-session").await == "connected");
+    let mut via = mcp_types::McpDefinition::http(
+        "via-proxy",
+        mcp_types::TransportKind::StreamableHttp,
+        format!("{}/busy-session/mcp", p.url()),
+    );
+    via.timeout = Duration::from_secs(30);
+    let (client, _events) = McpClient::connect(&via, &TransportOptions::default())
+        .await
+        .unwrap();
+    client
+        .initialize(Implementation::new("busy", "1"), json!({}))
+        .await
+        .unwrap();
+    let params = json!({"name": "trigger-long-running-operation",
+                        "arguments": {"duration": 2, "steps": 2}});
+    let call = client.request("tools/call", Some(mcp_types::jsonrpc::to_raw(&params)));
+    let put = async {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let mut changed = def_json(&tools::everything_stdio_def("busy-session"));
+        changed["description"] = json!("reloaded while a session call runs");
+        admin
+            .send(
+                reqwest::Method::PUT,
+                "/admin/mcps/busy-session",
+                Some(changed),
+            )
+            .await
+    };
+    let (result, (put_status, _)) = tokio::join!(call, put);
+    assert_eq!(put_status, StatusCode::OK);
+    let value: Value = result.unwrap().into_result().expect("the call finished");
+    assert!(
+        value["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("completed"),
+        "{value}"
+    );
+}

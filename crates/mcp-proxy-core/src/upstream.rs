@@ -50,6 +50,18 @@ impl Drop for InflightGuard<'_> {
     }
 }
 
+/// [`InflightGuard`] that owns its upstream, to travel with a response across tasks.
+#[derive(Debug)]
+pub(crate) struct OwnedInflight(Arc<Upstream>);
+
+impl Drop for OwnedInflight {
+    fn drop(&mut self) {
+        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 impl Upstream {
     /// Creates the upstream and spawns its supervisor, which connects right away.
     pub(crate) fn spawn(
@@ -143,8 +155,7 @@ impl Upstream {
         let Some(client) = self.client() else {
             return Err(self.not_connected());
         };
-        self.inflight.fetch_add(1, Ordering::AcqRel);
-        let _guard = InflightGuard(self);
+        let _guard = self.track_inflight();
         let started = Instant::now();
         let result = client
             .request_with_timeout(method, params, self.def.timeout)
@@ -193,6 +204,19 @@ impl Upstream {
                 }
             }
         }
+    }
+
+    fn track_inflight(&self) -> InflightGuard<'_> {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        InflightGuard(self)
+    }
+
+    /// Counts a client session's request in flight on this upstream until the returned
+    /// guard drops; a PUT retires the old upstream only once they have all finished (or
+    /// after its `timeout`).
+    pub(crate) fn track_inflight_owned(self: &Arc<Self>) -> OwnedInflight {
+        self.inflight.fetch_add(1, Ordering::AcqRel);
+        OwnedInflight(self.clone())
     }
 
     pub(crate) fn not_connected(&self) -> Error {

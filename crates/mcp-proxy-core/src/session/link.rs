@@ -19,6 +19,7 @@ use super::{Outbound, SessionHub, rewrite};
 use crate::Upstream;
 use crate::connector::{Connection, SessionParams};
 use crate::error::Error;
+use crate::upstream::OwnedInflight;
 
 /// Deadline for closing an upstream session gracefully.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,6 +46,8 @@ pub(crate) struct Link {
 struct Flush {
     session: Arc<ClientSession>,
     outbound: Outbound,
+    /// Keeps the upstream from being retired (PUT) until the response is handed over.
+    _inflight: Option<OwnedInflight>,
 }
 
 impl Flush {
@@ -232,8 +235,17 @@ impl Link {
 
     /// Sends a response to the client after every upstream message that came before it,
     /// then forgets its progress token (later progress is dropped, as the spec asks).
-    pub(crate) async fn deliver_response(&self, session: Arc<ClientSession>, outbound: Outbound) {
-        let flush = Flush { session, outbound };
+    pub(crate) async fn deliver_response(
+        &self,
+        session: Arc<ClientSession>,
+        outbound: Outbound,
+        inflight: Option<OwnedInflight>,
+    ) {
+        let flush = Flush {
+            session,
+            outbound,
+            _inflight: inflight,
+        };
         if let Err(mpsc::error::SendError(f)) = self.flush.send(flush).await {
             f.deliver(self).await;
         }

@@ -103,6 +103,9 @@ impl ClientSession {
             let started = std::time::Instant::now();
             let method = req.method.clone();
             let timeout = me.upstream.definition().timeout;
+            // Counted on the upstream until the answer is handed over, so a PUT retires
+            // the old upstream only once this has finished.
+            let inflight = me.upstream.track_inflight_owned();
             let result = tokio::select! {
                 // Cancelled by the client (no answer is due) or the session ended.
                 () = token.cancelled() => return,
@@ -150,7 +153,8 @@ impl ClientSession {
                 message,
                 related: Some(client_id),
             };
-            link.deliver_response(me.clone(), outbound).await;
+            link.deliver_response(me.clone(), outbound, Some(inflight))
+                .await;
         };
         tokio::spawn(tracing::Instrument::instrument(task, span));
     }
