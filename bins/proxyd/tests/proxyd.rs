@@ -108,6 +108,40 @@ async fn redis_going_away_gives_503_and_recovers() {
         .await
         .unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // Reads are answered from what this replica runs, marked as such.
+    let resp = client()
+        .get(format!("{}/admin/mcps", p.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let why = resp.headers()["x-mcp-proxy-store-unavailable"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(why.contains("unavailable"), "{why}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["mcps"][0]["definition"]["name"], "before", "{body}");
+    let resp = client()
+        .get(format!("{}/admin/mcps/before", p.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().contains_key("x-mcp-proxy-store-unavailable"));
+    let resp = client()
+        .get(format!("{}/admin/mcps/never-registered", p.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unknown here: cannot say"
+    );
     redis.start_again().await;
     assert_eventually!(
         Duration::from_secs(20),

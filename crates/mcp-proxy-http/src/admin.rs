@@ -55,8 +55,29 @@ async fn entry(app: &App, def: McpDefinition) -> Result<Entry, Error> {
     })
 }
 
+/// Header set on answers served from this replica's memory because the store is down.
+const STALE_HEADER: &str = "x-mcp-proxy-store-unavailable";
+
 async fn list(app: &App) -> Result<Response<Body>, Error> {
-    let defs = app.inner().store.list().await?;
+    let defs = match app.inner().store.list().await {
+        Ok(defs) => defs,
+        Err(e) if e.is_retryable() => {
+            // The store is down but the upstreams run on: show what this replica runs.
+            let mcps: Vec<Entry> = app
+                .inner()
+                .manager
+                .upstreams()
+                .iter()
+                .map(|up| Entry {
+                    definition: up.definition().redacted(),
+                    status: up.status(),
+                })
+                .collect();
+            let body = serde_json::json!({ "count": mcps.len(), "mcps": mcps });
+            return Ok(stale(json_response(StatusCode::OK, &body), &e));
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut mcps = Vec::with_capacity(defs.len());
     for def in defs {
         mcps.push(entry(app, def).await?);
@@ -68,13 +89,30 @@ async fn list(app: &App) -> Result<Response<Body>, Error> {
 }
 
 async fn fetch(app: &App, name: &str) -> Result<Response<Body>, Error> {
-    let def = app
-        .inner()
-        .store
-        .get(name)
-        .await?
-        .ok_or_else(|| Error::McpNotFound(name.to_owned()))?;
+    let def = match app.inner().store.get(name).await {
+        Ok(def) => def.ok_or_else(|| Error::McpNotFound(name.to_owned()))?,
+        Err(e) if e.is_retryable() => match app.inner().manager.upstream(name) {
+            Some(up) => {
+                let entry = Entry {
+                    definition: up.definition().redacted(),
+                    status: up.status(),
+                };
+                return Ok(stale(json_response(StatusCode::OK, &entry), &e));
+            }
+            None => return Err(e.into()),
+        },
+        Err(e) => return Err(e.into()),
+    };
     Ok(json_response(StatusCode::OK, &entry(app, def).await?))
+}
+
+/// Marks an answer as served from memory, saying why.
+fn stale(mut resp: Response<Body>, why: &mcp_store::Error) -> Response<Body> {
+    let text = why.to_string().replace(['\r', '\n'], " ");
+    if let Ok(v) = HeaderValue::from_str(&text) {
+        resp.headers_mut().insert(STALE_HEADER, v);
+    }
+    resp
 }
 
 async fn read_definition(app: &App, req: Request<Incoming>) -> Result<McpDefinition, Error> {
