@@ -75,6 +75,37 @@ async fn mcp_calls(client: &McpClient, n: usize) -> Vec<Duration> {
     out
 }
 
+/// `warm` unmeasured calls, then `calls` measured ones; `pid` is proxyd's, when it is on
+/// the path.
+async fn measure(
+    name: &'static str,
+    client: &McpClient,
+    warm: usize,
+    calls: usize,
+    pid: Option<u32>,
+) -> Run {
+    mcp_calls(client, warm).await;
+    let (cpu0, t) = (pid.map(cpu_of), Instant::now());
+    let latencies = mcp_calls(client, calls).await;
+    Run {
+        name,
+        latencies,
+        wall: t.elapsed(),
+        proxy_cpu: pid.zip(cpu0).map(|(p, c)| cpu_of(p).saturating_sub(c)),
+    }
+}
+
+/// A streamable-HTTP definition for `/{name}/mcp` on the proxy.
+fn through_proxy(proxy: &Proxyd, name: &str) -> mcp_types::McpDefinition {
+    let mut via = mcp_types::McpDefinition::http(
+        format!("{name}-via-proxy"),
+        TransportKind::StreamableHttp,
+        format!("{}/{name}/mcp", proxy.url()),
+    );
+    via.timeout = Duration::from_secs(10);
+    via
+}
+
 async fn admin_calls(http: &reqwest::Client, url: &str, n: usize) -> Vec<Duration> {
     let body = json!({"mcpName": "bench", "toolName": "echo", "arguments": {"message": "bench"}});
     let mut out = Vec::with_capacity(n);
@@ -163,17 +194,9 @@ fn main() {
         }
         let rss_idle = rss_kib(pid);
 
-        let direct = connect(&upstream).await;
         let warm = calls / 10;
-        mcp_calls(&direct, warm).await;
-        let t = Instant::now();
-        let lat = mcp_calls(&direct, calls).await;
-        let mut runs = vec![Run {
-            name: "direct (stdio)",
-            latencies: lat,
-            wall: t.elapsed(),
-            proxy_cpu: None,
-        }];
+        let direct = connect(&upstream).await;
+        let mut runs = vec![measure("direct (stdio)", &direct, warm, calls, None).await];
 
         let url = format!("{}/admin/tools/call", proxy.url());
         admin_calls(&http, &url, warm).await;
@@ -186,34 +209,11 @@ fn main() {
             proxy_cpu: Some(cpu_of(pid).saturating_sub(cpu0)),
         });
 
-        // Through the client-facing streamable HTTP endpoint, when this build has it.
-        let mut via = mcp_types::McpDefinition::http(
-            "bench-via-proxy",
-            TransportKind::StreamableHttp,
-            format!("{}/bench/mcp", proxy.url()),
-        );
-        via.timeout = Duration::from_secs(10);
-        match McpClient::connect(&via, &TransportOptions::default()).await {
-            Ok((client, mut events)) => {
-                tokio::spawn(async move { while events.recv().await.is_some() {} });
-                if client
-                    .initialize(Implementation::new("bench", "1"), json!({}))
-                    .await
-                    .is_ok()
-                {
-                    mcp_calls(&client, warm).await;
-                    let (cpu0, t) = (cpu_of(pid), Instant::now());
-                    let lat = mcp_calls(&client, calls).await;
-                    runs.push(Run {
-                        name: "proxyd /bench/mcp (streamable HTTP)",
-                        latencies: lat,
-                        wall: t.elapsed(),
-                        proxy_cpu: Some(cpu_of(pid).saturating_sub(cpu0)),
-                    });
-                }
-            }
-            Err(e) => eprintln!("skipping the /bench/mcp path: {e}"),
-        }
+        // The client-facing streamable HTTP endpoint in front of the stdio upstream.
+        let via = connect(&through_proxy(&proxy, "bench")).await;
+        let name = "proxyd /bench/mcp (streamable HTTP)";
+        runs.push(measure(name, &via, warm, calls, Some(pid)).await);
+
         // HTTP to HTTP: the same in-process streamable-HTTP mock (JSON answers), directly
         // and through the proxy, isolates what the proxy adds on an HTTP hop.
         let mock =
@@ -222,15 +222,8 @@ fn main() {
         let mock_def =
             mcp_types::McpDefinition::http("bench-http", TransportKind::StreamableHttp, mock.url());
         let direct_http = connect(&mock_def).await;
-        mcp_calls(&direct_http, warm).await;
-        let t = Instant::now();
-        let lat = mcp_calls(&direct_http, calls).await;
-        runs.push(Run {
-            name: "direct (streamable HTTP mock)",
-            latencies: lat,
-            wall: t.elapsed(),
-            proxy_cpu: None,
-        });
+        let name = "direct (streamable HTTP mock)";
+        runs.push(measure(name, &direct_http, warm, calls, None).await);
         let resp = http
             .post(format!("{}/admin/mcps", proxy.url()))
             .bearer_auth(ADMIN_TOKEN)
@@ -239,31 +232,9 @@ fn main() {
             .await
             .expect("register");
         assert!(resp.status().is_success());
-        let via_http = mcp_types::McpDefinition::http(
-            "bench-http-via-proxy",
-            TransportKind::StreamableHttp,
-            format!("{}/bench-http/mcp", proxy.url()),
-        );
-        if let Ok((client, mut events)) =
-            McpClient::connect(&via_http, &TransportOptions::default()).await
-        {
-            tokio::spawn(async move { while events.recv().await.is_some() {} });
-            if client
-                .initialize(Implementation::new("bench", "1"), json!({}))
-                .await
-                .is_ok()
-            {
-                mcp_calls(&client, warm).await;
-                let (cpu0, t) = (cpu_of(pid), Instant::now());
-                let lat = mcp_calls(&client, calls).await;
-                runs.push(Run {
-                    name: "proxyd /bench-http/mcp → streamable HTTP mock",
-                    latencies: lat,
-                    wall: t.elapsed(),
-                    proxy_cpu: Some(cpu_of(pid).saturating_sub(cpu0)),
-                });
-            }
-        }
+        let via_http = connect(&through_proxy(&proxy, "bench-http")).await;
+        let name = "proxyd /bench-http/mcp → streamable HTTP mock";
+        runs.push(measure(name, &via_http, warm, calls, Some(pid)).await);
         report(&runs, calls);
         println!();
         println!(
