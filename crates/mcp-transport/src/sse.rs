@@ -3,7 +3,7 @@
 //! `message` events on the stream. The stream is the session: when it ends, so does the
 //! connection (this transport has no resumption).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -22,7 +22,9 @@ use crate::Result;
 use crate::error::{Error, Target};
 use crate::net;
 use crate::options::TransportOptions;
-use crate::transport::{CloseKind, CloseReason, Events, Transport, TransportEvent, closed};
+use crate::transport::{
+    CloseKind, CloseLatch, CloseReason, Events, Transport, TransportEvent, closed,
+};
 
 type EventStream = BoxStream<'static, std::result::Result<eventsource_stream::Event, String>>;
 
@@ -39,7 +41,7 @@ struct Inner {
     http: reqwest::Client,
     endpoint: Url,
     headers: HeaderMap,
-    closed: Mutex<Option<CloseReason>>,
+    closed: CloseLatch,
     events: mpsc::Sender<TransportEvent>,
     cancel: CancellationToken,
     request_timeout: Duration,
@@ -90,7 +92,7 @@ impl SseTransport {
             http: client,
             endpoint,
             headers,
-            closed: Mutex::new(None),
+            closed: CloseLatch::default(),
             events: events_tx,
             cancel: cancel.clone(),
             request_timeout: opts.request_timeout_for(def),
@@ -193,21 +195,13 @@ impl Inner {
     }
 
     fn finish(&self, reason: &CloseReason) -> bool {
-        let mut closed = self.closed.lock().expect("closed lock");
-        if closed.is_some() {
-            return false;
-        }
-        *closed = Some(reason.clone());
-        self.cancel.cancel();
-        true
+        self.closed.close(reason, &self.cancel)
     }
 
     async fn finish_and_report(&self, reason: CloseReason) {
-        if self.finish(&reason) {
-            tracing::info!(upstream = %self.target.name, reason = %reason, "sse connection closed");
-            let send = self.events.send(TransportEvent::Closed(reason));
-            let _ = tokio::time::timeout(Duration::from_secs(5), send).await;
-        }
+        self.closed
+            .close_and_report(reason, &self.cancel, &self.events, &self.target)
+            .await;
     }
 }
 
@@ -223,7 +217,7 @@ impl Transport for SseTransport {
 
     async fn send(&self, msg: Message) -> Result<()> {
         let inner = &self.inner;
-        if let Some(reason) = inner.closed.lock().expect("closed lock").clone() {
+        if let Some(reason) = inner.closed.reason() {
             return Err(closed(&inner.target, reason));
         }
         let what = format!("POST {}", inner.endpoint);

@@ -23,7 +23,9 @@ use crate::Result;
 use crate::error::{Error, Target};
 use crate::net;
 use crate::options::TransportOptions;
-use crate::transport::{CloseKind, CloseReason, Events, Transport, TransportEvent, closed};
+use crate::transport::{
+    CloseKind, CloseLatch, CloseReason, Events, Transport, TransportEvent, closed,
+};
 
 /// The session header (HTTP headers are case-insensitive).
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -47,7 +49,7 @@ struct Inner {
     headers: HeaderMap,
     session_id: Mutex<Option<String>>,
     protocol_version: Mutex<Option<String>>,
-    closed: Mutex<Option<CloseReason>>,
+    closed: CloseLatch,
     events: mpsc::Sender<TransportEvent>,
     cancel: CancellationToken,
     limits: Limits,
@@ -85,7 +87,7 @@ impl StreamableHttpTransport {
             headers,
             session_id: Mutex::new(None),
             protocol_version: Mutex::new(None),
-            closed: Mutex::new(None),
+            closed: CloseLatch::default(),
             events: events_tx,
             cancel: cancel.clone(),
             limits: Limits {
@@ -112,26 +114,18 @@ impl StreamableHttpTransport {
 
 impl Inner {
     fn closed_reason(&self) -> Option<CloseReason> {
-        self.closed.lock().expect("closed lock").clone()
+        self.closed.reason()
     }
 
     /// Marks the session over. Returns whether this call did it (then it owns the event).
     fn finish(&self, reason: &CloseReason) -> bool {
-        let mut closed = self.closed.lock().expect("closed lock");
-        if closed.is_some() {
-            return false;
-        }
-        *closed = Some(reason.clone());
-        self.cancel.cancel();
-        true
+        self.closed.close(reason, &self.cancel)
     }
 
     async fn finish_and_report(&self, reason: CloseReason) {
-        if self.finish(&reason) {
-            tracing::info!(upstream = %self.target.name, reason = %reason, "streamable http session closed");
-            let send = self.events.send(TransportEvent::Closed(reason));
-            let _ = tokio::time::timeout(Duration::from_secs(5), send).await;
-        }
+        self.closed
+            .close_and_report(reason, &self.cancel, &self.events, &self.target)
+            .await;
     }
 
     /// The server answered 404 to a request carrying `session_id`: the session is gone.

@@ -143,3 +143,46 @@ pub(crate) fn closed(target: &Target, reason: CloseReason) -> Error {
         reason,
     }
 }
+
+/// The first reason a connection closed; later ones are ignored. Shared by the HTTP
+/// transports, whose reader, writer and owner may all notice the end.
+#[derive(Debug, Default)]
+pub(crate) struct CloseLatch(std::sync::Mutex<Option<CloseReason>>);
+
+impl CloseLatch {
+    /// The recorded reason, once closed.
+    pub(crate) fn reason(&self) -> Option<CloseReason> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records `reason` and cancels `cancel`, unless a reason is recorded already.
+    /// Returns whether this call closed it (then it owns the `Closed` event).
+    pub(crate) fn close(
+        &self,
+        reason: &CloseReason,
+        cancel: &tokio_util::sync::CancellationToken,
+    ) -> bool {
+        let mut closed = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        if closed.is_some() {
+            return false;
+        }
+        *closed = Some(reason.clone());
+        cancel.cancel();
+        true
+    }
+
+    /// [`CloseLatch::close`], then the `Closed` event to the owner (bounded wait).
+    pub(crate) async fn close_and_report(
+        &self,
+        reason: CloseReason,
+        cancel: &tokio_util::sync::CancellationToken,
+        events: &mpsc::Sender<TransportEvent>,
+        target: &Target,
+    ) {
+        if self.close(&reason, cancel) {
+            tracing::info!(upstream = %target.name, transport = target.kind.as_str(), reason = %reason, "connection closed");
+            let send = events.send(TransportEvent::Closed(reason));
+            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), send).await;
+        }
+    }
+}
