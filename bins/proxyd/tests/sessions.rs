@@ -219,29 +219,22 @@ async fn security_and_malformed_input_get_the_right_status() {
         .post(&format!("{base}/open/mcp"), Some(&sid), &[], &note)
         .await;
     assert_eq!(s, StatusCode::ACCEPTED);
+    let url = format!("{base}/open/mcp");
+    let ping_text = ping.to_string();
     let s = mcp
-        .http
-        .post(format!("{base}/open/mcp"))
-        .header("accept", "application/json")
-        .header("content-type", "application/json")
-        .header("mcp-session-id", &sid)
-        .body(ping.to_string())
-        .send()
-        .await
-        .unwrap()
-        .status();
+        .post_typed(
+            &url,
+            &sid,
+            "application/json",
+            "application/json",
+            &ping_text,
+        )
+        .await;
     assert_eq!(s, StatusCode::NOT_ACCEPTABLE);
+    let both = "application/json, text/event-stream";
     let s = mcp
-        .http
-        .post(format!("{base}/open/mcp"))
-        .header("accept", "application/json, text/event-stream")
-        .header("content-type", "text/plain")
-        .header("mcp-session-id", &sid)
-        .body(ping.to_string())
-        .send()
-        .await
-        .unwrap()
-        .status();
+        .post_typed(&url, &sid, both, "text/plain", &ping_text)
+        .await;
     assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE);
     // one GET stream per session
     let (s, _, first) = mcp

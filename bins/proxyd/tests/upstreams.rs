@@ -11,72 +11,10 @@ use mcp_types::mcp::Implementation;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
+#[path = "sessions/support.rs"]
+mod support;
 
-struct Admin {
-    base: String,
-    http: reqwest::Client,
-}
-
-impl Admin {
-    fn new(p: &Proxyd) -> Self {
-        Self {
-            base: p.url(),
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap(),
-        }
-    }
-
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(ADMIN_TOKEN);
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        let resp = req.send().await.unwrap();
-        (resp.status(), resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn register(&self, def: Value) {
-        let (status, body) = self
-            .send(reqwest::Method::POST, "/admin/mcps", Some(def))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-    }
-
-    async fn status(&self, name: &str) -> Value {
-        let (status, body) = self
-            .send(reqwest::Method::GET, &format!("/admin/mcps/{name}"), None)
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["status"].clone()
-    }
-
-    async fn state(&self, name: &str) -> String {
-        self.status(name).await["state"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    async fn call(&self, mcp: &str, tool: &str, args: Value) -> (StatusCode, Value) {
-        self.send(
-            reqwest::Method::POST,
-            "/admin/tools/call",
-            Some(json!({"mcpName": mcp, "toolName": tool, "arguments": args})),
-        )
-        .await
-    }
-}
+use support::{Admin, BIN};
 
 fn def_json(def: &mcp_types::McpDefinition) -> Value {
     serde_json::to_value(def).unwrap()

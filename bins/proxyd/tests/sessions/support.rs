@@ -1,4 +1,4 @@
-//! Helpers shared by the session tests: the Admin API, raw streamable HTTP requests that
+//! Helpers shared by the end-to-end tests: the Admin API, raw streamable HTTP requests that
 //! read JSON or SSE answers, and the Python SDK client script.
 
 #![allow(dead_code)]
@@ -14,8 +14,8 @@ use serde_json::{Value, json};
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 pub(crate) struct Admin {
-    base: String,
-    http: reqwest::Client,
+    pub(crate) base: String,
+    pub(crate) http: reqwest::Client,
 }
 
 impl Admin {
@@ -59,6 +59,22 @@ impl Admin {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         body["status"].clone()
+    }
+
+    pub(crate) async fn state(&self, name: &str) -> String {
+        self.status(name).await["state"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    pub(crate) async fn call(&self, mcp: &str, tool: &str, args: Value) -> (StatusCode, Value) {
+        self.send(
+            reqwest::Method::POST,
+            "/admin/tools/call",
+            Some(json!({"mcpName": mcp, "toolName": tool, "arguments": args})),
+        )
+        .await
     }
 
     pub(crate) async fn wait_connected(&self, name: &str) {
@@ -153,6 +169,27 @@ impl McpHttp {
             .await
             .unwrap();
         (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POSTs `body` with the given `Accept` and `Content-Type`; the status.
+    pub(crate) async fn post_typed(
+        &self,
+        url: &str,
+        session: &str,
+        accept: &str,
+        content_type: &str,
+        body: &str,
+    ) -> StatusCode {
+        self.http
+            .post(url)
+            .header("accept", accept)
+            .header("content-type", content_type)
+            .header("mcp-session-id", session)
+            .body(body.to_owned())
+            .send()
+            .await
+            .unwrap()
+            .status()
     }
 
     /// POSTs `body` and returns every message of the answer, in order.
