@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, Response, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -62,29 +62,61 @@ pub(crate) fn error_response(err: &Error) -> Response<Body> {
     resp
 }
 
+/// How much of an oversized body is read and thrown away before the 413, so that a client
+/// still sending gets the answer rather than a connection reset.
+const DRAIN_MAX: u64 = 8 * 1024 * 1024;
+/// How long that draining may take.
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Reads the whole body, refusing more than `limit` bytes (declared or actual) with 413.
 pub(crate) async fn read_limited(
     headers: &HeaderMap,
-    body: Incoming,
+    mut body: Incoming,
     limit: usize,
 ) -> Result<Bytes, Error> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
+    if let Some(n) = declared
+        && n > limit as u64
+    {
+        if n <= limit as u64 + DRAIN_MAX {
+            drain(body).await;
+        }
         return Err(Error::PayloadTooLarge { limit });
     }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-            Err(Error::PayloadTooLarge { limit })
-        }
-        Err(e) => Err(Error::Invalid {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::Invalid {
             message: format!("could not read the request body: {e}"),
             details: serde_json::Value::Null,
-        }),
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if buf.len() + data.len() > limit {
+                drain(body).await;
+                return Err(Error::PayloadTooLarge { limit });
+            }
+            buf.extend_from_slice(&data);
+        }
     }
+    Ok(buf.freeze())
+}
+
+/// Reads and discards up to [`DRAIN_MAX`] bytes within [`DRAIN_TIME`].
+async fn drain(mut body: Incoming) {
+    let discard = async {
+        let mut seen: u64 = 0;
+        while let Some(Ok(frame)) = body.frame().await {
+            if let Some(data) = frame.data_ref() {
+                seen += data.len() as u64;
+            }
+            if seen > DRAIN_MAX {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
 /// Refuses a body whose declared content type is not JSON. A missing content type is
