@@ -144,6 +144,9 @@ async fn run(cfg: ProxydConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
     let addr: SocketAddr = listener.local_addr()?;
+    // Signal handlers are in place before anyone can learn the address: a SIGTERM sent
+    // right after the "listening" line is a clean shutdown, never the default action.
+    let signals = Signals::install();
     info!(
         %addr,
         storage = store.backend(),
@@ -151,7 +154,7 @@ async fn run(cfg: ProxydConfig) -> anyhow::Result<()> {
         "proxyd listening on http://{addr}"
     );
     let shutdown = CancellationToken::new();
-    tokio::spawn(watch_signals(shutdown.clone()));
+    tokio::spawn(signals.watch(shutdown.clone()));
     // Client sessions end first, so their SSE streams do not hold the drain up.
     let sessions = app.sessions().clone();
     let stopping = shutdown.clone();
@@ -166,20 +169,34 @@ async fn run(cfg: ProxydConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Cancels `token` on SIGINT or SIGTERM.
-async fn watch_signals(token: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        error!("cannot install signal handlers; stop proxyd with SIGKILL");
-        return;
-    };
-    let name = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-    };
-    info!(signal = name, "shutting down");
-    token.cancel();
+/// SIGTERM and SIGINT streams, installed before the listener is announced.
+struct Signals(Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+impl Signals {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(term), Ok(int)) => Self(Some((term, int))),
+            _ => {
+                error!("cannot install signal handlers; stop proxyd with SIGKILL");
+                Self(None)
+            }
+        }
+    }
+
+    /// Cancels `token` on SIGINT or SIGTERM.
+    async fn watch(self, token: CancellationToken) {
+        let Some((mut term, mut int)) = self.0 else {
+            return;
+        };
+        let name = tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        };
+        info!(signal = name, "shutting down");
+        token.cancel();
+    }
 }

@@ -244,14 +244,25 @@ impl Message {
         serde_json::from_str(text).map_err(Error::Json)
     }
 
-    /// Serializes to compact JSON bytes.
+    /// Serializes to JSON bytes that hold no raw CR or LF, so one message is always one
+    /// line of a line-framed transport (stdio) and one `data:` line of an SSE event.
+    ///
+    /// Raw `params`, `result` and unknown members keep their text, whitespace included; a
+    /// raw CR or LF in valid JSON can only be whitespace between tokens (inside strings
+    /// they must be escaped), so each becomes a space and the JSON means the same.
     pub fn to_vec(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("a message always serializes")
+        let mut out = serde_json::to_vec(self).expect("a message always serializes");
+        for b in &mut out {
+            if *b == b'\n' || *b == b'\r' {
+                *b = b' ';
+            }
+        }
+        out
     }
 
-    /// Serializes to a compact JSON string.
+    /// [`Message::to_vec`] as a string.
     pub fn to_json_string(&self) -> String {
-        serde_json::to_string(self).expect("a message always serializes")
+        String::from_utf8(self.to_vec()).expect("serde_json writes UTF-8")
     }
 
     /// Builds a request with typed params.
@@ -530,6 +541,17 @@ mod tests {
         assert_eq!(round_trip(text), text);
         let num = r#"{"jsonrpc":"2.0","id":12345678901234567890,"method":"ping"}"#;
         assert_eq!(round_trip(num), num);
+    }
+
+    #[test]
+    fn raw_line_breaks_never_leave_a_message() {
+        let text = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"tools/call\",\"params\":{\"name\":\"a\"\r\n}\n,\"x\":\n[1,\r2]}";
+        let m = Message::from_str_exact(text).unwrap();
+        let out = m.to_vec();
+        assert!(!out.contains(&b'\n') && !out.contains(&b'\r'));
+        let again = Message::from_slice(&out).unwrap();
+        assert_eq!(again.method(), Some("tools/call"));
+        assert_eq!(again.params().unwrap().get(), "{\"name\":\"a\"  }");
     }
 
     #[test]

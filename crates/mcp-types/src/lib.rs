@@ -25,6 +25,7 @@ mod error;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod name;
+pub mod params;
 mod secret;
 pub mod status;
 mod time;
