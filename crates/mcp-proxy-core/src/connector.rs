@@ -2,19 +2,18 @@
 //! `mcp-transport`; tests substitute their own to inject failures under paused time.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
-use mcp_transport::{ClientEvents, McpClient, TransportOptions};
+use mcp_transport::{Handler, McpClient, TransportOptions};
 use mcp_types::McpDefinition;
-use mcp_types::mcp::{Implementation, InitializeResult};
+use mcp_types::mcp::{Implementation, InitializeResult, LATEST_PROTOCOL_VERSION};
 
 /// An initialized upstream connection.
 #[derive(Debug)]
 pub struct Connection {
     /// The JSON-RPC client.
     pub client: McpClient,
-    /// Server→client requests, notifications and the close event.
-    pub events: ClientEvents,
     /// What the upstream answered to `initialize`.
     pub init: InitializeResult,
 }
@@ -22,13 +21,20 @@ pub struct Connection {
 /// Opens initialized connections to upstreams.
 #[async_trait]
 pub trait Connector: Send + Sync + fmt::Debug + 'static {
-    /// Connects and initializes (`initialize` + `notifications/initialized`). The caller
-    /// bounds the whole attempt with the definition's `timeout`.
-    async fn connect(&self, def: &McpDefinition) -> Result<Connection, mcp_transport::Error>;
+    /// Connects and initializes (`initialize` + `notifications/initialized`) the
+    /// upstream's primary connection, offering the newest protocol version; what no
+    /// request claims goes to `handler`. The caller bounds the whole attempt with the
+    /// definition's `timeout`.
+    async fn connect(
+        &self,
+        def: &McpDefinition,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Connection, mcp_transport::Error>;
 
-    /// Opens an upstream session on behalf of a client session: initialized declaring
-    /// `params.capabilities` and `params.client_info`, with the client's passthrough
-    /// headers and `{extra}` path. The caller bounds it with the definition's `timeout`.
+    /// Opens an upstream session on behalf of client sessions: initialized declaring
+    /// `params.capabilities` and `params.client_info`, offering
+    /// `params.protocol_version`, with the client's passthrough headers and `{extra}`
+    /// path. The caller bounds it with the definition's `timeout`.
     ///
     /// The default ignores `params` and opens a connection like [`Connector::connect`]
     /// (enough for test connectors).
@@ -36,15 +42,20 @@ pub trait Connector: Send + Sync + fmt::Debug + 'static {
         &self,
         def: &McpDefinition,
         params: &SessionParams,
+        handler: Arc<dyn Handler>,
     ) -> Result<Connection, mcp_transport::Error> {
         let _ = params;
-        self.connect(def).await
+        self.connect(def, handler).await
     }
 }
 
 /// How an upstream session opened for clients is initialized.
 #[derive(Debug, Clone)]
 pub struct SessionParams {
+    /// The protocol version offered upstream: a `per-client` session offers the version
+    /// its client negotiated, so the client never gets an upstream behaviour it did not
+    /// ask for; shared connections offer the newest.
+    pub protocol_version: String,
     /// Declared upstream as `clientInfo`.
     pub client_info: Implementation,
     /// Declared upstream as the client capabilities.
@@ -80,13 +91,17 @@ impl Default for TransportConnector {
 
 #[async_trait]
 impl Connector for TransportConnector {
-    async fn connect(&self, def: &McpDefinition) -> Result<Connection, mcp_transport::Error> {
-        let (client, events) = McpClient::connect(def, &self.options).await?;
+    async fn connect(
+        &self,
+        def: &McpDefinition,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Connection, mcp_transport::Error> {
+        let client = McpClient::connect_with(def, &self.options, handler).await?;
         // The primary connection declares no client capabilities: it serves discovery,
         // health checks and the Admin API, never a user.
         initialized(
             client,
-            events,
+            LATEST_PROTOCOL_VERSION,
             self.client_info.clone(),
             serde_json::json!({}),
         )
@@ -97,14 +112,15 @@ impl Connector for TransportConnector {
         &self,
         def: &McpDefinition,
         params: &SessionParams,
+        handler: Arc<dyn Handler>,
     ) -> Result<Connection, mcp_transport::Error> {
         let mut options = self.options.clone();
         options.extra_headers.clone_from(&params.extra_headers);
         options.path_suffix.clone_from(&params.path_suffix);
-        let (client, events) = McpClient::connect(def, &options).await?;
+        let client = McpClient::connect_with(def, &options, handler).await?;
         initialized(
             client,
-            events,
+            &params.protocol_version,
             params.client_info.clone(),
             params.capabilities.clone(),
         )
@@ -115,16 +131,15 @@ impl Connector for TransportConnector {
 /// Runs `initialize` on a fresh connection; closes it when that fails.
 async fn initialized(
     client: McpClient,
-    events: ClientEvents,
+    version: &str,
     client_info: Implementation,
     capabilities: serde_json::Value,
 ) -> Result<Connection, mcp_transport::Error> {
-    match client.initialize(client_info, capabilities).await {
-        Ok(init) => Ok(Connection {
-            client,
-            events,
-            init,
-        }),
+    match client
+        .initialize_as(version, client_info, capabilities)
+        .await
+    {
+        Ok(init) => Ok(Connection { client, init }),
         Err(e) => {
             let _ = client.close().await;
             Err(e)

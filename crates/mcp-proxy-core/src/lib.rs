@@ -41,7 +41,7 @@ pub use discovery::Catalog;
 pub use error::Error;
 pub use manager::{Listing, ListingError, Manager, ManagerConfig, MetricsSnapshot, Tagged};
 pub use metrics::Metrics;
-pub use session::{ClientSession, Outbound, SessionHub, SessionOptions};
+pub use session::{ClientSession, Outbound, Outlet, Reply, SessionHub, SessionOptions};
 pub use upstream::Upstream;
 
 /// Result alias of this crate.

@@ -3,18 +3,21 @@
 //!
 //! A [`SessionHub`] opens [`ClientSession`]s, bounded by the global `max_sessions` and each
 //! upstream's `maxSessions`. A session answers `initialize` and `ping` itself; at the
-//! client's `initialize` it obtains its upstream side:
+//! client's `initialize` it obtains its upstream side (a [`link`]):
 //!
 //! - `per-client` mode: its own upstream session (for stdio its own process), initialized
-//!   with the client's capabilities and `clientInfo`, closed when the client session ends;
-//! - `shared` mode: a handle on one upstream connection per definition, shared by every
-//!   client session of that upstream.
+//!   with the client's protocol version, capabilities and `clientInfo`, closed when the
+//!   client session ends;
+//! - `shared` mode: one upstream connection per definition, shared by every client
+//!   session of that upstream.
 //!
-//! In both modes request ids and `progressToken`s are rewritten to values unique on the
-//! upstream connection and restored on the way back (types preserved); the client's
-//! `notifications/cancelled` is translated; server→client requests get fresh ids on the
-//! client side. What a session sends to its client comes out of the receiver returned by
-//! [`SessionHub::open`] as [`Outbound`] messages with a routing hint.
+//! The data path of one request: the caller (the HTTP handler) awaits
+//! [`ClientSession::request`], which registers the request on the upstream connection's
+//! correlation table (fresh id and progress token, restored on the way back), writes it
+//! and awaits its answer. The connection's one reader routes what the upstream sends in
+//! arrival order; what belongs to the client goes, without waiting, to the session's
+//! [`Outlet`] — so a progress notification is always handed over before the response it
+//! precedes.
 
 mod client;
 mod link;
@@ -26,8 +29,9 @@ use std::sync::{Arc, Mutex};
 use mcp_types::{Message, RequestId};
 use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
-pub use client::ClientSession;
+pub use client::{ClientSession, Reply};
 
 use crate::error::Error;
 use crate::manager::Manager;
@@ -35,8 +39,8 @@ use link::Link;
 
 /// Deadline for a notification or response a session sends upstream on its own.
 pub(crate) const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-/// Capacity of a session's outbound channel.
-const OUTBOUND_CAPACITY: usize = 64;
+/// Capacity of the channel behind [`SessionHub::open_channel`].
+const CHANNEL_CAPACITY: usize = 64;
 
 /// A message for the client, with where it belongs.
 #[derive(Debug)]
@@ -46,6 +50,18 @@ pub struct Outbound {
     /// The client request this message relates to (its response, or a notification or
     /// request the upstream sent while serving it); `None` for unrelated messages.
     pub related: Option<RequestId>,
+}
+
+/// Where a session's messages for its client go: the client-facing transport.
+///
+/// Called from an upstream connection's reader: implementations must not wait. A client
+/// that cannot take a message now (gone, or not keeping up) answers `false`, and its
+/// session ends — one slow client never holds up the upstream or the other clients.
+pub trait Outlet: Send + Sync + std::fmt::Debug + 'static {
+    /// Hands a message to the client's transport.
+    fn send(&self, out: Outbound) -> bool;
+    /// The session ended; nothing follows. Called once.
+    fn ended(&self);
 }
 
 /// How a client session reaches its upstream, besides the definition.
@@ -70,6 +86,8 @@ struct HubInner {
     counts: Mutex<Counts>,
     shared: Mutex<HashMap<String, Arc<OnceCell<Arc<Link>>>>>,
     cancel: CancellationToken,
+    /// Every task a session or link spawns (cleanup, upstream sends, watchers).
+    tasks: TaskTracker,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +116,21 @@ impl Drop for Permit {
     }
 }
 
+/// An [`Outlet`] over a bounded channel (embedders, tests).
+#[derive(Debug)]
+struct ChannelOutlet(Mutex<Option<mpsc::Sender<Outbound>>>);
+
+impl Outlet for ChannelOutlet {
+    fn send(&self, out: Outbound) -> bool {
+        let tx = self.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        tx.is_some_and(|tx| tx.try_send(out).is_ok())
+    }
+
+    fn ended(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
 impl SessionHub {
     /// A hub over the manager's upstreams, allowing at most `max_sessions` sessions.
     pub fn new(manager: Manager, max_sessions: usize) -> Self {
@@ -108,6 +141,7 @@ impl SessionHub {
                 counts: Mutex::new(Counts::default()),
                 shared: Mutex::new(HashMap::new()),
                 cancel: CancellationToken::new(),
+                tasks: TaskTracker::new(),
             }),
         }
     }
@@ -121,14 +155,15 @@ impl SessionHub {
             .total
     }
 
-    /// Opens a session on the upstream `name`. It is not initialized yet: the client's
-    /// first message should be `initialize`. Everything for the client comes out of the
-    /// returned receiver, which closes when the session ends.
+    /// Opens a session on the upstream `name`; what it sends its client goes to
+    /// `outlet`. It is not initialized yet: the client's first message should be
+    /// `initialize`.
     pub fn open(
         &self,
         name: &str,
         options: SessionOptions,
-    ) -> Result<(Arc<ClientSession>, mpsc::Receiver<Outbound>), Error> {
+        outlet: Arc<dyn Outlet>,
+    ) -> Result<Arc<ClientSession>, Error> {
         if self.inner.cancel.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
@@ -138,16 +173,27 @@ impl SessionHub {
             .upstream(name)
             .ok_or_else(|| Error::UnknownMcp(name.to_owned()))?;
         let permit = self.take_permit(name, upstream.definition().effective_max_sessions())?;
-        let (tx, rx) = mpsc::channel(OUTBOUND_CAPACITY);
-        let session = ClientSession::spawn(
+        Ok(ClientSession::spawn(
             self.clone(),
             upstream,
             options,
-            tx,
+            outlet,
             permit,
             self.inner.cancel.child_token(),
-        );
-        Ok((session, rx))
+        ))
+    }
+
+    /// [`SessionHub::open`] with the session's messages coming out of a channel (bounded:
+    /// a receiver that falls behind ends the session). The channel closes when the
+    /// session ends.
+    pub fn open_channel(
+        &self,
+        name: &str,
+        options: SessionOptions,
+    ) -> Result<(Arc<ClientSession>, mpsc::Receiver<Outbound>), Error> {
+        let (tx, rx) = mpsc::channel(CHANNEL_CAPACITY);
+        let outlet = Arc::new(ChannelOutlet(Mutex::new(Some(tx))));
+        Ok((self.open(name, options, outlet)?, rx))
     }
 
     fn take_permit(&self, name: &str, per_upstream: u32) -> Result<Permit, Error> {
@@ -174,6 +220,32 @@ impl SessionHub {
     /// Ends every session (shutdown). Sessions opened later are refused.
     pub fn shutdown(&self) {
         self.inner.cancel.cancel();
+        self.inner.tasks.close();
+    }
+
+    /// Waits until every task of the hub's sessions is done (after
+    /// [`SessionHub::shutdown`]), or `deadline` passes; whether they all finished.
+    pub async fn wait(&self, deadline: std::time::Duration) -> bool {
+        tokio::time::timeout(deadline, self.inner.tasks.wait())
+            .await
+            .is_ok()
+    }
+
+    /// Spawns a task owned by the hub: it stops at shutdown.
+    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        let cancel = self.inner.cancel.clone();
+        self.inner.tasks.spawn(async move {
+            tokio::select! {
+                () = cancel.cancelled() => {}
+                () = fut => {}
+            }
+        });
+    }
+
+    /// Spawns a task owned by the hub that runs to its end even at shutdown (it is
+    /// bounded by its own deadlines: closing an upstream session, a last cancellation).
+    pub(crate) fn spawn_cleanup(&self, fut: impl Future<Output = ()> + Send + 'static) {
+        self.inner.tasks.spawn(fut);
     }
 
     /// The shared upstream connection of `upstream`, opened on first use.
@@ -211,12 +283,12 @@ impl SessionHub {
     }
 
     /// Forgets the shared link if it is this one.
-    pub(crate) fn forget_shared(&self, name: &str, link: &Arc<Link>) {
+    pub(crate) fn forget_shared(&self, name: &str, link: &Link) {
         let mut shared = self.inner.shared.lock().unwrap_or_else(|p| p.into_inner());
         if shared
             .get(name)
             .and_then(|c| c.get())
-            .is_some_and(|l| Arc::ptr_eq(l, link))
+            .is_some_and(|l| std::ptr::eq(Arc::as_ptr(l), link))
         {
             shared.remove(name);
         }
@@ -224,5 +296,9 @@ impl SessionHub {
 
     pub(crate) fn manager(&self) -> &Manager {
         &self.inner.manager
+    }
+
+    pub(crate) fn child_token(&self) -> CancellationToken {
+        self.inner.cancel.child_token()
     }
 }

@@ -37,6 +37,8 @@ pub struct Upstream {
     metrics: Arc<Metrics>,
     /// False once replaced or removed: its state no longer speaks for the name.
     reporting: std::sync::atomic::AtomicBool,
+    /// What another layer derived from the definition, once (see [`Upstream::derived`]).
+    derived: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 /// Counts a request in flight; wakes retirement when the last one ends.
@@ -84,6 +86,7 @@ impl Upstream {
             store,
             metrics,
             reporting: std::sync::atomic::AtomicBool::new(true),
+            derived: std::sync::OnceLock::new(),
         });
         // Connecting from the first moment, so a registration's answer says so.
         up.status.set_state(ConnectionState::Connecting);
@@ -100,6 +103,28 @@ impl Upstream {
     /// The definition this upstream runs with.
     pub fn definition(&self) -> &McpDefinition {
         &self.def
+    }
+
+    /// Data a layer above derives from the definition (the HTTP layer's parsed
+    /// allow-list, token digests and passthrough header names), built the first time it
+    /// is asked for and kept as long as this upstream runs this definition: work that
+    /// depends only on configuration is not redone per request. One type per upstream;
+    /// asking for another type builds it afresh each time.
+    pub fn derived<T: Send + Sync + 'static>(
+        &self,
+        build: impl FnOnce(&McpDefinition) -> T,
+    ) -> Arc<T> {
+        let mut build = Some(build);
+        let slot = self.derived.get_or_init(|| {
+            let build = build.take().expect("taken only here");
+            Arc::new(build(&self.def))
+        });
+        if let Ok(value) = slot.clone().downcast::<T>() {
+            return value;
+        }
+        // The slot holds another type, so `build` was not used: build this one afresh.
+        let build = build.expect("unused when the slot holds another type");
+        Arc::new(build(&self.def))
     }
 
     /// The live status.
@@ -156,10 +181,46 @@ impl Upstream {
             return Err(self.not_connected());
         };
         let _guard = self.track_inflight();
+        let request = mcp_types::Request {
+            id: mcp_types::RequestId::Null,
+            method: method.to_owned(),
+            params,
+            extra: mcp_types::jsonrpc::Extra::new(),
+        };
+        let call = client.begin(request, None).map_err(Error::Upstream)?;
+        match self.exchange(method, call).await {
+            Ok(Response {
+                outcome: Outcome::Result(raw),
+                ..
+            }) => Ok(raw),
+            Ok(Response {
+                outcome: Outcome::Error(error),
+                ..
+            }) => Err(Error::Rpc {
+                mcp: self.def.name.clone(),
+                method: method.to_owned(),
+                error,
+            }),
+            Err(e) if e.is_timeout() => Err(Error::Timeout {
+                mcp: self.def.name.clone(),
+                what: method.to_owned(),
+                after: self.def.timeout,
+            }),
+            Err(e) => Err(Error::Upstream(e)),
+        }
+    }
+
+    /// Runs one request to this upstream, on any of its connections (the primary one or
+    /// a client session's), with the definition's `timeout`. The one place every
+    /// forwarded request is recorded: Prometheus counters and latency by method and
+    /// outcome, and the live status (`totalRequests`, `totalErrors`, average latency).
+    pub(crate) async fn exchange(
+        &self,
+        method: &str,
+        call: mcp_transport::Call,
+    ) -> Result<Response, mcp_transport::Error> {
         let started = Instant::now();
-        let result = client
-            .request_with_timeout(method, params, self.def.timeout)
-            .await;
+        let result = call.run(self.def.timeout).await;
         let elapsed = started.elapsed();
         let outcome = match &result {
             Ok(Response {
@@ -172,38 +233,9 @@ impl Upstream {
         };
         self.metrics
             .record_request(&self.def.name, method, outcome, elapsed);
-        match result {
-            Ok(Response {
-                outcome: Outcome::Result(raw),
-                ..
-            }) => {
-                self.status.record_request(elapsed, true);
-                Ok(raw)
-            }
-            Ok(Response {
-                outcome: Outcome::Error(error),
-                ..
-            }) => {
-                self.status.record_request(elapsed, false);
-                Err(Error::Rpc {
-                    mcp: self.def.name.clone(),
-                    method: method.to_owned(),
-                    error,
-                })
-            }
-            Err(e) => {
-                self.status.record_request(elapsed, false);
-                if e.is_timeout() {
-                    Err(Error::Timeout {
-                        mcp: self.def.name.clone(),
-                        what: method.to_owned(),
-                        after: self.def.timeout,
-                    })
-                } else {
-                    Err(Error::Upstream(e))
-                }
-            }
-        }
+        self.status
+            .record_request(elapsed, outcome == RequestOutcome::Ok);
+        result
     }
 
     fn track_inflight(&self) -> InflightGuard<'_> {

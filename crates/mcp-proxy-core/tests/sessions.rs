@@ -10,7 +10,9 @@ use mcp_proxy_core::{
     SessionOptions, SessionParams,
 };
 use mcp_store::{MemoryStore, Store};
-use mcp_transport::{CloseKind, CloseReason, McpClient, Target, Transport, TransportEvent};
+use mcp_transport::{
+    CloseKind, CloseReason, Handler, McpClient, Target, Transport, TransportEvent,
+};
 use mcp_types::mcp::{Implementation, InitializeResult};
 use mcp_types::{McpDefinition, Message, RequestId, SessionMode, TransportKind};
 use serde_json::{Value, json};
@@ -53,17 +55,21 @@ struct ScriptedConnector {
 }
 
 impl ScriptedConnector {
-    fn connection(&self, def: &McpDefinition, seen: mpsc::UnboundedSender<Message>) -> Connection {
+    fn connection(
+        &self,
+        def: &McpDefinition,
+        seen: mpsc::UnboundedSender<Message>,
+        handler: Arc<dyn Handler>,
+    ) -> Connection {
         let (tx, rx) = mpsc::channel(64);
         let transport = ScriptedTransport {
             target: Target::new(&def.name, TransportKind::Stdio),
             seen,
         };
-        let (client, events) = McpClient::new(Box::new(transport), rx, def.timeout, 64);
+        let client = McpClient::from_channel(Box::new(transport), rx, def.timeout, handler);
         *self.upstream.speak.lock().unwrap() = Some(tx);
         Connection {
             client,
-            events,
             init: InitializeResult {
                 protocol_version: "2025-11-25".into(),
                 capabilities: json!({"tools": {}}),
@@ -77,7 +83,11 @@ impl ScriptedConnector {
 
 #[async_trait]
 impl Connector for ScriptedConnector {
-    async fn connect(&self, def: &McpDefinition) -> Result<Connection, mcp_transport::Error> {
+    async fn connect(
+        &self,
+        def: &McpDefinition,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Connection, mcp_transport::Error> {
         // The primary connection: its traffic is not what these tests look at.
         let (seen, _) = mpsc::unbounded_channel();
         let (tx, rx) = mpsc::channel(64);
@@ -85,11 +95,10 @@ impl Connector for ScriptedConnector {
             target: Target::new(&def.name, TransportKind::Stdio),
             seen,
         };
-        let (client, events) = McpClient::new(Box::new(transport), rx, def.timeout, 64);
+        let client = McpClient::from_channel(Box::new(transport), rx, def.timeout, handler);
         std::mem::forget(tx); // a primary that never closes
         Ok(Connection {
             client,
-            events,
             init: InitializeResult {
                 protocol_version: "2025-11-25".into(),
                 capabilities: json!({}),
@@ -104,9 +113,10 @@ impl Connector for ScriptedConnector {
         &self,
         def: &McpDefinition,
         _params: &SessionParams,
+        handler: Arc<dyn Handler>,
     ) -> Result<Connection, mcp_transport::Error> {
         *self.sessions_opened.lock().unwrap() += 1;
-        Ok(self.connection(def, self.upstream.seen.clone()))
+        Ok(self.connection(def, self.upstream.seen.clone(), handler))
     }
 }
 
@@ -166,8 +176,8 @@ async fn shared_mode_remaps_ids_tokens_and_routes_server_requests() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let hub = SessionHub::new(manager.clone(), 16);
-    let (a, mut a_rx) = hub.open("x", SessionOptions::default()).unwrap();
-    let (b, mut b_rx) = hub.open("x", SessionOptions::default()).unwrap();
+    let (a, mut a_rx) = hub.open_channel("x", SessionOptions::default()).unwrap();
+    let (b, mut b_rx) = hub.open_channel("x", SessionOptions::default()).unwrap();
     initialize(&a, &mut a_rx, json!({"sampling": {}})).await;
     initialize(&b, &mut b_rx, json!({})).await;
     assert_eq!(

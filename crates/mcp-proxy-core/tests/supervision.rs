@@ -7,7 +7,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use mcp_proxy_core::{Connection, Connector, Manager, ManagerConfig};
 use mcp_store::{MemoryStore, Store};
-use mcp_transport::{Events, McpClient, Target, Transport, TransportEvent};
+use mcp_transport::{Events, Handler, McpClient, Target, Transport, TransportEvent};
 use mcp_types::{ConnectionState, McpDefinition, Message, TransportKind};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -57,7 +57,11 @@ impl Transport for SilentTransport {
 
 #[async_trait]
 impl Connector for FakeConnector {
-    async fn connect(&self, def: &McpDefinition) -> Result<Connection, mcp_transport::Error> {
+    async fn connect(
+        &self,
+        def: &McpDefinition,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Connection, mcp_transport::Error> {
         self.attempts.lock().unwrap().push(Instant::now());
         let target = Target::new(def.name.clone(), def.transport);
         if !self.silent {
@@ -72,18 +76,14 @@ impl Connector for FakeConnector {
             target,
             sent: self.sent.clone(),
         };
-        let (client, events) = McpClient::new(Box::new(transport), rx, def.timeout, 8);
+        let client = McpClient::from_channel(Box::new(transport), rx, def.timeout, handler);
         let init = serde_json::from_value(serde_json::json!({
             "protocolVersion": "2025-11-25",
             "capabilities": {},
             "serverInfo": {"name": "fake", "version": "1"}
         }))
         .unwrap();
-        Ok(Connection {
-            client,
-            events,
-            init,
-        })
+        Ok(Connection { client, init })
     }
 }
 

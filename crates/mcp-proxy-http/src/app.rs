@@ -32,8 +32,10 @@ pub(crate) struct Inner {
     pub(crate) store: Arc<dyn Store>,
     pub(crate) manager: Manager,
     pub(crate) started: Instant,
+    /// The client sessions (core side: limits, upstream links).
     pub(crate) sessions: mcp_proxy_core::SessionHub,
-    pub(crate) mcp: mcp::Registry,
+    /// The same sessions as HTTP sees them, by session id.
+    pub(crate) http_sessions: Arc<mcp::Registry>,
 }
 
 impl App {
@@ -43,7 +45,7 @@ impl App {
         Self {
             inner: Arc::new(Inner {
                 sessions,
-                mcp: mcp::Registry::default(),
+                http_sessions: Arc::default(),
                 config,
                 store,
                 manager,
@@ -80,6 +82,8 @@ impl App {
         {
             metrics.bytes(Direction::In, n);
         }
+        let started = Instant::now();
+        let route = route_template(&path);
         let resp = match tracing::Instrument::instrument(self.dispatch(req, peer), span).await {
             Ok(resp) => resp,
             Err(err) => {
@@ -92,6 +96,7 @@ impl App {
                 error_response(&err)
             }
         };
+        metrics.record_http(route, &method, resp.status().as_u16(), started.elapsed());
         if method == Method::HEAD {
             let (parts, _) = resp.into_parts();
             return Response::from_parts(parts, crate::body::empty());
@@ -176,4 +181,12 @@ impl App {
             Error::Unauthorized(f.message())
         })
     }
+}
+
+/// The route template of `path`, for metrics: a bounded label, never the raw path.
+fn route_template(path: &str) -> &'static str {
+    if let Some(endpoint) = mcp::Endpoint::parse(path) {
+        return endpoint.template(path);
+    }
+    Route::parse(path).map_or("unmatched", |r| r.template())
 }

@@ -53,6 +53,19 @@ pub(crate) enum Kind {
 }
 
 impl Endpoint {
+    /// The endpoint's route template, for metrics.
+    pub(crate) fn template(&self, path: &str) -> &'static str {
+        let alias_mcp = path.ends_with("/mcp");
+        match (self.kind, self.extra.is_some()) {
+            (Kind::Sse, false) => "/{name}/sse",
+            (Kind::Sse, true) => "/{name}/sse/{extra}",
+            (Kind::Message, _) => "/{name}/message",
+            (Kind::Stream, false) if alias_mcp => "/{name}/mcp",
+            (Kind::Stream, false) => "/{name}/stream",
+            (Kind::Stream, true) => "/{name}/stream/{extra}",
+        }
+    }
+
     /// Matches `/{name}/{sse|message|stream|mcp}[/{extra}]`; other paths are not ours.
     pub(crate) fn parse(path: &str) -> Option<Self> {
         let rest = path.strip_prefix('/')?;
@@ -150,16 +163,17 @@ async fn serve(
     req: Request<Incoming>,
     client: IpAddr,
 ) -> Result<Response<Body>, Error> {
-    let def = app
+    let upstream = app
         .inner()
         .manager
         .upstream(&endpoint.name)
-        .map(|u| u.definition().clone())
         .ok_or_else(|| Error::McpNotFound(endpoint.name.clone()))?;
+    let def = upstream.definition();
+    let policy = upstream.derived(|def| guard::Policy::new(def, app.config()));
     guard::check(
         app.config(),
         app.inner().manager.prometheus(),
-        &def,
+        &policy,
         req.headers(),
         client,
     )?;
@@ -172,10 +186,10 @@ async fn serve(
     }
     const STREAM_METHODS: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
     match (endpoint.kind, req.method()) {
-        (Kind::Stream, &Method::POST) => streamable::post(app, endpoint, &def, req).await,
+        (Kind::Stream, &Method::POST) => streamable::post(app, endpoint, def, &policy, req).await,
         (Kind::Stream, &Method::GET) => streamable::get(app, endpoint, req),
         (Kind::Stream, &Method::DELETE) => streamable::delete(app, endpoint, req).await,
-        (Kind::Sse, &Method::GET) => legacy_sse::open(app, endpoint, &def, req),
+        (Kind::Sse, &Method::GET) => legacy_sse::open(app, endpoint, def, &policy, req),
         (Kind::Message, &Method::POST) => legacy_sse::post(app, endpoint, req).await,
         (kind, method) => Err(Error::MethodNotAllowed {
             method: method.clone(),

@@ -60,24 +60,8 @@ impl Route {
         })
     }
 
-    /// The methods this route accepts.
-    pub(crate) fn methods(&self) -> &'static [Method] {
-        match self {
-            Self::Healthz
-            | Self::Readyz
-            | Self::PrometheusMetrics
-            | Self::AdminMetrics
-            | Self::Tools
-            | Self::Prompts
-            | Self::Resources => GET,
-            Self::Mcps => GET_POST,
-            Self::Mcp(_) => GET_PUT_DELETE,
-            Self::Reconnect(_) | Self::ToolsCall => POST,
-        }
-    }
-
-    /// The path template, as `docs/openapi.yaml` writes it.
-    #[cfg(test)]
+    /// The path template, as `docs/openapi.yaml` writes it: the route's label in metrics,
+    /// never the raw path.
     pub(crate) fn template(&self) -> &'static str {
         match self {
             Self::Healthz => "/healthz",
@@ -91,6 +75,22 @@ impl Route {
             Self::ToolsCall => "/admin/tools/call",
             Self::Prompts => "/admin/prompts",
             Self::Resources => "/admin/resources",
+        }
+    }
+
+    /// The methods this route accepts.
+    pub(crate) fn methods(&self) -> &'static [Method] {
+        match self {
+            Self::Healthz
+            | Self::Readyz
+            | Self::PrometheusMetrics
+            | Self::AdminMetrics
+            | Self::Tools
+            | Self::Prompts
+            | Self::Resources => GET,
+            Self::Mcps => GET_POST,
+            Self::Mcp(_) => GET_PUT_DELETE,
+            Self::Reconnect(_) | Self::ToolsCall => POST,
         }
     }
 

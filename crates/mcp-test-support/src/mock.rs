@@ -3,8 +3,9 @@
 //! `127.0.0.1` port, stopped on drop.
 //!
 //! It answers `initialize`, `ping`, `tools/list` (two pages: `echo`, then `slow`) and
-//! `tools/call` (`echo` answers with a `notifications/message` then the result) and
-//! records every request it sees. A [`Fault`] picks a misbehaviour; [`MockServer`]
+//! `tools/call` (`echo` answers with a `notifications/message` then the result; `ask`
+//! waits for a number of concurrent `ask` calls, see the streamable module) and records
+//! every request it sees. A [`Fault`] picks a misbehaviour; [`MockServer`]
 //! methods inject others on demand (expire sessions, cut legacy streams).
 //!
 //! ```ignore
@@ -91,6 +92,8 @@ struct State {
     replay: HashMap<String, (String, String)>,
     /// Streams kept open on purpose (never answered).
     held: Vec<mpsc::Sender<Chunk>>,
+    /// `ask` calls waiting for their barrier: stream, message, answer, number.
+    asks: Vec<(mpsc::Sender<Chunk>, String, Value, u64)>,
     seen: Vec<SeenRequest>,
 }
 

@@ -1,15 +1,22 @@
-//! A small JSON-RPC client over any [`Transport`]: ids, response correlation with
+//! A JSON-RPC client over any [`Transport`]: ids, one correlation table per connection,
 //! deadlines, cancellation on timeout, server→client requests, and the `initialize`
 //! handshake.
+//!
+//! The connection's one reader (a stdio child's stdout, the legacy SSE stream, the
+//! streamable-HTTP GET stream) hands every upstream message to the router in arrival
+//! order; the router settles responses with their waiting request, sends messages that
+//! belong to a forwarded request to that request's [`Sink`], and everything else to the
+//! connection's [`Handler`]. A request's own task writes it and awaits its answer; an
+//! answer that comes back inline (a streamable-HTTP POST) is read by that task itself.
 
-mod forward;
+mod call;
+mod events;
 mod router;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mcp_types::jsonrpc::{Extra, to_raw};
@@ -22,102 +29,171 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use serde_json::value::RawValue;
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::{CancellationToken, DropGuard};
-use tracing::Instrument;
+
+pub use call::Call;
+pub use events::{ClientEvent, ClientEvents, event_channel};
 
 use crate::error::{Error, Target};
 use crate::options::TransportOptions;
-use crate::transport::{CloseReason, Events, Transport, closed};
+use crate::transport::{CloseReason, Events, Transport, TransportEvent, closed};
 use crate::{Result, connect};
+use router::Router;
 
 /// Most pages [`McpClient::list_all`] follows before giving up.
 const MAX_PAGES: usize = 1000;
 /// Deadline for the best-effort messages the client sends on its own (cancel, pong).
-const HOUSEKEEPING_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const HOUSEKEEPING_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What the upstream sends that is not a response to one of our requests.
-#[derive(Debug)]
-pub enum ClientEvent {
-    /// A server→client request (sampling, elicitation, roots, …); answer it with
-    /// [`McpClient::respond`]. `ping` is answered by the client itself.
-    Request(Request),
-    /// A notification (progress, logging, list_changed, …).
-    Notification(Notification),
-    /// The connection is over; nothing follows. Every pending request has failed.
-    Closed(CloseReason),
+/// The owner of a connection: gets what the upstream sends that no request claims.
+///
+/// Called from the connection's reader: implementations must not block (route, queue
+/// with `try_send`, or spawn).
+pub trait Handler: Send + Sync + std::fmt::Debug + 'static {
+    /// A notification or a server→client request (`ping` excepted: the client answers
+    /// it) that belongs to no forwarded request in flight. A request it cannot take is
+    /// refused (`Err`): the client answers it with `-32601` and the reason.
+    fn unrelated(&self, msg: Message) -> Result<(), Refused>;
+    /// The connection is over; every pending request has failed. Called once.
+    fn closed(&self, reason: &CloseReason);
 }
 
-/// The receiving half of an [`McpClient`]. Drain it: it is bounded, and a full channel
-/// holds back the responses behind it.
-pub type ClientEvents = mpsc::Receiver<ClientEvent>;
-
-type Waiter = oneshot::Sender<std::result::Result<Response, CloseReason>>;
-
-#[derive(Debug, Default)]
-struct State {
-    pending: HashMap<RequestId, Waiter>,
-    closed: Option<CloseReason>,
-    protocol_version: Option<String>,
+/// Where the messages a forwarded request causes go: the client session that sent it.
+///
+/// Called from the connection's reader, or from the request's own task when the answer
+/// came inline; must not block.
+pub trait Sink: Send + Sync + std::fmt::Debug + 'static {
+    /// A message the upstream sent while serving the request the client knows as
+    /// `client_id`: a notification (a progress notification carries the client's own
+    /// token again) or a server→client request (under the upstream's id). A request it
+    /// cannot take is refused (`Err`): the client answers it with `-32601`.
+    fn related(&self, client_id: &RequestId, msg: Message) -> Result<(), Refused>;
 }
 
-#[derive(Debug)]
-struct Shared {
-    transport: Box<dyn Transport>,
-    next_id: AtomicI64,
-    state: Mutex<State>,
-    request_timeout: Duration,
-}
+/// Why a server→client request cannot be taken; the upstream gets `-32601` saying it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused(pub String);
 
 /// A JSON-RPC client bound to one upstream connection. Cheap to clone; the connection
 /// is torn down when the last clone is dropped.
 #[derive(Debug, Clone)]
 pub struct McpClient {
     shared: Arc<Shared>,
-    _router: Arc<DropGuard>,
+}
+
+#[derive(Debug)]
+struct Shared {
+    transport: Arc<dyn Transport>,
+    router: Arc<Router>,
+    next_id: AtomicI64,
+    request_timeout: Duration,
+    /// Stops the pump of a channel-fed transport ([`McpClient::new`]).
+    _pump: Option<tokio_util::sync::DropGuard>,
 }
 
 impl McpClient {
-    /// Connects to `def` with its transport and wraps the connection in a client.
-    /// Does not initialize: call [`McpClient::initialize`].
+    /// Connects to `def` with its transport; what no request claims comes out of the
+    /// returned [`ClientEvents`] (bounded: drain it). Does not initialize: call
+    /// [`McpClient::initialize`].
     pub async fn connect(
         def: &McpDefinition,
         opts: &TransportOptions,
     ) -> Result<(Self, ClientEvents)> {
-        let (transport, events) = connect(def, opts).await?;
-        Ok(Self::new(
+        let (handler, events) = event_channel(opts.event_capacity);
+        let client = Self::connect_with(def, opts, handler).await?;
+        Ok((client, events))
+    }
+
+    /// Connects to `def`, handing what no request claims to `handler`.
+    pub async fn connect_with(
+        def: &McpDefinition,
+        opts: &TransportOptions,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Self> {
+        let router = Arc::new(Router::new(
+            crate::error::Target::new(&def.name, def.transport),
+            handler,
+        ));
+        let transport = connect(def, opts, router.clone()).await?;
+        Ok(Self::assemble(
             transport,
-            events,
+            router,
             opts.request_timeout_for(def),
-            opts.event_capacity,
+            None,
         ))
     }
 
-    /// Wraps a connected transport. `request_timeout` is the default deadline of each
+    /// Wraps a transport that delivers through a channel instead of an inbox (test
+    /// doubles, custom transports). `request_timeout` is the default deadline of each
     /// request; `capacity` bounds the [`ClientEvents`] channel. Must run inside a tokio
-    /// runtime (it spawns the routing task).
+    /// runtime (it spawns the task that pumps `events` into the router).
     pub fn new(
         transport: Box<dyn Transport>,
         events: Events,
         request_timeout: Duration,
         capacity: usize,
     ) -> (Self, ClientEvents) {
-        let shared = Arc::new(Shared {
-            transport,
-            next_id: AtomicI64::new(1),
-            state: Mutex::new(State::default()),
-            request_timeout,
-        });
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let cancel = CancellationToken::new();
-        let target = shared.transport.target();
-        let span = tracing::info_span!("upstream", upstream = %target.name, transport = target.kind.as_str());
-        tokio::spawn(router::route(shared.clone(), events, tx, cancel.clone()).instrument(span));
-        let client = Self {
-            shared,
-            _router: Arc::new(cancel.drop_guard()),
+        let (handler, client_events) = event_channel(capacity);
+        let client = Self::from_channel(transport, events, request_timeout, handler);
+        (client, client_events)
+    }
+
+    /// [`McpClient::new`] handing what no request claims to `handler`.
+    pub fn from_channel(
+        transport: Box<dyn Transport>,
+        mut events: Events,
+        request_timeout: Duration,
+        handler: Arc<dyn Handler>,
+    ) -> Self {
+        let target = transport.target().clone();
+        let router = Arc::new(Router::new(target, handler));
+        let cancel = tokio_util::sync::CancellationToken::new();
+        let pump = {
+            let (router, cancel) = (router.clone(), cancel.clone());
+            async move {
+                use crate::transport::Inbox;
+                loop {
+                    let event = tokio::select! {
+                        () = cancel.cancelled() => return,
+                        event = events.recv() => event,
+                    };
+                    match event {
+                        Some(TransportEvent::Message(msg)) => router.message(msg),
+                        Some(TransportEvent::Closed(reason)) => return router.closed(reason),
+                        None => {
+                            return router.closed(CloseReason::new(
+                                crate::CloseKind::StreamLost,
+                                "the transport stopped",
+                            ));
+                        }
+                    }
+                }
+            }
         };
-        (client, rx)
+        tokio::spawn(pump);
+        Self::assemble(
+            Arc::from(transport),
+            router,
+            request_timeout,
+            Some(cancel.drop_guard()),
+        )
+    }
+
+    fn assemble(
+        transport: Arc<dyn Transport>,
+        router: Arc<Router>,
+        request_timeout: Duration,
+        pump: Option<tokio_util::sync::DropGuard>,
+    ) -> Self {
+        router.set_transport(&transport);
+        Self {
+            shared: Arc::new(Shared {
+                transport,
+                router,
+                next_id: AtomicI64::new(1),
+                request_timeout,
+                _pump: pump,
+            }),
+        }
     }
 
     /// The upstream.
@@ -132,17 +208,32 @@ impl McpClient {
 
     /// The protocol version negotiated by [`McpClient::initialize`].
     pub fn protocol_version(&self) -> Option<String> {
-        self.state().protocol_version.clone()
+        self.shared.router.protocol_version()
     }
 
     /// Why the connection closed, once it has.
     pub fn close_reason(&self) -> Option<CloseReason> {
-        self.state().closed.clone()
+        self.shared.router.close_reason()
     }
 
     /// Whether the connection is closed.
     pub fn is_closed(&self) -> bool {
-        self.state().closed.is_some()
+        self.shared.router.close_reason().is_some()
+    }
+
+    /// Resolves once the connection is closed, with the reason.
+    pub async fn closed(&self) -> CloseReason {
+        self.shared.router.wait_closed().await
+    }
+
+    /// Requests in flight on this connection.
+    pub fn pending(&self) -> usize {
+        self.shared.router.pending()
+    }
+
+    /// Allocates a fresh request id of this connection.
+    pub fn next_request_id(&self) -> RequestId {
+        RequestId::number(self.shared.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Sends a request and waits for its response, up to the default deadline.
@@ -162,53 +253,13 @@ impl McpClient {
         params: Option<Box<RawValue>>,
         timeout: Duration,
     ) -> Result<Response> {
-        let id = RequestId::number(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut state = self.state();
-            if let Some(reason) = &state.closed {
-                return Err(closed(self.target(), reason.clone()));
-            }
-            state.pending.insert(id.clone(), tx);
-        }
-        let _pending = PendingGuard {
-            shared: &self.shared,
-            id: &id,
-        };
-        let msg = Message::Request(Request {
-            id: id.clone(),
+        let request = Request {
+            id: RequestId::Null,
             method: method.to_owned(),
             params,
             extra: Extra::new(),
-        });
-        let exchange = async {
-            self.shared.transport.send(msg).await?;
-            match rx.await {
-                Ok(Ok(response)) => Ok(response),
-                Ok(Err(reason)) => Err(closed(self.target(), reason)),
-                Err(_) => Err(closed(self.target(), CloseReason::local())),
-            }
         };
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(result) => result,
-            Err(_) => {
-                tracing::debug!(upstream = %self.target().name, %id, method, "request timed out");
-                if method != methods::INITIALIZE && !self.is_closed() {
-                    let params = serde_json::json!({
-                        "requestId": id,
-                        "reason": format!("timed out after {}", crate::error::fmt_duration(timeout)),
-                    });
-                    let cancel = Message::notification(methods::CANCELLED, Some(&params));
-                    let send = self.shared.transport.send(cancel);
-                    let _ = tokio::time::timeout(HOUSEKEEPING_TIMEOUT, send).await;
-                }
-                Err(Error::Timeout {
-                    target: self.target().clone(),
-                    what: method.to_owned(),
-                    after: timeout,
-                })
-            }
-        }
+        self.begin(request, None)?.run(timeout).await
     }
 
     /// Sends a request with typed params and decodes a typed result; a JSON-RPC error
@@ -219,55 +270,72 @@ impl McpClient {
         params: &P,
     ) -> Result<R> {
         let response = self.request(method, Some(to_raw(&params))).await?;
-        match response.outcome {
-            Outcome::Result(raw) => {
-                serde_json::from_str(raw.get()).map_err(|err| Error::Protocol {
-                    target: self.target().clone(),
-                    message: format!("invalid {method} result: {err}"),
-                })
-            }
-            Outcome::Error(error) => Err(Error::Rpc {
-                target: self.target().clone(),
-                method: method.to_owned(),
-                error,
-            }),
-        }
+        decode(self.target(), method, response)
     }
 
     /// Sends a notification.
     pub async fn notify(&self, method: &str, params: Option<Box<RawValue>>) -> Result<()> {
-        self.shared
-            .transport
-            .send(Message::Notification(Notification {
-                method: method.to_owned(),
-                params,
-                extra: Extra::new(),
-            }))
-            .await
+        self.send_raw(Message::Notification(Notification {
+            method: method.to_owned(),
+            params,
+            extra: Extra::new(),
+        }))
+        .await
     }
 
-    /// Answers a server→client request received as [`ClientEvent::Request`].
+    /// Answers a server→client request (received through a [`Handler`] or a [`Sink`]).
     pub async fn respond(&self, id: RequestId, outcome: Outcome) -> Result<()> {
-        self.shared
-            .transport
-            .send(Message::Response(Response {
-                id,
-                outcome,
-                extra: Extra::new(),
-            }))
-            .await
+        self.send_raw(Message::Response(Response {
+            id,
+            outcome,
+            extra: Extra::new(),
+        }))
+        .await
     }
 
-    /// Runs the handshake: `initialize` with `client_info`, `capabilities` and our latest
-    /// protocol version; checks the server's version is one we speak (else closes and
-    /// fails); sends `notifications/initialized`; tells the transport the version.
+    /// Sends an arbitrary message (a notification or a response) as is.
+    pub async fn send_raw(&self, msg: Message) -> Result<()> {
+        self.shared.transport.send(msg).await
+    }
+
+    /// Tells the upstream to stop working on request `id` (`notifications/cancelled`) and
+    /// forgets it, so a late response is discarded. Bounded by a short deadline.
+    pub async fn cancel_request(&self, id: &RequestId, reason: &str) -> Result<()> {
+        self.shared.router.forget(id);
+        let params = serde_json::json!({ "requestId": id, "reason": reason });
+        let cancel = Message::notification(methods::CANCELLED, Some(&params));
+        match tokio::time::timeout(HOUSEKEEPING_TIMEOUT, self.send_raw(cancel)).await {
+            Ok(sent) => sent,
+            Err(_) => Err(Error::Timeout {
+                target: self.target().clone(),
+                what: methods::CANCELLED.to_owned(),
+                after: HOUSEKEEPING_TIMEOUT,
+            }),
+        }
+    }
+
+    /// Runs the handshake with our latest protocol version; see
+    /// [`McpClient::initialize_as`].
     pub async fn initialize(
         &self,
         client_info: Implementation,
         capabilities: Value,
     ) -> Result<InitializeResult> {
+        self.initialize_as(LATEST_PROTOCOL_VERSION, client_info, capabilities)
+            .await
+    }
+
+    /// Runs the handshake offering `version`: `initialize` with `client_info` and
+    /// `capabilities`; checks the server's version is one we speak (else closes and
+    /// fails); sends `notifications/initialized`; tells the transport the version.
+    pub async fn initialize_as(
+        &self,
+        version: &str,
+        client_info: Implementation,
+        capabilities: Value,
+    ) -> Result<InitializeResult> {
         let params = InitializeParams {
-            protocol_version: LATEST_PROTOCOL_VERSION.to_owned(),
+            protocol_version: version.to_owned(),
             capabilities,
             client_info,
             extra: serde_json::Map::new(),
@@ -287,7 +355,9 @@ impl McpClient {
         self.shared
             .transport
             .set_protocol_version(&result.protocol_version);
-        self.state().protocol_version = Some(result.protocol_version.clone());
+        self.shared
+            .router
+            .set_protocol_version(&result.protocol_version);
         self.notify(methods::INITIALIZED, None).await?;
         self.shared.transport.on_initialized();
         Ok(result)
@@ -325,44 +395,26 @@ impl McpClient {
     /// Closes the connection gracefully (see [`Transport::close`]). Pending requests fail.
     pub async fn close(&self) -> Result<()> {
         let closed = self.shared.transport.close().await;
-        self.shared.fail_all(CloseReason::local());
+        self.shared.router.close(CloseReason::local());
         closed
     }
 
-    fn state(&self) -> std::sync::MutexGuard<'_, State> {
-        self.shared.state.lock().expect("client state lock")
+    fn closed_error(&self, reason: CloseReason) -> Error {
+        closed(self.target(), reason)
     }
 }
 
-impl Shared {
-    /// Marks the client closed (the first reason wins) and fails every pending request
-    /// at once. Returns the reason in force.
-    fn fail_all(&self, reason: CloseReason) -> CloseReason {
-        let (reason, pending) = {
-            let mut state = self.state.lock().expect("client state lock");
-            let reason = state.closed.get_or_insert(reason).clone();
-            (reason, std::mem::take(&mut state.pending))
-        };
-        if !pending.is_empty() {
-            tracing::debug!(upstream = %self.transport.target().name, count = pending.len(), reason = %reason, "failing pending requests");
-        }
-        for (_, waiter) in pending {
-            let _ = waiter.send(Err(reason.clone()));
-        }
-        reason
-    }
-}
-
-/// Forgets a pending request when its caller stops waiting.
-struct PendingGuard<'a> {
-    shared: &'a Shared,
-    id: &'a RequestId,
-}
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut state) = self.shared.state.lock() {
-            state.pending.remove(self.id);
-        }
+/// Decodes a typed result; a JSON-RPC error becomes [`Error::Rpc`].
+fn decode<R: DeserializeOwned>(target: &Target, method: &str, response: Response) -> Result<R> {
+    match response.outcome {
+        Outcome::Result(raw) => serde_json::from_str(raw.get()).map_err(|err| Error::Protocol {
+            target: target.clone(),
+            message: format!("invalid {method} result: {err}"),
+        }),
+        Outcome::Error(error) => Err(Error::Rpc {
+            target: target.clone(),
+            method: method.to_owned(),
+            error,
+        }),
     }
 }

@@ -125,6 +125,15 @@ pub enum Error {
         /// The error object, as sent.
         error: ErrorObject,
     },
+    /// A client's request cannot be forwarded as it is (a member the proxy must read is
+    /// ambiguous or of the wrong type).
+    #[error("{target}: the request cannot be forwarded: {message}")]
+    BadRequest {
+        /// The upstream.
+        target: Target,
+        /// What is wrong with it.
+        message: String,
+    },
     /// A local I/O operation failed (writing to a child's stdin, …).
     #[error("{target}: {what}: {source}")]
     Io {
@@ -170,6 +179,7 @@ impl Error {
             | Self::Closed { target, .. }
             | Self::Protocol { target, .. }
             | Self::Rpc { target, .. }
+            | Self::BadRequest { target, .. }
             | Self::Io { target, .. } => target,
         }
     }
@@ -203,23 +213,36 @@ impl Error {
                 status.is_server_error() || *status == http::StatusCode::TOO_MANY_REQUESTS
             }
             Self::Io { .. } => true,
-            Self::Config { .. } | Self::Spawn { .. } | Self::Protocol { .. } | Self::Rpc { .. } => {
-                false
-            }
+            Self::Config { .. }
+            | Self::Spawn { .. }
+            | Self::Protocol { .. }
+            | Self::Rpc { .. }
+            | Self::BadRequest { .. } => false,
         }
     }
 
     /// The JSON-RPC error to give a client whose request failed because of this error:
-    /// the upstream's own error for [`Error::Rpc`], `-32001` for timeouts, `-32000` for
-    /// lost connections, `-32603` otherwise. The message is this error's text.
+    /// the upstream's own error for [`Error::Rpc`], `-32001` for timeouts, `-32602` for a
+    /// request that cannot be forwarded as it is, `-32603` for a definition the proxy
+    /// cannot use, and `-32000` when the upstream failed or went away. The message is
+    /// this error's text.
     pub fn to_error_object(&self) -> ErrorObject {
         match self {
             Self::Rpc { error, .. } => error.clone(),
             _ if self.is_timeout() => ErrorObject::new(codes::REQUEST_TIMEOUT, self.to_string()),
-            Self::Closed { .. } | Self::SessionExpired { .. } => {
-                ErrorObject::new(codes::CONNECTION_CLOSED, self.to_string())
+            Self::BadRequest { message, .. } => {
+                ErrorObject::new(codes::INVALID_PARAMS, message.clone())
             }
-            _ => ErrorObject::new(codes::INTERNAL_ERROR, self.to_string()),
+            Self::Config { .. } | Self::Spawn { .. } => {
+                ErrorObject::new(codes::INTERNAL_ERROR, self.to_string())
+            }
+            Self::Closed { .. }
+            | Self::SessionExpired { .. }
+            | Self::Http { .. }
+            | Self::Status { .. }
+            | Self::Timeout { .. }
+            | Self::Protocol { .. }
+            | Self::Io { .. } => ErrorObject::new(codes::CONNECTION_CLOSED, self.to_string()),
         }
     }
 }

@@ -33,10 +33,15 @@ pub mod stdio;
 pub mod streamable_http;
 mod transport;
 
-pub use client::{ClientEvent, ClientEvents, McpClient};
+pub use client::{
+    Call, ClientEvent, ClientEvents, Handler, McpClient, Refused, Sink, event_channel,
+};
 pub use error::{Error, Target};
 pub use options::{DEFAULT_MAX_MESSAGE_BYTES, TransportOptions};
-pub use transport::{CloseKind, CloseReason, Events, Transport, TransportEvent, connect};
+pub use streamable_http::AnswerStream;
+pub use transport::{
+    CloseKind, CloseReason, Events, Inbox, Sent, Transport, TransportEvent, connect,
+};
 
 /// Result alias of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -79,23 +79,33 @@ pub(crate) fn client(connect_timeout: Duration, target: &Target) -> Result<reqwe
         })
 }
 
+/// `METHOD url`, for messages, formatted only when one is needed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct What<'a>(pub(crate) &'static str, pub(crate) &'a Url);
+
+impl std::fmt::Display for What<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.0, self.1)
+    }
+}
+
 /// Sends `request`, waiting at most `timeout` for the response head.
 pub(crate) async fn send(
     request: reqwest::RequestBuilder,
     timeout: Duration,
     target: &Target,
-    what: &str,
+    what: What<'_>,
 ) -> Result<reqwest::Response> {
     match tokio::time::timeout(timeout, request.send()).await {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(source)) => Err(Error::Http {
             target: target.clone(),
-            what: what.to_owned(),
+            what: what.to_string(),
             source,
         }),
         Err(_) => Err(Error::Timeout {
             target: target.clone(),
-            what: what.to_owned(),
+            what: what.to_string(),
             after: timeout,
         }),
     }

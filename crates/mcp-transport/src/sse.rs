@@ -13,7 +13,6 @@ use http::StatusCode;
 use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap};
 use mcp_types::jsonrpc::Payload;
 use mcp_types::{McpDefinition, Message, TransportKind};
-use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 use url::Url;
@@ -22,9 +21,7 @@ use crate::Result;
 use crate::error::{Error, Target};
 use crate::net;
 use crate::options::TransportOptions;
-use crate::transport::{
-    CloseKind, CloseLatch, CloseReason, Events, Transport, TransportEvent, closed,
-};
+use crate::transport::{CloseKind, CloseLatch, CloseReason, Inbox, Transport, closed};
 
 type EventStream = BoxStream<'static, std::result::Result<eventsource_stream::Event, String>>;
 
@@ -42,27 +39,31 @@ struct Inner {
     endpoint: Url,
     headers: HeaderMap,
     closed: CloseLatch,
-    events: mpsc::Sender<TransportEvent>,
+    inbox: Arc<dyn Inbox>,
     cancel: CancellationToken,
     request_timeout: Duration,
 }
 
 impl SseTransport {
     /// Opens the event stream and waits for the `endpoint` event.
-    pub async fn connect(def: &McpDefinition, opts: &TransportOptions) -> Result<(Self, Events)> {
+    pub async fn connect(
+        def: &McpDefinition,
+        opts: &TransportOptions,
+        inbox: Arc<dyn Inbox>,
+    ) -> Result<Self> {
         let target = Target::new(&def.name, TransportKind::Sse);
         let url = net::upstream_url(def, opts, &target)?;
         let headers = net::base_headers(def, opts, &target)?;
         let connect_timeout = opts.connect_timeout_for(def);
         let client = net::client(connect_timeout, &target)?;
-        let what = format!("GET {url}");
+        let what = net::What("GET", &url);
         let req = client
             .get(url.clone())
             .headers(headers.clone())
             .header(ACCEPT, "text/event-stream");
-        let response = net::send(req, connect_timeout, &target, &what).await?;
+        let response = net::send(req, connect_timeout, &target, what).await?;
         if !response.status().is_success() {
-            return Err(net::status_error(response, &target, &what).await);
+            return Err(net::status_error(response, &target, &what.to_string()).await);
         }
         let media = net::media_type(&response);
         if media != "text/event-stream" {
@@ -85,7 +86,6 @@ impl SseTransport {
         })??;
         tracing::debug!(upstream = %def.name, %endpoint, "sse endpoint received");
 
-        let (events_tx, events_rx) = mpsc::channel(opts.event_capacity.max(1));
         let cancel = CancellationToken::new();
         let inner = Arc::new(Inner {
             target,
@@ -93,17 +93,16 @@ impl SseTransport {
             endpoint,
             headers,
             closed: CloseLatch::default(),
-            events: events_tx,
+            inbox,
             cancel: cancel.clone(),
             request_timeout: opts.request_timeout_for(def),
         });
         let span = tracing::info_span!("upstream", upstream = %def.name, transport = "sse");
         tokio::spawn(read_stream(inner.clone(), stream, early).instrument(span));
-        let transport = Self {
+        Ok(Self {
             inner,
             _tasks: cancel.drop_guard(),
-        };
-        Ok((transport, events_rx))
+        })
     }
 
     /// The URL messages are posted to.
@@ -153,7 +152,7 @@ async fn wait_for_endpoint(
 
 async fn read_stream(inner: Arc<Inner>, mut stream: EventStream, early: Vec<Message>) {
     for msg in early {
-        inner.deliver(msg).await;
+        inner.inbox.message(msg);
     }
     let why = loop {
         let next = tokio::select! {
@@ -170,7 +169,7 @@ async fn read_stream(inner: Arc<Inner>, mut stream: EventStream, early: Vec<Mess
                 match Payload::from_slice(event.data.as_bytes()) {
                     Ok(p) => {
                         for msg in p.into_messages() {
-                            inner.deliver(msg).await;
+                            inner.inbox.message(msg);
                         }
                     }
                     Err(err) => {
@@ -181,27 +180,13 @@ async fn read_stream(inner: Arc<Inner>, mut stream: EventStream, early: Vec<Mess
             Some(Ok(_)) => {}
         }
     };
-    inner
-        .finish_and_report(CloseReason::new(CloseKind::StreamLost, why))
-        .await;
+    inner.finish_and_report(CloseReason::new(CloseKind::StreamLost, why));
 }
 
 impl Inner {
-    async fn deliver(&self, msg: Message) {
-        tokio::select! {
-            () = self.cancel.cancelled() => {}
-            _ = self.events.send(TransportEvent::Message(msg)) => {}
-        }
-    }
-
-    fn finish(&self, reason: &CloseReason) -> bool {
-        self.closed.close(reason, &self.cancel)
-    }
-
-    async fn finish_and_report(&self, reason: CloseReason) {
+    fn finish_and_report(&self, reason: CloseReason) {
         self.closed
-            .close_and_report(reason, &self.cancel, &self.events, &self.target)
-            .await;
+            .close_and_report(reason, &self.cancel, self.inbox.as_ref(), &self.target);
     }
 }
 
@@ -220,14 +205,14 @@ impl Transport for SseTransport {
         if let Some(reason) = inner.closed.reason() {
             return Err(closed(&inner.target, reason));
         }
-        let what = format!("POST {}", inner.endpoint);
+        let what = net::What("POST", &inner.endpoint);
         let req = inner
             .http
             .post(inner.endpoint.clone())
             .headers(inner.headers.clone())
             .header(CONTENT_TYPE, "application/json")
             .body(msg.to_vec());
-        let response = net::send(req, inner.request_timeout, &inner.target, &what).await?;
+        let response = net::send(req, inner.request_timeout, &inner.target, what).await?;
         let status = response.status();
         if status.is_success() {
             return Ok(());
@@ -237,23 +222,17 @@ impl Transport for SseTransport {
                 CloseKind::SessionExpired,
                 format!("{what} returned 404: the server no longer knows this session"),
             );
-            inner.finish_and_report(reason).await;
+            inner.finish_and_report(reason);
             return Err(Error::SessionExpired {
                 target: inner.target.clone(),
                 session_id: inner.endpoint.query().unwrap_or_default().to_owned(),
             });
         }
-        Err(net::status_error(response, &inner.target, &what).await)
+        Err(net::status_error(response, &inner.target, &what.to_string()).await)
     }
 
     async fn close(&self) -> Result<()> {
-        if self.inner.finish(&CloseReason::local()) {
-            let send = self
-                .inner
-                .events
-                .send(TransportEvent::Closed(CloseReason::local()));
-            let _ = tokio::time::timeout(Duration::from_secs(1), send).await;
-        }
+        self.inner.finish_and_report(CloseReason::local());
         Ok(())
     }
 }

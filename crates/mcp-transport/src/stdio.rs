@@ -10,35 +10,38 @@ mod reader;
 mod supervisor;
 
 use std::process::Stdio;
-use std::sync::Mutex;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use mcp_types::{McpDefinition, Message, TransportKind};
-use tokio::process::Command;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::io::AsyncWriteExt;
+use tokio::process::{ChildStdin, Command};
+use tokio::sync::{Mutex, Notify, mpsc, watch};
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 
 use crate::Result;
 use crate::error::{Error, Target};
 use crate::options::TransportOptions;
-use crate::transport::{CloseKind, CloseReason, Events, Transport, closed};
+use crate::transport::{CloseKind, CloseReason, Inbox, Transport, closed};
 
 /// Environment variables copied from the proxy into every child.
 pub const INHERITED_ENV: &[&str] = &["PATH", "HOME", "LANG", "TMPDIR"];
 
-/// Messages waiting to be written to the child's stdin.
-const WRITE_QUEUE: usize = 64;
-
 /// A running stdio upstream.
+///
+/// Each sender writes its own line to the child's stdin (one at a time, under a lock): no
+/// writer task, no queue. The one reader of stdout hands every message to the inbox.
 #[derive(Debug)]
 pub struct StdioTransport {
     target: Target,
     pid: Option<u32>,
-    /// Queue to the stdin writer; `None` once closing.
-    writer: Mutex<Option<mpsc::Sender<Vec<u8>>>>,
-    shutdown: std::sync::Arc<Notify>,
+    /// The child's stdin; `None` once closing (dropping it is EOF for the child).
+    stdin: Mutex<Option<ChildStdin>>,
+    /// Tells the supervisor the pipe is unusable (a line was cut short): kill the child.
+    fatal: mpsc::Sender<String>,
+    shutdown: Arc<Notify>,
     closed: watch::Receiver<Option<CloseReason>>,
     write_timeout: Duration,
     close_timeout: Duration,
@@ -47,7 +50,11 @@ pub struct StdioTransport {
 
 impl StdioTransport {
     /// Spawns the child `def` describes and starts reading its output.
-    pub async fn spawn(def: &McpDefinition, opts: &TransportOptions) -> Result<(Self, Events)> {
+    pub async fn spawn(
+        def: &McpDefinition,
+        opts: &TransportOptions,
+        inbox: Arc<dyn Inbox>,
+    ) -> Result<Self> {
         let target = Target::new(&def.name, TransportKind::Stdio);
         let Some((program, args)) = def.argv() else {
             return Err(Error::Config {
@@ -90,15 +97,8 @@ impl StdioTransport {
             unreachable!("stdin, stdout and stderr are piped");
         };
         let cancel = CancellationToken::new();
-        let (events_tx, events_rx) = mpsc::channel(opts.event_capacity.max(1));
-        let (write_tx, write_rx) = mpsc::channel(WRITE_QUEUE);
         let (closed_tx, closed_rx) = watch::channel(None);
-        let shutdown = std::sync::Arc::new(Notify::new());
-
-        tokio::spawn(
-            reader::write_stdin(stdin, write_rx, cancel.clone(), def.name.clone())
-                .instrument(span.clone()),
-        );
+        let shutdown = Arc::new(Notify::new());
         let stderr_task = tokio::spawn(
             reader::read_stderr(
                 stderr,
@@ -107,12 +107,12 @@ impl StdioTransport {
             )
             .instrument(span.clone()),
         );
-        let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel();
+        let (fatal_tx, fatal_rx) = mpsc::channel(2);
         let stdout_task = tokio::spawn(
             reader::read_stdout(
                 stdout,
-                events_tx.clone(),
-                fatal_tx,
+                inbox.clone(),
+                fatal_tx.clone(),
                 opts.max_message_bytes,
                 def.name.clone(),
             )
@@ -127,23 +127,23 @@ impl StdioTransport {
             fatal: fatal_rx,
             stdout: stdout_task,
             stderr: stderr_task,
-            events: events_tx,
+            inbox,
             closed: closed_tx,
             cancel: cancel.clone(),
         });
         tokio::spawn(supervise.instrument(span));
 
-        let transport = Self {
+        Ok(Self {
             target,
             pid,
-            writer: Mutex::new(Some(write_tx)),
+            stdin: Mutex::new(Some(stdin)),
+            fatal: fatal_tx,
             shutdown,
             closed: closed_rx,
             write_timeout: opts.request_timeout_for(def),
             close_timeout: opts.shutdown_grace * 3 + Duration::from_secs(2),
             _tasks: cancel.drop_guard(),
-        };
-        Ok((transport, events_rx))
+        })
     }
 
     fn closed_error(&self) -> Error {
@@ -172,37 +172,51 @@ impl Transport for StdioTransport {
         if self.closed.borrow().is_some() {
             return Err(self.closed_error());
         }
-        let Some(tx) = self.writer.lock().expect("writer lock").clone() else {
+        // A serialized message holds no raw line break, so one message is one line.
+        let mut line = msg.to_vec();
+        line.push(b'\n');
+        let mut stdin = self.stdin.lock().await;
+        let Some(pipe) = stdin.as_mut() else {
             let reason = self.closed.borrow().clone();
             return Err(closed(
                 &self.target,
                 reason.unwrap_or_else(CloseReason::local),
             ));
         };
-        // Compact JSON never contains a raw newline, so one message is one line.
-        let mut line = msg.to_vec();
-        line.push(b'\n');
-        match tokio::time::timeout(self.write_timeout, tx.send(line)).await {
+        // If this future is dropped mid-line, the framing of every later line is lost.
+        let mut cut = CutLine(Some(&self.fatal));
+        let written = tokio::time::timeout(self.write_timeout, pipe.write_all(&line)).await;
+        cut.0 = None;
+        match written {
             Ok(Ok(())) => Ok(()),
             Ok(Err(_)) => {
-                // The writer stopped because the child is going away: wait briefly for
-                // the supervisor's reason (exit status, stderr) rather than guess.
+                // The child is going away: wait briefly for the supervisor's reason (exit
+                // status, stderr) rather than guess.
+                stdin.take();
+                drop(stdin);
                 let mut closed = self.closed.clone();
                 let wait = closed.wait_for(Option::is_some);
                 let _ = tokio::time::timeout(Duration::from_secs(2), wait).await;
                 Err(self.closed_error())
             }
-            Err(_) => Err(Error::Timeout {
-                target: self.target.clone(),
-                what: "writing to stdin".into(),
-                after: self.write_timeout,
-            }),
+            Err(_) => {
+                stdin.take();
+                let _ = self.fatal.try_send(format!(
+                    "the process did not read its stdin for {}",
+                    crate::error::fmt_duration(self.write_timeout)
+                ));
+                Err(Error::Timeout {
+                    target: self.target.clone(),
+                    what: "writing to stdin".into(),
+                    after: self.write_timeout,
+                })
+            }
         }
     }
 
     async fn close(&self) -> Result<()> {
-        // Dropping the queue's sender lets the writer flush, then close stdin.
-        self.writer.lock().expect("writer lock").take();
+        // Dropping stdin is EOF for the child; a write in progress finishes first.
+        self.stdin.lock().await.take();
         self.shutdown.notify_one();
         let mut closed = self.closed.clone();
         match tokio::time::timeout(self.close_timeout, closed.wait_for(Option::is_some)).await {
@@ -212,6 +226,17 @@ impl Transport for StdioTransport {
                 what: "stopping the process".into(),
                 after: self.close_timeout,
             }),
+        }
+    }
+}
+
+/// Reports a line cut short when the write that owns it is dropped before it finished.
+struct CutLine<'a>(Option<&'a mpsc::Sender<String>>);
+
+impl Drop for CutLine<'_> {
+    fn drop(&mut self) {
+        if let Some(fatal) = self.0 {
+            let _ = fatal.try_send("a message to its stdin was cut short".into());
         }
     }
 }

@@ -14,7 +14,6 @@ use http::{Method, StatusCode};
 use mcp_types::jsonrpc::Payload;
 use mcp_types::mcp::methods;
 use mcp_types::{McpDefinition, Message, TransportKind};
-use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 use tracing::Instrument;
 use url::Url;
@@ -23,9 +22,9 @@ use crate::Result;
 use crate::error::{Error, Target};
 use crate::net;
 use crate::options::TransportOptions;
-use crate::transport::{
-    CloseKind, CloseLatch, CloseReason, Events, Transport, TransportEvent, closed,
-};
+use crate::transport::{CloseKind, CloseLatch, CloseReason, Inbox, Sent, Transport, closed};
+
+pub use stream::AnswerStream;
 
 /// The session header (HTTP headers are case-insensitive).
 pub const SESSION_HEADER: &str = "mcp-session-id";
@@ -50,7 +49,7 @@ struct Inner {
     session_id: Mutex<Option<String>>,
     protocol_version: Mutex<Option<String>>,
     closed: CloseLatch,
-    events: mpsc::Sender<TransportEvent>,
+    inbox: Arc<dyn Inbox>,
     cancel: CancellationToken,
     limits: Limits,
     span: tracing::Span,
@@ -69,13 +68,16 @@ struct Limits {
 impl StreamableHttpTransport {
     /// Prepares a session with the upstream `def` names. Nothing is sent until the first
     /// message (which should be `initialize`).
-    pub async fn connect(def: &McpDefinition, opts: &TransportOptions) -> Result<(Self, Events)> {
+    pub async fn connect(
+        def: &McpDefinition,
+        opts: &TransportOptions,
+        inbox: Arc<dyn Inbox>,
+    ) -> Result<Self> {
         let target = Target::new(&def.name, TransportKind::StreamableHttp);
         let url = net::upstream_url(def, opts, &target)?;
         let headers = net::base_headers(def, opts, &target)?;
         let connect_timeout = opts.connect_timeout_for(def);
         let client = net::client(connect_timeout, &target)?;
-        let (events_tx, events_rx) = mpsc::channel(opts.event_capacity.max(1));
         let cancel = CancellationToken::new();
         let span =
             tracing::info_span!("upstream", upstream = %def.name, transport = "streamable-http");
@@ -88,7 +90,7 @@ impl StreamableHttpTransport {
             session_id: Mutex::new(None),
             protocol_version: Mutex::new(None),
             closed: CloseLatch::default(),
-            events: events_tx,
+            inbox,
             cancel: cancel.clone(),
             limits: Limits {
                 max_message_bytes: opts.max_message_bytes,
@@ -99,11 +101,10 @@ impl StreamableHttpTransport {
                 max_resume_delay: opts.max_resume_delay,
             },
         });
-        let transport = Self {
+        Ok(Self {
             inner,
             _tasks: cancel.drop_guard(),
-        };
-        Ok((transport, events_rx))
+        })
     }
 
     /// The session id the server assigned, once initialized.
@@ -122,19 +123,18 @@ impl Inner {
         self.closed.close(reason, &self.cancel)
     }
 
-    async fn finish_and_report(&self, reason: CloseReason) {
+    fn finish_and_report(&self, reason: CloseReason) {
         self.closed
-            .close_and_report(reason, &self.cancel, &self.events, &self.target)
-            .await;
+            .close_and_report(reason, &self.cancel, self.inbox.as_ref(), &self.target);
     }
 
     /// The server answered 404 to a request carrying `session_id`: the session is gone.
-    async fn expire(&self, session_id: &str) -> Error {
+    fn expire(&self, session_id: &str) -> Error {
         let reason = CloseReason::new(
             CloseKind::SessionExpired,
             format!("the server ended session {session_id:?} (404); initialize again"),
         );
-        self.finish_and_report(reason).await;
+        self.finish_and_report(reason);
         Error::SessionExpired {
             target: self.target.clone(),
             session_id: session_id.to_owned(),
@@ -165,7 +165,8 @@ impl Inner {
         (req, session)
     }
 
-    async fn post(self: &Arc<Self>, msg: Message) -> Result<()> {
+    /// POSTs one message; an answer that comes back inline is returned, not delivered.
+    async fn post(self: &Arc<Self>, msg: Message) -> Result<Sent> {
         if let Some(reason) = self.closed_reason() {
             return Err(closed(&self.target, reason));
         }
@@ -179,8 +180,8 @@ impl Inner {
             .header(ACCEPT, "application/json, text/event-stream")
             .header(CONTENT_TYPE, "application/json")
             .body(msg.to_vec());
-        let what = format!("POST {}", self.url);
-        let response = net::send(req, self.limits.request_timeout, &self.target, &what).await?;
+        let what = net::What("POST", &self.url);
+        let response = net::send(req, self.limits.request_timeout, &self.target, what).await?;
         if is_initialize {
             let id = response
                 .headers()
@@ -193,23 +194,22 @@ impl Inner {
         if status == StatusCode::NOT_FOUND
             && let Some(session) = session
         {
-            return Err(self.expire(&session).await);
+            return Err(self.expire(&session));
         }
         if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT {
-            return Ok(());
+            return Ok(Sent::Accepted);
         }
         if !status.is_success() {
-            return Err(net::status_error(response, &self.target, &what).await);
+            return Err(net::status_error(response, &self.target, &what.to_string()).await);
         }
         match net::media_type(&response).as_str() {
             "text/event-stream" => {
-                let inner = self.clone();
-                tokio::spawn(stream::run(
-                    inner,
-                    response,
-                    stream::Origin::Post(request_id),
-                ));
-                Ok(())
+                let stream = stream::AnswerStream::new(self.clone(), response, request_id, false);
+                if stream_is_awaited(&msg) {
+                    return Ok(Sent::Stream(stream));
+                }
+                tokio::spawn(stream::drain(stream).instrument(self.span.clone()));
+                Ok(Sent::Accepted)
             }
             "application/json" => {
                 let body = tokio::time::timeout(
@@ -234,34 +234,22 @@ impl Inner {
                     }
                 };
                 if body.iter().all(u8::is_ascii_whitespace) {
-                    return Ok(());
+                    return Ok(Sent::Accepted);
                 }
                 let payload = Payload::from_slice(&body).map_err(|err| Error::Protocol {
                     target: self.target.clone(),
                     message: format!("the answer to {what} is not JSON-RPC: {err}"),
                 })?;
-                // Delivered from a task: the owner may be the one calling `send`.
-                let inner = self.clone();
-                let deliver = async move {
-                    for msg in payload.into_messages() {
-                        inner.deliver(msg).await;
-                    }
-                };
-                tokio::spawn(deliver.instrument(self.span.clone()));
-                Ok(())
+                Ok(Sent::Messages(payload.into_messages()))
             }
-            _ if request_id.is_none() => Ok(()),
+            _ if request_id.is_none() => Ok(Sent::Accepted),
             other => Err(Error::Protocol {
                 target: self.target.clone(),
-                message: format!("{what} answered a request with content type {other:?}"),
+                message: format!(
+                    "POST {} answered a request with content type {other:?}",
+                    self.url
+                ),
             }),
-        }
-    }
-
-    async fn deliver(&self, msg: Message) {
-        tokio::select! {
-            () = self.cancel.cancelled() => {}
-            _ = self.events.send(TransportEvent::Message(msg)) => {}
         }
     }
 
@@ -270,8 +258,8 @@ impl Inner {
             return;
         };
         let (req, _) = self.request(Method::DELETE, true);
-        let what = format!("DELETE {}", self.url);
-        match net::send(req, self.limits.connect_timeout, &self.target, &what).await {
+        let what = net::What("DELETE", &self.url);
+        match net::send(req, self.limits.connect_timeout, &self.target, what).await {
             Ok(r) if r.status().is_success() => {
                 tracing::debug!(upstream = %self.target.name, session, "session deleted");
             }
@@ -281,7 +269,7 @@ impl Inner {
                     StatusCode::METHOD_NOT_ALLOWED | StatusCode::NOT_FOUND
                 ) => {}
             Ok(r) => {
-                let err = net::status_error(r, &self.target, &what).await;
+                let err = net::status_error(r, &self.target, &what.to_string()).await;
                 tracing::debug!(upstream = %self.target.name, error = %err, "session delete refused");
             }
             Err(err) => {
@@ -302,6 +290,22 @@ impl Transport for StreamableHttpTransport {
     }
 
     async fn send(&self, msg: Message) -> Result<()> {
+        match self.inner.post(msg).await? {
+            Sent::Accepted => {}
+            Sent::Messages(messages) => {
+                for msg in messages {
+                    self.inner.inbox.message(msg);
+                }
+            }
+            Sent::Stream(stream) => {
+                let span = self.inner.span.clone();
+                tokio::spawn(stream::drain(stream).instrument(span));
+            }
+        }
+        Ok(())
+    }
+
+    async fn exchange(&self, msg: Message) -> Result<Sent> {
         self.inner.post(msg).await
     }
 
@@ -321,11 +325,13 @@ impl Transport for StreamableHttpTransport {
             return Ok(());
         }
         self.inner.delete_session().await;
-        let send = self
-            .inner
-            .events
-            .send(TransportEvent::Closed(CloseReason::local()));
-        let _ = tokio::time::timeout(Duration::from_secs(1), send).await;
+        self.inner.inbox.closed(CloseReason::local());
         Ok(())
     }
+}
+
+/// Whether the sender of `msg` reads the event stream it is answered with (a request's
+/// answer); otherwise the stream is drained into the inbox.
+fn stream_is_awaited(msg: &Message) -> bool {
+    msg.is_request()
 }

@@ -1,6 +1,7 @@
 //! The transport abstraction and the factory that picks one by definition.
 
 use std::fmt;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use mcp_types::{McpDefinition, Message, TransportKind};
@@ -10,8 +11,8 @@ use crate::error::{Error, Target};
 use crate::options::TransportOptions;
 use crate::{Result, sse, stdio, streamable_http};
 
-/// What a transport hands its owner: every message from the upstream, in order, then
-/// exactly one [`TransportEvent::Closed`].
+/// What a channel-fed transport hands [`crate::McpClient::new`]: every message from the
+/// upstream, in order, then exactly one [`TransportEvent::Closed`].
 #[derive(Debug)]
 pub enum TransportEvent {
     /// A message from the upstream.
@@ -20,7 +21,7 @@ pub enum TransportEvent {
     Closed(CloseReason),
 }
 
-/// The receiving half of a transport.
+/// The receiving half of a channel-fed transport.
 pub type Events = mpsc::Receiver<TransportEvent>;
 
 /// Why a connection closed, in a category and a sentence for humans.
@@ -78,11 +79,36 @@ impl fmt::Display for CloseReason {
     }
 }
 
+/// Where a transport hands what the upstream sends on its shared channel (a stdio child's
+/// stdout, the legacy SSE stream, the streamable-HTTP GET stream and resumed streams),
+/// in arrival order, from the one task that reads it. Implementations must not block:
+/// they route and return.
+pub trait Inbox: Send + Sync + fmt::Debug + 'static {
+    /// One message from the upstream.
+    fn message(&self, msg: Message);
+    /// The connection is over; nothing follows. Called once.
+    fn closed(&self, reason: CloseReason);
+}
+
+/// What sending a message produced.
+#[derive(Debug)]
+pub enum Sent {
+    /// The upstream has it; any answer comes through the [`Inbox`].
+    Accepted,
+    /// The upstream answered this very message inline (a streamable-HTTP JSON body): the
+    /// messages in order, to be routed by the sender.
+    Messages(Vec<Message>),
+    /// The upstream answered with an event stream tied to this message (streamable
+    /// HTTP): the sender reads it, in order, until the answer it awaits.
+    Stream(crate::streamable_http::AnswerStream),
+}
+
 /// A client-side connection to one upstream MCP server.
 ///
-/// Messages go out with [`Transport::send`]; what comes back arrives on the [`Events`]
-/// channel returned by [`connect`]. Dropping the transport tears the connection down
-/// (a stdio child is killed); [`Transport::close`] does it gracefully.
+/// Messages go out with [`Transport::send`] (or [`Transport::exchange`] when the answer
+/// may come back inline); what comes back on the shared channel goes to the [`Inbox`]
+/// given to [`connect`]. Dropping the transport tears the connection down (a stdio
+/// child is killed); [`Transport::close`] does it gracefully.
 #[async_trait]
 pub trait Transport: Send + Sync + fmt::Debug {
     /// Which transport this is.
@@ -97,8 +123,14 @@ pub trait Transport: Send + Sync + fmt::Debug {
     }
 
     /// Sends one message. Returns once the upstream has it (written to stdin, or POST
-    /// accepted); the answer to a request arrives as an event.
+    /// accepted); the answer to a request arrives through the inbox.
     async fn send(&self, msg: Message) -> Result<()>;
+
+    /// Sends one message and returns what the upstream answered inline, if it did. The
+    /// default is [`Transport::send`] then [`Sent::Accepted`].
+    async fn exchange(&self, msg: Message) -> Result<Sent> {
+        self.send(msg).await.map(|()| Sent::Accepted)
+    }
 
     /// Records the protocol version negotiated by `initialize`; streamable HTTP sends it
     /// as `MCP-Protocol-Version` on every later request.
@@ -115,23 +147,18 @@ pub trait Transport: Send + Sync + fmt::Debug {
     async fn close(&self) -> Result<()>;
 }
 
-/// Connects to the upstream `def` describes, with the transport it names.
+/// Connects to the upstream `def` describes, with the transport it names; what the
+/// upstream sends on its shared channel goes to `inbox`.
 pub async fn connect(
     def: &McpDefinition,
     opts: &TransportOptions,
-) -> Result<(Box<dyn Transport>, Events)> {
+    inbox: Arc<dyn Inbox>,
+) -> Result<Arc<dyn Transport>> {
     Ok(match def.transport {
-        TransportKind::Stdio => {
-            let (t, ev) = stdio::StdioTransport::spawn(def, opts).await?;
-            (Box::new(t), ev)
-        }
-        TransportKind::Sse => {
-            let (t, ev) = sse::SseTransport::connect(def, opts).await?;
-            (Box::new(t), ev)
-        }
+        TransportKind::Stdio => Arc::new(stdio::StdioTransport::spawn(def, opts, inbox).await?),
+        TransportKind::Sse => Arc::new(sse::SseTransport::connect(def, opts, inbox).await?),
         TransportKind::StreamableHttp => {
-            let (t, ev) = streamable_http::StreamableHttpTransport::connect(def, opts).await?;
-            (Box::new(t), ev)
+            Arc::new(streamable_http::StreamableHttpTransport::connect(def, opts, inbox).await?)
         }
     })
 }
@@ -171,18 +198,17 @@ impl CloseLatch {
         true
     }
 
-    /// [`CloseLatch::close`], then the `Closed` event to the owner (bounded wait).
-    pub(crate) async fn close_and_report(
+    /// [`CloseLatch::close`], then the `Closed` event to the inbox.
+    pub(crate) fn close_and_report(
         &self,
         reason: CloseReason,
         cancel: &tokio_util::sync::CancellationToken,
-        events: &mpsc::Sender<TransportEvent>,
+        inbox: &dyn Inbox,
         target: &Target,
     ) {
         if self.close(&reason, cancel) {
             tracing::info!(upstream = %target.name, transport = target.kind.as_str(), reason = %reason, "connection closed");
-            let send = events.send(TransportEvent::Closed(reason));
-            let _ = tokio::time::timeout(std::time::Duration::from_secs(5), send).await;
+            inbox.closed(reason);
         }
     }
 }

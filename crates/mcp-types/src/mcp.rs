@@ -45,6 +45,24 @@ pub mod methods {
     pub const PROMPTS_LIST_CHANGED: &str = "notifications/prompts/list_changed";
     /// `notifications/resources/list_changed`.
     pub const RESOURCES_LIST_CHANGED: &str = "notifications/resources/list_changed";
+    /// `prompts/get`.
+    pub const PROMPTS_GET: &str = "prompts/get";
+    /// `resources/read`.
+    pub const RESOURCES_READ: &str = "resources/read";
+    /// `resources/subscribe`.
+    pub const RESOURCES_SUBSCRIBE: &str = "resources/subscribe";
+    /// `resources/unsubscribe`.
+    pub const RESOURCES_UNSUBSCRIBE: &str = "resources/unsubscribe";
+    /// `notifications/resources/updated`.
+    pub const RESOURCES_UPDATED: &str = "notifications/resources/updated";
+    /// `notifications/message` (a log message).
+    pub const LOG_MESSAGE: &str = "notifications/message";
+    /// `sampling/createMessage` (server → client).
+    pub const SAMPLING_CREATE_MESSAGE: &str = "sampling/createMessage";
+    /// `elicitation/create` (server → client).
+    pub const ELICITATION_CREATE: &str = "elicitation/create";
+    /// `roots/list` (server → client).
+    pub const ROOTS_LIST: &str = "roots/list";
 }
 
 /// `name`/`version` of a client or server (`Implementation`).

@@ -232,7 +232,10 @@ pub fn progress_token(params: Option<&RawValue>) -> Result<Option<RequestId>, Am
 }
 
 /// A `notifications/progress` params with its `progressToken` replaced.
-pub fn set_progress_token(params: &RawValue, token: &RequestId) -> Result<Box<RawValue>, Ambiguous> {
+pub fn set_progress_token(
+    params: &RawValue,
+    token: &RequestId,
+) -> Result<Box<RawValue>, Ambiguous> {
     let members = Members::parse(params)?;
     Ok(members.with("progressToken", &crate::jsonrpc::to_raw(token)))
 }
@@ -278,8 +281,14 @@ mod tests {
         assert!(meta_progress_token(Some(&dup)).is_err());
         let bad = raw(r#"{"_meta":{"progressToken":{"a":1}}}"#);
         assert!(meta_progress_token(Some(&bad)).is_err());
-        assert_eq!(meta_progress_token(Some(&raw(r#"{"a":"b"}"#))).unwrap(), None);
-        assert_eq!(meta_progress_token(Some(&raw(r#"{"_meta":null}"#))).unwrap(), None);
+        assert_eq!(
+            meta_progress_token(Some(&raw(r#"{"a":"b"}"#))).unwrap(),
+            None
+        );
+        assert_eq!(
+            meta_progress_token(Some(&raw(r#"{"_meta":null}"#))).unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -287,6 +296,9 @@ mod tests {
         let p = raw(r#"{ "a" : 1 , "b":[2] }"#);
         let m = Members::parse(&p).unwrap();
         assert_eq!(m.with("a", &raw("3")).get(), r#"{"a":3,"b":[2]}"#);
-        assert_eq!(m.with("c", &raw("null")).get(), r#"{"a":1,"b":[2],"c":null}"#);
+        assert_eq!(
+            m.with("c", &raw("null")).get(),
+            r#"{"a":1,"b":[2],"c":null}"#
+        );
     }
 }

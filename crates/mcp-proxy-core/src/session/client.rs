@@ -1,32 +1,35 @@
 //! One client session: answers `initialize` and `ping`, forwards everything else to its
-//! upstream link with ids and progress tokens rewritten, and restores them on the way back.
+//! upstream link, and takes what the upstream sends for its client (as the [`Sink`] of
+//! its forwarded requests).
 
 mod end;
 mod relay;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
-use mcp_types::jsonrpc::codes;
+use mcp_transport::{Refused, Sink};
+use mcp_types::jsonrpc::{Extra, codes, to_raw};
 use mcp_types::mcp::{
     InitializeParams, InitializeResult, LATEST_PROTOCOL_VERSION, is_supported_version, methods,
 };
 use mcp_types::{Message, Notification, Request, RequestId, Response, SessionMode};
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::link::Link;
-use super::{Outbound, Permit, SessionHub, SessionOptions, rewrite};
+use super::{Outbound, Outlet, Permit, SessionHub, SessionOptions};
 use crate::Upstream;
 use crate::connector::SessionParams;
+use crate::upstream::OwnedInflight;
 
 /// A client session. Created by [`SessionHub::open`]; ends on [`ClientSession::close`],
 /// when its upstream session dies, or when its upstream is removed or replaced.
 #[derive(Debug)]
 pub struct ClientSession {
     id: String,
+    me: Weak<ClientSession>,
     hub: SessionHub,
     upstream: Arc<Upstream>,
     options: SessionOptions,
@@ -34,6 +37,24 @@ pub struct ClientSession {
     cancel: CancellationToken,
     /// Its place in the session limits, given back when the session ends.
     permit: Mutex<Option<Permit>>,
+}
+
+/// The answer to a client request, to hand to the client.
+#[derive(Debug)]
+pub struct Reply {
+    /// The response, under the client's id.
+    pub message: Message,
+    /// Keeps the upstream from being retired (PUT) until the answer is handed over.
+    _inflight: Option<OwnedInflight>,
+}
+
+impl Reply {
+    fn new(message: Message) -> Self {
+        Self {
+            message,
+            _inflight: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,13 +68,12 @@ enum Phase {
 #[derive(Debug)]
 struct State {
     phase: Phase,
-    out: Option<mpsc::Sender<Outbound>>,
+    outlet: Option<Arc<dyn Outlet>>,
     link: Option<Arc<Link>>,
     protocol_version: Option<String>,
     capabilities: Value,
-    /// Client request id → the forward in flight.
+    /// Client request id → the request in flight.
     inflight: HashMap<RequestId, Inflight>,
-    next_seq: u64,
     /// Id we gave a server→client request → the upstream's id for it.
     server_requests: HashMap<RequestId, RequestId>,
     next_server_id: i64,
@@ -62,10 +82,9 @@ struct State {
 
 #[derive(Debug)]
 struct Inflight {
-    upstream_id: RequestId,
-    seq: u64,
+    /// The id the upstream knows it by, once registered there.
+    upstream_id: Option<RequestId>,
     token: CancellationToken,
-    progress: Option<RequestId>,
 }
 
 impl ClientSession {
@@ -73,23 +92,23 @@ impl ClientSession {
         hub: SessionHub,
         upstream: Arc<Upstream>,
         options: SessionOptions,
-        out: mpsc::Sender<Outbound>,
+        outlet: Arc<dyn Outlet>,
         permit: Permit,
         cancel: CancellationToken,
     ) -> Arc<Self> {
-        let session = Arc::new(Self {
+        let session = Arc::new_cyclic(|me| Self {
             id: format!("{:032x}", rand::random::<u128>()),
+            me: me.clone(),
             hub,
             upstream,
             options,
             state: Mutex::new(State {
                 phase: Phase::New,
-                out: Some(out),
+                outlet: Some(outlet),
                 link: None,
                 protocol_version: None,
                 capabilities: Value::Null,
                 inflight: HashMap::new(),
-                next_seq: 0,
                 server_requests: HashMap::new(),
                 next_server_id: 0,
                 subscriptions: HashSet::new(),
@@ -100,13 +119,13 @@ impl ClientSession {
         // Ends the session when its upstream is removed or replaced, or at shutdown.
         let weak = Arc::downgrade(&session);
         let (upstream, cancel) = (session.upstream.clone(), session.cancel.clone());
-        tokio::spawn(async move {
+        session.hub.spawn_cleanup(async move {
             let reason = tokio::select! {
                 () = upstream.stopped() => format!("mcp {:?} was removed or replaced", upstream.name()),
                 () = cancel.cancelled() => "the proxy is shutting down".to_owned(),
             };
             if let Some(session) = weak.upgrade() {
-                session.terminate(Some(reason)).await;
+                session.terminate(Some(reason));
             }
         });
         session
@@ -137,88 +156,92 @@ impl ClientSession {
         self.state().phase == Phase::Ended
     }
 
+    /// Whether request `id` of the client is in flight (a second request with the same
+    /// id would be ambiguous).
+    pub fn is_in_flight(&self, id: &RequestId) -> bool {
+        self.state().inflight.contains_key(id)
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Takes one message from the client. Work happens in the background; what the client
-    /// gets back comes out of the session's receiver.
-    pub fn handle(self: &Arc<Self>, msg: Message) -> Result<(), crate::Error> {
+    /// Answers one client request: `ping` and `initialize` here, everything else through
+    /// the upstream. `None` when no answer is due: the client cancelled the request or
+    /// ended the session, or the answer went out another way (the session ended and
+    /// answered it through its outlet).
+    pub async fn request(self: &Arc<Self>, req: Request) -> Option<Reply> {
         let phase = self.state().phase;
-        if phase == Phase::Ended {
-            return Err(crate::Error::SessionEnded(self.id.clone()));
-        }
-        match msg {
-            Message::Request(req) => self.on_request(req, phase),
-            Message::Notification(n) => self.on_notification(n, phase),
-            Message::Response(r) => self.on_response(r),
-        }
-        Ok(())
-    }
-
-    fn on_request(self: &Arc<Self>, req: Request, phase: Phase) {
         let refusal = match (req.method.as_str(), phase) {
+            (_, Phase::Ended) => {
+                let msg = "the session has ended: initialize a new one";
+                return Some(Reply::new(Message::error(
+                    req.id,
+                    codes::INVALID_REQUEST,
+                    msg,
+                )));
+            }
             (methods::PING, _) => {
-                let pong = Message::result(req.id.clone(), &serde_json::json!({}));
-                return self.spawn_emit(pong, Some(req.id));
+                let pong = Message::result(req.id, &serde_json::json!({}));
+                return Some(Reply::new(pong));
             }
             (methods::INITIALIZE, Phase::New) => {
                 self.state().phase = Phase::Initializing;
-                let me = self.clone();
                 let cancel = self.cancel.clone();
-                tokio::spawn(async move {
-                    tokio::select! {
-                        () = cancel.cancelled() => {}
-                        () = me.initialize(req) => {}
-                    }
-                });
-                return;
+                return tokio::select! {
+                    () = cancel.cancelled() => None,
+                    reply = self.initialize(req) => Some(reply),
+                };
             }
-            (methods::INITIALIZE, _) => "the session is already initialized".to_owned(),
-            (_, Phase::Ready) => return self.forward(req),
-            _ => "the session is not initialized: send initialize first".to_owned(),
+            (methods::INITIALIZE, _) => "the session is already initialized",
+            (_, Phase::Ready) => return self.forward(req).await,
+            _ => "the session is not initialized: send initialize first",
         };
-        let error = Message::error(req.id.clone(), codes::INVALID_REQUEST, refusal);
-        self.spawn_emit(error, Some(req.id));
+        Some(Reply::new(Message::error(
+            req.id,
+            codes::INVALID_REQUEST,
+            refusal,
+        )))
     }
 
-    fn on_notification(self: &Arc<Self>, n: Notification, phase: Phase) {
-        let link = self.state().link.clone();
-        let Some(link) = link.filter(|_| phase == Phase::Ready) else {
-            return;
+    /// Takes a notification from the client: `notifications/cancelled` is translated to
+    /// the upstream's id (and ends the request: no answer is due), others are forwarded.
+    pub async fn notify(self: &Arc<Self>, n: Notification) {
+        let link = {
+            let state = self.state();
+            match (&state.link, state.phase) {
+                (Some(link), Phase::Ready) => link.clone(),
+                _ => return,
+            }
         };
         match n.method.as_str() {
-            methods::INITIALIZED => {}
+            // What the upstream sent before the client was ready (a `roots/list` right
+            // after `initialized`, say) reaches it now, after its `initialize` answer.
+            methods::INITIALIZED => link.release_early(),
             methods::CANCELLED => {
-                let Some(id) = rewrite::cancelled_request_id(n.params.as_deref()) else {
+                let Ok(Some(id)) = mcp_types::params::request_id(n.params.as_deref()) else {
                     return;
                 };
-                let reason = rewrite::cancelled_reason(n.params.as_deref())
+                let reason = mcp_types::params::reason(n.params.as_deref())
                     .unwrap_or_else(|| "cancelled by the client".into());
                 let entry = self.state().inflight.remove(&id);
                 if let Some(entry) = entry {
                     entry.token.cancel();
-                    if let Some(t) = &entry.progress {
-                        link.forget_progress(t);
+                    if let Some(upstream_id) = entry.upstream_id {
+                        let _ = link.client().cancel_request(&upstream_id, &reason).await;
                     }
-                    self.spawn_owned(async move {
-                        let _ = link
-                            .client()
-                            .cancel_request(&entry.upstream_id, &reason)
-                            .await;
-                    });
                 }
             }
             _ => {
-                self.spawn_owned(async move {
-                    let send = link.client().send_raw(Message::Notification(n));
-                    let _ = tokio::time::timeout(super::SEND_TIMEOUT, send).await;
-                });
+                let send = link.client().send_raw(Message::Notification(n));
+                let _ = tokio::time::timeout(super::SEND_TIMEOUT, send).await;
             }
         }
     }
 
-    fn on_response(self: &Arc<Self>, r: Response) {
+    /// Takes the client's answer to a server→client request and returns it to the
+    /// upstream under the upstream's id.
+    pub async fn respond(self: &Arc<Self>, r: Response) {
         let (upstream_id, link) = {
             let mut state = self.state();
             (state.server_requests.remove(&r.id), state.link.clone())
@@ -228,13 +251,31 @@ impl ClientSession {
             return;
         };
         link.forget_server_request(&upstream_id);
-        self.spawn_owned(async move {
-            let send = link.client().respond(upstream_id, r.outcome);
-            let _ = tokio::time::timeout(super::SEND_TIMEOUT, send).await;
-        });
+        let send = link.client().respond(upstream_id, r.outcome);
+        let _ = tokio::time::timeout(super::SEND_TIMEOUT, send).await;
     }
 
-    async fn initialize(self: Arc<Self>, req: Request) {
+    /// Takes one message from the client without waiting: the work happens in a task of
+    /// the hub, and what the client gets back goes to the outlet.
+    pub fn handle(self: &Arc<Self>, msg: Message) -> Result<(), crate::Error> {
+        if self.is_ended() {
+            return Err(crate::Error::SessionEnded(self.id.clone()));
+        }
+        let me = self.clone();
+        match msg {
+            Message::Request(req) => self.hub.spawn(async move {
+                let id = req.id.clone();
+                if let Some(reply) = me.request(req).await {
+                    me.emit(reply.message, Some(id));
+                }
+            }),
+            Message::Notification(n) => self.hub.spawn(async move { me.notify(n).await }),
+            Message::Response(r) => self.hub.spawn(async move { me.respond(r).await }),
+        }
+        Ok(())
+    }
+
+    async fn initialize(self: &Arc<Self>, req: Request) -> Reply {
         let params: Result<InitializeParams, _> = req.params.as_deref().map_or_else(
             || serde_json::from_str("null"),
             |p| serde_json::from_str(p.get()),
@@ -244,8 +285,7 @@ impl ClientSession {
             Err(e) => {
                 self.state().phase = Phase::New;
                 let msg = format!("invalid initialize params: {e}");
-                let error = Message::error(req.id.clone(), codes::INVALID_PARAMS, msg);
-                return self.emit(error, Some(req.id)).await;
+                return Reply::new(Message::error(req.id, codes::INVALID_PARAMS, msg));
             }
         };
         let version = if is_supported_version(&params.protocol_version) {
@@ -256,6 +296,7 @@ impl ClientSession {
         let linked = match self.upstream.definition().session_mode {
             SessionMode::PerClient => {
                 let sp = SessionParams {
+                    protocol_version: version.clone(),
                     client_info: params.client_info.clone(),
                     capabilities: params.capabilities.clone(),
                     extra_headers: self.options.extra_headers.clone(),
@@ -271,22 +312,22 @@ impl ClientSession {
                 tracing::warn!(session = %self.id, upstream = %self.upstream.name(), error = %e, "cannot open the upstream session");
                 self.state().phase = Phase::New;
                 let msg = format!("cannot open an upstream session: {e}");
-                let error = Message::error(req.id.clone(), codes::INTERNAL_ERROR, msg);
-                return self.emit(error, Some(req.id)).await;
+                return Reply::new(Message::error(req.id, codes::INTERNAL_ERROR, msg));
             }
         };
         {
             let mut state = self.state();
             if state.phase == Phase::Ended {
                 drop(state);
-                return link.detach(&self);
+                link.detach(self);
+                let msg = "the session ended during initialize";
+                return Reply::new(Message::error(req.id, codes::INTERNAL_ERROR, msg));
             }
             state.phase = Phase::Ready;
             state.link = Some(link.clone());
             state.protocol_version = Some(version.clone());
             state.capabilities = params.capabilities;
         }
-        link.attach(&self);
         let init = link.init();
         let result = InitializeResult {
             protocol_version: version,
@@ -296,7 +337,99 @@ impl ClientSession {
             extra: serde_json::Map::new(),
         };
         debug!(session = %self.id, upstream = %self.upstream.name(), shared = link.is_shared(), "client session initialized");
-        self.emit(Message::result(req.id.clone(), &result), Some(req.id))
-            .await;
+        link.attach(self);
+        Reply::new(Message::result(req.id, &result))
+    }
+
+    /// Sends a message to the client (never waits). A client that cannot take it ends
+    /// the session.
+    pub(crate) fn emit(&self, message: Message, related: Option<RequestId>) {
+        let outlet = self.state().outlet.clone();
+        let Some(outlet) = outlet else { return };
+        if !outlet.send(Outbound { message, related })
+            && let Some(me) = self.me.upgrade()
+        {
+            debug!(session = %self.id, "the client cannot take more messages; ending its session");
+            me.terminate(None);
+        }
+    }
+
+    /// The client capability `method` needs and this client did not declare.
+    fn lacks_capability_for(&self, method: &str) -> Option<&'static str> {
+        let needed = match method {
+            methods::SAMPLING_CREATE_MESSAGE => "sampling",
+            methods::ELICITATION_CREATE => "elicitation",
+            methods::ROOTS_LIST => "roots",
+            _ => return None,
+        };
+        let state = self.state();
+        state
+            .capabilities
+            .get(needed)
+            .is_none_or(Value::is_null)
+            .then_some(needed)
+    }
+
+    pub(crate) fn is_subscribed(&self, uri: &str) -> bool {
+        self.state().subscriptions.contains(uri)
+    }
+
+    /// Sends a server→client request to the client under a fresh id of this session
+    /// (`mcp-proxy-N`); its answer goes back under the upstream's id.
+    pub(crate) fn server_request(
+        &self,
+        mut request: Request,
+        related: Option<RequestId>,
+    ) -> Result<(), Refused> {
+        if let Some(missing) = self.lacks_capability_for(&request.method) {
+            return Err(Refused(format!(
+                "the client did not declare the {missing} capability"
+            )));
+        }
+        let (client_id, link) = {
+            let mut state = self.state();
+            if state.phase == Phase::Ended {
+                return Err(Refused("the client session has ended".into()));
+            }
+            state.next_server_id += 1;
+            let client_id = RequestId::String(format!("mcp-proxy-{}", state.next_server_id));
+            state
+                .server_requests
+                .insert(client_id.clone(), request.id.clone());
+            (client_id, state.link.clone())
+        };
+        if let Some(link) = link {
+            link.note_server_request(request.id.clone(), self.me.clone(), client_id.clone());
+        }
+        request.id = client_id;
+        self.emit(Message::Request(request), related);
+        Ok(())
+    }
+
+    /// Tells the client the upstream withdrew the request it knows as `client_id`.
+    pub(crate) fn cancel_server_request(&self, client_id: &RequestId, reason: Option<String>) {
+        self.state().server_requests.remove(client_id);
+        let mut params = serde_json::json!({ "requestId": client_id });
+        if let Some(r) = reason {
+            params["reason"] = Value::String(r);
+        }
+        let n = Notification {
+            method: methods::CANCELLED.to_owned(),
+            params: Some(to_raw(&params)),
+            extra: Extra::new(),
+        };
+        self.emit(Message::Notification(n), None);
+    }
+}
+
+impl Sink for ClientSession {
+    fn related(&self, client_id: &RequestId, msg: Message) -> Result<(), Refused> {
+        match msg {
+            Message::Request(request) => self.server_request(request, Some(client_id.clone())),
+            other => {
+                self.emit(other, Some(client_id.clone()));
+                Ok(())
+            }
+        }
     }
 }

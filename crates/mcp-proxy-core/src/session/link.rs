@@ -1,30 +1,33 @@
 //! The upstream side of client sessions: one initialized upstream connection (per client
-//! session, or shared by all sessions of an upstream) and the task that routes what the
-//! upstream sends to the session it belongs to.
+//! session, or shared by all sessions of an upstream) and what it does with the upstream
+//! messages that belong to no request in flight.
+//!
+//! Messages related to a client request never come here: the connection's correlation
+//! table hands them to that request's session directly (see `mcp_transport::client`).
+//! What comes here is session-wide (`list_changed`, `resources/updated`), a withdrawal of
+//! a server→client request, or something sent while no request was in flight.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
-use mcp_transport::{ClientEvent, ClientEvents, McpClient};
-use mcp_types::jsonrpc::codes;
-use mcp_types::mcp::{Implementation, InitializeResult, methods};
-use mcp_types::{ErrorObject, Notification, Outcome, Request, RequestId};
-use tokio::sync::mpsc;
+use mcp_transport::{CloseReason, Handler, McpClient, Refused};
+use mcp_types::mcp::{Implementation, InitializeResult, LATEST_PROTOCOL_VERSION, methods};
+use mcp_types::{Message, Notification, RequestId};
 use tokio_util::sync::CancellationToken;
-use tracing::{Instrument, debug, info};
+use tracing::{debug, info};
 
+use super::SessionHub;
 use super::client::ClientSession;
-use super::{Outbound, SessionHub, rewrite};
 use crate::Upstream;
 use crate::connector::{Connection, SessionParams};
 use crate::error::Error;
-use crate::upstream::OwnedInflight;
 
 /// Deadline for closing an upstream session gracefully.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Responses waiting for the dispatcher to catch up.
-const FLUSH_CAPACITY: usize = 64;
+/// Messages kept from a fresh connection until its first client is ready for them (a
+/// server may ask for roots right after `initialized`).
+const EARLY_CAPACITY: usize = 32;
 
 /// One upstream connection serving client sessions.
 #[derive(Debug)]
@@ -35,55 +38,89 @@ pub(crate) struct Link {
     shared: bool,
     hub: SessionHub,
     routes: Mutex<Routes>,
+    handler: Arc<LinkHandler>,
     cancel: CancellationToken,
-    flush: mpsc::Sender<Flush>,
-}
-
-/// A response to deliver once every upstream message received before it is routed (the
-/// transport hands responses and other messages to different consumers; this puts them
-/// back in order, so no progress notification trails its response).
-#[derive(Debug)]
-struct Flush {
-    session: Arc<ClientSession>,
-    outbound: Outbound,
-    /// Keeps the upstream from being retired (PUT) until the response is handed over.
-    _inflight: Option<OwnedInflight>,
-}
-
-impl Flush {
-    /// Ends the request in its session (it stays "in flight", for routing, until now) and
-    /// sends the response, unless the session ended meanwhile and answered it itself.
-    async fn deliver(self, link: &Link) {
-        let Some(id) = &self.outbound.related else {
-            return;
-        };
-        if let Some((out, progress)) = self.session.finish_request(id) {
-            if let Some(t) = &progress {
-                link.forget_progress(t);
-            }
-            let _ = out.send(self.outbound).await;
-        }
-    }
 }
 
 #[derive(Debug, Default)]
 struct Routes {
     members: Vec<Weak<ClientSession>>,
-    /// Upstream-side progress token → where its notifications go.
-    progress: HashMap<RequestId, ProgressRoute>,
     /// Upstream id of a server→client request → the session that got it, and its id there.
     server_requests: HashMap<RequestId, (Weak<ClientSession>, RequestId)>,
-    next_token: u64,
     closed: bool,
     /// Shared links: how many client sessions subscribed to each URI.
     subscriptions: HashMap<String, usize>,
 }
 
-#[derive(Debug)]
-struct ProgressRoute {
-    session: Weak<ClientSession>,
-    original: RequestId,
-    request: RequestId,
+/// The connection's [`Handler`]: it exists before its link does (the connection is made
+/// first), so it holds early messages until the link's first client is ready.
+#[derive(Debug, Default)]
+pub(crate) struct LinkHandler {
+    link: OnceLock<Weak<Link>>,
+    early: Mutex<Early>,
+}
+
+#[derive(Debug, Default)]
+struct Early {
+    /// `None` once released to the first client.
+    messages: Option<Vec<Message>>,
+    closed: Option<CloseReason>,
+}
+
+impl LinkHandler {
+    fn new() -> Self {
+        Self {
+            link: OnceLock::new(),
+            early: Mutex::new(Early {
+                messages: Some(Vec::new()),
+                closed: None,
+            }),
+        }
+    }
+
+    fn early(&self) -> std::sync::MutexGuard<'_, Early> {
+        self.early.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn link(&self) -> Option<Arc<Link>> {
+        self.link.get().and_then(Weak::upgrade)
+    }
+}
+
+impl Handler for LinkHandler {
+    fn unrelated(&self, msg: Message) -> Result<(), Refused> {
+        {
+            let mut early = self.early();
+            if let Some(held) = early.messages.as_mut() {
+                if held.len() < EARLY_CAPACITY {
+                    held.push(msg);
+                    return Ok(());
+                }
+                return refuse(&msg, "no client session is attached yet");
+            }
+        }
+        match self.link() {
+            Some(link) => link.on_unrelated(msg),
+            None => refuse(&msg, "the upstream session is closing"),
+        }
+    }
+
+    fn closed(&self, reason: &CloseReason) {
+        match self.link() {
+            Some(link) => link.on_closed(reason),
+            None => self.early().closed = Some(reason.clone()),
+        }
+    }
+}
+
+fn refuse(msg: &Message, why: &str) -> Result<(), Refused> {
+    match msg {
+        Message::Request(r) => Err(Refused(format!(
+            "no client session of the proxy can answer {} now: {why}",
+            r.method
+        ))),
+        _ => Ok(()),
+    }
 }
 
 impl Link {
@@ -104,6 +141,7 @@ impl Link {
         upstream: Arc<Upstream>,
     ) -> Result<Arc<Self>, Error> {
         let params = SessionParams {
+            protocol_version: LATEST_PROTOCOL_VERSION.to_owned(),
             client_info: Implementation::new("mcp-proxy", env!("CARGO_PKG_VERSION")),
             capabilities: serde_json::json!({
                 "sampling": {},
@@ -113,7 +151,16 @@ impl Link {
             extra_headers: http::HeaderMap::new(),
             path_suffix: None,
         };
-        Self::open(hub, upstream, params, true).await
+        let link = Self::open(hub, upstream, params, true).await?;
+        // A shared link outlives its sessions: it goes when its upstream does.
+        let watcher = link.clone();
+        link.hub.spawn(async move {
+            tokio::select! {
+                () = watcher.upstream.stopped() => watcher.close(),
+                () = watcher.cancel.cancelled() => {}
+            }
+        });
+        Ok(link)
     }
 
     async fn open(
@@ -124,12 +171,13 @@ impl Link {
     ) -> Result<Arc<Self>, Error> {
         let def = upstream.definition();
         let connector = hub.manager().connector();
-        let opened = tokio::time::timeout(def.timeout, connector.open_session(def, &params)).await;
-        let Connection {
-            client,
-            events,
-            init,
-        } = match opened {
+        let handler = Arc::new(LinkHandler::new());
+        let opened = tokio::time::timeout(
+            def.timeout,
+            connector.open_session(def, &params, handler.clone()),
+        )
+        .await;
+        let Connection { client, init } = match opened {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => return Err(Error::Upstream(e)),
             Err(_) => {
@@ -140,20 +188,21 @@ impl Link {
                 });
             }
         };
-        let (flush, flush_rx) = mpsc::channel(FLUSH_CAPACITY);
         let link = Arc::new(Self {
-            flush,
-            cancel: hub.inner.cancel.child_token(),
+            cancel: hub.child_token(),
             upstream,
             client,
             init,
             shared,
             hub,
             routes: Mutex::new(Routes::default()),
+            handler: handler.clone(),
         });
-        let span =
-            tracing::info_span!("session_upstream", upstream = %link.upstream.name(), shared);
-        tokio::spawn(dispatch(link.clone(), events, flush_rx).instrument(span));
+        let _ = handler.link.set(Arc::downgrade(&link));
+        let closed_early = handler.early().closed.take();
+        if let Some(reason) = closed_early {
+            link.on_closed(&reason);
+        }
         Ok(link)
     }
 
@@ -186,14 +235,36 @@ impl Link {
         self.routes().members.push(Arc::downgrade(session));
     }
 
-    /// Removes a session; a per-client link (or a shared one left alone after its
-    /// upstream went away) is closed.
+    /// Delivers what the upstream sent before a client was ready for it (once its first
+    /// session's client is initialized, or sends its first request).
+    pub(crate) fn release_early(&self) {
+        let early = self.handler.early().messages.take();
+        for msg in early.into_iter().flatten() {
+            let method = msg.method().unwrap_or_default().to_owned();
+            let id = msg.id().cloned();
+            if let (Err(Refused(why)), Some(id)) = (self.on_unrelated(msg), id) {
+                self.refuse_later(id, &method, why);
+            }
+        }
+    }
+
+    /// Answers a held server request the link cannot deliver.
+    fn refuse_later(&self, id: RequestId, method: &str, why: String) {
+        debug!(upstream = %self.upstream.name(), %method, reason = %why, "server request refused");
+        let client = self.client.clone();
+        self.hub.spawn(async move {
+            let error =
+                mcp_types::ErrorObject::new(mcp_types::jsonrpc::codes::METHOD_NOT_FOUND, why);
+            let send = client.respond(id, mcp_types::Outcome::Error(error));
+            let _ = tokio::time::timeout(super::SEND_TIMEOUT, send).await;
+        });
+    }
+
+    /// Removes a session; a per-client link is closed with it.
     pub(crate) fn detach(self: &Arc<Self>, session: &ClientSession) {
-        let mut routes = self.routes();
-        routes
+        self.routes()
             .members
             .retain(|m| m.upgrade().is_some_and(|m| !std::ptr::eq(&*m, session)));
-        drop(routes);
         if !self.shared {
             self.close();
         }
@@ -201,54 +272,21 @@ impl Link {
 
     /// Closes the upstream connection (in the background, bounded).
     pub(crate) fn close(self: &Arc<Self>) {
-        self.routes().closed = true;
+        {
+            let mut routes = self.routes();
+            if routes.closed {
+                return;
+            }
+            routes.closed = true;
+        }
         self.cancel.cancel();
         if self.shared {
             self.hub.forget_shared(self.upstream.name(), self);
         }
         let client = self.client.clone();
-        tokio::spawn(async move {
+        self.hub.spawn_cleanup(async move {
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.close()).await;
         });
-    }
-
-    /// Maps a client's progress token to a fresh upstream one.
-    pub(crate) fn register_progress(
-        &self,
-        session: &Arc<ClientSession>,
-        original: RequestId,
-        request: RequestId,
-    ) -> RequestId {
-        let mut routes = self.routes();
-        routes.next_token += 1;
-        let token = rewrite::fresh_token(&original, routes.next_token);
-        routes.progress.insert(
-            token.clone(),
-            ProgressRoute {
-                session: Arc::downgrade(session),
-                original,
-                request,
-            },
-        );
-        token
-    }
-
-    /// Sends a response to the client after every upstream message that came before it,
-    /// then forgets its progress token (later progress is dropped, as the spec asks).
-    pub(crate) async fn deliver_response(
-        &self,
-        session: Arc<ClientSession>,
-        outbound: Outbound,
-        inflight: Option<OwnedInflight>,
-    ) {
-        let flush = Flush {
-            session,
-            outbound,
-            _inflight: inflight,
-        };
-        if let Err(mpsc::error::SendError(f)) = self.flush.send(flush).await {
-            f.deliver(self).await;
-        }
     }
 
     /// Counts a subscriber of `uri`; whether the upstream must be asked (always for a
@@ -275,8 +313,17 @@ impl Link {
         !self.shared
     }
 
-    pub(crate) fn forget_progress(&self, token: &RequestId) {
-        self.routes().progress.remove(token);
+    /// Remembers which session got the server→client request `upstream_id`, for a later
+    /// `notifications/cancelled` from the upstream.
+    pub(crate) fn note_server_request(
+        &self,
+        upstream_id: RequestId,
+        session: Weak<ClientSession>,
+        client_id: RequestId,
+    ) {
+        self.routes()
+            .server_requests
+            .insert(upstream_id, (session, client_id));
     }
 
     pub(crate) fn forget_server_request(&self, upstream_id: &RequestId) {
@@ -291,182 +338,106 @@ impl Link {
             .collect()
     }
 
-    /// The session a server message belongs to, with the client request it relates to:
-    /// the session whose request started most recently and is still in flight; with
-    /// nothing in flight, the only session (per-client mode, or a lone shared client).
-    fn pick(&self) -> Option<(Arc<ClientSession>, Option<RequestId>)> {
-        let members = self.members();
-        let busy = members
-            .iter()
-            .filter_map(|s| s.latest_inflight().map(|(seq, id)| (seq, s, id)))
-            .max_by_key(|(seq, ..)| *seq);
-        if let Some((_, s, id)) = busy {
-            return Some((s.clone(), Some(id)));
-        }
-        match members.as_slice() {
-            [only] => Some((only.clone(), None)),
+    /// The session of a per-client link, or the only session of a shared one.
+    fn only_member(&self) -> Option<Arc<ClientSession>> {
+        match self.members().as_slice() {
+            [only] => Some(only.clone()),
             _ => None,
         }
     }
 
-    async fn on_request(self: &Arc<Self>, request: Request) {
-        let upstream_id = request.id.clone();
-        let refusal = match self.pick() {
-            None => Some(format!(
-                "no client session of the proxy can answer {} now",
-                request.method
-            )),
-            Some((session, related)) => {
-                if let Some(missing) = session.lacks_capability_for(&request.method) {
-                    Some(format!(
-                        "the client did not declare the {missing} capability"
-                    ))
-                } else {
-                    let client_id = session.next_server_request_id();
-                    self.routes().server_requests.insert(
-                        upstream_id.clone(),
-                        (Arc::downgrade(&session), client_id.clone()),
-                    );
-                    session
-                        .deliver_server_request(self.clone(), request, client_id, related)
-                        .await;
-                    None
-                }
+    fn on_unrelated(&self, msg: Message) -> Result<(), Refused> {
+        match msg {
+            Message::Request(request) => match self.only_member() {
+                Some(session) => session.server_request(request, None),
+                None => refuse(
+                    &Message::Request(request),
+                    "no request of a client is in flight",
+                ),
+            },
+            Message::Notification(n) => {
+                self.on_notification(n);
+                Ok(())
             }
-        };
-        if let Some(message) = refusal {
-            debug!(upstream = %self.upstream.name(), %message, "server request refused");
-            let error = ErrorObject::new(codes::METHOD_NOT_FOUND, message);
-            let _ = tokio::time::timeout(
-                CLOSE_TIMEOUT,
-                self.client.respond(upstream_id, Outcome::Error(error)),
-            )
-            .await;
+            Message::Response(_) => Ok(()),
         }
     }
 
-    async fn on_notification(&self, mut n: Notification) {
+    fn on_notification(&self, n: Notification) {
         match n.method.as_str() {
-            methods::PROGRESS => {
-                let token = rewrite::notification_progress_token(n.params.as_deref());
-                let route = token.and_then(|t| {
-                    let routes = self.routes();
-                    let r = routes.progress.get(&t)?;
-                    Some((r.session.upgrade()?, r.original.clone(), r.request.clone()))
-                });
-                let Some((session, original, request)) = route else {
-                    debug!(upstream = %self.upstream.name(), "progress for no request in flight; dropped");
-                    return;
-                };
-                if let Some(p) = &n.params {
-                    n.params = Some(rewrite::set_notification_progress_token(p, &original));
-                }
-                session.emit_notification(n, Some(request)).await;
-            }
             methods::CANCELLED => {
                 // The upstream withdraws one of its requests to a client.
-                let Some(id) = rewrite::cancelled_request_id(n.params.as_deref()) else {
+                let Ok(Some(id)) = mcp_types::params::request_id(n.params.as_deref()) else {
                     return;
                 };
                 let target = self.routes().server_requests.remove(&id);
                 if let Some((session, client_id)) = target
                     && let Some(session) = session.upgrade()
                 {
-                    let reason = rewrite::cancelled_reason(n.params.as_deref());
-                    session.cancel_server_request(&client_id, reason).await;
+                    let reason = mcp_types::params::reason(n.params.as_deref());
+                    session.cancel_server_request(&client_id, reason);
                 }
             }
             methods::TOOLS_LIST_CHANGED
             | methods::PROMPTS_LIST_CHANGED
             | methods::RESOURCES_LIST_CHANGED => {
                 for session in self.members() {
-                    session.emit_notification(n.clone(), None).await;
+                    session.emit(Message::Notification(n.clone()), None);
                 }
             }
-            "notifications/resources/updated" => {
-                let uri = rewrite::param_uri(n.params.as_deref()).unwrap_or_default();
+            methods::RESOURCES_UPDATED => {
+                let uri = mcp_types::params::uri(n.params.as_deref())
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
                 for session in self.members() {
                     if !self.shared || session.is_subscribed(&uri) {
-                        session.emit_notification(n.clone(), None).await;
+                        session.emit(Message::Notification(n.clone()), None);
                     }
                 }
             }
-            _ => match self.pick() {
-                Some((session, related)) => session.emit_notification(n, related).await,
-                // Server log messages concern every client of a shared server; anything
-                // else (e.g. `notifications/elicitation/complete`) belongs to one client
-                // we cannot tell, so it is not sprayed over the others.
-                None if n.method == "notifications/message" => {
-                    for session in self.members() {
-                        session.emit_notification(n.clone(), None).await;
-                    }
+            // Progress whose request already completed: the spec forbids delivering it.
+            methods::PROGRESS => {}
+            // Server log messages concern every client of a shared server.
+            methods::LOG_MESSAGE => {
+                for session in self.members() {
+                    session.emit(Message::Notification(n.clone()), None);
                 }
+            }
+            // Anything else (e.g. `notifications/elicitation/complete`) belongs to one
+            // client; with several we cannot tell which, so it is not sprayed over them.
+            _ => match self.only_member() {
+                Some(session) => session.emit(Message::Notification(n), None),
                 None => {
                     debug!(upstream = %self.upstream.name(), method = %n.method, "notification for no identifiable client session; dropped");
                 }
             },
         }
     }
-}
 
-/// Routes the upstream's messages until the connection ends; then ends the sessions it
-/// served (their requests in flight get a JSON-RPC error).
-async fn dispatch(link: Arc<Link>, mut events: ClientEvents, mut flush: mpsc::Receiver<Flush>) {
-    let reason = 'run: loop {
-        let event = tokio::select! {
-            () = link.cancel.cancelled() => return,
-            () = link.upstream.stopped() => {
-                // Removed or replaced: its sessions end on their own; the connection goes.
-                link.close();
+    /// The connection ended: unless we closed it, its sessions end (their requests in
+    /// flight have failed already, with the reason).
+    fn on_closed(&self, reason: &CloseReason) {
+        let members = {
+            let mut routes = self.routes();
+            if routes.closed {
                 return;
             }
-            ev = events.recv() => ev,
-            Some(f) = flush.recv() => {
-                // Everything the transport received before this response is queued by
-                // now: route it first.
-                let mut ended = None;
-                while let Ok(ev) = events.try_recv() {
-                    match ev {
-                        ClientEvent::Request(r) => link.on_request(r).await,
-                        ClientEvent::Notification(n) => link.on_notification(n).await,
-                        ClientEvent::Closed(reason) => {
-                            ended = Some(reason.to_string());
-                            break;
-                        }
-                    }
-                }
-                f.deliver(&link).await;
-                if let Some(reason) = ended {
-                    break 'run reason;
-                }
-                continue;
-            }
+            routes.closed = true;
+            routes.server_requests.clear();
+            std::mem::take(&mut routes.members)
         };
-        match event {
-            Some(ClientEvent::Request(r)) => link.on_request(r).await,
-            Some(ClientEvent::Notification(n)) => link.on_notification(n).await,
-            Some(ClientEvent::Closed(reason)) => break reason.to_string(),
-            None => break "the connection's event channel closed".to_owned(),
+        self.cancel.cancel();
+        info!(upstream = %self.upstream.name(), shared = self.shared, %reason, "upstream session lost; ending its client sessions");
+        let message = format!(
+            "upstream {:?}: the upstream session ended: {reason}",
+            self.upstream.name()
+        );
+        if self.shared {
+            self.hub.forget_shared(self.upstream.name(), self);
         }
-    };
-    // Responses already handed over still go out, before the sessions end.
-    flush.close();
-    while let Some(f) = flush.recv().await {
-        f.deliver(&link).await;
-    }
-    if link.cancel.is_cancelled() {
-        return;
-    }
-    info!(upstream = %link.upstream.name(), shared = link.shared, %reason, "upstream session lost; ending its client sessions");
-    link.routes().closed = true;
-    if link.shared {
-        link.hub.forget_shared(link.upstream.name(), &link);
-    }
-    let message = format!(
-        "upstream {:?}: the upstream session ended: {reason}",
-        link.upstream.name()
-    );
-    for session in link.members() {
-        session.terminate(Some(message.clone())).await;
+        for session in members.iter().filter_map(Weak::upgrade) {
+            session.terminate(Some(message.clone()));
+        }
     }
 }

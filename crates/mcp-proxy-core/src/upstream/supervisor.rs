@@ -15,6 +15,9 @@ use crate::backoff::{Backoff, HealthCounter};
 use crate::connector::{Connection, Connector};
 use crate::discovery::{self, Catalog, Lists};
 
+/// Upstream messages the primary connection's owner may have waiting.
+const EVENT_CAPACITY: usize = 64;
+
 /// How a connected period ended.
 enum End {
     Shutdown,
@@ -40,12 +43,13 @@ pub(super) async fn run(up: Arc<Upstream>, connector: Arc<dyn Connector>) {
         if up.status.set_state(ConnectionState::Connecting) {
             up.persist_status();
         }
+        let (handler, events) = mcp_transport::event_channel(EVENT_CAPACITY);
         let attempt = tokio::select! {
             () = up.cancel.cancelled() => break,
-            r = tokio::time::timeout(def.timeout, connector.connect(&def)) => r,
+            r = tokio::time::timeout(def.timeout, connector.connect(&def, handler)) => r,
         };
         match attempt {
-            Ok(Ok(conn)) => match serve_connection(&up, conn).await {
+            Ok(Ok(conn)) => match serve_connection(&up, conn, events).await {
                 End::Shutdown => break,
                 End::Reconnect => {
                     info!(upstream = %name, "reconnecting on request");
@@ -108,12 +112,8 @@ pub(super) async fn run(up: Arc<Upstream>, connector: Arc<dyn Connector>) {
 }
 
 /// Runs one connected period: discovery, then events and health checks until it ends.
-async fn serve_connection(up: &Arc<Upstream>, conn: Connection) -> End {
-    let Connection {
-        client,
-        mut events,
-        init,
-    } = conn;
+async fn serve_connection(up: &Arc<Upstream>, conn: Connection, mut events: ClientEvents) -> End {
+    let Connection { client, init } = conn;
     let name = up.def.name.clone();
     let capabilities = init.capabilities.clone();
     let mut catalog = Catalog::default();

@@ -14,11 +14,40 @@ use crate::config::HttpConfig;
 use crate::error::Error;
 use crate::security::{self, IpSet, TokenSet};
 
+/// The security rules of one upstream's endpoints, built once per applied definition
+/// (see `Upstream::derived`), never per request.
+#[derive(Debug)]
+pub(crate) struct Policy {
+    name: String,
+    /// `allowedIPs`; `None` lets anyone in.
+    allowed: Option<IpSet>,
+    /// `authTokens ∪ global_auth_tokens`.
+    tokens: TokenSet,
+    require_auth: bool,
+    /// `passthroughHeaders` that may travel (never `Authorization` and the like).
+    passthrough: Vec<HeaderName>,
+}
+
+impl Policy {
+    pub(crate) fn new(def: &McpDefinition, cfg: &HttpConfig) -> Self {
+        let allowed = (!def.allowed_ips.is_empty())
+            // A list that does not parse lets nobody in (validation refuses such lists).
+            .then(|| IpSet::parse(&def.allowed_ips).unwrap_or_default());
+        Self {
+            name: def.name.clone(),
+            allowed,
+            tokens: TokenSet::new(&def.auth_tokens).union(&cfg.global_auth_tokens),
+            require_auth: def.require_auth,
+            passthrough: passthrough_names(def),
+        }
+    }
+}
+
 /// Refuses the request unless its Origin, address and token pass the server's rules.
 pub(crate) fn check(
     cfg: &HttpConfig,
     metrics: &Metrics,
-    def: &McpDefinition,
+    policy: &Policy,
     headers: &HeaderMap,
     client: IpAddr,
 ) -> Result<(), Error> {
@@ -31,19 +60,17 @@ pub(crate) fn check(
             )));
         }
     }
-    if !def.allowed_ips.is_empty() {
-        let allowed = IpSet::parse(&def.allowed_ips).unwrap_or_default();
-        if !allowed.contains(client) {
-            metrics.auth_failure(AuthFailure::IpNotAllowed);
-            return Err(Error::Forbidden(format!(
-                "client address {client} is not allowed to use mcp {:?}",
-                def.name
-            )));
-        }
+    if let Some(allowed) = &policy.allowed
+        && !allowed.contains(client)
+    {
+        metrics.auth_failure(AuthFailure::IpNotAllowed);
+        return Err(Error::Forbidden(format!(
+            "client address {client} is not allowed to use mcp {:?}",
+            policy.name
+        )));
     }
-    let tokens = TokenSet::new(&def.auth_tokens).union(&cfg.global_auth_tokens);
-    if def.require_auth || !tokens.is_empty() {
-        security::check_bearer(headers, &tokens).map_err(|f| {
+    if policy.require_auth || !policy.tokens.is_empty() {
+        security::check_bearer(headers, &policy.tokens).map_err(|f| {
             metrics.auth_failure(match f {
                 security::AuthFailure::Missing => AuthFailure::MissingToken,
                 security::AuthFailure::Invalid => AuthFailure::InvalidToken,
@@ -77,10 +104,10 @@ pub(crate) fn origin_allowed(origin: &str, cfg: &HttpConfig) -> bool {
     })
 }
 
-/// The client headers named in `passthroughHeaders`, to add to upstream requests. The
-/// client's `Authorization` is never among them (it is the proxy's credential), nor are
-/// hop-by-hop or framing headers.
-pub(crate) fn passthrough(def: &McpDefinition, headers: &HeaderMap) -> HeaderMap {
+/// The header names of `passthroughHeaders` that may travel upstream. The client's
+/// `Authorization` is never among them (it is the proxy's credential), nor are hop-by-hop
+/// or framing headers.
+fn passthrough_names(def: &McpDefinition) -> Vec<HeaderName> {
     const NEVER: &[&str] = &[
         "authorization",
         "host",
@@ -96,15 +123,18 @@ pub(crate) fn passthrough(def: &McpDefinition, headers: &HeaderMap) -> HeaderMap
         "mcp-protocol-version",
         "accept",
     ];
+    def.passthrough_headers
+        .iter()
+        .filter_map(|name| HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()).ok())
+        .filter(|name| !NEVER.contains(&name.as_str()) && *name != AUTHORIZATION)
+        .collect()
+}
+
+/// The client headers named in `passthroughHeaders`, to add to upstream requests.
+pub(crate) fn passthrough(policy: &Policy, headers: &HeaderMap) -> HeaderMap {
     let mut out = HeaderMap::new();
-    for name in &def.passthrough_headers {
-        let Ok(name) = HeaderName::from_bytes(name.trim().to_ascii_lowercase().as_bytes()) else {
-            continue;
-        };
-        if NEVER.contains(&name.as_str()) || name == AUTHORIZATION {
-            continue;
-        }
-        for value in headers.get_all(&name) {
+    for name in &policy.passthrough {
+        for value in headers.get_all(name) {
             out.append(name.clone(), value.clone());
         }
     }
@@ -145,7 +175,7 @@ mod tests {
         h.insert("x-tenant", "t1".parse().unwrap());
         h.insert("authorization", "Bearer secret".parse().unwrap());
         h.insert("x-other", "o".parse().unwrap());
-        let out = passthrough(&def, &h);
+        let out = passthrough(&Policy::new(&def, &HttpConfig::default()), &h);
         assert_eq!(out.len(), 1);
         assert_eq!(out["x-tenant"], "t1");
     }

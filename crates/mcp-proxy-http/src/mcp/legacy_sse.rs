@@ -6,12 +6,12 @@
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use mcp_proxy_core::SessionOptions;
-use mcp_types::McpDefinition;
+use mcp_types::{McpDefinition, Message};
 use tokio::sync::mpsc;
 
 use super::session::{HttpSession, Transport};
 use super::sse::{self, LIVE_CAPACITY, OnDrop};
-use super::streamable::{bad, parse, spawn_close};
+use super::streamable::{bad, parse};
 use super::{Endpoint, guard};
 use crate::app::App;
 use crate::body::{Body, full, read_limited, require_json};
@@ -22,16 +22,24 @@ pub(crate) fn open(
     app: &App,
     endpoint: &Endpoint,
     def: &McpDefinition,
+    policy: &guard::Policy,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     let options = SessionOptions {
-        extra_headers: guard::passthrough(def, req.headers()),
+        extra_headers: guard::passthrough(policy, req.headers()),
         path_suffix: endpoint.extra.clone(),
     };
-    let (core, outbound) = app.inner().sessions.open(&def.name, options)?;
+    let inner = app.inner();
     let (tx, rx) = mpsc::channel(LIVE_CAPACITY);
-    let session = HttpSession::start(app, core.clone(), outbound, Transport::Legacy, Some(tx));
-    app.inner().mcp.insert(session);
+    let session = HttpSession::new(
+        &inner.http_sessions,
+        app.metrics(),
+        Transport::Legacy,
+        Some(tx),
+    );
+    let core = inner.sessions.open(&def.name, options, session.clone())?;
+    session.bind(core.clone());
+    inner.http_sessions.insert(session);
     let uri = format!(
         "{}/{}/message?sessionId={}",
         app.config().base_path,
@@ -39,7 +47,7 @@ pub(crate) fn open(
         core.id()
     );
     tracing::debug!(session = %core.id(), upstream = %def.name, "legacy sse session opened");
-    let guard = OnDrop::new(move || spawn_close(core));
+    let guard = OnDrop::new(move || core.close());
     Ok(sse::sse_response(
         vec![sse::named_event("endpoint", &uri)],
         Some(rx),
@@ -67,7 +75,7 @@ pub(crate) async fn post(
     };
     let session = app
         .inner()
-        .mcp
+        .http_sessions
         .get(&endpoint.name, &id, Transport::Legacy)
         .ok_or(Error::SessionNotFound)?;
     require_json(req.headers())?;
@@ -80,8 +88,15 @@ pub(crate) async fn post(
             "json-rpc batches are not part of the 2024-11-05 sse transport",
         ));
     }
+    let core = session.core();
     for msg in messages {
-        session.core().handle(msg)?;
+        match msg {
+            // Answered on the event stream; the request runs in a task of its own.
+            Message::Request(_) => core.handle(msg)?,
+            // Handed upstream before the 202: a fast client waits for a slow upstream.
+            Message::Notification(n) => core.notify(n).await,
+            Message::Response(r) => core.respond(r).await,
+        }
     }
     let mut resp = Response::new(full("Accepted"));
     *resp.status_mut() = StatusCode::ACCEPTED;

@@ -1,21 +1,20 @@
-//! A client session as HTTP sees it: the core session, and where its outbound messages
-//! go (streamable HTTP: request streams and the standalone stream with replay; legacy
-//! SSE: the one event stream).
+//! A client session as HTTP sees it: the core session, and the [`Outlet`] its messages
+//! go to (streamable HTTP: the request streams and the standalone stream, with replay;
+//! legacy SSE: the one event stream).
 
-use std::sync::{Arc, Mutex};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use mcp_proxy_core::metrics::SessionTransport;
-use mcp_proxy_core::{ClientSession, Outbound};
+use mcp_proxy_core::{ClientSession, Metrics, Outbound, Outlet, Reply};
+use mcp_types::RequestId;
 use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::Registry;
 use super::sse::{Item, Streams};
-use crate::app::App;
-
-/// How long a legacy SSE client may leave its event stream unread before its session ends.
-const LEGACY_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The transport side of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,49 +35,49 @@ impl Transport {
 /// An HTTP client session.
 #[derive(Debug)]
 pub(crate) struct HttpSession {
-    core: Arc<ClientSession>,
+    core: OnceLock<Arc<ClientSession>>,
     transport: Transport,
     streams: Mutex<Streams>,
     /// Legacy SSE: the event stream.
     legacy: Mutex<Option<mpsc::Sender<Item>>>,
+    registry: Weak<Registry>,
+    metrics: Arc<Metrics>,
 }
 
 impl HttpSession {
-    /// Wraps a core session and starts moving its messages to HTTP.
-    pub(crate) fn start(
-        app: &App,
-        core: Arc<ClientSession>,
-        outbound: mpsc::Receiver<Outbound>,
+    /// The HTTP side of a session about to be opened; [`HttpSession::bind`] it to its
+    /// core session once that exists.
+    pub(crate) fn new(
+        registry: &Arc<Registry>,
+        metrics: &Arc<Metrics>,
         transport: Transport,
         legacy: Option<mpsc::Sender<Item>>,
     ) -> Arc<Self> {
-        let session = Arc::new(Self {
-            core,
+        metrics.session_opened(transport.metric());
+        Arc::new(Self {
+            core: OnceLock::new(),
             transport,
             streams: Mutex::new(Streams::default()),
             legacy: Mutex::new(legacy),
-        });
-        app.inner()
-            .manager
-            .prometheus()
-            .session_opened(transport.metric());
-        let app = app.clone();
-        // Ends when the core session ends (its sender is dropped): on close, upstream loss,
-        // removal of the upstream, or shutdown of the hub.
-        tokio::spawn(pump(app, session.clone(), outbound));
-        session
+            registry: Arc::downgrade(registry),
+            metrics: metrics.clone(),
+        })
     }
 
-    pub(crate) fn id(&self) -> &str {
-        self.core.id()
+    pub(crate) fn bind(&self, core: Arc<ClientSession>) {
+        let _ = self.core.set(core);
     }
 
     pub(crate) fn core(&self) -> &Arc<ClientSession> {
-        &self.core
+        self.core.get().expect("bound right after it was opened")
+    }
+
+    pub(crate) fn id(&self) -> &str {
+        self.core().id()
     }
 
     pub(crate) fn upstream_name(&self) -> &str {
-        self.core.upstream_name()
+        self.core().upstream_name()
     }
 
     pub(crate) fn transport(&self) -> Transport {
@@ -86,7 +85,7 @@ impl HttpSession {
     }
 
     pub(crate) fn is_ended(&self) -> bool {
-        self.core.is_ended()
+        self.core.get().is_none_or(|c| c.is_ended())
     }
 
     pub(crate) fn streams(&self) -> std::sync::MutexGuard<'_, Streams> {
@@ -95,12 +94,22 @@ impl HttpSession {
 
     /// The negotiated version is at least `version` (dates compare as strings).
     pub(crate) fn version_at_least(&self, version: &str) -> bool {
-        self.core
+        self.core()
             .protocol_version()
             .is_some_and(|v| v.as_str() >= version)
     }
 
-    async fn route(&self, out: Outbound) {
+    /// Files a reply on the request's stream (streamable) or the event stream (legacy).
+    pub(crate) fn deliver(&self, reply: Reply, id: RequestId) {
+        self.send(Outbound {
+            message: reply.message,
+            related: Some(id),
+        });
+    }
+}
+
+impl Outlet for HttpSession {
+    fn send(&self, out: Outbound) -> bool {
         let json = Bytes::from(out.message.to_vec());
         match self.transport {
             Transport::Streamable => {
@@ -108,8 +117,9 @@ impl HttpSession {
                     self.streams()
                         .push(json, out.related.as_ref(), out.message.is_response());
                 if !filed {
-                    debug!(session = %self.id(), "response for a stream that is gone; dropped");
+                    debug!("response for a stream that is gone; dropped");
                 }
+                true
             }
             Transport::Legacy => {
                 let live = self
@@ -122,44 +132,86 @@ impl HttpSession {
                     json,
                     last: false,
                 };
-                // A reader stuck this long is gone for practical purposes; waiting longer
-                // would hold up everything behind it.
-                let delivered = match live {
-                    Some(live) => matches!(
-                        tokio::time::timeout(LEGACY_SEND_TIMEOUT, live.send(item)).await,
-                        Ok(Ok(()))
-                    ),
-                    None => false,
-                };
-                if !delivered {
-                    // The event stream is the session: without it, nothing can reach the
-                    // client any more.
-                    let core = self.core.clone();
-                    tokio::spawn(async move { core.close().await });
-                }
+                // The event stream is the session: a client too slow to read it (its
+                // queue is full) is disconnected rather than waited for.
+                live.is_some_and(|live| live.try_send(item).is_ok())
             }
+        }
+    }
+
+    fn ended(&self) {
+        if let (Some(registry), Some(core)) = (self.registry.upgrade(), self.core.get()) {
+            registry.remove(core.id());
+        }
+        self.metrics.session_closed(self.transport.metric());
+        self.streams().close_all();
+        self.legacy.lock().unwrap_or_else(|p| p.into_inner()).take();
+        debug!("http session closed");
+    }
+}
+
+type ReplyFuture = Pin<Box<dyn Future<Output = Option<Reply>> + Send>>;
+
+/// A client request being answered by the HTTP handler that received it. If the handler
+/// stops waiting (the client disconnected, or the answer will go on an event stream),
+/// the request runs on in a task of its own and its answer is filed on the session:
+/// disconnecting is not cancelling.
+pub(crate) struct Answer {
+    fut: Option<ReplyFuture>,
+    session: Arc<HttpSession>,
+    id: RequestId,
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer").field("id", &self.id).finish()
+    }
+}
+
+impl Answer {
+    pub(crate) fn new(session: &Arc<HttpSession>, request: mcp_types::Request) -> Self {
+        let id = request.id.clone();
+        let core = session.core().clone();
+        Self {
+            fut: Some(Box::pin(async move { core.request(request).await })),
+            session: session.clone(),
+            id,
+        }
+    }
+
+    /// Lets the request finish in the background, its answer filed on the session.
+    pub(crate) fn detach(mut self) {
+        self.spawn_rest();
+    }
+
+    fn spawn_rest(&mut self) {
+        let Some(fut) = self.fut.take() else { return };
+        let (session, id) = (self.session.clone(), self.id.clone());
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(async move {
+                if let Some(reply) = fut.await {
+                    session.deliver(reply, id);
+                }
+            });
         }
     }
 }
 
-async fn pump(app: App, session: Arc<HttpSession>, mut outbound: mpsc::Receiver<Outbound>) {
-    while let Some(out) = outbound.recv().await {
-        session.route(out).await;
+impl Future for Answer {
+    type Output = Option<Reply>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(fut) = self.fut.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let out = std::task::ready!(fut.as_mut().poll(cx));
+        self.fut = None;
+        Poll::Ready(out)
     }
-    registry(&app).remove(session.id());
-    app.inner()
-        .manager
-        .prometheus()
-        .session_closed(session.transport.metric());
-    session.streams().close_all();
-    session
-        .legacy
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
-    debug!(session = %session.id(), "http session closed");
 }
 
-fn registry(app: &App) -> &Registry {
-    &app.inner().mcp
+impl Drop for Answer {
+    fn drop(&mut self) {
+        self.spawn_rest();
+    }
 }

@@ -106,8 +106,18 @@ pub(crate) enum AttachError {
 }
 
 impl Streams {
-    /// A new stream for the requests `ids` of one POST, with its live channel.
-    pub(crate) fn open_request_stream(&mut self, ids: &[RequestId]) -> (u64, mpsc::Receiver<Item>) {
+    /// A new stream for the requests `ids` of one POST, with its live channel; `Err`
+    /// with an id that is already awaited on another stream (or twice in `ids`): the
+    /// answers could not be told apart.
+    pub(crate) fn open_request_stream(
+        &mut self,
+        ids: &[RequestId],
+    ) -> Result<(u64, mpsc::Receiver<Item>), RequestId> {
+        for (i, id) in ids.iter().enumerate() {
+            if self.by_request.contains_key(id) || ids[..i].contains(id) {
+                return Err(id.clone());
+            }
+        }
         let sid = self.next_stream;
         self.next_stream += 1;
         let (tx, rx) = mpsc::channel(LIVE_CAPACITY);
@@ -122,7 +132,14 @@ impl Streams {
         for id in ids {
             self.by_request.insert(id.clone(), sid);
         }
-        (sid, rx)
+        Ok((sid, rx))
+    }
+
+    /// Forgets stream `sid` and its requests: its answer went out as plain JSON, which
+    /// nobody can resume, so nothing of it is kept.
+    pub(crate) fn forget(&mut self, sid: u64) {
+        self.streams.remove(&sid);
+        self.by_request.retain(|_, s| *s != sid);
     }
 
     /// Files a message: on the stream of the request it relates to, else on the
@@ -335,7 +352,13 @@ mod tests {
     #[test]
     fn related_messages_go_on_their_request_stream_and_responses_finish_it() {
         let mut s = Streams::default();
-        let (sid, mut rx) = s.open_request_stream(&[id(1)]);
+        let (sid, mut rx) = s.open_request_stream(&[id(1)]).unwrap();
+        assert_eq!(
+            s.open_request_stream(&[id(1)]).unwrap_err(),
+            id(1),
+            "in use"
+        );
+        assert_eq!(s.open_request_stream(&[id(2), id(2)]).unwrap_err(), id(2));
         assert!(s.push(Bytes::from_static(b"{}"), Some(&id(1)), false));
         assert!(s.push(Bytes::from_static(b"{}"), None, false));
         assert!(s.push(Bytes::from_static(b"{}"), Some(&id(1)), true));
@@ -354,7 +377,7 @@ mod tests {
     #[test]
     fn resume_replays_only_that_stream_after_the_id() {
         let mut s = Streams::default();
-        let (sid, rx) = s.open_request_stream(&[id(1), id(2)]);
+        let (sid, rx) = s.open_request_stream(&[id(1), id(2)]).unwrap();
         drop(rx);
         s.push(Bytes::from_static(b"a"), Some(&id(1)), false);
         s.push(Bytes::from_static(b"b"), Some(&id(1)), true);

@@ -12,7 +12,7 @@ use mcp_types::jsonrpc::Payload;
 use mcp_types::mcp::{is_supported_version, methods};
 use mcp_types::{McpDefinition, Message};
 
-use super::session::{HttpSession, Transport};
+use super::session::{Answer, HttpSession, Transport};
 use super::sse::{self, AttachError, OnDrop};
 use super::{Endpoint, guard};
 use crate::app::App;
@@ -33,6 +33,7 @@ pub(crate) async fn post(
     app: &App,
     endpoint: &Endpoint,
     def: &McpDefinition,
+    policy: &guard::Policy,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     let headers = req.headers().clone();
@@ -62,7 +63,7 @@ pub(crate) async fn post(
             ));
         }
         let msg = messages.into_iter().next().expect("one message");
-        return initialize_session(app, endpoint, def, &headers, msg).await;
+        return initialize_session(app, endpoint, def, policy, &headers, msg).await;
     }
     let session = session_of(app, endpoint, &headers)?;
     if is_batch {
@@ -76,79 +77,156 @@ pub(crate) async fn post(
             ));
         }
     }
-    let ids: Vec<_> = messages
-        .iter()
-        .filter(|m| m.is_request())
-        .filter_map(|m| m.id().cloned())
-        .collect();
-    if ids.is_empty() {
-        for msg in messages {
-            if msg.method() == Some(methods::CANCELLED)
-                && let Some(id) = cancelled_id(&msg)
-            {
-                // No response will come: the request's stream ends here.
-                session.streams().cancel(&id);
+    let mut requests = Vec::new();
+    for msg in messages {
+        match msg {
+            Message::Request(r) => requests.push(r),
+            Message::Notification(n) => {
+                if n.method == methods::CANCELLED
+                    && let Ok(Some(id)) = mcp_types::params::request_id(n.params.as_deref())
+                {
+                    // No response will come: the request's stream ends here.
+                    session.streams().cancel(&id);
+                }
+                session.core().notify(n).await;
             }
-            session.core().handle(msg)?;
+            Message::Response(r) => session.core().respond(r).await,
         }
+    }
+    if requests.is_empty() {
         let mut resp = Response::new(empty());
         *resp.status_mut() = StatusCode::ACCEPTED;
         return Ok(resp);
     }
-    let (stream, mut rx) = session.streams().open_request_stream(&ids);
-    for msg in messages {
-        session.core().handle(msg)?;
-    }
-    let Some(first) = rx.recv().await else {
-        return Err(Error::SessionNotFound);
+    let ids: Vec<_> = requests.iter().map(|r| r.id.clone()).collect();
+    let opened = session.streams().open_request_stream(&ids);
+    let (stream, mut rx) = match opened {
+        Ok(opened) => opened,
+        Err(id) => {
+            return Err(bad(
+                "request_id_in_use",
+                format!("request id {id} is already in use by a request in flight on this session"),
+            ));
+        }
     };
-    if first.last && !is_batch {
-        return Ok(json_response(first.json, None));
+    let keepalive = app.config().sse_keepalive;
+    let priming = session
+        .version_at_least(PRIMING_SINCE)
+        .then(|| sse::priming(stream));
+    if is_batch || requests.len() > 1 {
+        for request in requests {
+            Answer::new(&session, request).detach();
+        }
+        let prelude = priming.into_iter().collect();
+        return Ok(sse::sse_response(prelude, Some(rx), keepalive, None));
     }
-    let mut prelude = Vec::new();
-    if session.version_at_least(PRIMING_SINCE) {
-        prelude.push(sse::priming(stream));
+    let request = requests.pop().expect("one request");
+    let mut answer = Answer::new(&session, request);
+    // The answer is plain JSON when the response is the first message for the request;
+    // when the upstream says something first (progress, a log line, a question for the
+    // client), it becomes an event stream that ends with the response.
+    let first = tokio::select! {
+        biased;
+        item = rx.recv() => First::Item(item),
+        reply = &mut answer => First::Reply(reply),
+    };
+    let mut prelude: Vec<Bytes> = priming.into_iter().collect();
+    match first {
+        First::Reply(Some(reply)) => {
+            // Filed between the two polls above: they go first, so the answer is a stream.
+            let early: Vec<sse::Item> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+            if early.is_empty() {
+                session.streams().forget(stream);
+                return Ok(json_response(Bytes::from(reply.message.to_vec()), None));
+            }
+            prelude.extend(early.iter().map(sse::Item::encode));
+            let id = reply
+                .message
+                .id()
+                .cloned()
+                .unwrap_or(mcp_types::RequestId::Null);
+            session.deliver(reply, id);
+        }
+        // No answer is due here: the session ended and answered through its outlet, or
+        // the request was cancelled.
+        First::Reply(None) => match rx.try_recv() {
+            Ok(item) if item.last => {
+                session.streams().forget(stream);
+                return Ok(json_response(item.json, None));
+            }
+            Ok(item) => prelude.push(item.encode()),
+            Err(_) => {
+                session.streams().forget(stream);
+                return Ok(sse::sse_response(prelude, None, keepalive, None));
+            }
+        },
+        First::Item(Some(item)) if item.last => {
+            session.streams().forget(stream);
+            return Ok(json_response(item.json, None));
+        }
+        First::Item(Some(item)) => {
+            prelude.push(item.encode());
+            answer.detach();
+        }
+        // The stream was closed (the session ended, or the client cancelled the request).
+        First::Item(None) => {
+            return Ok(match answer.await {
+                Some(reply) => json_response(Bytes::from(reply.message.to_vec()), None),
+                None => sse::sse_response(prelude, None, keepalive, None),
+            });
+        }
     }
-    prelude.push(first.encode());
-    Ok(sse::sse_response(
-        prelude,
-        Some(rx),
-        app.config().sse_keepalive,
-        None,
-    ))
+    Ok(sse::sse_response(prelude, Some(rx), keepalive, None))
+}
+
+/// What came first for a POSTed request.
+enum First {
+    /// A message filed on its stream (`None`: the stream was closed).
+    Item(Option<sse::Item>),
+    /// Its answer.
+    Reply(Option<mcp_proxy_core::Reply>),
 }
 
 async fn initialize_session(
     app: &App,
     endpoint: &Endpoint,
     def: &McpDefinition,
+    policy: &guard::Policy,
     headers: &HeaderMap,
     msg: Message,
 ) -> Result<Response<Body>, Error> {
+    let Message::Request(request) = msg else {
+        return Err(Error::Internal("initialize is a request".into()));
+    };
     let options = SessionOptions {
-        extra_headers: guard::passthrough(def, headers),
+        extra_headers: guard::passthrough(policy, headers),
         path_suffix: endpoint.extra.clone(),
     };
-    let (core, outbound) = app.inner().sessions.open(&def.name, options)?;
-    let session = HttpSession::start(app, core.clone(), outbound, Transport::Streamable, None);
-    let id = msg.id().cloned().expect("a request has an id");
-    let (_, mut rx) = session.streams().open_request_stream(&[id]);
+    let inner = app.inner();
+    let session = HttpSession::new(
+        &inner.http_sessions,
+        app.metrics(),
+        Transport::Streamable,
+        None,
+    );
+    let core = inner.sessions.open(&def.name, options, session.clone())?;
+    session.bind(core.clone());
     // If the client goes away before the answer, the half-made session must not linger.
     let closer = core.clone();
-    let guard = OnDrop::new(move || spawn_close(closer));
-    core.handle(msg)?;
-    let Some(first) = rx.recv().await else {
+    let guard = OnDrop::new(move || closer.close());
+    let Some(reply) = core.request(request).await else {
         return Err(Error::Internal(
             "the session ended during initialize".into(),
         ));
     };
+    let json = Bytes::from(reply.message.to_vec());
     if !core.is_initialized() {
-        // The answer is an error: no session is created.
-        return Ok(json_response(first.json, None));
+        // The answer is an error: no session is created (the guard closes it).
+        return Ok(json_response(json, None));
     }
     guard.disarm();
-    app.inner().mcp.insert(session);
-    Ok(json_response(first.json, Some(core.id())))
+    inner.http_sessions.insert(session);
+    Ok(json_response(json, Some(core.id())))
 }
 
 /// `GET /{name}/stream`: the standalone stream, or a resume with `Last-Event-ID`.
@@ -191,8 +269,8 @@ pub(crate) async fn delete(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     let session = session_of(app, endpoint, req.headers())?;
-    app.inner().mcp.remove(session.id());
-    session.core().close().await;
+    app.inner().http_sessions.remove(session.id());
+    session.core().close();
     Ok(Response::new(empty()))
 }
 
@@ -209,7 +287,7 @@ fn session_of(
     };
     let id = id.to_str().unwrap_or("");
     app.inner()
-        .mcp
+        .http_sessions
         .get(&endpoint.name, id, Transport::Streamable)
         .ok_or(Error::SessionNotFound)
 }
@@ -248,17 +326,6 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Vec<Message>, bool), Error> {
             ))
         }
     }
-}
-
-fn cancelled_id(msg: &Message) -> Option<mcp_types::RequestId> {
-    #[derive(serde::Deserialize)]
-    struct P {
-        #[serde(rename = "requestId")]
-        id: mcp_types::RequestId,
-    }
-    serde_json::from_str::<P>(msg.params()?.get())
-        .ok()
-        .map(|p| p.id)
 }
 
 pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> Error {
@@ -309,10 +376,4 @@ fn json_response(json: Bytes, session: Option<&str>) -> Response<Body> {
         resp.headers_mut().insert(SESSION_HEADER, v);
     }
     resp
-}
-
-pub(crate) fn spawn_close(core: Arc<mcp_proxy_core::ClientSession>) {
-    if let Ok(rt) = tokio::runtime::Handle::try_current() {
-        rt.spawn(async move { core.close().await });
-    }
 }

@@ -10,6 +10,9 @@
 //!   (default 2 MiB) on one line.
 //!
 //! `tools/call` of `big` with `{"bytes": n}` answers with a text of `n` bytes.
+//! `tools/call` of `ask` with `{"message": m, "wait_for": n}` is held until `n` asks are
+//! waiting; then, newest first, each gets a log message `asked: m` and its answer (so
+//! each log message arrives while its own request is the newest one in flight).
 
 use std::io::{BufRead, Write};
 
@@ -39,6 +42,7 @@ fn main() {
         _ => {}
     }
     eprintln!("mock-stdio: started in mode {mode}");
+    let mut asks: Vec<(Value, String)> = Vec::new();
     for line in stdin.lock().lines() {
         let Ok(line) = line else { break };
         let Ok(msg) = serde_json::from_str::<Value>(&line) else {
@@ -76,6 +80,26 @@ fn main() {
                     json!({"tools": [tool("echo")], "nextCursor": "page-2"})
                 };
                 json!({"jsonrpc": "2.0", "id": id, "result": result})
+            }
+            ("tools/call", Some(id)) if msg["params"]["name"] == "ask" => {
+                let args = &msg["params"]["arguments"];
+                let message = args["message"].as_str().unwrap_or_default().to_owned();
+                eprintln!("mock-stdio: holding ask {message}");
+                asks.push((id, message));
+                let wait_for = args["wait_for"].as_u64().unwrap_or(1) as usize;
+                if asks.len() < wait_for {
+                    continue;
+                }
+                while let Some((id, message)) = asks.pop() {
+                    let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
+                        "params": {"level": "info", "data": format!("asked: {message}")}});
+                    let answer = json!({"jsonrpc": "2.0", "id": id, "result": {
+                        "content": [{"type": "text", "text": message}]
+                    }});
+                    writeln!(out, "{note}\n{answer}").unwrap();
+                }
+                out.flush().unwrap();
+                continue;
             }
             ("tools/call", Some(id)) => {
                 let args = &msg["params"]["arguments"];

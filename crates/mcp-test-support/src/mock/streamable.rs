@@ -80,6 +80,9 @@ fn post(state: &Shared, msg: Value, is_initialize: bool) -> Response<Body> {
                 ))));
                 cut_later(tx);
             }
+            _ if is_call && msg["params"]["name"] == "ask" => {
+                ask(&mut state, tx, &msg, &reply, n);
+            }
             _ => {
                 if is_call {
                     let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
@@ -129,4 +132,35 @@ fn cut_later(tx: tokio::sync::mpsc::Sender<super::Chunk>) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         let _ = tx.send(Err(std::io::Error::other("cut by the mock"))).await;
     });
+}
+
+/// `tools/call` of `ask` with `{"message": m, "wait_for": n}`: held until `n` asks are
+/// waiting, then every waiting one gets, on its own stream, a log message naming its
+/// `m` and then its answer (which servers that relate messages to requests do).
+fn ask(
+    state: &mut super::State,
+    tx: tokio::sync::mpsc::Sender<super::Chunk>,
+    msg: &Value,
+    reply: &Value,
+    n: u64,
+) {
+    let args = &msg["params"]["arguments"];
+    let message = args["message"].as_str().unwrap_or_default().to_owned();
+    let wait_for = usize::try_from(args["wait_for"].as_u64().unwrap_or(1)).unwrap_or(1);
+    state.asks.push((tx, message, reply.clone(), n));
+    if state.asks.len() < wait_for {
+        return;
+    }
+    for (tx, message, reply, n) in state.asks.drain(..) {
+        let note = json!({"jsonrpc": "2.0", "method": "notifications/message",
+            "params": {"level": "info", "data": format!("asked: {message}")}});
+        let _ = tx.try_send(Ok(sse_event(
+            Some(&format!("ask-{n}-1")),
+            &note.to_string(),
+        )));
+        let _ = tx.try_send(Ok(sse_event(
+            Some(&format!("ask-{n}-2")),
+            &reply.to_string(),
+        )));
+    }
 }

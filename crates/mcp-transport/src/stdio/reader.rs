@@ -1,49 +1,23 @@
-//! The child's three pipes: stdin writer, stdout message reader, stderr log reader.
+//! The child's output pipes: the stdout message reader (the connection's one reader) and
+//! the stderr log reader.
 
 use std::collections::VecDeque;
 
+use std::sync::Arc;
+
 use futures_util::StreamExt;
 use mcp_types::jsonrpc::Payload;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::process::{ChildStderr, ChildStdin, ChildStdout};
-use tokio::sync::{mpsc, oneshot};
+use tokio::io::AsyncReadExt;
+use tokio::process::{ChildStderr, ChildStdout};
+use tokio::sync::mpsc;
 use tokio_util::codec::{AnyDelimiterCodec, AnyDelimiterCodecError, FramedRead};
-use tokio_util::sync::CancellationToken;
 
-use crate::transport::TransportEvent;
+use crate::transport::Inbox;
 
 /// Longest stderr line kept (longer lines are cut).
 const STDERR_LINE_MAX: usize = 2048;
 /// Longest preview of a bad stdout line in logs and errors.
 const PREVIEW_MAX: usize = 120;
-
-/// Writes queued lines to stdin until the queue closes (then stdin closes: EOF for the
-/// child) or a write fails.
-pub(super) async fn write_stdin(
-    mut stdin: ChildStdin,
-    mut queue: mpsc::Receiver<Vec<u8>>,
-    cancel: CancellationToken,
-    name: String,
-) {
-    loop {
-        let line = tokio::select! {
-            _ = cancel.cancelled() => return,
-            line = queue.recv() => line,
-        };
-        let Some(line) = line else {
-            tracing::debug!(upstream = %name, "closing stdin");
-            return;
-        };
-        let written = async {
-            stdin.write_all(&line).await?;
-            stdin.flush().await
-        };
-        if let Err(err) = written.await {
-            tracing::debug!(upstream = %name, error = %err, "stdin write failed");
-            return;
-        }
-    }
-}
 
 /// What the stdout reader saw, for the close reason.
 #[derive(Debug, Default)]
@@ -52,31 +26,30 @@ pub(super) struct StdoutReport {
     pub(super) non_json: Option<(String, usize)>,
 }
 
-/// Reads newline-delimited messages and forwards them. Lines that are not JSON-RPC are
-/// logged and counted; a line over `max` bytes or a read error is fatal and reported on
-/// `fatal` (the supervisor then kills the child).
+/// Reads newline-delimited messages and hands each to the inbox, in order. Lines that are
+/// not JSON-RPC are logged and counted; a line over `max` bytes or a read error is fatal
+/// and reported on `fatal` (the supervisor then kills the child).
 pub(super) async fn read_stdout(
     stdout: ChildStdout,
-    events: mpsc::Sender<TransportEvent>,
-    fatal: oneshot::Sender<String>,
+    inbox: Arc<dyn Inbox>,
+    fatal: mpsc::Sender<String>,
     max: usize,
     name: String,
 ) -> StdoutReport {
     let codec = AnyDelimiterCodec::new_with_max_length(b"\n".to_vec(), Vec::new(), max);
     let mut lines = FramedRead::new(stdout, codec);
     let mut report = StdoutReport::default();
-    let mut owner_gone = false;
     while let Some(line) = lines.next().await {
         let line = match line {
             Ok(line) => line,
             Err(AnyDelimiterCodecError::MaxChunkLengthExceeded) => {
-                let _ = fatal.send(format!(
+                let _ = fatal.try_send(format!(
                     "the process sent a message larger than the limit of {max} bytes"
                 ));
                 return report;
             }
             Err(AnyDelimiterCodecError::Io(err)) => {
-                let _ = fatal.send(format!("reading its stdout failed: {err}"));
+                let _ = fatal.try_send(format!("reading its stdout failed: {err}"));
                 return report;
             }
         };
@@ -87,9 +60,7 @@ pub(super) async fn read_stdout(
         match Payload::from_slice(line) {
             Ok(payload) => {
                 for msg in payload.into_messages() {
-                    if !owner_gone && events.send(TransportEvent::Message(msg)).await.is_err() {
-                        owner_gone = true;
-                    }
+                    inbox.message(msg);
                 }
             }
             Err(err) => {

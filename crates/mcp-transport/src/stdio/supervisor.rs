@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::process::{Child, Command};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use super::reader::StdoutReport;
-use crate::transport::{CloseKind, CloseReason, TransportEvent};
+use crate::transport::{CloseKind, CloseReason, Inbox};
 
 /// How long output still in the pipes is awaited after the child exited.
 const DRAIN_WAIT: Duration = Duration::from_secs(1);
@@ -24,10 +24,10 @@ pub(super) struct Supervisor {
     pub(super) name: String,
     pub(super) grace: Duration,
     pub(super) shutdown: Arc<Notify>,
-    pub(super) fatal: oneshot::Receiver<String>,
+    pub(super) fatal: mpsc::Receiver<String>,
     pub(super) stdout: JoinHandle<StdoutReport>,
     pub(super) stderr: JoinHandle<VecDeque<String>>,
-    pub(super) events: mpsc::Sender<TransportEvent>,
+    pub(super) inbox: std::sync::Arc<dyn Inbox>,
     pub(super) closed: watch::Sender<Option<CloseReason>>,
     pub(super) cancel: CancellationToken,
 }
@@ -42,7 +42,7 @@ pub(super) async fn supervise(mut s: Supervisor) {
     let end = tokio::select! {
         status = s.child.wait() => End::Exited(status),
         () = s.shutdown.notified() => End::Stopped(stop(&mut s.child, s.pid, s.grace).await),
-        Ok(why) = &mut s.fatal => {
+        Some(why) = s.fatal.recv() => {
             tracing::warn!(upstream = %s.name, error = %why, "killing stdio upstream");
             signal_group(s.pid, "KILL").await;
             let _ = s.child.start_kill();
@@ -54,6 +54,7 @@ pub(super) async fn supervise(mut s: Supervisor) {
             signal_group(s.pid, "KILL").await;
             let _ = s.child.start_kill();
             let _ = s.closed.send(Some(CloseReason::local()));
+            s.inbox.closed(CloseReason::local());
             return;
         }
     };
@@ -71,7 +72,7 @@ pub(super) async fn supervise(mut s: Supervisor) {
     let reason = describe(end, &report, &stderr);
     tracing::info!(upstream = %s.name, pid = ?s.pid, reason = %reason, "stdio upstream closed");
     let _ = s.closed.send(Some(reason.clone()));
-    let _ = s.events.send(TransportEvent::Closed(reason)).await;
+    s.inbox.closed(reason);
 }
 
 /// stdin is already closed (or closing): wait, SIGTERM, wait, SIGKILL.

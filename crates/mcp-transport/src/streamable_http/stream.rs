@@ -1,11 +1,15 @@
-//! SSE streams of a streamable HTTP session: the answer stream of a POST and the GET
-//! stream, both resumed with `Last-Event-ID` when they break (bounded attempts, honouring
-//! the server's `retry:`).
+//! SSE streams of a streamable HTTP session: the answer stream of a POST (read by the
+//! request's own task, see [`AnswerStream`]) and the GET stream (read by one task that
+//! hands each message to the inbox). Both are resumed with `Last-Event-ID` when they
+//! break (bounded attempts, honouring the server's `retry:`).
 
+use std::collections::VecDeque;
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::stream::BoxStream;
 use http::StatusCode;
 use http::header::ACCEPT;
 use mcp_types::jsonrpc::{Payload, codes};
@@ -14,94 +18,194 @@ use mcp_types::{Message, RequestId};
 use super::{Inner, LAST_EVENT_ID_HEADER};
 use crate::net;
 
-/// How one connection of a stream ended.
-enum Ended {
-    /// The awaited response came: the stream is done.
-    Answered,
-    /// The transport is closing.
-    Cancelled,
-    /// The server ended the stream, or the connection broke (with why).
-    Lost(Option<String>),
-}
+type Events = BoxStream<'static, Result<eventsource_stream::Event, String>>;
 
-/// Cursor of a stream across reconnections.
-#[derive(Default)]
-struct Cursor {
+/// The events of one answer: the stream a POST was answered with, or the GET stream.
+/// [`AnswerStream::next`] yields its messages in order and resumes it when it breaks.
+pub struct AnswerStream {
+    inner: Arc<Inner>,
+    events: Option<Events>,
+    /// The request whose response ends the stream (`None`: the GET stream, or the answer
+    /// to a notification).
+    request_id: Option<RequestId>,
+    is_get: bool,
+    queue: VecDeque<Message>,
     last_event_id: Option<String>,
     retry: Option<Duration>,
+    failures: u32,
+    got_events: bool,
+    /// Why the last connection ended, until it is resumed.
+    lost_why: Option<String>,
+    done: bool,
 }
 
-/// Which stream this is.
-#[derive(Debug, Clone)]
-pub(super) enum Origin {
-    /// The answer stream of a POST; the id of the request it answers, if any.
-    Post(Option<RequestId>),
-    /// The GET stream for server-initiated messages.
-    Get,
+impl fmt::Debug for AnswerStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AnswerStream")
+            .field("upstream", &self.inner.target.name)
+            .field("request_id", &self.request_id)
+            .field("last_event_id", &self.last_event_id)
+            .finish_non_exhaustive()
+    }
 }
 
-/// Reads an SSE stream until it is done, resuming it when it breaks. If a POST stream
-/// cannot be resumed, its request gets an error response at once instead of waiting for
-/// a timeout.
-pub(super) async fn run(inner: Arc<Inner>, first: reqwest::Response, origin: Origin) {
-    let request_id = match &origin {
-        Origin::Post(id) => id.clone(),
-        Origin::Get => None,
-    };
-    let is_get = matches!(origin, Origin::Get);
-    let mut cursor = Cursor::default();
-    let mut response = first;
-    let mut failures = 0u32;
-    loop {
-        let (ended, got_events) = read(&inner, response, &mut cursor, request_id.as_ref()).await;
-        let why = match ended {
-            Ended::Answered | Ended::Cancelled => return,
-            Ended::Lost(why) => why,
-        };
-        if got_events {
-            failures = 0;
+impl AnswerStream {
+    pub(super) fn new(
+        inner: Arc<Inner>,
+        response: reqwest::Response,
+        request_id: Option<RequestId>,
+        is_get: bool,
+    ) -> Self {
+        let events = net::events(response, inner.limits.max_message_bytes);
+        Self {
+            inner,
+            events: Some(events),
+            request_id,
+            is_get,
+            queue: VecDeque::new(),
+            last_event_id: None,
+            retry: None,
+            failures: 0,
+            got_events: false,
+            lost_why: None,
+            done: false,
         }
-        let why = why.unwrap_or_else(|| "the server ended the stream".to_owned());
-        if cursor.last_event_id.is_none() && !is_get {
-            return give_up(
-                &inner,
-                request_id,
-                &format!("{why}, with no event id to resume from"),
-            )
-            .await;
-        }
-        response = loop {
-            failures += 1;
-            if failures > inner.limits.max_resume_attempts {
-                let why = format!("{why}; resuming failed {} times", failures - 1);
-                return give_up(&inner, request_id, &why).await;
+    }
+
+    /// The next message, in the order the server sent them. After the response to the
+    /// awaited request, `None`. A POST stream that breaks and cannot be resumed yields an
+    /// error response for its request first, so the caller never waits for a timeout;
+    /// `None` also when the transport closes.
+    pub async fn next(&mut self) -> Option<Message> {
+        loop {
+            if let Some(msg) = self.queue.pop_front() {
+                if let (Message::Response(r), Some(id)) = (&msg, &self.request_id)
+                    && &r.id == id
+                {
+                    self.done = true;
+                    self.queue.clear();
+                }
+                return Some(msg);
             }
-            let wait = cursor
+            if self.done {
+                return None;
+            }
+            let Some(events) = self.events.as_mut() else {
+                if let Some(end) = self.resume().await {
+                    return end;
+                }
+                continue;
+            };
+            let next = tokio::select! {
+                () = self.inner.cancel.cancelled() => {
+                    self.done = true;
+                    return None;
+                }
+                next = events.next() => next,
+            };
+            match next {
+                Some(Ok(event)) => self.on_event(event),
+                Some(Err(err)) => self.lost(format!("the stream broke: {err}")),
+                None => self.lost("the server ended the stream".into()),
+            }
+        }
+    }
+
+    fn on_event(&mut self, event: eventsource_stream::Event) {
+        self.got_events = true;
+        if !event.id.is_empty() {
+            self.last_event_id = Some(event.id.clone());
+        }
+        if let Some(retry) = event.retry {
+            self.retry = Some(retry);
+        }
+        // Priming events carry an id and no data; other event types are not ours.
+        if event.data.trim().is_empty() || !(event.event.is_empty() || event.event == "message") {
+            return;
+        }
+        match Payload::from_slice(event.data.as_bytes()) {
+            Ok(p) => self.queue.extend(p.into_messages()),
+            Err(err) => {
+                tracing::warn!(upstream = %self.inner.target.name, error = %err, "sse event is not JSON-RPC; skipped");
+            }
+        }
+    }
+
+    /// The current connection ended; the next call to [`AnswerStream::resume`] decides.
+    fn lost(&mut self, why: String) {
+        self.events = None;
+        if self.got_events {
+            self.failures = 0;
+        }
+        self.got_events = false;
+        tracing::debug!(upstream = %self.inner.target.name, reason = %why, last_event_id = ?self.last_event_id, "sse stream broke");
+        self.queue.clear();
+        self.lost_why = Some(why);
+    }
+
+    /// Opens the stream again after `Last-Event-ID`. `Some(end)` when it is over for good
+    /// (the caller returns `end`); `None` when a new connection is in place.
+    async fn resume(&mut self) -> Option<Option<Message>> {
+        let why = self
+            .lost_why
+            .take()
+            .unwrap_or_else(|| "the stream ended".into());
+        if self.last_event_id.is_none() && !self.is_get {
+            return Some(self.give_up(&format!("{why}, with no event id to resume from")));
+        }
+        loop {
+            self.failures += 1;
+            if self.failures > self.inner.limits.max_resume_attempts {
+                let why = format!("{why}; resuming failed {} times", self.failures - 1);
+                return Some(self.give_up(&why));
+            }
+            let wait = self
                 .retry
-                .unwrap_or(inner.limits.resume_delay)
-                .min(inner.limits.max_resume_delay);
-            tracing::debug!(upstream = %inner.target.name, reason = %why, last_event_id = ?cursor.last_event_id, ?wait, "resuming sse stream");
+                .unwrap_or(self.inner.limits.resume_delay)
+                .min(self.inner.limits.max_resume_delay);
+            tracing::debug!(upstream = %self.inner.target.name, reason = %why, last_event_id = ?self.last_event_id, ?wait, "resuming sse stream");
             tokio::select! {
-                () = inner.cancel.cancelled() => return,
+                () = self.inner.cancel.cancelled() => {
+                    self.done = true;
+                    return Some(None);
+                }
                 () = tokio::time::sleep(wait) => {}
             }
-            match get(&inner, cursor.last_event_id.as_deref()).await {
-                Get::Stream(r) => break r,
+            match get(&self.inner, self.last_event_id.as_deref()).await {
+                Get::Stream(r) => {
+                    self.events = Some(net::events(r, self.inner.limits.max_message_bytes));
+                    return None;
+                }
                 Get::Retry(err) => {
-                    tracing::debug!(upstream = %inner.target.name, error = %err, "resume attempt failed");
+                    tracing::debug!(upstream = %self.inner.target.name, error = %err, "resume attempt failed");
                 }
-                Get::Stop(err) => {
-                    return give_up(&inner, request_id, &format!("{why}; {err}")).await;
-                }
+                Get::Stop(err) => return Some(self.give_up(&format!("{why}; {err}"))),
             }
-        };
+        }
+    }
+
+    /// The stream is lost for good: the request it was answering fails now.
+    fn give_up(&mut self, why: &str) -> Option<Message> {
+        self.done = true;
+        tracing::warn!(upstream = %self.inner.target.name, reason = %why, "sse stream lost");
+        let id = self.request_id.clone()?;
+        let message = format!("{}: response stream lost: {why}", self.inner.target);
+        Some(Message::error(id, codes::CONNECTION_CLOSED, message))
+    }
+}
+
+/// Hands every message of `stream` to the inbox until it is over (the GET stream, or the
+/// event-stream answer to a notification or response).
+pub(super) async fn drain(mut stream: AnswerStream) {
+    while let Some(msg) = stream.next().await {
+        stream.inner.inbox.message(msg);
     }
 }
 
 /// Opens the GET stream for server-initiated messages; a 405 means the server has none.
 pub(super) async fn open_get(inner: Arc<Inner>) {
     match get(&inner, None).await {
-        Get::Stream(response) => run(inner, response, Origin::Get).await,
+        Get::Stream(response) => drain(AnswerStream::new(inner, response, None, true)).await,
         Get::Retry(err) | Get::Stop(err) => {
             tracing::debug!(upstream = %inner.target.name, error = %err, "no GET stream");
         }
@@ -125,8 +229,8 @@ async fn get(inner: &Arc<Inner>, last_event_id: Option<&str>) -> Get {
     if let Some(id) = last_event_id {
         req = req.header(LAST_EVENT_ID_HEADER, id);
     }
-    let what = format!("GET {}", inner.url);
-    let response = match net::send(req, inner.limits.connect_timeout, &inner.target, &what).await {
+    let what = net::What("GET", &inner.url);
+    let response = match net::send(req, inner.limits.connect_timeout, &inner.target, what).await {
         Ok(r) => r,
         Err(err) => return Get::Retry(err.to_string()),
     };
@@ -137,11 +241,11 @@ async fn get(inner: &Arc<Inner>, last_event_id: Option<&str>) -> Get {
     if status == StatusCode::NOT_FOUND
         && let Some(session) = session
     {
-        return Get::Stop(inner.expire(&session).await.to_string());
+        return Get::Stop(inner.expire(&session).to_string());
     }
     if !status.is_success() {
         return Get::Retry(
-            net::status_error(response, &inner.target, &what)
+            net::status_error(response, &inner.target, &what.to_string())
                 .await
                 .to_string(),
         );
@@ -150,70 +254,4 @@ async fn get(inner: &Arc<Inner>, last_event_id: Option<&str>) -> Get {
         return Get::Stop(format!("{what} did not answer with an event stream"));
     }
     Get::Stream(response)
-}
-
-/// Reads one connection's events. Returns how it ended and whether any event came.
-async fn read(
-    inner: &Arc<Inner>,
-    response: reqwest::Response,
-    cursor: &mut Cursor,
-    request_id: Option<&RequestId>,
-) -> (Ended, bool) {
-    let mut events = net::events(response, inner.limits.max_message_bytes);
-    let mut got_events = false;
-    loop {
-        let next = tokio::select! {
-            () = inner.cancel.cancelled() => return (Ended::Cancelled, got_events),
-            next = events.next() => next,
-        };
-        let event = match next {
-            None => return (Ended::Lost(None), got_events),
-            Some(Err(err)) => {
-                return (
-                    Ended::Lost(Some(format!("the stream broke: {err}"))),
-                    got_events,
-                );
-            }
-            Some(Ok(event)) => event,
-        };
-        got_events = true;
-        if !event.id.is_empty() {
-            cursor.last_event_id = Some(event.id.clone());
-        }
-        if let Some(retry) = event.retry {
-            cursor.retry = Some(retry);
-        }
-        // Priming events carry an id and no data; other event types are not ours.
-        if event.data.trim().is_empty() || !(event.event.is_empty() || event.event == "message") {
-            continue;
-        }
-        let payload = match Payload::from_slice(event.data.as_bytes()) {
-            Ok(p) => p,
-            Err(err) => {
-                tracing::warn!(upstream = %inner.target.name, error = %err, "sse event is not JSON-RPC; skipped");
-                continue;
-            }
-        };
-        let mut answered = false;
-        for msg in payload.into_messages() {
-            if let (Message::Response(r), Some(id)) = (&msg, request_id) {
-                answered |= &r.id == id;
-            }
-            inner.deliver(msg).await;
-        }
-        if answered {
-            return (Ended::Answered, got_events);
-        }
-    }
-}
-
-/// A stream is lost for good: the request it was answering fails now.
-async fn give_up(inner: &Arc<Inner>, request_id: Option<RequestId>, why: &str) {
-    tracing::warn!(upstream = %inner.target.name, reason = %why, "sse stream lost");
-    if let Some(id) = request_id {
-        let message = format!("{}: response stream lost: {why}", inner.target);
-        inner
-            .deliver(Message::error(id, codes::CONNECTION_CLOSED, message))
-            .await;
-    }
 }

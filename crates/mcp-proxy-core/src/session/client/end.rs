@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 
-use mcp_types::Message;
 use mcp_types::jsonrpc::codes;
+use mcp_types::mcp::methods;
+use mcp_types::{Message, RequestId};
 use tracing::debug;
 
 use super::{ClientSession, Phase};
@@ -12,15 +13,16 @@ use crate::session::Outbound;
 impl ClientSession {
     /// The client is done (DELETE, or its legacy SSE stream is gone): the upstream is told
     /// to stop what it was doing for it, and the session ends.
-    pub async fn close(self: &Arc<Self>) {
-        self.terminate(None).await;
+    pub fn close(self: &Arc<Self>) {
+        self.terminate(None);
     }
 
     /// Ends the session. With a `reason` (the upstream died, was removed, …) every request
-    /// in flight first gets a JSON-RPC error saying it; without one (the client left) the
-    /// upstream gets `notifications/cancelled` for them.
-    pub(crate) async fn terminate(self: &Arc<Self>, reason: Option<String>) {
-        let (inflight, out, link, subscriptions) = {
+    /// in flight first gets a JSON-RPC error saying it; without one (the client left) no
+    /// answer is due. Either way the upstream gets `notifications/cancelled` for them
+    /// (in the background). Never waits.
+    pub(crate) fn terminate(self: &Arc<Self>, reason: Option<String>) {
+        let (inflight, outlet, link, subscriptions) = {
             let mut state = self.state();
             if state.phase == Phase::Ended {
                 return;
@@ -29,7 +31,7 @@ impl ClientSession {
             state.server_requests.clear();
             (
                 std::mem::take(&mut state.inflight),
-                state.out.take(),
+                state.outlet.take(),
                 state.link.take(),
                 std::mem::take(&mut state.subscriptions),
             )
@@ -38,47 +40,42 @@ impl ClientSession {
         for entry in inflight.values() {
             entry.token.cancel();
         }
-        if let (Some(reason), Some(out)) = (&reason, &out) {
+        if let (Some(reason), Some(outlet)) = (&reason, &outlet) {
             for id in inflight.keys() {
                 let error = Message::error(id.clone(), codes::CONNECTION_CLOSED, reason.clone());
-                let _ = out
-                    .send(Outbound {
-                        message: error,
-                        related: Some(id.clone()),
-                    })
-                    .await;
+                outlet.send(Outbound {
+                    message: error,
+                    related: Some(id.clone()),
+                });
             }
         }
-        drop(out);
         if let Some(link) = link {
-            for entry in inflight.values() {
-                if let Some(t) = &entry.progress {
-                    link.forget_progress(t);
-                }
-            }
             let unsubscribe: Vec<String> = subscriptions
                 .into_iter()
                 .filter(|uri| link.is_shared() && link.unsubscribe(uri))
                 .collect();
+            let cancels: Vec<RequestId> = inflight
+                .into_values()
+                .filter_map(|e| e.upstream_id)
+                .collect();
             let me = self.clone();
-            self.spawn_owned(async move {
+            self.hub.spawn_cleanup(async move {
                 if link.is_alive() {
                     for uri in unsubscribe {
                         let params = mcp_types::jsonrpc::to_raw(&serde_json::json!({ "uri": uri }));
                         let _ = link
                             .client()
                             .request_with_timeout(
-                                crate::session::rewrite::UNSUBSCRIBE,
+                                methods::RESOURCES_UNSUBSCRIBE,
                                 Some(params),
                                 crate::session::SEND_TIMEOUT,
                             )
                             .await;
                     }
-                    for entry in inflight.into_values() {
-                        let reason = "the client session ended";
+                    for id in cancels {
                         let _ = link
                             .client()
-                            .cancel_request(&entry.upstream_id, reason)
+                            .cancel_request(&id, "the client session ended")
                             .await;
                     }
                 }
@@ -87,5 +84,8 @@ impl ClientSession {
         }
         self.cancel.cancel();
         drop(self.permit.lock().unwrap_or_else(|p| p.into_inner()).take());
+        if let Some(outlet) = outlet {
+            outlet.ended();
+        }
     }
 }
