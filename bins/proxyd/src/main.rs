@@ -129,6 +129,7 @@ async fn run(cfg: ProxydConfig) -> anyhow::Result<()> {
     let store = open_store(&cfg).await?;
     let options = TransportOptions {
         max_message_bytes: cfg.max_message_bytes,
+        allowed_commands: Arc::from(cfg.stdio_allowed_commands.clone()),
         ..TransportOptions::default()
     };
     let manager = Manager::new(

@@ -22,6 +22,7 @@
 mod client;
 mod link;
 mod rewrite;
+mod told;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

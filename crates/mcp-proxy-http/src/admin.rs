@@ -3,7 +3,7 @@
 use http::header::{HeaderValue, LOCATION};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use mcp_types::{McpDefinition, McpStatus, REDACTED, TransportKind};
+use mcp_types::{McpDefinition, McpStatus, REDACTED};
 use serde::Serialize;
 use tracing::info;
 
@@ -131,17 +131,10 @@ fn validate(app: &App, def: &McpDefinition) -> Result<(), Error> {
         Ok(()) => Vec::new(),
         Err(e) => e.0,
     };
-    let allowed = &app.config().stdio_allowed_commands;
-    if def.transport == TransportKind::Stdio
-        && !allowed.is_empty()
-        && let Some((program, _)) = def.argv()
-        && !allowed.iter().any(|a| a == program)
-    {
-        errors.push(mcp_types::FieldError {
-            field: "command".into(),
-            message: format!("{program:?} is not in stdio_allowed_commands"),
-        });
-    }
+    errors.extend(mcp_types::validate::check_stdio_allowed(
+        def,
+        &app.config().stdio_allowed_commands,
+    ));
     if errors.is_empty() {
         return Ok(());
     }
@@ -246,7 +239,11 @@ mod tests {
 
     #[test]
     fn redacted_secrets_in_a_put_keep_the_stored_values() {
-        let mut old = McpDefinition::http("h", TransportKind::StreamableHttp, "http://x/mcp");
+        let mut old = McpDefinition::http(
+            "h",
+            mcp_types::TransportKind::StreamableHttp,
+            "http://x/mcp",
+        );
         old.headers.insert("X-Key".into(), "real-key".into());
         old.auth_tokens.push("real-token".into());
         let mut new = old.redacted();

@@ -125,17 +125,22 @@ impl App {
         peer: SocketAddr,
     ) -> Result<Response<Body>, Error> {
         let cfg = &self.inner.config;
+        let path = req.uri().path().to_owned();
+        let endpoint = mcp::Endpoint::parse(&path);
         if cfg.check_host && !security::host_allowed(req.headers(), &cfg.extra_hosts) {
             self.metrics().auth_failure(AuthFailure::HostNotAllowed);
-            return Err(Error::Forbidden(
-                "host not allowed: the Host header must name this proxy".into(),
-            ));
+            let err =
+                Error::Forbidden("host not allowed: the Host header must name this proxy".into());
+            // MCP clients read JSON-RPC errors, even this early.
+            return match endpoint {
+                Some(_) => Ok(mcp::jsonrpc_error_response(&err)),
+                None => Err(err),
+            };
         }
-        let path = req.uri().path().to_owned();
         let client = security::client_ip(peer.ip(), req.headers(), &cfg.trusted_proxies);
         // The MCP proxy endpoints (`/{name}/sse|message|stream|mcp`) have their own
         // security (per-server tokens, IPs, Origin) and protocol rules.
-        if let Some(endpoint) = mcp::Endpoint::parse(&path) {
+        if let Some(endpoint) = endpoint {
             return mcp::handle(self, endpoint, req, client).await;
         }
         // Authenticate everything under /admin before matching, so unknown admin paths do

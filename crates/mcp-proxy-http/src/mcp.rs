@@ -23,7 +23,7 @@ use http::{Method, Request, Response};
 use hyper::body::Incoming;
 
 use crate::app::App;
-use crate::body::{Body, error_response};
+use crate::body::Body;
 use crate::error::Error;
 use session::HttpSession;
 
@@ -126,35 +126,86 @@ impl Registry {
     }
 }
 
-/// Serves one proxy-endpoint request.
+/// Serves one proxy-endpoint request. Every error is answered with a JSON-RPC error
+/// object (MCP clients read those), with the HTTP status of [`Error::parts`].
 pub(crate) async fn handle(
     app: &App,
     endpoint: Endpoint,
     req: Request<Incoming>,
     client: IpAddr,
 ) -> Result<Response<Body>, Error> {
-    let result = serve(app, &endpoint, req, client).await;
-    match result {
-        // DESIGN §4: an oversized body gets a JSON-RPC error body, which MCP clients read.
-        Err(err @ Error::PayloadTooLarge { .. }) => {
-            let body = serde_json::json!({
-                "jsonrpc": "2.0",
-                "id": null,
-                "error": {"code": mcp_types::jsonrpc::codes::INVALID_REQUEST, "message": err.to_string()},
-            });
-            let (status, _, _) = err.parts();
-            Ok(crate::body::json_response(status, &body))
+    Ok(match serve(app, &endpoint, req, client).await {
+        Ok(resp) => resp,
+        Err(err) => {
+            let (status, code, _) = err.parts();
+            if status.is_server_error() {
+                tracing::warn!(upstream = %endpoint.name, code, error = %err, "mcp request failed");
+            } else {
+                tracing::debug!(upstream = %endpoint.name, code, error = %err, "mcp request refused");
+            }
+            jsonrpc_error_response(&err)
         }
-        Err(err @ Error::Unauthorized(_)) => {
-            let mut resp = error_response(&err);
+    })
+}
+
+/// The answer for a name that is not registered. To a caller without credentials it is
+/// the same 401 a protected server gives, so the difference does not tell which names
+/// exist; 404 when no server asks for credentials at all, or to a caller with a valid
+/// global token.
+fn unknown(app: &App, endpoint: &Endpoint, headers: &http::HeaderMap) -> Error {
+    let cfg = app.config();
+    let protected = !cfg.global_auth_tokens.is_empty()
+        || app.inner().manager.upstreams().iter().any(|u| {
+            u.derived(|def| guard::Policy::new(def, cfg))
+                .requires_auth()
+        });
+    if protected {
+        match crate::security::check_bearer(headers, &cfg.global_auth_tokens) {
+            Ok(()) => {}
+            Err(f) => return Error::Unauthorized(f.message()),
+        }
+    }
+    Error::McpNotFound(endpoint.name.clone())
+}
+
+/// The JSON-RPC error object for an error on an MCP endpoint: `-32700` for a body that
+/// is not JSON, `-32603` for the proxy's own failures (5xx), `-32600` for every other
+/// refusal; `data.code` carries the machine-readable code (`session_not_found`, …) and
+/// `data.details` any details. The id is `null`: the request it answers may not be known.
+pub(crate) fn jsonrpc_error_response(err: &Error) -> Response<Body> {
+    use mcp_types::jsonrpc::codes;
+    let (status, code, details) = err.parts();
+    let rpc_code = match err {
+        Error::InvalidJson { .. } => codes::PARSE_ERROR,
+        _ if status.is_server_error() => codes::INTERNAL_ERROR,
+        _ => codes::INVALID_REQUEST,
+    };
+    let mut data = serde_json::json!({ "code": code });
+    if let Some(d) = details {
+        data["details"] = d;
+    }
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": {"code": rpc_code, "message": err.to_string(), "data": data},
+    });
+    let mut resp = crate::body::json_response(status, &body);
+    match err {
+        Error::Unauthorized(_) => {
             resp.headers_mut().insert(
                 WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"mcp-proxy\""),
             );
-            Ok(resp)
         }
-        other => other,
+        Error::MethodNotAllowed { allow, .. } => {
+            let list = allow.iter().map(Method::as_str).collect::<Vec<_>>();
+            if let Ok(v) = HeaderValue::from_str(&list.join(", ")) {
+                resp.headers_mut().insert(http::header::ALLOW, v);
+            }
+        }
+        _ => {}
     }
+    resp
 }
 
 async fn serve(
@@ -163,11 +214,9 @@ async fn serve(
     req: Request<Incoming>,
     client: IpAddr,
 ) -> Result<Response<Body>, Error> {
-    let upstream = app
-        .inner()
-        .manager
-        .upstream(&endpoint.name)
-        .ok_or_else(|| Error::McpNotFound(endpoint.name.clone()))?;
+    let Some(upstream) = app.inner().manager.upstream(&endpoint.name) else {
+        return Err(unknown(app, endpoint, req.headers()));
+    };
     let def = upstream.definition();
     let policy = upstream.derived(|def| guard::Policy::new(def, app.config()));
     guard::check(
@@ -177,6 +226,11 @@ async fn serve(
         req.headers(),
         client,
     )?;
+    if let Some(extra) = &endpoint.extra
+        && let Err(why) = mcp_types::validate::check_path_suffix(extra)
+    {
+        return Err(streamable::bad("invalid_path", why));
+    }
     if endpoint.extra.is_some() && !def.transport.is_http() {
         return Err(Error::RouteNotFound(format!(
             "{}: {{extra}} path segments need an http upstream; {:?} is stdio",

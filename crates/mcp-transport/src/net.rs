@@ -39,6 +39,9 @@ pub(crate) fn upstream_url(
     if let Some(suffix) = opts.path_suffix.as_deref().map(|s| s.trim_matches('/'))
         && !suffix.is_empty()
     {
+        if let Err(why) = mcp_types::validate::check_path_suffix(suffix) {
+            return Err(config(why));
+        }
         let path = format!("{}/{suffix}", url.path().trim_end_matches('/'));
         url.set_path(&path);
     }
@@ -66,11 +69,26 @@ pub(crate) fn base_headers(
     Ok(headers)
 }
 
+/// Redirects followed at most, and only within the origin of the first request: the
+/// definition's headers (often credentials) never travel to another host.
+const MAX_REDIRECTS: usize = 5;
+
 /// An HTTP client with a connect deadline and no overall deadline (SSE streams live long;
-/// each call bounds its own wait).
+/// each call bounds its own wait). Redirects stay on the origin they start from.
 pub(crate) fn client(connect_timeout: Duration, target: &Target) -> Result<reqwest::Client> {
+    let same_origin = reqwest::redirect::Policy::custom(|attempt| {
+        let first = attempt.previous().first().map(Url::origin);
+        if attempt.previous().len() > MAX_REDIRECTS {
+            attempt.error(format!("more than {MAX_REDIRECTS} redirects"))
+        } else if first.is_some_and(|o| o != attempt.url().origin()) {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    });
     reqwest::Client::builder()
         .connect_timeout(connect_timeout)
+        .redirect(same_origin)
         .pool_idle_timeout(Duration::from_secs(90))
         .build()
         .map_err(|e| Error::Config {

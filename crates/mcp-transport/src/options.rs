@@ -39,8 +39,13 @@ pub struct TransportOptions {
     /// They never override the definition's own `headers`.
     pub extra_headers: HeaderMap,
     /// HTTP: path segments appended to the upstream URL's path (`a/b` turns
-    /// `http://h/mcp` into `http://h/mcp/a/b`); already percent-encoded.
+    /// `http://h/mcp` into `http://h/mcp/a/b`); already percent-encoded. Dot segments
+    /// and backslashes are refused.
     pub path_suffix: Option<String>,
+    /// stdio: when not empty, the only programs that may be spawned
+    /// (`stdio_allowed_commands`), checked right before each spawn whatever the
+    /// definition's origin (Admin API, store, an older configuration).
+    pub allowed_commands: std::sync::Arc<[String]>,
 }
 
 impl Default for TransportOptions {
@@ -57,6 +62,7 @@ impl Default for TransportOptions {
             max_resume_delay: Duration::from_secs(10),
             extra_headers: HeaderMap::new(),
             path_suffix: None,
+            allowed_commands: std::sync::Arc::from(Vec::new()),
         }
     }
 }

@@ -62,6 +62,13 @@ impl StdioTransport {
                 reason: "stdio needs a command".into(),
             });
         };
+        let refused = mcp_types::validate::check_stdio_allowed(def, &opts.allowed_commands);
+        if !refused.is_empty() {
+            return Err(Error::Config {
+                target,
+                reason: mcp_types::ValidationErrors(refused).to_string(),
+            });
+        }
         let mut cmd = Command::new(program);
         cmd.args(&args)
             .env_clear()

@@ -233,3 +233,42 @@ async fn an_unreachable_server_is_a_retryable_error_naming_the_upstream() {
         "{err}"
     );
 }
+
+/// A server that answers everything with a redirect to `location`.
+async fn redirector(location: String) -> (String, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 16 * 1024];
+            let _ = conn.read(&mut buf).await;
+            let answer = format!(
+                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let _ = conn.write_all(answer.as_bytes()).await;
+        }
+    });
+    (format!("http://{addr}/mcp"), task)
+}
+
+#[tokio::test]
+async fn redirects_to_another_origin_are_not_followed_and_carry_no_headers_there() {
+    let mock = MockServer::start(Fault::JsonResponses).await;
+    let (url, _server) = redirector(mock.url()).await;
+    let mut def = def(url);
+    def.headers.insert("X-Api-Key".into(), "secret-0123".into());
+    let (client, _events) = McpClient::connect(&def, &options()).await.unwrap();
+    let err = within(
+        "initialize",
+        client.initialize(Implementation::new("tests", "0.0.0"), json!({})),
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("307"), "{err}");
+    assert!(
+        mock.requests().is_empty(),
+        "the other origin saw nothing: {:?}",
+        mock.requests()
+    );
+}

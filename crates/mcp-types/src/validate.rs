@@ -261,6 +261,120 @@ impl McpDefinition {
     }
 }
 
+/// Refuses `{extra}` path segments that could climb out of the upstream's path: `.` and
+/// `..` (also percent-encoded, in any case), backslashes, and encoded slashes, which a
+/// server may decode into new segments. Empty segments are refused too.
+pub fn check_path_suffix(suffix: &str) -> std::result::Result<(), String> {
+    for segment in suffix.split('/') {
+        let decoded: Vec<u8> = percent_decode(segment.as_bytes());
+        let bad = decoded.is_empty()
+            || decoded == b"."
+            || decoded == b".."
+            || decoded.iter().any(|b| matches!(b, b'/' | b'\\' | 0))
+            || segment.contains('\\');
+        if bad {
+            return Err(format!(
+                "path segment {segment:?} is not allowed in {{extra}}: no dot segments, backslashes or encoded slashes"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn percent_decode(input: &[u8]) -> Vec<u8> {
+    let hex = |b: u8| {
+        char::from(b)
+            .to_digit(16)
+            .and_then(|d| u8::try_from(d).ok())
+    };
+    let mut out = Vec::with_capacity(input.len());
+    let mut i = 0;
+    while i < input.len() {
+        if input[i] == b'%'
+            && let (Some(h), Some(l)) = (
+                input.get(i + 1).copied().and_then(hex),
+                input.get(i + 2).copied().and_then(hex),
+            )
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(input[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Environment variables that change which program runs or what it loads (the dynamic
+/// linker, interpreters' module paths and start-up hooks, the shell). With
+/// `stdio_allowed_commands` set, a definition may not set them: the list would be
+/// meaningless if `PATH` or `LD_PRELOAD` could point elsewhere. Not a sandbox: an allowed
+/// program still runs with the proxy's user rights.
+pub const ENV_THAT_CHANGES_WHAT_RUNS: &[&str] = &[
+    "PATH",
+    "LD_PRELOAD",
+    "LD_LIBRARY_PATH",
+    "LD_AUDIT",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "PYTHONUSERBASE",
+    "PERL5LIB",
+    "PERL5OPT",
+    "RUBYLIB",
+    "RUBYOPT",
+    "BASH_ENV",
+    "ENV",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "GCONV_PATH",
+];
+
+/// Checks a stdio definition against `stdio_allowed_commands` (`allowed`; empty allows
+/// anything): the program must be one of them exactly, a program with a `/` must be an
+/// absolute path (a relative one depends on `cwd`), and no env key from
+/// [`ENV_THAT_CHANGES_WHAT_RUNS`] (nor one starting `LD_` or `DYLD_`) may be set. The
+/// proxy checks at registration and again right before each spawn.
+pub fn check_stdio_allowed(def: &McpDefinition, allowed: &[String]) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    if allowed.is_empty() || def.transport != crate::TransportKind::Stdio {
+        return errors;
+    }
+    if let Some((program, _)) = def.argv() {
+        if !allowed.iter().any(|a| a == program) {
+            errors.push(FieldError {
+                field: "command".into(),
+                message: format!("{program:?} is not in stdio_allowed_commands"),
+            });
+        } else if program.contains('/') && !program.starts_with('/') {
+            errors.push(FieldError {
+                field: "command".into(),
+                message: format!(
+                    "{program:?} is a relative path, which depends on cwd: name an absolute path in stdio_allowed_commands"
+                ),
+            });
+        }
+    }
+    for key in def.env.keys() {
+        let upper = key.to_ascii_uppercase();
+        if ENV_THAT_CHANGES_WHAT_RUNS.contains(&upper.as_str())
+            || upper.starts_with("LD_")
+            || upper.starts_with("DYLD_")
+        {
+            errors.push(FieldError {
+                field: format!("env.{key}"),
+                message: format!(
+                    "{key} changes what runs, so it cannot be set while stdio_allowed_commands is set"
+                ),
+            });
+        }
+    }
+    errors
+}
+
 fn check_duration(errs: &mut ValidationErrors, field: &str, d: Duration, min: Duration) {
     if d < min || d > MAX_TIMEOUT {
         errs.push(
@@ -339,5 +453,17 @@ mod tests {
             .validate()
             .unwrap_err();
         assert!(errs.has("url"), "{errs}");
+    }
+    #[test]
+    fn path_suffixes_cannot_climb_out() {
+        for bad in [
+            "..", "a/../b", "%2e%2e", "%2E%2e/x", ".", "a/./b", "a\\b", "a%5cb", "a%2fb", "a//b",
+            "%00",
+        ] {
+            assert!(check_path_suffix(bad).is_err(), "{bad}");
+        }
+        for good in ["a", "a/b", "v1/tenant-7", "a%20b", "..a", "a.."] {
+            assert!(check_path_suffix(good).is_ok(), "{good}");
+        }
     }
 }

@@ -125,7 +125,8 @@ impl ClientSession {
                 () = cancel.cancelled() => "the proxy is shutting down".to_owned(),
             };
             if let Some(session) = weak.upgrade() {
-                session.terminate(Some(reason));
+                let error = mcp_types::ErrorObject::new(codes::CONNECTION_CLOSED, reason);
+                session.terminate(Some(error));
             }
         });
         session

@@ -429,10 +429,7 @@ impl Link {
         };
         self.cancel.cancel();
         info!(upstream = %self.upstream.name(), shared = self.shared, %reason, "upstream session lost; ending its client sessions");
-        let message = format!(
-            "upstream {:?}: the upstream session ended: {reason}",
-            self.upstream.name()
-        );
+        let message = super::told::session_ended(self.upstream.name(), reason);
         if self.shared {
             self.hub.forget_shared(self.upstream.name(), self);
         }

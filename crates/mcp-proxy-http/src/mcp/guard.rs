@@ -43,6 +43,13 @@ impl Policy {
     }
 }
 
+impl Policy {
+    /// Whether a bearer token is needed.
+    pub(crate) fn requires_auth(&self) -> bool {
+        self.require_auth || !self.tokens.is_empty()
+    }
+}
+
 /// Refuses the request unless its Origin, address and token pass the server's rules.
 pub(crate) fn check(
     cfg: &HttpConfig,
@@ -69,7 +76,7 @@ pub(crate) fn check(
             policy.name
         )));
     }
-    if policy.require_auth || !policy.tokens.is_empty() {
+    if policy.requires_auth() {
         security::check_bearer(headers, &policy.tokens).map_err(|f| {
             metrics.auth_failure(match f {
                 security::AuthFailure::Missing => AuthFailure::MissingToken,

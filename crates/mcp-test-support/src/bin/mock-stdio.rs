@@ -9,7 +9,8 @@
 //! - `big <bytes>`: like `echo`, but first sends a notification of about `<bytes>` bytes
 //!   (default 2 MiB) on one line.
 //!
-//! `tools/call` of `big` with `{"bytes": n}` answers with a text of `n` bytes.
+//! `tools/call` of `big` with `{"bytes": n}` answers with a text of `n` bytes. Every
+//! `tools/call` is reported on stderr (`mock-stdio: got tools/call "<name>" id <id>`).
 //! `tools/call` of `ask` with `{"message": m, "wait_for": n}` is held until `n` asks are
 //! waiting; then, newest first, each gets a log message `asked: m` and its answer (so
 //! each log message arrives while its own request is the newest one in flight).
@@ -50,6 +51,13 @@ fn main() {
         };
         let method = msg["method"].as_str().unwrap_or_default();
         let id = msg.get("id").cloned();
+        if method == "tools/call" {
+            // What the server runs, for tests to read (with logEnabled, from the proxy's log).
+            eprintln!(
+                "mock-stdio: got tools/call {} id {}",
+                msg["params"]["name"], msg["id"]
+            );
+        }
         let reply = match (method, id) {
             ("notifications/cancelled", None) if mode == "hang" => json!({
                 "jsonrpc": "2.0", "method": "notifications/message",

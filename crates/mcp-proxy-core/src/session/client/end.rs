@@ -2,9 +2,8 @@
 
 use std::sync::Arc;
 
-use mcp_types::jsonrpc::codes;
 use mcp_types::mcp::methods;
-use mcp_types::{Message, RequestId};
+use mcp_types::{ErrorObject, Message, RequestId};
 use tracing::debug;
 
 use super::{ClientSession, Phase};
@@ -18,10 +17,10 @@ impl ClientSession {
     }
 
     /// Ends the session. With a `reason` (the upstream died, was removed, …) every request
-    /// in flight first gets a JSON-RPC error saying it; without one (the client left) no
+    /// in flight first gets it as its JSON-RPC error; without one (the client left) no
     /// answer is due. Either way the upstream gets `notifications/cancelled` for them
     /// (in the background). Never waits.
-    pub(crate) fn terminate(self: &Arc<Self>, reason: Option<String>) {
+    pub(crate) fn terminate(self: &Arc<Self>, reason: Option<ErrorObject>) {
         let (inflight, outlet, link, subscriptions) = {
             let mut state = self.state();
             if state.phase == Phase::Ended {
@@ -36,13 +35,20 @@ impl ClientSession {
                 std::mem::take(&mut state.subscriptions),
             )
         };
-        debug!(session = %self.id, upstream = %self.upstream.name(), reason = reason.as_deref().unwrap_or("closed by the client"), "client session ended");
+        let why = reason
+            .as_ref()
+            .map_or("closed by the client", |e| e.message.as_str());
+        debug!(session = %self.id, upstream = %self.upstream.name(), reason = why, "client session ended");
         for entry in inflight.values() {
             entry.token.cancel();
         }
         if let (Some(reason), Some(outlet)) = (&reason, &outlet) {
             for id in inflight.keys() {
-                let error = Message::error(id.clone(), codes::CONNECTION_CLOSED, reason.clone());
+                let error = Message::Response(mcp_types::Response {
+                    id: id.clone(),
+                    outcome: mcp_types::Outcome::Error(reason.clone()),
+                    extra: mcp_types::jsonrpc::Extra::new(),
+                });
                 outlet.send(Outbound {
                     message: error,
                     related: Some(id.clone()),

@@ -10,7 +10,7 @@ use mcp_types::{Message, Outcome, Request};
 use tracing::Instrument;
 
 use super::{ClientSession, Inflight, Reply};
-use crate::session::rewrite;
+use crate::session::{rewrite, told};
 
 impl ClientSession {
     /// Forwards `req` on the session's upstream link and awaits the answer. `None` when
@@ -104,7 +104,7 @@ impl ClientSession {
                 {
                     link.unsubscribe(uri);
                 }
-                let error = e.to_error_object();
+                let error = told::request_failed(self.upstream.name(), &e);
                 return Some(Reply::new(Message::Response(mcp_types::Response {
                     id,
                     outcome: Outcome::Error(error),
@@ -171,7 +171,7 @@ impl ClientSession {
             }
             Err(e) => Message::Response(mcp_types::Response {
                 id,
-                outcome: Outcome::Error(e.to_error_object()),
+                outcome: Outcome::Error(told::request_failed(self.upstream.name(), &e)),
                 extra: mcp_types::jsonrpc::Extra::new(),
             }),
         };
