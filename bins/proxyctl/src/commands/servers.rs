@@ -5,7 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
-use mcp_proxy_client::{Ensured, Error as ClientError, McpEntry, RegisterService};
+use mcp_proxy_client::{Ensured, McpEntry, RegisterService};
 use mcp_types::{CommandSpec, ConnectionState, McpDefinition, Secret, SessionMode, TransportKind};
 
 use super::{Ctx, endpoint, transport};
@@ -243,42 +243,72 @@ pub(crate) async fn add(ctx: &Ctx, a: AddArgs) -> anyhow::Result<Exit> {
     wait(ctx, &names, a.wait_timeout).await
 }
 
-/// Waits for `names` to connect and says how they are.
+/// How often `add` looks at the state of what it registered.
+const POLL: Duration = Duration::from_millis(200);
+
+/// Waits for `names` to connect and says how they are. A server that fails its first
+/// attempt is reported at once with the proxy's reason (the proxy keeps retrying it).
 async fn wait(ctx: &Ctx, names: &[String], deadline: Duration) -> anyhow::Result<Exit> {
-    match ctx.client.wait_for_connections(names, deadline).await {
-        Ok(entries) => {
-            if ctx.json {
-                ctx.print_json(&entries);
-            } else {
-                for e in &entries {
-                    let tools = e
-                        .status
-                        .tool_count
-                        .map_or(String::new(), |n| format!(", {n} tools"));
-                    let ep = endpoint(
-                        ctx.client.base_url(),
-                        &e.definition.name,
-                        e.definition.transport == TransportKind::Sse,
-                    );
-                    println!("{}: connected{tools}; clients use {ep}", e.definition.name);
+    let until = tokio::time::Instant::now() + deadline;
+    let mut pending: Vec<String> = names.to_vec();
+    let mut done: Vec<McpEntry> = Vec::new();
+    let mut exit = Exit::Ok;
+    loop {
+        let mut still = Vec::new();
+        for name in pending {
+            let e = ctx.client.get(&name).await?;
+            match e.status.state {
+                ConnectionState::Connected => {
+                    if !ctx.json {
+                        let tools = e
+                            .status
+                            .tool_count
+                            .map_or(String::new(), |n| format!(", {n} tools"));
+                        let ep = endpoint(
+                            ctx.client.base_url(),
+                            &name,
+                            e.definition.transport == TransportKind::Sse,
+                        );
+                        println!("{name}: connected{tools}; clients use {ep}");
+                    }
+                    done.push(e);
                 }
+                ConnectionState::Error => {
+                    eprintln!(
+                        "{name}: error: {}",
+                        e.status
+                            .last_error
+                            .as_deref()
+                            .unwrap_or("no error reported")
+                    );
+                    if e.definition.auto_reconnect {
+                        eprintln!("{name}: the proxy keeps retrying; see `proxyctl get {name}`");
+                    }
+                    exit = Exit::Partial;
+                    done.push(e);
+                }
+                _ if tokio::time::Instant::now() >= until => {
+                    eprintln!(
+                        "{name}: not connected after {} ({})",
+                        mcp_types::duration::format(deadline),
+                        e.status.state.as_str()
+                    );
+                    exit = Exit::Partial;
+                    done.push(e);
+                }
+                _ => still.push(name),
             }
-            Ok(Exit::Ok)
         }
-        Err(ClientError::NotConnected { pending, after }) => {
-            for p in &pending {
-                let state = p.state.map_or("unknown", ConnectionState::as_str);
-                eprintln!(
-                    "{}: not connected after {} ({state}): {}",
-                    p.name,
-                    mcp_types::duration::format(after),
-                    p.last_error.as_deref().unwrap_or("no error reported")
-                );
-            }
-            Ok(Exit::Partial)
+        if still.is_empty() {
+            break;
         }
-        Err(e) => Err(e.into()),
+        pending = still;
+        tokio::time::sleep(POLL).await;
     }
+    if ctx.json {
+        ctx.print_json(&done);
+    }
+    Ok(exit)
 }
 
 /// `apply -f FILE`.
