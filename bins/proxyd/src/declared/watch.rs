@@ -90,7 +90,7 @@ impl Reloader {
                     retry = managed && self.apply(&current).await;
                 }
                 Err(e) => error!(
-                    error = %format!("{e:#}"),
+                    error = %one_line(&format!("{e:#}")),
                     "declared servers not reloaded; the running ones are kept"
                 ),
             }
@@ -126,6 +126,13 @@ impl Reloader {
             .chain(cfg.servers_dir.clone())
             .collect()
     }
+}
+
+/// A problem list (`…:\n  - a\n  - b`) on one log line (`…: a; b`).
+fn one_line(text: &str) -> String {
+    text.replace(":\n  - ", ": ")
+        .replace("\n  - ", "; ")
+        .replace('\n', " ")
 }
 
 fn ticker(every: Duration) -> tokio::time::Interval {
