@@ -2,11 +2,11 @@
 //! `servers_dir`, applied like Admin-API registrations at start and again, as a diff, on
 //! SIGHUP or when a file changes.
 //!
-//! - [`load`]: reads the declarations, expands `${VAR}` from the environment, validates
+//! - [`load()`]: reads the declarations, expands `${VAR}` from the environment, validates
 //!   every definition; all problems at once, or nothing.
-//! - [`reconcile`]: makes the store's `source: config` definitions match the declarations,
+//! - [`reconcile()`]: makes the store's `source: config` definitions match the declarations,
 //!   never touching a definition registered through the Admin API.
-//! - [`watch`]: the reload loop (SIGHUP, a polling watcher over the files, debounced).
+//! - [`watch`](mod@watch): the reload loop (SIGHUP, a polling watcher over the files, debounced).
 
 mod expand;
 pub(crate) mod load;
