@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the three examples against a real proxyd on a free loopback port, with real
 # upstreams from .tools (mcp-server-time, server-everything): engine_client,
-# register_from_yaml (examples/workflow.yaml, --once and a short sync loop) and embed_core.
+# register_from_yaml (examples/workflow.yaml, --once and a short sync loop), embed_core,
+# and proxyctl (add, call, import of examples/mcp_servers.json, export, rm).
 # Fails when any example fails or leaves an MCP registered. proxyd is always stopped.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -20,6 +21,7 @@ echo "== building proxyd and the examples"
 cargo build --quiet --locked -p proxyd --bin proxyd
 cargo build --quiet --locked -p mcp-proxy-client --example engine_client --example register_from_yaml
 cargo build --quiet --locked -p mcp-proxy-core --example embed_core
+cargo build --quiet --locked -p proxyctl --bin proxyctl
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --locked \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
 BIN="$TARGET_DIR/debug"
@@ -83,6 +85,17 @@ run embed_core_time "get_current_time → " "$BIN/examples/embed_core" -- "$TIME
 run embed_core_everything "echo → Echo: hello from embed_core" \
   "$BIN/examples/embed_core" --tool echo --arguments '{"message":"hello from embed_core"}' \
   -- "$NODE_BIN" "$EVERYTHING" stdio
+
+export MCP_PROXY_URL="$URL" MCP_PROXY_TOKEN="$TOKEN"
+CTL="$BIN/proxyctl"
+run proxyctl_add "ctl-time: connected, 2 tools" "$CTL" add ctl-time -- "$TIME_SERVER"
+run proxyctl_call '"timezone": "UTC"' "$CTL" call ctl-time get_current_time --arg timezone=UTC
+run proxyctl_import "2 created, 0 updated, 0 unchanged, 0 skipped" \
+  "$CTL" import examples/mcp_servers.json
+run proxyctl_import_again "0 created, 0 updated, 2 unchanged, 0 skipped" \
+  "$CTL" import examples/mcp_servers.json
+run proxyctl_export "$URL/everything/mcp" "$CTL" export
+run proxyctl_rm "everything: removed" "$CTL" rm ctl-time time everything
 
 left=$(registered)
 if [[ "$left" != "0" ]]; then

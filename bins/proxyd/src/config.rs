@@ -15,6 +15,8 @@ use serde::{Deserialize, Serialize};
 
 /// The admin token shipped as the default; refused off loopback.
 pub(crate) const DEFAULT_ADMIN_TOKEN: &str = "CHANGE_ME_ADMIN_TOKEN";
+/// The configuration file read when `--config` is not given (and it exists).
+pub(crate) const DEFAULT_FILE: &str = "proxyd.toml";
 /// Shortest admin token accepted off loopback.
 pub(crate) const MIN_ADMIN_TOKEN_LEN: usize = 16;
 
@@ -81,6 +83,17 @@ pub(crate) struct ProxydConfig {
     pub(crate) stdio_allowed_commands: Vec<String>,
     pub(crate) metrics_public: bool,
     pub(crate) log_format: LogFormat,
+    /// `[[servers]]`: declared definitions, keys in snake_case or camelCase (see
+    /// `crate::declared`). `None` when the key is absent: nothing is declared.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) servers: Option<Vec<serde_json::Value>>,
+    /// A directory of `*.json` / `*.toml` definition files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) servers_dir: Option<PathBuf>,
+    /// How often the configuration file and `servers_dir` are checked for changes; `0s`
+    /// turns the watcher off (SIGHUP still reloads).
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) servers_poll_interval: Duration,
 }
 
 impl Default for ProxydConfig {
@@ -104,6 +117,9 @@ impl Default for ProxydConfig {
             stdio_allowed_commands: Vec::new(),
             metrics_public: false,
             log_format: LogFormat::Text,
+            servers: None,
+            servers_dir: None,
+            servers_poll_interval: Duration::from_secs(1),
         }
     }
 }
@@ -142,7 +158,7 @@ pub(crate) fn figment(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Res
             fig = fig.merge(Toml::file_exact(path));
         }
         None => {
-            let default = PathBuf::from("proxyd.toml");
+            let default = PathBuf::from(DEFAULT_FILE);
             if default.is_file() {
                 fig = fig.merge(Toml::file_exact(default));
             }
@@ -220,6 +236,11 @@ impl ProxydConfig {
                 }
             }
         }
+        if let Some(servers) = &self.servers
+            && let Some(i) = servers.iter().position(|s| !s.is_object())
+        {
+            problems.push(format!("servers[{i}]: must be a table ([[servers]])"));
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -282,7 +303,33 @@ impl ProxydConfig {
             let _ = u.set_password(Some("***"));
             shown.storage.url = u.to_string();
         }
+        for server in shown.servers.iter_mut().flatten() {
+            redact_server(server);
+        }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// Hides the secret values of a declared server (`env`, `headers`, `auth_tokens`), except
+/// `${VAR}` placeholders, which are no secret.
+fn redact_server(server: &mut serde_json::Value) {
+    use serde_json::Value;
+    let hide = |v: &mut Value| {
+        if let Value::String(s) = v
+            && !(s.starts_with("${") && s.ends_with('}') && s.matches("${").count() == 1)
+        {
+            *s = mcp_types::REDACTED.to_owned();
+        }
+    };
+    let Some(obj) = server.as_object_mut() else {
+        return;
+    };
+    for (k, v) in obj.iter_mut() {
+        match (k.as_str(), v) {
+            ("env" | "headers", Value::Object(m)) => m.values_mut().for_each(hide),
+            ("auth_tokens" | "authTokens", Value::Array(a)) => a.iter_mut().for_each(hide),
+            _ => {}
+        }
     }
 }
 
@@ -375,6 +422,28 @@ mod tests {
         );
         assert!(text.contains("***"));
     }
+
+    #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail API returns figment::Error"
+    )]
+    fn declared_servers_are_read_and_their_secrets_redacted() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "proxyd.toml",
+                "[[servers]]\nname = \"t\"\ntransport = \"stdio\"\ncommand = \"x\"\n\
+                 env = { A = \"literal-secret\", B = \"${FROM_ENV}\" }\n",
+            )?;
+            let cfg = load(None, &FlagOverrides::default()).map_err(|e| e.to_string())?;
+            let servers = cfg.servers.as_ref().expect("servers");
+            assert_eq!(servers[0]["name"], "t");
+            let text = cfg.redacted_toml();
+            assert!(!text.contains("literal-secret"), "{text}");
+            assert!(text.contains("${FROM_ENV}"), "{text}");
+            Ok(())
+        });
+    }
 }
 
 #[cfg(test)]
@@ -402,6 +471,8 @@ mod doc_tests {
         // Optional keys are absent from the defaults; give them a value to see them.
         let cfg = ProxydConfig {
             base_url: Some("http://localhost".into()),
+            servers: Some(Vec::new()),
+            servers_dir: Some("servers.d".into()),
             ..ProxydConfig::default()
         };
         walk("", &toml::Value::try_from(&cfg).unwrap(), &mut out);

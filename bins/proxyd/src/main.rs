@@ -1,9 +1,11 @@
 //! `proxyd`: the MCP proxy daemon.
 //!
 //! Reads its configuration (defaults < `proxyd.toml`/`--config` < `MCP_PROXY_*` < flags),
-//! opens the store, serves the HTTP API, and shuts down gracefully on SIGINT/SIGTERM.
+//! opens the store, applies the declared servers (and again on SIGHUP or a file change),
+//! serves the HTTP API, and shuts down gracefully on SIGINT/SIGTERM.
 
 mod config;
+mod declared;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +23,7 @@ use tracing::{error, info};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{FlagOverrides, LogFormat, ProxydConfig, StorageKind, StorageOverrides};
+use crate::declared::DeclaredSet;
 
 /// The MCP proxy daemon.
 #[derive(Debug, Parser)]
@@ -74,8 +77,23 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    // Only proxyd reads the environment: `${VAR}` in declared servers comes from here.
+    let declared = match declared::load(&cfg, &|name| std::env::var(name).ok()) {
+        Ok(set) => set,
+        Err(e) => {
+            eprintln!("proxyd: {e:#}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     if cli.check_config {
         print!("{}", cfg.redacted_toml());
+        if declared.managed {
+            println!(
+                "# declared servers ({}): {}",
+                declared.servers.len(),
+                declared.summary()
+            );
+        }
         return std::process::ExitCode::SUCCESS;
     }
     init_tracing(cfg.log_format);
@@ -89,7 +107,12 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cfg)) {
+    let reload = Reload {
+        config_file: cli.config.clone(),
+        flags: cli.overrides(),
+        declared,
+    };
+    match runtime.block_on(run(cfg, reload)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %format!("{e:#}"), "proxyd failed");
@@ -125,7 +148,18 @@ async fn open_store(cfg: &ProxydConfig) -> anyhow::Result<Arc<dyn Store>> {
     })
 }
 
-async fn run(cfg: ProxydConfig) -> anyhow::Result<()> {
+/// What the declared-servers reload loop starts from.
+#[derive(Debug)]
+struct Reload {
+    config_file: Option<PathBuf>,
+    flags: FlagOverrides,
+    declared: DeclaredSet,
+}
+
+async fn run(cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
+    // Before anything can send it: SIGHUP's default action would end the process.
+    let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
     let store = open_store(&cfg).await?;
     let options = TransportOptions {
         max_message_bytes: cfg.max_message_bytes,
@@ -140,6 +174,32 @@ async fn run(cfg: ProxydConfig) -> anyhow::Result<()> {
         },
     );
     manager.start().await;
+    let shutdown = CancellationToken::new();
+    if reload.declared.managed {
+        info!(
+            count = reload.declared.servers.len(),
+            servers = %reload.declared.summary(),
+            "declared servers"
+        );
+    }
+    let reloader = declared::watch::Reloader {
+        config_file: reload.config_file,
+        flags: reload.flags,
+        store: store.clone(),
+        manager: manager.clone(),
+        max_connections: cfg.max_connections,
+    };
+    // The first application happens before the listener opens, so the Admin API never
+    // answers without the declared servers.
+    let (first_applied, applied) = tokio::sync::oneshot::channel();
+    tokio::spawn(reloader.run(
+        cfg.clone(),
+        reload.declared,
+        hangup,
+        shutdown.clone(),
+        first_applied,
+    ));
+    let _ = applied.await;
     let app = App::new(cfg.http_config()?, store.clone(), manager.clone());
     let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
         .await
@@ -154,7 +214,6 @@ async fn run(cfg: ProxydConfig) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "proxyd listening on http://{addr}"
     );
-    let shutdown = CancellationToken::new();
     tokio::spawn(signals.watch(shutdown.clone()));
     // Client sessions end first, so their SSE streams do not hold the drain up.
     let sessions = app.sessions().clone();

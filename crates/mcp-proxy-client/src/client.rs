@@ -11,7 +11,7 @@ use serde_json::Value;
 use url::Url;
 
 use crate::error::Error;
-use crate::model::{Health, McpEntry, Metrics};
+use crate::model::{Health, ImportReport, McpEntry, Metrics};
 use crate::retry::{RetryPolicy, Safety};
 
 /// A client of one proxy's Admin API. Cheap to clone (the connection pool is shared).
@@ -191,6 +191,44 @@ impl ProxyClient {
         http::decode_value(op, body["mcps"].take())
     }
 
+    /// `POST /admin/mcps:import`: registers (or updates) one MCP per entry of an
+    /// `{"mcpServers": {…}}` document and reports what became of each; with `dry_run`,
+    /// only reports. Idempotent, so retried like a read.
+    pub async fn import(&self, document: &Value, dry_run: bool) -> Result<ImportReport, Error> {
+        let mut url = self.url(&["admin", "mcps:import"]);
+        if dry_run {
+            url.set_query(Some("dryRun=true"));
+        }
+        let op = format!("POST {}", url.path());
+        let bytes = self
+            .send_to(
+                &self.retry,
+                Safety::Idempotent,
+                Method::POST,
+                url,
+                true,
+                Some(document.clone()),
+            )
+            .await?;
+        http::decode(&op, &bytes)
+    }
+
+    /// `GET /metrics`: the Prometheus (OpenMetrics) text.
+    pub async fn prometheus(&self) -> Result<String, Error> {
+        let url = self.url(&["metrics"]);
+        let bytes = self
+            .send_to(
+                &self.retry,
+                Safety::Idempotent,
+                Method::GET,
+                url,
+                true,
+                None,
+            )
+            .await?;
+        Ok(String::from_utf8_lossy(&bytes).into_owned())
+    }
+
     /// `GET /admin/metrics`: the proxy's counters.
     pub async fn metrics(&self) -> Result<Metrics, Error> {
         self.call(Safety::Idempotent, Method::GET, &["admin", "metrics"], None)
@@ -243,6 +281,10 @@ mod tests {
         assert_eq!(
             c.endpoint_url("time", TransportKind::Stdio).as_str(),
             "http://127.0.0.1:8080/proxy/time/stream"
+        );
+        assert_eq!(
+            c.url(&["admin", "mcps:import"]).as_str(),
+            "http://127.0.0.1:8080/proxy/admin/mcps:import"
         );
         let c = ProxyClient::try_new("http://127.0.0.1:8080", "t", Duration::from_secs(1)).unwrap();
         assert_eq!(

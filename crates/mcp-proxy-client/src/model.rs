@@ -19,11 +19,64 @@ pub struct Health {
 
 /// A registered MCP: its definition (secrets shown as `***`) and its live status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct McpEntry {
     /// The definition, redacted by the proxy.
     pub definition: McpDefinition,
     /// The live status.
     pub status: McpStatus,
+    /// Whether the proxy endpoints ask clients for a bearer token (`false` from proxies
+    /// that do not say).
+    #[serde(default)]
+    pub auth_required: bool,
+}
+
+/// What `POST /admin/mcps:import` made of an `mcpServers` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportReport {
+    /// Nothing was changed (`dry_run` asked for).
+    pub dry_run: bool,
+    /// Entries registered.
+    pub created: usize,
+    /// Entries that changed an existing definition.
+    pub updated: usize,
+    /// Entries the proxy already held.
+    pub unchanged: usize,
+    /// Entries left out; each result says why.
+    pub skipped: usize,
+    /// One result per entry, in document order.
+    pub results: Vec<ImportResult>,
+}
+
+/// What became of one entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportResult {
+    /// The entry's name (the MCP's name).
+    pub name: String,
+    /// `created`, `updated`, `unchanged` or `skipped`.
+    pub action: String,
+    /// The transport it maps to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<mcp_types::TransportKind>,
+    /// Why it was skipped: `invalid`, `ambiguous_transport`, `disabled`,
+    /// `declared_in_config`, `max_connections_reached`, `already_exists`,
+    /// `store_unavailable`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// A sentence for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Failing fields.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<mcp_types::FieldError>,
+    /// Transports to choose from (`ambiguous_transport`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub choices: Vec<String>,
+    /// Remarks: ignored keys, placeholders passed on literally.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
 }
 
 /// A tool of a registered MCP (`GET /admin/tools`).

@@ -125,6 +125,37 @@ mcps:
 }
 
 #[test]
+fn env_on_a_url_entry_says_to_send_a_header_instead() {
+    // What a newcomer writes after a stdio example: a token for a hosted server in `env`.
+    let yaml = r#"
+mcps:
+  - id: search
+    url: https://search.example.com/mcp
+    env:
+      SEARCH_API_TOKEN: "{{ .env.SEARCH_API_TOKEN }}"
+    use_proxy: true
+"#;
+    let errors = field_errors(WorkflowMcps::from_yaml(yaml).unwrap_err());
+    let (field, message) = &errors[0];
+    assert_eq!(field, "mcps[0].env");
+    assert!(message.contains("a url entry spawns nothing"), "{message}");
+    assert!(
+        message.contains(r#"headers: { Authorization: "Bearer {{ .env.SEARCH_API_TOKEN }}" }"#),
+        "{message}"
+    );
+    // Written that way, the entry loads.
+    let fixed = yaml.replace(
+        "env:\n      SEARCH_API_TOKEN:",
+        "headers:\n      Authorization:",
+    );
+    let fixed = fixed.replace(
+        "\"{{ .env.SEARCH_API_TOKEN }}\"",
+        "\"Bearer {{ .env.SEARCH_API_TOKEN }}\"",
+    );
+    WorkflowMcps::from_yaml(&fixed).unwrap();
+}
+
+#[test]
 fn shape_errors_name_the_problem() {
     let err =
         WorkflowMcps::from_yaml("mcps:\n  - id: a\n    command: x\n    colour: red\n").unwrap_err();

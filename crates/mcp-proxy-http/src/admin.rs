@@ -1,9 +1,15 @@
-//! `/admin/mcps`: create, read, update and delete upstream definitions.
+//! `/admin/mcps`: create, read, update and delete upstream definitions; `mcps:import`
+//! brings in a client's `mcpServers` document ([`import`]).
+
+pub mod import;
 
 use http::header::{HeaderValue, LOCATION};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
-use mcp_types::{McpDefinition, McpStatus, REDACTED};
+use mcp_types::{
+    CommandSpec, DefinitionSource, FieldError, McpDefinition, McpStatus, REDACTED, TransportKind,
+    ValidationErrors,
+};
 use serde::Serialize;
 use tracing::info;
 
@@ -12,11 +18,26 @@ use crate::body::{self, Body, json_response};
 use crate::error::Error;
 use crate::router::Route;
 
-/// One entry of the Admin API: a redacted definition and its status.
+/// One entry of the Admin API: a redacted definition, its status, and whether its proxy
+/// endpoints ask clients for a token (`requireAuth`, `authTokens` or `global_auth_tokens`).
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Entry {
     definition: McpDefinition,
     status: McpStatus,
+    auth_required: bool,
+}
+
+impl Entry {
+    fn new(app: &App, def: &McpDefinition, status: McpStatus) -> Self {
+        Self {
+            auth_required: def.require_auth
+                || !def.auth_tokens.is_empty()
+                || !app.config().global_auth_tokens.is_empty(),
+            definition: def.redacted(),
+            status,
+        }
+    }
 }
 
 /// Handles `/admin/mcps` and `/admin/mcps/{name}`.
@@ -28,6 +49,7 @@ pub(crate) async fn mcps(
     match (route, req.method().clone()) {
         (Route::Mcps, Method::GET | Method::HEAD) => list(app).await,
         (Route::Mcps, Method::POST) => create(app, req).await,
+        (Route::Import, Method::POST) => import::handle(app, req).await,
         (Route::Mcp(name), Method::GET | Method::HEAD) => fetch(app, &name).await,
         (Route::Mcp(name), Method::PUT) => update(app, &name, req).await,
         (Route::Mcp(name), Method::DELETE) => delete(app, &name).await,
@@ -49,10 +71,7 @@ async fn entry(app: &App, def: McpDefinition) -> Result<Entry, Error> {
             .await?
             .unwrap_or_default(),
     };
-    Ok(Entry {
-        definition: def.redacted(),
-        status,
-    })
+    Ok(Entry::new(app, &def, status))
 }
 
 /// Header set on answers served from this replica's memory because the store is down.
@@ -68,10 +87,7 @@ async fn list(app: &App) -> Result<Response<Body>, Error> {
                 .manager
                 .upstreams()
                 .iter()
-                .map(|up| Entry {
-                    definition: up.definition().redacted(),
-                    status: up.status(),
-                })
+                .map(|up| Entry::new(app, up.definition(), up.status()))
                 .collect();
             let body = serde_json::json!({ "count": mcps.len(), "mcps": mcps });
             return Ok(stale(json_response(StatusCode::OK, &body), &e));
@@ -93,10 +109,7 @@ async fn fetch(app: &App, name: &str) -> Result<Response<Body>, Error> {
         Ok(def) => def.ok_or_else(|| Error::McpNotFound(name.to_owned()))?,
         Err(e) if e.is_retryable() => match app.inner().manager.upstream(name) {
             Some(up) => {
-                let entry = Entry {
-                    definition: up.definition().redacted(),
-                    status: up.status(),
-                };
+                let entry = Entry::new(app, up.definition(), up.status());
                 return Ok(stale(json_response(StatusCode::OK, &entry), &e));
             }
             None => return Err(e.into()),
@@ -120,29 +133,85 @@ async fn read_definition(app: &App, req: Request<Incoming>) -> Result<McpDefinit
     body::require_json(&parts.headers)?;
     let bytes = body::read_limited(&parts.headers, incoming, app.config().max_body_bytes).await?;
     let mut def: McpDefinition = body::parse_json(&bytes)?;
-    // Timestamps are the server's to set.
+    // Timestamps and the source are the server's to set.
     def.created_at = None;
     def.updated_at = None;
+    def.source = DefinitionSource::Api;
     Ok(def)
 }
 
-fn validate(app: &App, def: &McpDefinition) -> Result<(), Error> {
+/// Every check a definition must pass before it is stored, whoever brings it (the Admin
+/// API, an import, or `proxyd`'s declared servers): [`McpDefinition::validate`], the
+/// `stdio_allowed_commands` list, and a `command` string that is really a command line.
+pub fn validate_definition(
+    def: &McpDefinition,
+    stdio_allowed_commands: &[String],
+) -> Result<(), ValidationErrors> {
     let mut errors = match def.validate() {
         Ok(()) => Vec::new(),
         Err(e) => e.0,
     };
+    if def.transport == TransportKind::Stdio
+        && let Some(CommandSpec::Program(line)) = &def.command
+        && let Some(hint) = command_line_hint(line, &def.args)
+    {
+        errors.push(FieldError {
+            field: "command".into(),
+            message: hint,
+        });
+    }
     errors.extend(mcp_types::validate::check_stdio_allowed(
         def,
-        &app.config().stdio_allowed_commands,
+        stdio_allowed_commands,
     ));
     if errors.is_empty() {
-        return Ok(());
+        Ok(())
+    } else {
+        Err(ValidationErrors(errors))
     }
-    let message = mcp_types::ValidationErrors(errors.clone()).to_string();
-    Err(Error::Invalid {
-        message,
-        details: serde_json::to_value(errors).expect("field errors serialize"),
-    })
+}
+
+/// A `command` string is one program and is never split; `"npx -y pkg"` names a program
+/// that cannot exist, so it is refused with the array form to write instead. A path with
+/// spaces (`/opt/My Tools/server`, `./my server`) is a program and passes.
+fn command_line_hint(line: &str, args: &[String]) -> Option<String> {
+    let trimmed = line.trim();
+    let is_path = ["/", "./", "../", "~/"]
+        .iter()
+        .any(|p| trimmed.starts_with(p));
+    if !trimmed.contains(char::is_whitespace) || is_path {
+        return None;
+    }
+    let words: Vec<String> = trimmed.split_whitespace().map(str::to_owned).collect();
+    let mut argv = words.clone();
+    argv.extend(args.iter().cloned());
+    let array = serde_json::to_string(&argv).unwrap_or_default();
+    let tail = serde_json::to_string(&argv[1..]).unwrap_or_default();
+    Some(format!(
+        "{line:?} is one program name (a command string is not split on spaces): write \
+         the array form \"command\": {array}, or \"command\": {:?} with \"args\": {tail}",
+        words[0]
+    ))
+}
+
+fn validate(app: &App, def: &McpDefinition) -> Result<(), Error> {
+    validate_definition(def, &app.config().stdio_allowed_commands).map_err(invalid)
+}
+
+/// The 400 answer for failing fields.
+pub(crate) fn invalid(errors: ValidationErrors) -> Error {
+    Error::Invalid {
+        message: errors.to_string(),
+        details: serde_json::to_value(errors.0).expect("field errors serialize"),
+    }
+}
+
+/// Refuses a change through the Admin API to a definition declared in the configuration.
+fn refuse_declared(def: &McpDefinition) -> Result<(), Error> {
+    match def.source {
+        DefinitionSource::Config => Err(Error::Declared(def.name.clone())),
+        DefinitionSource::Api => Ok(()),
+    }
 }
 
 async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Error> {
@@ -184,6 +253,7 @@ async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Respons
         .get(name)
         .await?
         .ok_or_else(|| Error::McpNotFound(name.to_owned()))?;
+    refuse_declared(&existing)?;
     keep_redacted_secrets(&mut def, &existing);
     validate(app, &def)?;
     let stored = store.update(def).await.map_err(|e| match e {
@@ -222,7 +292,11 @@ fn keep_redacted_secrets(def: &mut McpDefinition, existing: &McpDefinition) {
 }
 
 async fn delete(app: &App, name: &str) -> Result<Response<Body>, Error> {
-    app.inner().store.delete(name).await.map_err(|e| match e {
+    let store = &app.inner().store;
+    if let Some(existing) = store.get(name).await? {
+        refuse_declared(&existing)?;
+    }
+    store.delete(name).await.map_err(|e| match e {
         mcp_store::Error::NotFound(n) => Error::McpNotFound(n),
         other => Error::Store(other),
     })?;
@@ -252,5 +326,21 @@ mod tests {
         assert_eq!(new.headers["X-Key"].expose(), "real-key");
         assert_eq!(new.headers["X-Other"].expose(), "fresh");
         assert_eq!(new.auth_tokens[0].expose(), "real-token");
+    }
+
+    #[test]
+    fn a_command_line_in_the_string_form_gets_the_array_form_as_a_hint() {
+        let def = McpDefinition::stdio("e", "npx -y @scope/pkg", &["stdio"]);
+        let err = validate_definition(&def, &[]).unwrap_err();
+        let msg = &err.0[0].message;
+        assert!(
+            msg.contains(r#""command": ["npx","-y","@scope/pkg","stdio"]"#),
+            "{msg}"
+        );
+        assert!(msg.contains(r#""command": "npx" with "args": ["-y","@scope/pkg","stdio"]"#));
+        for fine in ["npx", "/opt/My Tools/server", "./bin/my server"] {
+            let def = McpDefinition::stdio("e", fine, &[]);
+            validate_definition(&def, &[]).unwrap();
+        }
     }
 }

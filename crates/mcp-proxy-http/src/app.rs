@@ -157,7 +157,7 @@ impl App {
             Route::Readyz => Ok(system::readyz(self).await),
             Route::AdminMetrics => Ok(system::admin_metrics(self)),
             Route::PrometheusMetrics => Ok(system::prometheus(self)),
-            Route::Mcps | Route::Mcp(_) => admin::mcps(self, route, req).await,
+            Route::Mcps | Route::Mcp(_) | Route::Import => admin::mcps(self, route, req).await,
             Route::Reconnect(name) => upstreams::reconnect(self, &name),
             Route::Tools => Ok(upstreams::tools(self)),
             Route::Prompts => Ok(upstreams::prompts(self)),

@@ -58,6 +58,13 @@ pub enum Error {
     /// A definition of that name exists already.
     #[error("mcp {0:?} already exists")]
     AlreadyExists(String),
+    /// The definition is declared in `proxyd`'s configuration; the Admin API does not
+    /// change it.
+    #[error(
+        "mcp {0:?} is declared in the proxy's configuration ([[servers]] or servers_dir): \
+         change it there and reload proxyd (SIGHUP), or remove the declaration"
+    )]
+    Declared(String),
     /// The number of definitions reached `max_connections`.
     #[error("max_connections ({0}) reached: delete an mcp before adding another")]
     TooManyDefinitions(usize),
@@ -130,6 +137,7 @@ impl Error {
                 (StatusCode::CONFLICT, "already_exists", None)
             }
             Self::TooManyDefinitions(_) => (StatusCode::CONFLICT, "max_connections_reached", None),
+            Self::Declared(_) => (StatusCode::CONFLICT, "declared_in_config", None),
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, None),
             Self::SessionNotFound => (StatusCode::NOT_FOUND, "session_not_found", None),
             Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable", None),

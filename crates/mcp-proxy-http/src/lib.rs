@@ -28,6 +28,7 @@ mod server;
 mod system;
 mod upstreams;
 
+pub use admin::{import, validate_definition};
 pub use app::App;
 pub use config::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, HttpConfig};
 pub use error::Error;

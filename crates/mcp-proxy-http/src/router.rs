@@ -17,6 +17,8 @@ pub(crate) enum Route {
     AdminMetrics,
     /// `GET|POST /admin/mcps`.
     Mcps,
+    /// `POST /admin/mcps:import`.
+    Import,
     /// `GET|PUT|DELETE /admin/mcps/{name}`.
     Mcp(String),
     /// `POST /admin/mcps/{name}/reconnect`.
@@ -48,6 +50,7 @@ impl Route {
             ["metrics"] => Self::PrometheusMetrics,
             ["admin", "metrics"] => Self::AdminMetrics,
             ["admin", "mcps"] => Self::Mcps,
+            ["admin", "mcps:import"] => Self::Import,
             ["admin", "mcps", name] if !name.is_empty() => Self::Mcp(decode(name)?),
             ["admin", "mcps", name, "reconnect"] if !name.is_empty() => {
                 Self::Reconnect(decode(name)?)
@@ -69,6 +72,7 @@ impl Route {
             Self::PrometheusMetrics => "/metrics",
             Self::AdminMetrics => "/admin/metrics",
             Self::Mcps => "/admin/mcps",
+            Self::Import => "/admin/mcps:import",
             Self::Mcp(_) => "/admin/mcps/{name}",
             Self::Reconnect(_) => "/admin/mcps/{name}/reconnect",
             Self::Tools => "/admin/tools",
@@ -90,7 +94,7 @@ impl Route {
             | Self::Resources => GET,
             Self::Mcps => GET_POST,
             Self::Mcp(_) => GET_PUT_DELETE,
-            Self::Reconnect(_) | Self::ToolsCall => POST,
+            Self::Reconnect(_) | Self::ToolsCall | Self::Import => POST,
         }
     }
 
@@ -104,6 +108,7 @@ impl Route {
             Self::PrometheusMetrics,
             Self::AdminMetrics,
             Self::Mcps,
+            Self::Import,
             Self::Mcp(name()),
             Self::Reconnect(name()),
             Self::Tools,
@@ -153,6 +158,10 @@ mod tests {
         assert_eq!(
             resolve(&Method::POST, "/admin/mcps/a%20b/reconnect").unwrap(),
             Route::Reconnect("a b".into())
+        );
+        assert_eq!(
+            resolve(&Method::POST, "/admin/mcps:import").unwrap(),
+            Route::Import
         );
         assert!(matches!(
             resolve(&Method::GET, "/nope"),

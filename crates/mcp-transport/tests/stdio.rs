@@ -157,7 +157,9 @@ async fn a_program_that_prints_garbage_and_exits_is_reported() {
         .unwrap_err();
     let text = err.to_string();
     assert!(
-        text.contains(r#"printed non-JSON on stdout ("hello") and exited with status 0"#),
+        text.contains(
+            r#"the program does not speak MCP over stdio: it printed non-JSON on stdout ("hello") and exited with status 0"#
+        ),
         "{text}"
     );
     assert!(next_close(&mut events).await.message.contains("non-JSON"));

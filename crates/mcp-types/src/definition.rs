@@ -48,6 +48,28 @@ pub enum SessionMode {
     Shared,
 }
 
+/// Who manages a definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DefinitionSource {
+    /// Registered through the Admin API (or a client of it, such as `proxyctl`).
+    #[default]
+    Api,
+    /// Declared in `proxyd`'s configuration (`[[servers]]` or `servers_dir`): changed by
+    /// editing the configuration and reloading, not through the Admin API.
+    Config,
+}
+
+impl DefinitionSource {
+    /// The name used in definitions.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Api => "api",
+            Self::Config => "config",
+        }
+    }
+}
+
 /// The program to spawn: a single program name or path, or an argv array whose head is the
 /// program and whose tail comes before `args`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -218,6 +240,10 @@ pub struct McpDefinition {
     /// Free labels.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tags: Vec<String>,
+    /// Who manages it: `api` or `config`; set by the server (a value sent by a client is
+    /// ignored).
+    #[serde(default)]
+    pub source: DefinitionSource,
     /// Set by the server at creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub created_at: Option<Timestamp>,
@@ -254,6 +280,7 @@ impl McpDefinition {
             session_mode: SessionMode::PerClient,
             max_sessions: None,
             tags: Vec::new(),
+            source: DefinitionSource::Api,
             created_at: None,
             updated_at: None,
         }
@@ -316,13 +343,14 @@ impl McpDefinition {
         d
     }
 
-    /// Whether two definitions describe the same upstream, ignoring the server-set
-    /// timestamps.
+    /// Whether two definitions describe the same upstream, ignoring what the server sets
+    /// (timestamps and `source`).
     pub fn same_config(&self, other: &Self) -> bool {
         let strip = |d: &Self| {
             let mut d = d.clone();
             d.created_at = None;
             d.updated_at = None;
+            d.source = DefinitionSource::Api;
             d
         };
         strip(self) == strip(other)

@@ -32,7 +32,8 @@ mod time;
 pub mod validate;
 
 pub use definition::{
-    CommandSpec, FilterMode, McpDefinition, SessionMode, ToolFilter, TransportKind,
+    CommandSpec, DefinitionSource, FilterMode, McpDefinition, SessionMode, ToolFilter,
+    TransportKind,
 };
 pub use error::Error;
 pub use jsonrpc::{

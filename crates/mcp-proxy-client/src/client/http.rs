@@ -39,8 +39,22 @@ impl ProxyClient {
         body: Option<Value>,
     ) -> Result<Bytes, Error> {
         let url = self.url(segments);
-        let op = format!("{method} {}", url.path());
         let admin = segments.first().is_some_and(|s| *s == "admin");
+        self.send_to(policy, safety, method, url, admin, body).await
+    }
+
+    /// Sends a request to `url` (the bearer token only when `admin`) under `policy` and
+    /// returns the body of a 2xx answer.
+    pub(super) async fn send_to(
+        &self,
+        policy: &RetryPolicy,
+        safety: Safety,
+        method: Method,
+        url: url::Url,
+        admin: bool,
+        body: Option<Value>,
+    ) -> Result<Bytes, Error> {
+        let op = format!("{method} {}", url.path());
         retry::run(policy, safety, &op, || {
             let mut req = self
                 .http

@@ -11,6 +11,24 @@ use super::{
 };
 use crate::error::Error;
 
+/// What to write instead of `env` on a url entry: an HTTP server has no environment of
+/// ours, so its secrets travel as headers. The hint reuses the entry's first value.
+fn env_on_url_hint(env: &BTreeMap<String, super::ScalarConfig>) -> String {
+    let (key, value) = env.iter().next().expect("env is not empty");
+    let value = value.clone().into_text();
+    let shown = if value.contains("{{") {
+        value
+    } else {
+        format!("{{{{ .env.{key} }}}}")
+    };
+    format!(
+        "env is the environment of a command the proxy spawns, and a url entry spawns \
+         nothing; send the value as a header instead, e.g. \
+         headers: {{ Authorization: \"Bearer {shown}\" }} (or the header name the server \
+         expects, such as X-Api-Key)"
+    )
+}
+
 /// Validates one entry, pushing every failing field; `None` when any failed.
 pub(super) fn entry(
     field: &str,
@@ -99,7 +117,7 @@ pub(super) fn entry(
         err("args", "args apply to command entries only".into());
     }
     if e.url.is_some() && !e.env.is_empty() {
-        err("env", "env applies to command entries only".into());
+        err("env", env_on_url_hint(&e.env));
     }
     if e.command.is_some() && !e.headers.is_empty() {
         err("headers", "headers apply to url entries only".into());

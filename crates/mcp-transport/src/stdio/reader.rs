@@ -24,6 +24,8 @@ const PREVIEW_MAX: usize = 120;
 pub(super) struct StdoutReport {
     /// The first line that was not a JSON-RPC message (cut), and how many there were.
     pub(super) non_json: Option<(String, usize)>,
+    /// JSON-RPC messages read: none means the program never spoke MCP.
+    pub(super) messages: usize,
 }
 
 /// Reads newline-delimited messages and hands each to the inbox, in order. Lines that are
@@ -59,6 +61,7 @@ pub(super) async fn read_stdout(
         }
         match Payload::from_slice(line) {
             Ok(payload) => {
+                report.messages += 1;
                 for msg in payload.into_messages() {
                     inbox.message(msg);
                 }

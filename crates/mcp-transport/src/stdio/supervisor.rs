@@ -118,6 +118,31 @@ fn describe(end: End, report: &StdoutReport, stderr: &VecDeque<String>) -> Close
     });
     let garbage = garbage.as_deref().unwrap_or("");
     let (kind, mut message) = match end {
+        // It printed, but never one JSON-RPC message: not an MCP server (`echo`, a CLI).
+        End::Exited(Ok(status)) if report.messages == 0 && report.non_json.is_some() => {
+            let (line, n) = report.non_json.as_ref().expect("checked");
+            let more = if *n > 1 {
+                format!(" and {} more lines", n - 1)
+            } else {
+                String::new()
+            };
+            (
+                CloseKind::Exited,
+                format!(
+                    "the program does not speak MCP over stdio: it printed non-JSON on stdout \
+                     ({line:?}{more}) and exited {} without sending a JSON-RPC message; \
+                     command must start an MCP server",
+                    status_text(status)
+                ),
+            )
+        }
+        End::Exited(Ok(status)) if report.messages == 0 => (
+            CloseKind::Exited,
+            format!(
+                "the process exited {} before sending any JSON-RPC message",
+                status_text(status)
+            ),
+        ),
         End::Exited(Ok(status)) => (
             CloseKind::Exited,
             format!("the process {garbage}exited {}", status_text(status)),
