@@ -16,6 +16,10 @@ if command -v cargo-deny >/dev/null 2>&1; then
   cargo deny check
 fi
 echo "== tests"
+# The binaries tests start (proxyd, the stdio fixtures) are built first, with the very
+# commands the tests would use, so no test waits on a build of its own.
+cargo build --locked --quiet -p proxyd --bin proxyd
+cargo build --locked --quiet -p mcp-test-support --bin mock-stdio --bin conformance-fixture
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
   cargo test --workspace --doc --locked
