@@ -77,6 +77,10 @@ pub(crate) struct ProxydConfig {
     pub(crate) max_body_bytes: usize,
     pub(crate) max_message_bytes: usize,
     pub(crate) max_sessions: usize,
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) session_idle_timeout: Duration,
+    pub(crate) max_inflight_per_session: usize,
+    pub(crate) session_replay_bytes: usize,
     pub(crate) max_connections: usize,
     #[serde(with = "mcp_types::duration")]
     pub(crate) sse_keepalive: Duration,
@@ -112,6 +116,9 @@ impl Default for ProxydConfig {
             max_body_bytes: mcp_proxy_http::DEFAULT_MAX_BODY_BYTES,
             max_message_bytes: 16 * 1024 * 1024,
             max_sessions: 4096,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            max_inflight_per_session: 64,
+            session_replay_bytes: 4 * 1024 * 1024,
             max_connections: mcp_proxy_http::DEFAULT_MAX_CONNECTIONS,
             sse_keepalive: Duration::from_secs(15),
             stdio_allowed_commands: Vec::new(),
@@ -216,6 +223,12 @@ impl ProxydConfig {
         if self.max_connections == 0 {
             problems.push("max_connections: must be at least 1".into());
         }
+        if self.session_idle_timeout < Duration::from_secs(1) {
+            problems.push("session_idle_timeout: must be at least 1s".into());
+        }
+        if self.max_inflight_per_session == 0 {
+            problems.push("max_inflight_per_session: must be at least 1".into());
+        }
         if self.storage.kind == StorageKind::Redis && !self.storage.url.starts_with("redis") {
             problems.push(format!(
                 "storage.url: {:?} is not a redis:// URL",
@@ -288,6 +301,9 @@ impl ProxydConfig {
                 .map(|u| u.path().trim_end_matches('/').to_owned())
                 .unwrap_or_default(),
             max_sessions: self.max_sessions,
+            session_idle_timeout: self.session_idle_timeout,
+            max_inflight_per_session: self.max_inflight_per_session,
+            session_replay_bytes: self.session_replay_bytes,
         })
     }
 

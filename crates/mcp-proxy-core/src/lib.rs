@@ -41,7 +41,9 @@ pub use discovery::Catalog;
 pub use error::Error;
 pub use manager::{Listing, ListingError, Manager, ManagerConfig, MetricsSnapshot, Tagged};
 pub use metrics::Metrics;
-pub use session::{ClientSession, Outbound, Outlet, Reply, SessionHub, SessionOptions};
+pub use session::{
+    ClientSession, Outbound, Outlet, Reply, SessionHub, SessionLimits, SessionOptions, StreamGuard,
+};
 pub use upstream::Upstream;
 
 /// Result alias of this crate.

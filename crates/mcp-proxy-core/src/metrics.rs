@@ -73,6 +73,25 @@ pub enum SessionTransport {
     Sse,
 }
 
+/// Why a client session ended.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The client ended it (DELETE, or its legacy event stream closed).
+    Client,
+    /// The client did not keep up with its messages.
+    SlowClient,
+    /// Idle longer than `session_idle_timeout`.
+    Expired,
+    /// Idle, and its place was needed for a new session at a limit.
+    Evicted,
+    /// Its upstream session died.
+    UpstreamLost,
+    /// Its upstream was removed or replaced.
+    Removed,
+    /// The proxy shut down.
+    Shutdown,
+}
+
 /// Bytes direction, seen from the proxy's HTTP server.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
 pub enum Direction {
@@ -109,6 +128,15 @@ label_values! {
         OriginNotAllowed => "origin_not_allowed",
     }
     SessionTransport { StreamableHttp => "streamable_http", Sse => "sse" }
+    SessionEnd {
+        Client => "client",
+        SlowClient => "slow_client",
+        Expired => "expired",
+        Evicted => "evicted",
+        UpstreamLost => "upstream_lost",
+        Removed => "removed",
+        Shutdown => "shutdown",
+    }
     Direction { In => "in", Out => "out" }
 }
 
@@ -149,6 +177,11 @@ struct TransportLabels {
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DirectionLabels {
     direction: Direction,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EndLabels {
+    reason: SessionEnd,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -197,6 +230,8 @@ pub struct Metrics {
     auth_failures: Family<ReasonLabels, Counter>,
     http_requests: Family<HttpLabels, Counter>,
     http_durations: Family<HttpRouteLabels, Histogram, fn() -> Histogram>,
+    sessions_opened: Counter,
+    sessions_ended: Family<EndLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -218,6 +253,18 @@ impl Metrics {
         let sessions = Family::<TransportLabels, Gauge>::default();
         let bytes = Family::<DirectionLabels, Counter>::default();
         let auth_failures = Family::<ReasonLabels, Counter>::default();
+        let sessions_opened = Counter::default();
+        let sessions_ended = Family::<EndLabels, Counter>::default();
+        registry.register(
+            "client_sessions_opened",
+            "Client sessions opened",
+            sessions_opened.clone(),
+        );
+        registry.register(
+            "client_sessions_ended",
+            "Client sessions ended, by reason",
+            sessions_ended.clone(),
+        );
         let http_requests = Family::<HttpLabels, Counter>::default();
         let http_durations =
             Family::<HttpRouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(
@@ -280,7 +327,21 @@ impl Metrics {
             auth_failures,
             http_requests,
             http_durations,
+            sessions_opened,
+            sessions_ended,
         }
+    }
+
+    /// A client session was opened (counted by the core, whatever the transport).
+    pub fn client_session_opened(&self) {
+        self.sessions_opened.inc();
+    }
+
+    /// A client session ended, and why.
+    pub fn client_session_ended(&self, reason: SessionEnd) {
+        self.sessions_ended
+            .get_or_create(&EndLabels { reason })
+            .inc();
     }
 
     /// Counts an HTTP request answered on `route` (a template such as

@@ -32,7 +32,7 @@ use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use client::{ClientSession, Reply};
+pub use client::{ClientSession, Reply, StreamGuard};
 
 use crate::error::Error;
 use crate::manager::Manager;
@@ -65,6 +65,30 @@ pub trait Outlet: Send + Sync + std::fmt::Debug + 'static {
     fn ended(&self);
 }
 
+/// Limits of client sessions; every one has a default ([`Default`]).
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Most sessions open at once, all upstreams together (each upstream's `maxSessions`
+    /// applies too).
+    pub max_sessions: usize,
+    /// A session without a request in flight or an open stream for this long ends (its
+    /// id then answers 404, like any ended one).
+    pub idle_timeout: std::time::Duration,
+    /// Most requests in flight in one session; beyond it a request is refused with a
+    /// JSON-RPC error.
+    pub max_inflight: usize,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_sessions: 4096,
+            idle_timeout: std::time::Duration::from_secs(30 * 60),
+            max_inflight: 64,
+        }
+    }
+}
+
 /// How a client session reaches its upstream, besides the definition.
 #[derive(Debug, Clone, Default)]
 pub struct SessionOptions {
@@ -83,8 +107,10 @@ pub struct SessionHub {
 #[derive(Debug)]
 struct HubInner {
     manager: Manager,
-    max_sessions: usize,
+    limits: SessionLimits,
     counts: Mutex<Counts>,
+    /// When the hub started: sessions keep their last activity relative to it.
+    epoch: std::time::Instant,
     shared: Mutex<HashMap<String, Arc<OnceCell<Arc<Link>>>>>,
     cancel: CancellationToken,
     /// Every task a session or link spawns (cleanup, upstream sends, watchers).
@@ -95,6 +121,8 @@ struct HubInner {
 struct Counts {
     total: usize,
     per_upstream: HashMap<String, usize>,
+    /// Every open session, for expiry and eviction.
+    sessions: HashMap<String, std::sync::Weak<ClientSession>>,
 }
 
 /// Holds one place in the session limits; gives it back on drop.
@@ -102,11 +130,15 @@ struct Counts {
 struct Permit {
     hub: Arc<HubInner>,
     name: String,
+    session: Option<String>,
 }
 
 impl Drop for Permit {
     fn drop(&mut self) {
         let mut counts = self.hub.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = &self.session {
+            counts.sessions.remove(id);
+        }
         counts.total = counts.total.saturating_sub(1);
         if let Some(n) = counts.per_upstream.get_mut(&self.name) {
             *n = n.saturating_sub(1);
@@ -133,18 +165,51 @@ impl Outlet for ChannelOutlet {
 }
 
 impl SessionHub {
-    /// A hub over the manager's upstreams, allowing at most `max_sessions` sessions.
+    /// A hub over the manager's upstreams, allowing at most `max_sessions` sessions
+    /// (other limits at their defaults).
     pub fn new(manager: Manager, max_sessions: usize) -> Self {
-        Self {
+        Self::with_limits(
+            manager,
+            SessionLimits {
+                max_sessions,
+                ..SessionLimits::default()
+            },
+        )
+    }
+
+    /// A hub with these limits. Inside a tokio runtime it also starts the task that ends
+    /// idle sessions.
+    pub fn with_limits(manager: Manager, limits: SessionLimits) -> Self {
+        let hub = Self {
             inner: Arc::new(HubInner {
                 manager,
-                max_sessions,
+                limits,
                 counts: Mutex::new(Counts::default()),
+                epoch: std::time::Instant::now(),
                 shared: Mutex::new(HashMap::new()),
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
+        };
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let weak = Arc::downgrade(&hub.inner);
+            hub.spawn(expire_idle(weak));
         }
+        hub
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> &SessionLimits {
+        &self.inner.limits
+    }
+
+    /// Milliseconds since the hub started (sessions' activity clock).
+    pub(crate) fn now_ms(&self) -> u64 {
+        u64::try_from(self.inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn metrics(&self) -> &crate::Metrics {
+        self.inner.manager.prometheus()
     }
 
     /// Client sessions open now.
@@ -174,14 +239,18 @@ impl SessionHub {
             .upstream(name)
             .ok_or_else(|| Error::UnknownMcp(name.to_owned()))?;
         let permit = self.take_permit(name, upstream.definition().effective_max_sessions())?;
-        Ok(ClientSession::spawn(
+        let session = ClientSession::spawn(
             self.clone(),
             upstream,
             options,
             outlet,
-            permit,
             self.inner.cancel.child_token(),
-        ))
+        );
+        let mut permit = permit;
+        self.register(&session, &mut permit);
+        session.hold(permit);
+        self.metrics().client_session_opened();
+        Ok(session)
     }
 
     /// [`SessionHub::open`] with the session's messages coming out of a channel (bounded:
@@ -199,23 +268,48 @@ impl SessionHub {
 
     fn take_permit(&self, name: &str, per_upstream: u32) -> Result<Permit, Error> {
         let limit = usize::try_from(per_upstream).unwrap_or(usize::MAX);
+        // At a limit, the least recently used idle session makes room; a few rounds, in
+        // case others take the place meanwhile.
+        for _ in 0..4 {
+            let victim = {
+                let mut counts = self.inner.counts.lock().unwrap_or_else(|p| p.into_inner());
+                let max = self.inner.limits.max_sessions;
+                let here = counts.per_upstream.get(name).copied().unwrap_or(0);
+                let (global_full, upstream_full) = (counts.total >= max, here >= limit);
+                if !global_full && !upstream_full {
+                    *counts.per_upstream.entry(name.to_owned()).or_default() += 1;
+                    counts.total += 1;
+                    return Ok(Permit {
+                        hub: self.inner.clone(),
+                        name: name.to_owned(),
+                        session: None,
+                    });
+                }
+                let victim = least_recently_used(&counts, upstream_full.then_some(name));
+                match victim {
+                    Some(v) => v,
+                    None if global_full => return Err(Error::SessionLimit(max)),
+                    None => {
+                        return Err(Error::TooManySessions {
+                            mcp: name.to_owned(),
+                            limit,
+                        });
+                    }
+                }
+            };
+            tracing::info!(session = %victim.id(), upstream = %victim.upstream_name(), "evicting the least recently used idle session to make room");
+            victim.end(client::Ended::Evicted);
+        }
+        Err(Error::SessionLimit(self.inner.limits.max_sessions))
+    }
+
+    /// Records the session a permit is for (for expiry and eviction).
+    fn register(&self, session: &Arc<ClientSession>, permit: &mut Permit) {
         let mut counts = self.inner.counts.lock().unwrap_or_else(|p| p.into_inner());
-        if counts.total >= self.inner.max_sessions {
-            return Err(Error::SessionLimit(self.inner.max_sessions));
-        }
-        let n = counts.per_upstream.entry(name.to_owned()).or_default();
-        if *n >= limit {
-            return Err(Error::TooManySessions {
-                mcp: name.to_owned(),
-                limit,
-            });
-        }
-        *n += 1;
-        counts.total += 1;
-        Ok(Permit {
-            hub: self.inner.clone(),
-            name: name.to_owned(),
-        })
+        counts
+            .sessions
+            .insert(session.id().to_owned(), Arc::downgrade(session));
+        permit.session = Some(session.id().to_owned());
     }
 
     /// Ends every session (shutdown). Sessions opened later are refused.
@@ -301,5 +395,50 @@ impl SessionHub {
 
     pub(crate) fn child_token(&self) -> CancellationToken {
         self.inner.cancel.child_token()
+    }
+}
+
+/// The idle session (of `upstream`, when given) used least recently.
+fn least_recently_used(counts: &Counts, upstream: Option<&str>) -> Option<Arc<ClientSession>> {
+    counts
+        .sessions
+        .values()
+        .filter_map(std::sync::Weak::upgrade)
+        .filter(|s| upstream.is_none_or(|u| s.upstream_name() == u))
+        .filter(|s| s.is_idle())
+        .min_by_key(|s| s.last_active_ms())
+}
+
+/// Ends sessions idle longer than the limit, checking a few times per limit (at most
+/// once a second, at least once a minute).
+async fn expire_idle(hub: std::sync::Weak<HubInner>) {
+    let period = {
+        let Some(inner) = hub.upgrade() else { return };
+        (inner.limits.idle_timeout / 4).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(60),
+        )
+    };
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(inner) = hub.upgrade() else { return };
+        let idle_ms = u64::try_from(inner.limits.idle_timeout.as_millis()).unwrap_or(u64::MAX);
+        let now = u64::try_from(inner.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let expired: Vec<Arc<ClientSession>> = {
+            let counts = inner.counts.lock().unwrap_or_else(|p| p.into_inner());
+            counts
+                .sessions
+                .values()
+                .filter_map(std::sync::Weak::upgrade)
+                .filter(|s| s.is_idle() && now.saturating_sub(s.last_active_ms()) >= idle_ms)
+                .collect()
+        };
+        drop(inner);
+        for session in expired {
+            tracing::info!(session = %session.id(), upstream = %session.upstream_name(), "client session expired (idle)");
+            session.end(client::Ended::Expired);
+        }
     }
 }

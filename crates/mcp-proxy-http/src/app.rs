@@ -41,7 +41,14 @@ pub(crate) struct Inner {
 impl App {
     /// Builds the application over a store and the manager of the upstreams it holds.
     pub fn new(config: HttpConfig, store: Arc<dyn Store>, manager: Manager) -> Self {
-        let sessions = mcp_proxy_core::SessionHub::new(manager.clone(), config.max_sessions);
+        let sessions = mcp_proxy_core::SessionHub::with_limits(
+            manager.clone(),
+            mcp_proxy_core::SessionLimits {
+                max_sessions: config.max_sessions,
+                idle_timeout: config.session_idle_timeout,
+                max_inflight: config.max_inflight_per_session,
+            },
+        );
         Self {
             inner: Arc::new(Inner {
                 sessions,

@@ -48,6 +48,12 @@ pub struct HttpConfig {
     pub base_path: String,
     /// Most client sessions open at once, all upstreams together.
     pub max_sessions: usize,
+    /// A client session idle this long (no request in flight, no open stream) ends.
+    pub session_idle_timeout: Duration,
+    /// Most requests in flight in one client session.
+    pub max_inflight_per_session: usize,
+    /// Bytes of events one streamable-HTTP session keeps for `Last-Event-ID` replay.
+    pub session_replay_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -71,6 +77,9 @@ impl Default for HttpConfig {
             sse_keepalive: Duration::from_secs(15),
             base_path: String::new(),
             max_sessions: 4096,
+            session_idle_timeout: Duration::from_secs(30 * 60),
+            max_inflight_per_session: 64,
+            session_replay_bytes: 4 * 1024 * 1024,
         }
     }
 }

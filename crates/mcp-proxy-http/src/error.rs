@@ -86,6 +86,9 @@ pub enum Error {
     /// The resource is busy (a second standalone SSE stream for one session).
     #[error("{0}")]
     Conflict(String),
+    /// The client sends faster than it is answered (a session at its in-flight limit).
+    #[error("{0}")]
+    TooManyRequests(String),
     /// The store failed.
     #[error("storage: {0}")]
     Store(#[from] mcp_store::Error),
@@ -142,6 +145,7 @@ impl Error {
             Self::SessionNotFound => (StatusCode::NOT_FOUND, "session_not_found", None),
             Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable", None),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
+            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", None),
             Self::Core(e) => core_parts(e),
             Self::Store(e) if e.is_retryable() => {
                 (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", None)

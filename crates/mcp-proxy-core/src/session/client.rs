@@ -6,6 +6,7 @@ mod end;
 mod relay;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use mcp_transport::{Refused, Sink};
@@ -37,6 +38,67 @@ pub struct ClientSession {
     cancel: CancellationToken,
     /// Its place in the session limits, given back when the session ends.
     permit: Mutex<Option<Permit>>,
+    /// When it last did something (ms on the hub's clock): expiry and eviction.
+    last_active: AtomicU64,
+    /// Event streams the client holds open (a GET stream, say): not idle meanwhile.
+    streams: AtomicUsize,
+}
+
+/// An event stream the client holds open; the session is not idle while it lives.
+#[derive(Debug)]
+pub struct StreamGuard(Arc<ClientSession>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.streams.fetch_sub(1, Ordering::AcqRel);
+        self.0.touch();
+    }
+}
+
+/// Why a session ends, and what its requests in flight are told.
+#[derive(Debug, Clone)]
+pub(crate) enum Ended {
+    /// The client ended it: no answer is due.
+    Client,
+    /// The client did not keep up with its messages.
+    SlowClient,
+    /// Idle past the limit.
+    Expired,
+    /// Idle, and its place was needed.
+    Evicted,
+    /// The proxy is shutting down.
+    Shutdown,
+    /// Its upstream was removed or replaced.
+    Removed(mcp_types::ErrorObject),
+    /// Its upstream session died.
+    UpstreamLost(mcp_types::ErrorObject),
+}
+
+impl Ended {
+    fn metric(&self) -> crate::metrics::SessionEnd {
+        use crate::metrics::SessionEnd as E;
+        match self {
+            Self::Client => E::Client,
+            Self::SlowClient => E::SlowClient,
+            Self::Expired => E::Expired,
+            Self::Evicted => E::Evicted,
+            Self::Shutdown => E::Shutdown,
+            Self::Removed(_) => E::Removed,
+            Self::UpstreamLost(_) => E::UpstreamLost,
+        }
+    }
+
+    /// The error requests in flight get (`None`: none is due, the client left).
+    fn error(&self) -> Option<mcp_types::ErrorObject> {
+        let text = |t: &str| Some(mcp_types::ErrorObject::new(codes::CONNECTION_CLOSED, t));
+        match self {
+            Self::Client | Self::SlowClient => None,
+            Self::Expired => text("the session expired"),
+            Self::Evicted => text("the session was evicted to make room for another"),
+            Self::Shutdown => text("the proxy is shutting down"),
+            Self::Removed(e) | Self::UpstreamLost(e) => Some(e.clone()),
+        }
+    }
 }
 
 /// The answer to a client request, to hand to the client.
@@ -93,9 +155,9 @@ impl ClientSession {
         upstream: Arc<Upstream>,
         options: SessionOptions,
         outlet: Arc<dyn Outlet>,
-        permit: Permit,
         cancel: CancellationToken,
     ) -> Arc<Self> {
+        let now = hub.now_ms();
         let session = Arc::new_cyclic(|me| Self {
             id: format!("{:032x}", rand::random::<u128>()),
             me: me.clone(),
@@ -114,22 +176,64 @@ impl ClientSession {
                 subscriptions: HashSet::new(),
             }),
             cancel,
-            permit: Mutex::new(Some(permit)),
+            permit: Mutex::new(None),
+            last_active: AtomicU64::new(now),
+            streams: AtomicUsize::new(0),
         });
         // Ends the session when its upstream is removed or replaced, or at shutdown.
         let weak = Arc::downgrade(&session);
         let (upstream, cancel) = (session.upstream.clone(), session.cancel.clone());
         session.hub.spawn_cleanup(async move {
-            let reason = tokio::select! {
-                () = upstream.stopped() => format!("mcp {:?} was removed or replaced", upstream.name()),
-                () = cancel.cancelled() => "the proxy is shutting down".to_owned(),
+            let ended = tokio::select! {
+                () = upstream.stopped() => {
+                    let text = format!("mcp {:?} was removed or replaced", upstream.name());
+                    Ended::Removed(mcp_types::ErrorObject::new(codes::CONNECTION_CLOSED, text))
+                }
+                () = cancel.cancelled() => Ended::Shutdown,
             };
             if let Some(session) = weak.upgrade() {
-                let error = mcp_types::ErrorObject::new(codes::CONNECTION_CLOSED, reason);
-                session.terminate(Some(error));
+                session.end(ended);
             }
         });
         session
+    }
+
+    /// Takes its place in the limits (given back when the session ends).
+    pub(super) fn hold(&self, permit: Permit) {
+        *self.permit.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);
+    }
+
+    /// Marks the session active now.
+    fn touch(&self) {
+        self.last_active.store(self.hub.now_ms(), Ordering::Relaxed);
+    }
+
+    /// When it was last active (ms on the hub's clock).
+    pub(crate) fn last_active_ms(&self) -> u64 {
+        self.last_active.load(Ordering::Relaxed)
+    }
+
+    /// Whether it is idle: open, no request in flight, no stream held open, not
+    /// initializing.
+    pub(crate) fn is_idle(&self) -> bool {
+        if self.streams.load(Ordering::Acquire) > 0 {
+            return false;
+        }
+        let state = self.state();
+        matches!(state.phase, Phase::New | Phase::Ready) && state.inflight.is_empty()
+    }
+
+    /// The client holds an event stream of this session open (until the guard drops):
+    /// the session does not expire meanwhile.
+    pub fn open_stream(self: &Arc<Self>) -> StreamGuard {
+        self.streams.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        StreamGuard(self.clone())
+    }
+
+    /// Whether another request may start now (the per-session in-flight limit).
+    pub fn has_room(&self) -> bool {
+        self.state().inflight.len() < self.hub.limits().max_inflight
     }
 
     /// The session id (128 random bits, hex).
@@ -172,6 +276,7 @@ impl ClientSession {
     /// ended the session, or the answer went out another way (the session ended and
     /// answered it through its outlet).
     pub async fn request(self: &Arc<Self>, req: Request) -> Option<Reply> {
+        self.touch();
         let phase = self.state().phase;
         let refusal = match (req.method.as_str(), phase) {
             (_, Phase::Ended) => {
@@ -208,6 +313,7 @@ impl ClientSession {
     /// Takes a notification from the client: `notifications/cancelled` is translated to
     /// the upstream's id (and ends the request: no answer is due), others are forwarded.
     pub async fn notify(self: &Arc<Self>, n: Notification) {
+        self.touch();
         let link = {
             let state = self.state();
             match (&state.link, state.phase) {
@@ -243,6 +349,7 @@ impl ClientSession {
     /// Takes the client's answer to a server→client request and returns it to the
     /// upstream under the upstream's id.
     pub async fn respond(self: &Arc<Self>, r: Response) {
+        self.touch();
         let (upstream_id, link) = {
             let mut state = self.state();
             (state.server_requests.remove(&r.id), state.link.clone())
@@ -351,7 +458,7 @@ impl ClientSession {
             && let Some(me) = self.me.upgrade()
         {
             debug!(session = %self.id, "the client cannot take more messages; ending its session");
-            me.terminate(None);
+            me.end(Ended::SlowClient);
         }
     }
 

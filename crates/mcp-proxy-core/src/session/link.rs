@@ -434,7 +434,7 @@ impl Link {
             self.hub.forget_shared(self.upstream.name(), self);
         }
         for session in members.iter().filter_map(Weak::upgrade) {
-            session.terminate(Some(message.clone()));
+            session.end(super::client::Ended::UpstreamLost(message.clone()));
         }
     }
 }

@@ -36,6 +36,7 @@ pub(crate) fn open(
         app.metrics(),
         Transport::Legacy,
         Some(tx),
+        0,
     );
     let core = inner.sessions.open(&def.name, options, session.clone())?;
     session.bind(core.clone());
@@ -47,7 +48,13 @@ pub(crate) fn open(
         core.id()
     );
     tracing::debug!(session = %core.id(), upstream = %def.name, "legacy sse session opened");
-    let guard = OnDrop::new(move || core.close());
+    // The event stream is the session: it does not expire while the stream is open, and
+    // ends when the client drops it.
+    let open = core.open_stream();
+    let guard = OnDrop::new(move || {
+        drop(open);
+        core.close();
+    });
     Ok(sse::sse_response(
         vec![sse::named_event("endpoint", &uri)],
         Some(rx),
@@ -89,6 +96,14 @@ pub(crate) async fn post(
         ));
     }
     let core = session.core();
+    let requests = messages.iter().filter(|m| m.is_request()).count();
+    if requests > 0 && !core.has_room() {
+        // Answered now rather than queued: memory does not grow at the client's pace.
+        return Err(Error::TooManyRequests(format!(
+            "too many requests in flight in this session (at most {}): wait for answers on the event stream",
+            app.config().max_inflight_per_session
+        )));
+    }
     for msg in messages {
         match msg {
             // Answered on the event stream; the request runs in a task of its own.

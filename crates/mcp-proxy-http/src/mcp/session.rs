@@ -52,12 +52,13 @@ impl HttpSession {
         metrics: &Arc<Metrics>,
         transport: Transport,
         legacy: Option<mpsc::Sender<Item>>,
+        replay_bytes: usize,
     ) -> Arc<Self> {
         metrics.session_opened(transport.metric());
         Arc::new(Self {
             core: OnceLock::new(),
             transport,
-            streams: Mutex::new(Streams::default()),
+            streams: Mutex::new(Streams::with_budget(replay_bytes)),
             legacy: Mutex::new(legacy),
             registry: Arc::downgrade(registry),
             metrics: metrics.clone(),

@@ -22,6 +22,8 @@ use crate::body::Body;
 pub(crate) const REPLAY_CAPACITY: usize = 512;
 /// Finished streams kept for a late resume.
 const FINISHED_KEPT: usize = 32;
+/// Default bytes of events kept for replay per session (`session_replay_bytes`).
+pub(crate) const DEFAULT_REPLAY_BYTES: usize = 4 * 1024 * 1024;
 /// Capacity of the channel feeding one live HTTP response.
 pub(crate) const LIVE_CAPACITY: usize = 256;
 
@@ -65,6 +67,10 @@ pub(crate) fn named_event(event: &str, data: &str) -> Bytes {
 #[derive(Debug, Default)]
 struct StreamBuf {
     events: VecDeque<(u64, Item)>,
+    /// Bytes held in `events`.
+    bytes: usize,
+    /// The highest seq no longer kept (replay from before it is impossible).
+    dropped_through: u64,
     next_seq: u64,
     /// Highest seq handed to a live response.
     sent_seq: u64,
@@ -74,24 +80,36 @@ struct StreamBuf {
     finished: bool,
 }
 
-/// The SSE streams of one streamable HTTP session.
+/// The SSE streams of one streamable HTTP session, with what they keep for replay: at
+/// most [`REPLAY_CAPACITY`] events per stream, [`FINISHED_KEPT`] finished streams, and a
+/// byte budget for the whole session (oldest finished streams go first, then the oldest
+/// events).
 #[derive(Debug)]
 pub(crate) struct Streams {
     next_stream: u64,
     streams: HashMap<u64, StreamBuf>,
     by_request: HashMap<RequestId, u64>,
     finished: VecDeque<u64>,
+    /// Bytes of events kept, all streams together, and the most allowed.
+    bytes: usize,
+    budget: usize,
 }
 
 impl Default for Streams {
     fn default() -> Self {
-        let mut streams = HashMap::new();
-        streams.insert(0, StreamBuf::default());
-        Self {
-            next_stream: 1,
-            streams,
-            by_request: HashMap::new(),
-            finished: VecDeque::new(),
+        Self::with_budget(DEFAULT_REPLAY_BYTES)
+    }
+}
+
+impl StreamBuf {
+    fn drop_front(&mut self) -> usize {
+        match self.events.pop_front() {
+            Some((seq, item)) => {
+                self.dropped_through = seq;
+                self.bytes -= item.json.len();
+                item.json.len()
+            }
+            None => 0,
         }
     }
 }
@@ -106,6 +124,50 @@ pub(crate) enum AttachError {
 }
 
 impl Streams {
+    /// Streams keeping at most `budget` bytes of events for replay.
+    pub(crate) fn with_budget(budget: usize) -> Self {
+        let mut streams = HashMap::new();
+        streams.insert(0, StreamBuf::default());
+        Self {
+            next_stream: 1,
+            streams,
+            by_request: HashMap::new(),
+            finished: VecDeque::new(),
+            bytes: 0,
+            budget,
+        }
+    }
+
+    /// Bytes of events kept for replay.
+    #[cfg(test)]
+    pub(crate) fn replay_bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Gives bytes back until the session is within its budget: finished streams first
+    /// (oldest first), then the oldest events of the oldest streams. Live streams keep
+    /// receiving; only what a resume could replay is lost.
+    fn trim(&mut self) {
+        while self.bytes > self.budget {
+            if let Some(sid) = self.finished.pop_front() {
+                if let Some(buf) = self.streams.remove(&sid) {
+                    self.bytes -= buf.bytes;
+                }
+                continue;
+            }
+            let oldest = self
+                .streams
+                .iter()
+                .filter(|(_, b)| !b.events.is_empty())
+                .map(|(sid, _)| *sid)
+                .min();
+            let Some(sid) = oldest else { break };
+            if let Some(buf) = self.streams.get_mut(&sid) {
+                self.bytes -= buf.drop_front();
+            }
+        }
+    }
+
     /// A new stream for the requests `ids` of one POST, with its live channel; `Err`
     /// with an id that is already awaited on another stream (or twice in `ids`): the
     /// answers could not be told apart.
@@ -138,7 +200,9 @@ impl Streams {
     /// Forgets stream `sid` and its requests: its answer went out as plain JSON, which
     /// nobody can resume, so nothing of it is kept.
     pub(crate) fn forget(&mut self, sid: u64) {
-        self.streams.remove(&sid);
+        if let Some(buf) = self.streams.remove(&sid) {
+            self.bytes -= buf.bytes;
+        }
         self.by_request.retain(|_, s| *s != sid);
     }
 
@@ -178,8 +242,10 @@ impl Streams {
             last,
         };
         if buf.events.len() == REPLAY_CAPACITY {
-            buf.events.pop_front();
+            self.bytes -= buf.drop_front();
         }
+        buf.bytes += item.json.len();
+        self.bytes += item.json.len();
         buf.events.push_back((seq, item.clone()));
         if let Some(live) = &buf.live {
             match live.try_send(item) {
@@ -193,6 +259,7 @@ impl Streams {
             buf.live = None;
             self.retire(sid);
         }
+        self.trim();
         true
     }
 
@@ -200,8 +267,10 @@ impl Streams {
     fn retire(&mut self, sid: u64) {
         self.finished.push_back(sid);
         while self.finished.len() > FINISHED_KEPT {
-            if let Some(old) = self.finished.pop_front() {
-                self.streams.remove(&old);
+            if let Some(old) = self.finished.pop_front()
+                && let Some(buf) = self.streams.remove(&old)
+            {
+                self.bytes -= buf.bytes;
             }
         }
     }
@@ -238,6 +307,10 @@ impl Streams {
             }
         };
         let buf = self.streams.get_mut(&sid).ok_or(AttachError::Unknown)?;
+        if after < buf.dropped_through {
+            // Events after `after` are gone (the replay budget): a resume would skip them.
+            return Err(AttachError::Unknown);
+        }
         let replay: Vec<Item> = buf
             .events
             .iter()
@@ -372,6 +445,37 @@ mod tests {
         assert!(matches!(s.attach(None), Err(AttachError::Busy)));
         // a response for nobody is dropped, never put on the GET stream
         assert!(!s.push(Bytes::from_static(b"{}"), Some(&id(9)), true));
+    }
+
+    #[test]
+    fn the_replay_budget_drops_finished_streams_then_old_events() {
+        let mut s = Streams::with_budget(10);
+        let (done, rx) = s.open_request_stream(&[id(1)]).unwrap();
+        drop(rx);
+        assert!(s.push(Bytes::from_static(b"aaaa"), Some(&id(1)), true));
+        let (live, _rx) = s.open_request_stream(&[id(2)]).unwrap();
+        for _ in 0..3 {
+            s.push(Bytes::from_static(b"bbbb"), Some(&id(2)), false);
+        }
+        assert!(s.replay_bytes() <= 10, "{}", s.replay_bytes());
+        assert!(
+            matches!(
+                s.attach(Some(&format!("{done}-0"))),
+                Err(AttachError::Unknown)
+            ),
+            "the finished stream went first"
+        );
+        assert!(
+            matches!(
+                s.attach(Some(&format!("{live}-0"))),
+                Err(AttachError::Unknown)
+            ),
+            "a resume from before dropped events is refused, not silently short"
+        );
+        let (replay, _) = s.attach(Some(&format!("{live}-1"))).unwrap();
+        assert_eq!(replay.len(), 2);
+        s.forget(live);
+        assert_eq!(s.replay_bytes(), 0);
     }
 
     #[test]

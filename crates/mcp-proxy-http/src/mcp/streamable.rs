@@ -208,6 +208,7 @@ async fn initialize_session(
         app.metrics(),
         Transport::Streamable,
         None,
+        app.config().session_replay_bytes,
     );
     let core = inner.sessions.open(&def.name, options, session.clone())?;
     session.bind(core.clone());
@@ -246,12 +247,16 @@ pub(crate) fn get(
     let last = headers.get(LAST_EVENT_ID).and_then(|v| v.to_str().ok());
     let attached = session.streams().attach(last);
     match attached {
-        Ok((replay, rx)) => Ok(sse::sse_response(
-            replay.iter().map(sse::Item::encode).collect(),
-            rx,
-            app.config().sse_keepalive,
-            None,
-        )),
+        Ok((replay, rx)) => {
+            // The session does not expire while the client holds a stream open.
+            let open = session.core().open_stream();
+            Ok(sse::sse_response(
+                replay.iter().map(sse::Item::encode).collect(),
+                rx,
+                app.config().sse_keepalive,
+                Some(OnDrop::new(move || drop(open))),
+            ))
+        }
         Err(AttachError::Busy) => Err(Error::Conflict(
             "this session already has a standalone sse stream open".into(),
         )),

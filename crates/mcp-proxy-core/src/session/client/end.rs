@@ -3,24 +3,25 @@
 use std::sync::Arc;
 
 use mcp_types::mcp::methods;
-use mcp_types::{ErrorObject, Message, RequestId};
+use mcp_types::{Message, RequestId};
 use tracing::debug;
 
-use super::{ClientSession, Phase};
+use super::{ClientSession, Ended, Phase};
 use crate::session::Outbound;
 
 impl ClientSession {
     /// The client is done (DELETE, or its legacy SSE stream is gone): the upstream is told
     /// to stop what it was doing for it, and the session ends.
     pub fn close(self: &Arc<Self>) {
-        self.terminate(None);
+        self.end(Ended::Client);
     }
 
-    /// Ends the session. With a `reason` (the upstream died, was removed, …) every request
-    /// in flight first gets it as its JSON-RPC error; without one (the client left) no
-    /// answer is due. Either way the upstream gets `notifications/cancelled` for them
-    /// (in the background). Never waits.
-    pub(crate) fn terminate(self: &Arc<Self>, reason: Option<ErrorObject>) {
+    /// Ends the session. When the session ends for another reason than the client
+    /// leaving (the upstream died, was removed, …) every request in flight first gets a
+    /// JSON-RPC error saying why; otherwise no answer is due. Either way the upstream gets
+    /// `notifications/cancelled` for them (in the background). Never waits.
+    pub(crate) fn end(self: &Arc<Self>, ended: Ended) {
+        let reason = ended.error();
         let (inflight, outlet, link, subscriptions) = {
             let mut state = self.state();
             if state.phase == Phase::Ended {
@@ -39,6 +40,7 @@ impl ClientSession {
             .as_ref()
             .map_or("closed by the client", |e| e.message.as_str());
         debug!(session = %self.id, upstream = %self.upstream.name(), reason = why, "client session ended");
+        self.hub.metrics().client_session_ended(ended.metric());
         for entry in inflight.values() {
             entry.token.cancel();
         }

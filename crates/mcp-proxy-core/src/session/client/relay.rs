@@ -61,6 +61,16 @@ impl ClientSession {
                     format!("request id {id} is already in use by a request in flight"),
                 );
             }
+            let limit = self.hub.limits().max_inflight;
+            if state.inflight.len() >= limit {
+                drop(state);
+                return refuse(
+                    codes::CONNECTION_CLOSED,
+                    format!(
+                        "too many requests in flight in this session (at most {limit}): wait for some to finish"
+                    ),
+                );
+            }
             // Subscriptions on a shared connection are reference-counted: only the first
             // subscriber subscribes upstream and only the last one unsubscribes.
             let answered_here = match (req.method.as_str(), &uri) {
@@ -145,6 +155,7 @@ impl ClientSession {
             result
         };
         let result = exchange.instrument(span).await;
+        self.touch();
         {
             let mut state = self.state();
             let refused =
