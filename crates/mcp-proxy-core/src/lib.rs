@@ -29,6 +29,7 @@ mod backoff;
 mod connector;
 mod discovery;
 mod error;
+pub mod group;
 mod live;
 mod manager;
 pub mod metrics;

@@ -22,6 +22,7 @@
 pub mod definition;
 pub mod duration;
 mod error;
+pub mod group;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod name;
@@ -36,6 +37,7 @@ pub use definition::{
     TransportKind,
 };
 pub use error::Error;
+pub use group::{FailMode, GroupDefinition, PrefixMode, ToolOverride};
 pub use jsonrpc::{
     ErrorObject, Message, Notification, Outcome, Payload, Request, RequestId, Response,
 };
