@@ -82,6 +82,8 @@ pub(crate) struct ProxydConfig {
     pub(crate) max_inflight_per_session: usize,
     pub(crate) session_replay_bytes: usize,
     pub(crate) max_connections: usize,
+    pub(crate) aggregate_all: bool,
+    pub(crate) strict_names: bool,
     #[serde(with = "mcp_types::duration")]
     pub(crate) sse_keepalive: Duration,
     pub(crate) stdio_allowed_commands: Vec<String>,
@@ -120,6 +122,8 @@ impl Default for ProxydConfig {
             max_inflight_per_session: 64,
             session_replay_bytes: 4 * 1024 * 1024,
             max_connections: mcp_proxy_http::DEFAULT_MAX_CONNECTIONS,
+            aggregate_all: true,
+            strict_names: false,
             sse_keepalive: Duration::from_secs(15),
             stdio_allowed_commands: Vec::new(),
             metrics_public: false,

@@ -171,6 +171,8 @@ async fn run(cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
         Arc::new(TransportConnector::new(options)),
         ManagerConfig {
             max_connections: cfg.max_connections,
+            aggregate_all: cfg.aggregate_all,
+            strict_names: cfg.strict_names,
         },
     );
     manager.start().await;

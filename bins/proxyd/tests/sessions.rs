@@ -850,9 +850,19 @@ async fn session_limits_are_enforced_per_upstream_and_globally() {
     let mcp = McpHttp::new();
     let base = proxyd.url();
     let init = McpHttp::initialize_body("2025-06-18");
+    // Sessions that hold a stream open are not idle: none can be evicted to make room.
+    let busy = |sid: String, url: String| {
+        let mcp = mcp.clone();
+        async move {
+            let (s, _, stream) = mcp.get_sse(&url, &[("mcp-session-id", sid.as_str())]).await;
+            assert_eq!(s, StatusCode::OK);
+            stream
+        }
+    };
     let first = mcp
         .open_session(&format!("{base}/one/mcp"), "2025-06-18")
         .await;
+    let first_stream = busy(first.clone(), format!("{base}/one/mcp")).await;
     let (s, _, body) = mcp.post(&format!("{base}/one/mcp"), None, &[], &init).await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["data"]["code"], "too_many_sessions", "{body}");
@@ -872,16 +882,22 @@ async fn session_limits_are_enforced_per_upstream_and_globally() {
         .await
         .unwrap();
     assert!(r.status().is_success());
-    let _one = mcp
+    drop(first_stream);
+    let one = mcp
         .open_session(&format!("{base}/one/mcp"), "2025-06-18")
         .await;
     // the global max_sessions (3) counts every upstream
-    let _a = mcp
+    let a = mcp
         .open_session(&format!("{base}/many/mcp"), "2025-06-18")
         .await;
-    let _b = mcp
+    let b = mcp
         .open_session(&format!("{base}/many/mcp"), "2025-06-18")
         .await;
+    let _streams = (
+        busy(one, format!("{base}/one/mcp")).await,
+        busy(a, format!("{base}/many/mcp")).await,
+        busy(b, format!("{base}/many/mcp")).await,
+    );
     let (s, _, body) = mcp
         .post(&format!("{base}/many/mcp"), None, &[], &init)
         .await;

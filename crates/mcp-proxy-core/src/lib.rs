@@ -27,6 +27,7 @@
 
 mod backoff;
 mod connector;
+mod derived;
 mod discovery;
 mod error;
 pub mod group;

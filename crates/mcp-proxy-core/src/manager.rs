@@ -20,17 +20,25 @@ use crate::error::Error;
 use crate::metrics::Metrics;
 use crate::upstream::Upstream;
 
+mod groups;
+
 /// Settings of the manager.
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
     /// Most upstream definitions served at once.
     pub max_connections: usize,
+    /// Serve the built-in group of every upstream (`/mcp`).
+    pub aggregate_all: bool,
+    /// Keep the built-in group's names within `^[A-Za-z0-9_-]{1,64}$`.
+    pub strict_names: bool,
 }
 
 impl Default for ManagerConfig {
     fn default() -> Self {
         Self {
             max_connections: 256,
+            aggregate_all: true,
+            strict_names: false,
         }
     }
 }
@@ -100,6 +108,10 @@ struct Inner {
     loaded: AtomicBool,
     started: Instant,
     prometheus: Arc<Metrics>,
+    /// Groups by name (see [`crate::group`]).
+    groups: RwLock<HashMap<String, Arc<crate::group::Group>>>,
+    /// Bumped when any upstream's catalog or state changes, or a group changes.
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Owns the upstreams. Cheap to clone.
@@ -115,16 +127,24 @@ impl Manager {
         connector: Arc<dyn Connector>,
         config: ManagerConfig,
     ) -> Self {
+        let cancel = CancellationToken::new();
+        let mut groups = HashMap::new();
+        if config.aggregate_all {
+            let all = crate::group::Group::everything(config.strict_names, &cancel);
+            groups.insert(all.name().to_owned(), Arc::new(all));
+        }
         Self {
             inner: Arc::new(Inner {
                 store,
                 connector,
                 config,
                 upstreams: RwLock::new(HashMap::new()),
-                cancel: CancellationToken::new(),
+                cancel,
                 loaded: AtomicBool::new(false),
                 started: Instant::now(),
                 prometheus: Arc::new(Metrics::new()),
+                groups: RwLock::new(groups),
+                changes: Arc::new(tokio::sync::watch::channel(0).0),
             }),
         }
     }
@@ -231,6 +251,7 @@ impl Manager {
             self.inner.store.clone(),
             self.inner.prometheus.clone(),
             &self.inner.cancel,
+            self.inner.changes.clone(),
         );
         map.insert(name.clone(), up);
         drop(map);
@@ -247,7 +268,11 @@ impl Manager {
 
     /// Removes the upstream and stops its connection.
     pub fn apply_delete(&self, name: &str) {
-        if let Some(old) = self.write().remove(name) {
+        let removed = self.write().remove(name);
+        if removed.is_some() {
+            self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
+        }
+        if let Some(old) = removed {
             info!(upstream = %name, "upstream removed");
             old.detach_metrics();
             old.stop();

@@ -193,7 +193,8 @@ impl SessionHub {
         };
         if tokio::runtime::Handle::try_current().is_ok() {
             let weak = Arc::downgrade(&hub.inner);
-            hub.spawn(expire_idle(weak));
+            hub.spawn(expire_idle(weak.clone()));
+            hub.spawn(follow_groups(weak));
         }
         hub
     }
@@ -233,15 +234,21 @@ impl SessionHub {
         if self.inner.cancel.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
-        let upstream = self
-            .inner
-            .manager
-            .upstream(name)
-            .ok_or_else(|| Error::UnknownMcp(name.to_owned()))?;
-        let permit = self.take_permit(name, upstream.definition().effective_max_sessions())?;
+        let manager = &self.inner.manager;
+        let (serves, per_endpoint) = match manager.upstream(name) {
+            Some(upstream) => {
+                let limit = upstream.definition().effective_max_sessions();
+                (client::Serves::Upstream(upstream), limit)
+            }
+            None => match manager.group(name) {
+                Some(group) => (client::Serves::Group(group), u32::MAX),
+                None => return Err(Error::UnknownMcp(name.to_owned())),
+            },
+        };
+        let permit = self.take_permit(name, per_endpoint)?;
         let session = ClientSession::spawn(
             self.clone(),
-            upstream,
+            serves,
             options,
             outlet,
             self.inner.cancel.child_token(),
@@ -439,6 +446,45 @@ async fn expire_idle(hub: std::sync::Weak<HubInner>) {
         for session in expired {
             tracing::info!(session = %session.id(), upstream = %session.upstream_name(), "client session expired (idle)");
             session.end(client::Ended::Expired);
+        }
+    }
+}
+
+/// Keeps every group's merged catalog current as its members change, and tells the
+/// group's sessions (`notifications/*/list_changed`) when what a list shows changed.
+async fn follow_groups(hub: std::sync::Weak<HubInner>) {
+    use mcp_types::mcp::methods;
+    let Some(inner) = hub.upgrade() else { return };
+    let mut changes = inner.manager.changes();
+    drop(inner);
+    while changes.changed().await.is_ok() {
+        let Some(inner) = hub.upgrade() else { return };
+        for group in inner.manager.groups() {
+            let changed = group.refresh(&inner.manager);
+            if !changed.contains(&true) {
+                continue;
+            }
+            let sessions: Vec<Arc<ClientSession>> = {
+                let counts = inner.counts.lock().unwrap_or_else(|p| p.into_inner());
+                counts
+                    .sessions
+                    .values()
+                    .filter_map(std::sync::Weak::upgrade)
+                    .filter(|s| s.is_group() && s.upstream_name() == group.name())
+                    .filter(|s| s.is_initialized())
+                    .collect()
+            };
+            let methods = [
+                methods::TOOLS_LIST_CHANGED,
+                methods::PROMPTS_LIST_CHANGED,
+                methods::RESOURCES_LIST_CHANGED,
+            ];
+            for (method, _) in methods.iter().zip(changed).filter(|(_, c)| *c) {
+                tracing::debug!(group = %group.name(), %method, sessions = sessions.len(), "merged catalog changed");
+                for session in &sessions {
+                    session.emit(Message::notification(*method, None::<&()>), None);
+                }
+            }
         }
     }
 }

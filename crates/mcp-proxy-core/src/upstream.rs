@@ -38,7 +38,9 @@ pub struct Upstream {
     /// False once replaced or removed: its state no longer speaks for the name.
     reporting: std::sync::atomic::AtomicBool,
     /// What another layer derived from the definition, once (see [`Upstream::derived`]).
-    derived: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
+    derived: crate::derived::Derived,
+    /// Bumped whenever its catalog or state changes (groups recompute their catalogs).
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Counts a request in flight; wakes retirement when the last one ends.
@@ -72,6 +74,7 @@ impl Upstream {
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
         parent: &CancellationToken,
+        changes: Arc<tokio::sync::watch::Sender<u64>>,
     ) -> Arc<Self> {
         let up = Arc::new(Self {
             def,
@@ -86,7 +89,8 @@ impl Upstream {
             store,
             metrics,
             reporting: std::sync::atomic::AtomicBool::new(true),
-            derived: std::sync::OnceLock::new(),
+            derived: crate::derived::Derived::default(),
+            changes,
         });
         // Connecting from the first moment, so a registration's answer says so.
         up.status.set_state(ConnectionState::Connecting);
@@ -114,17 +118,7 @@ impl Upstream {
         &self,
         build: impl FnOnce(&McpDefinition) -> T,
     ) -> Arc<T> {
-        let mut build = Some(build);
-        let slot = self.derived.get_or_init(|| {
-            let build = build.take().expect("taken only here");
-            Arc::new(build(&self.def))
-        });
-        if let Ok(value) = slot.clone().downcast::<T>() {
-            return value;
-        }
-        // The slot holds another type, so `build` was not used: build this one afresh.
-        let build = build.expect("unused when the slot holds another type");
-        Arc::new(build(&self.def))
+        self.derived.get(|| build(&self.def))
     }
 
     /// The live status.
@@ -316,11 +310,18 @@ impl Upstream {
         self.status
             .set_tool_count(Some(u32::try_from(visible).unwrap_or(u32::MAX)));
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(catalog);
+        self.changed();
+    }
+
+    /// Tells whoever follows the upstreams (groups) that something changed.
+    pub(crate) fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// Writes the status to the store in the background (best effort, bounded).
     fn persist_status(self: &Arc<Self>) {
         self.report_state(self.status.state());
+        self.changed();
         let up = self.clone();
         tokio::spawn(async move {
             let snapshot = up.status.snapshot();

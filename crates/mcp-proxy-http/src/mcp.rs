@@ -55,6 +55,9 @@ pub(crate) enum Kind {
 impl Endpoint {
     /// The endpoint's route template, for metrics.
     pub(crate) fn template(&self, path: &str) -> &'static str {
+        if path == "/mcp" {
+            return "/mcp";
+        }
         let alias_mcp = path.ends_with("/mcp");
         match (self.kind, self.extra.is_some()) {
             (Kind::Sse, false) => "/{name}/sse",
@@ -68,6 +71,14 @@ impl Endpoint {
 
     /// Matches `/{name}/{sse|message|stream|mcp}[/{extra}]`; other paths are not ours.
     pub(crate) fn parse(path: &str) -> Option<Self> {
+        if path == "/mcp" {
+            // The built-in group of every upstream (`aggregate_all`).
+            return Some(Self {
+                name: mcp_proxy_core::group::BUILT_IN.to_owned(),
+                kind: Kind::Stream,
+                extra: None,
+            });
+        }
         let rest = path.strip_prefix('/')?;
         let (name, rest) = rest.split_once('/')?;
         if name.is_empty() || RESERVED.contains(&name) {
@@ -154,9 +165,14 @@ pub(crate) async fn handle(
 /// global token.
 fn unknown(app: &App, endpoint: &Endpoint, headers: &http::HeaderMap) -> Error {
     let cfg = app.config();
+    let manager = &app.inner().manager;
     let protected = !cfg.global_auth_tokens.is_empty()
-        || app.inner().manager.upstreams().iter().any(|u| {
+        || manager.upstreams().iter().any(|u| {
             u.derived(|def| guard::Policy::new(def, cfg))
+                .requires_auth()
+        })
+        || manager.groups().iter().any(|g| {
+            g.derived(|def| guard::Policy::for_group(def, cfg))
                 .requires_auth()
         });
     if protected {
@@ -214,11 +230,18 @@ async fn serve(
     req: Request<Incoming>,
     client: IpAddr,
 ) -> Result<Response<Body>, Error> {
-    let Some(upstream) = app.inner().manager.upstream(&endpoint.name) else {
+    let manager = &app.inner().manager;
+    let (policy, is_http) = if let Some(upstream) = manager.upstream(&endpoint.name) {
+        let policy = upstream.derived(|def| guard::Policy::new(def, app.config()));
+        (policy, upstream.definition().transport.is_http())
+    } else if let Some(group) = manager.group(&endpoint.name) {
+        (
+            group.derived(|def| guard::Policy::for_group(def, app.config())),
+            false,
+        )
+    } else {
         return Err(unknown(app, endpoint, req.headers()));
     };
-    let def = upstream.definition();
-    let policy = upstream.derived(|def| guard::Policy::new(def, app.config()));
     guard::check(
         app.config(),
         app.inner().manager.prometheus(),
@@ -231,19 +254,20 @@ async fn serve(
     {
         return Err(streamable::bad("invalid_path", why));
     }
-    if endpoint.extra.is_some() && !def.transport.is_http() {
+    if endpoint.extra.is_some() && !is_http {
         return Err(Error::RouteNotFound(format!(
-            "{}: {{extra}} path segments need an http upstream; {:?} is stdio",
+            "{}: {{extra}} path segments need an http upstream; {:?} is not one",
             req.uri().path(),
-            def.name
+            endpoint.name
         )));
     }
+    let name = endpoint.name.as_str();
     const STREAM_METHODS: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
     match (endpoint.kind, req.method()) {
-        (Kind::Stream, &Method::POST) => streamable::post(app, endpoint, def, &policy, req).await,
+        (Kind::Stream, &Method::POST) => streamable::post(app, endpoint, name, &policy, req).await,
         (Kind::Stream, &Method::GET) => streamable::get(app, endpoint, req),
         (Kind::Stream, &Method::DELETE) => streamable::delete(app, endpoint, req).await,
-        (Kind::Sse, &Method::GET) => legacy_sse::open(app, endpoint, def, &policy, req),
+        (Kind::Sse, &Method::GET) => legacy_sse::open(app, endpoint, name, &policy, req),
         (Kind::Message, &Method::POST) => legacy_sse::post(app, endpoint, req).await,
         (kind, method) => Err(Error::MethodNotAllowed {
             method: method.clone(),

@@ -84,6 +84,8 @@ pub struct MergedCatalog {
     uri_owner: HashMap<String, String>,
     /// Template → member (as given by the member).
     template_owner: Vec<(String, String)>,
+    /// What each list shows, digested once (see [`MergedCatalog::fingerprints`]).
+    prints: [u64; 3],
 }
 
 impl MergedCatalog {
@@ -144,6 +146,10 @@ impl MergedCatalog {
     /// A digest of what each list shows clients: `[tools, prompts, resources]` — a
     /// change means `notifications/*/list_changed` for the group's sessions.
     pub fn fingerprints(&self) -> [u64; 3] {
+        self.prints
+    }
+
+    fn digest(&self) -> [u64; 3] {
         let digest = |values: &mut dyn Iterator<Item = &Value>| {
             let mut h = Sha256::new();
             for v in values {
@@ -259,6 +265,7 @@ pub fn merge(group: &GroupDefinition, members: &[Member<'_>]) -> MergedCatalog {
             out.resource_templates.push(t.clone());
         }
     }
+    out.prints = out.digest();
     out
 }
 

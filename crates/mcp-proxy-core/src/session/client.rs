@@ -3,6 +3,7 @@
 //! its forwarded requests).
 
 mod end;
+mod group;
 mod relay;
 
 use std::collections::{HashMap, HashSet};
@@ -32,9 +33,11 @@ pub struct ClientSession {
     id: String,
     me: Weak<ClientSession>,
     hub: SessionHub,
-    upstream: Arc<Upstream>,
+    serves: Serves,
     options: SessionOptions,
     state: Mutex<State>,
+    /// Opening member links one at a time (two requests never open the same one twice).
+    opening: tokio::sync::Mutex<()>,
     cancel: CancellationToken,
     /// Its place in the session limits, given back when the session ends.
     permit: Mutex<Option<Permit>>,
@@ -119,6 +122,33 @@ impl Reply {
     }
 }
 
+/// What a session serves: one upstream, or a group of them.
+#[derive(Debug, Clone)]
+pub(crate) enum Serves {
+    /// The endpoint of one upstream: its one member is itself.
+    Upstream(Arc<Upstream>),
+    /// A group: members' links open when first needed.
+    Group(Arc<crate::group::Group>),
+}
+
+impl Serves {
+    /// The endpoint's name (the upstream's or the group's).
+    pub(crate) fn name(&self) -> &str {
+        match self {
+            Self::Upstream(u) => u.name(),
+            Self::Group(g) => g.name(),
+        }
+    }
+}
+
+/// What the client declared at `initialize`, for member links opened later.
+#[derive(Debug, Clone)]
+struct Declared {
+    client_info: mcp_types::mcp::Implementation,
+    capabilities: Value,
+    version: String,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
     New,
@@ -131,28 +161,34 @@ enum Phase {
 struct State {
     phase: Phase,
     outlet: Option<Arc<dyn Outlet>>,
-    link: Option<Arc<Link>>,
+    /// Upstream links by member name (one, named after the upstream, for an upstream's
+    /// endpoint).
+    links: HashMap<String, Arc<Link>>,
     protocol_version: Option<String>,
     capabilities: Value,
+    declared: Option<Declared>,
+    /// The level asked with `logging/setLevel` (groups pass it to links opened later).
+    log_level: Option<Box<serde_json::value::RawValue>>,
     /// Client request id → the request in flight.
     inflight: HashMap<RequestId, Inflight>,
-    /// Id we gave a server→client request → the upstream's id for it.
-    server_requests: HashMap<RequestId, RequestId>,
+    /// Id we gave a server→client request → the member and the upstream's id for it.
+    server_requests: HashMap<RequestId, (String, RequestId)>,
     next_server_id: i64,
-    subscriptions: HashSet<String>,
+    /// Subscribed resources: (member, the member's URI).
+    subscriptions: HashSet<(String, String)>,
 }
 
 #[derive(Debug)]
 struct Inflight {
-    /// The id the upstream knows it by, once registered there.
-    upstream_id: Option<RequestId>,
+    /// The member it went to and the id the upstream knows it by, once registered there.
+    upstream: Option<(String, RequestId)>,
     token: CancellationToken,
 }
 
 impl ClientSession {
     pub(super) fn spawn(
         hub: SessionHub,
-        upstream: Arc<Upstream>,
+        serves: Serves,
         options: SessionOptions,
         outlet: Arc<dyn Outlet>,
         cancel: CancellationToken,
@@ -162,14 +198,17 @@ impl ClientSession {
             id: format!("{:032x}", rand::random::<u128>()),
             me: me.clone(),
             hub,
-            upstream,
+            serves,
             options,
+            opening: tokio::sync::Mutex::new(()),
             state: Mutex::new(State {
                 phase: Phase::New,
                 outlet: Some(outlet),
-                link: None,
+                links: HashMap::new(),
                 protocol_version: None,
                 capabilities: Value::Null,
+                declared: None,
+                log_level: None,
                 inflight: HashMap::new(),
                 server_requests: HashMap::new(),
                 next_server_id: 0,
@@ -180,13 +219,24 @@ impl ClientSession {
             last_active: AtomicU64::new(now),
             streams: AtomicUsize::new(0),
         });
-        // Ends the session when its upstream is removed or replaced, or at shutdown.
+        // Ends the session when its upstream or group is removed or replaced, or at
+        // shutdown.
         let weak = Arc::downgrade(&session);
-        let (upstream, cancel) = (session.upstream.clone(), session.cancel.clone());
+        let (serves, cancel) = (session.serves.clone(), session.cancel.clone());
         session.hub.spawn_cleanup(async move {
+            let removed = async {
+                match &serves {
+                    Serves::Upstream(u) => u.stopped().await,
+                    Serves::Group(g) => g.stopped().await,
+                }
+            };
             let ended = tokio::select! {
-                () = upstream.stopped() => {
-                    let text = format!("mcp {:?} was removed or replaced", upstream.name());
+                () = removed => {
+                    let what = match &serves {
+                        Serves::Upstream(_) => "mcp",
+                        Serves::Group(_) => "group",
+                    };
+                    let text = format!("{what} {:?} was removed or replaced", serves.name());
                     Ended::Removed(mcp_types::ErrorObject::new(codes::CONNECTION_CLOSED, text))
                 }
                 () = cancel.cancelled() => Ended::Shutdown,
@@ -241,9 +291,14 @@ impl ClientSession {
         &self.id
     }
 
-    /// The upstream's name.
+    /// The endpoint's name: the upstream's, or the group's.
     pub fn upstream_name(&self) -> &str {
-        self.upstream.name()
+        self.serves.name()
+    }
+
+    /// Whether it serves a group.
+    pub fn is_group(&self) -> bool {
+        matches!(self.serves, Serves::Group(_))
     }
 
     /// The protocol version negotiated with the client, once initialized.
@@ -314,17 +369,25 @@ impl ClientSession {
     /// the upstream's id (and ends the request: no answer is due), others are forwarded.
     pub async fn notify(self: &Arc<Self>, n: Notification) {
         self.touch();
-        let link = {
+        let links: Vec<(String, Arc<Link>)> = {
             let state = self.state();
-            match (&state.link, state.phase) {
-                (Some(link), Phase::Ready) => link.clone(),
-                _ => return,
+            if state.phase != Phase::Ready {
+                return;
             }
+            state
+                .links
+                .iter()
+                .map(|(m, l)| (m.clone(), l.clone()))
+                .collect()
         };
         match n.method.as_str() {
             // What the upstream sent before the client was ready (a `roots/list` right
             // after `initialized`, say) reaches it now, after its `initialize` answer.
-            methods::INITIALIZED => link.release_early(),
+            methods::INITIALIZED => {
+                for (_, link) in &links {
+                    link.release_early();
+                }
+            }
             methods::CANCELLED => {
                 let Ok(Some(id)) = mcp_types::params::request_id(n.params.as_deref()) else {
                     return;
@@ -334,14 +397,20 @@ impl ClientSession {
                 let entry = self.state().inflight.remove(&id);
                 if let Some(entry) = entry {
                     entry.token.cancel();
-                    if let Some(upstream_id) = entry.upstream_id {
+                    if let Some((member, upstream_id)) = entry.upstream
+                        && let Some((_, link)) = links.iter().find(|(m, _)| *m == member)
+                    {
                         let _ = link.client().cancel_request(&upstream_id, &reason).await;
                     }
                 }
             }
+            // Anything else (`notifications/roots/list_changed`, …) concerns every
+            // upstream session the client has.
             _ => {
-                let send = link.client().send_raw(Message::Notification(n));
-                let _ = tokio::time::timeout(super::SEND_TIMEOUT, send).await;
+                for (_, link) in links {
+                    let send = link.client().send_raw(Message::Notification(n.clone()));
+                    let _ = tokio::time::timeout(super::SEND_TIMEOUT, send).await;
+                }
             }
         }
     }
@@ -350,12 +419,16 @@ impl ClientSession {
     /// upstream under the upstream's id.
     pub async fn respond(self: &Arc<Self>, r: Response) {
         self.touch();
-        let (upstream_id, link) = {
+        let (target, links) = {
             let mut state = self.state();
-            (state.server_requests.remove(&r.id), state.link.clone())
+            (state.server_requests.remove(&r.id), state.links.clone())
         };
-        let (Some(upstream_id), Some(link)) = (upstream_id, link) else {
+        let Some((member, upstream_id)) = target else {
             debug!(session = %self.id, id = %r.id, "response to no request of ours; ignored");
+            return;
+        };
+        let Some(link) = links.get(&member) else {
+            debug!(session = %self.id, %member, "response for an upstream session that is gone; dropped");
             return;
         };
         link.forget_server_request(&upstream_id);
@@ -401,52 +474,189 @@ impl ClientSession {
         } else {
             LATEST_PROTOCOL_VERSION.to_owned()
         };
-        let linked = match self.upstream.definition().session_mode {
-            SessionMode::PerClient => {
-                let sp = SessionParams {
-                    protocol_version: version.clone(),
-                    client_info: params.client_info.clone(),
-                    capabilities: params.capabilities.clone(),
-                    extra_headers: self.options.extra_headers.clone(),
-                    path_suffix: self.options.path_suffix.clone(),
-                };
-                Link::open_per_client(&self.hub, &self.upstream, sp).await
-            }
-            SessionMode::Shared => self.hub.shared_link(&self.upstream).await,
+        let declared = Declared {
+            client_info: params.client_info.clone(),
+            capabilities: params.capabilities.clone(),
+            version: version.clone(),
         };
-        let link = match linked {
-            Ok(link) => link,
-            Err(e) => {
-                tracing::warn!(session = %self.id, upstream = %self.upstream.name(), error = %e, "cannot open the upstream session");
-                self.state().phase = Phase::New;
-                let msg = format!("cannot open an upstream session: {e}");
-                return Reply::new(Message::error(req.id, codes::INTERNAL_ERROR, msg));
+        let (result, link) = match &self.serves {
+            Serves::Upstream(upstream) => {
+                let link = match self.open_link(upstream, &declared).await {
+                    Ok(link) => link,
+                    Err(e) => {
+                        tracing::warn!(session = %self.id, upstream = %upstream.name(), error = %e, "cannot open the upstream session");
+                        self.state().phase = Phase::New;
+                        let msg = format!("cannot open an upstream session: {e}");
+                        return Reply::new(Message::error(req.id, codes::INTERNAL_ERROR, msg));
+                    }
+                };
+                let init = link.init();
+                let result = InitializeResult {
+                    protocol_version: version.clone(),
+                    capabilities: init.capabilities.clone(),
+                    server_info: init.server_info.clone(),
+                    instructions: init.instructions.clone(),
+                    extra: serde_json::Map::new(),
+                };
+                (result, Some(link))
+            }
+            Serves::Group(group) => {
+                let manager = self.hub.manager();
+                if !group.is_available(manager) {
+                    self.state().phase = Phase::New;
+                    let msg = format!(
+                        "group {:?} is unavailable: a member is down (failMode: closed)",
+                        group.name()
+                    );
+                    return Reply::new(Message::error(req.id, codes::CONNECTION_CLOSED, msg));
+                }
+                // No member link yet: each opens when the client first needs it.
+                let result = InitializeResult {
+                    protocol_version: version.clone(),
+                    capabilities: group.capabilities(manager),
+                    server_info: mcp_types::mcp::Implementation::new(
+                        group.name(),
+                        env!("CARGO_PKG_VERSION"),
+                    ),
+                    instructions: group.definition().description.clone(),
+                    extra: serde_json::Map::new(),
+                };
+                (result, None)
             }
         };
         {
             let mut state = self.state();
             if state.phase == Phase::Ended {
                 drop(state);
-                link.detach(self);
+                if let Some(link) = link {
+                    link.detach(self);
+                }
                 let msg = "the session ended during initialize";
                 return Reply::new(Message::error(req.id, codes::INTERNAL_ERROR, msg));
             }
             state.phase = Phase::Ready;
-            state.link = Some(link.clone());
-            state.protocol_version = Some(version.clone());
+            if let Some(link) = &link {
+                state
+                    .links
+                    .insert(self.serves.name().to_owned(), link.clone());
+            }
+            state.protocol_version = Some(version);
             state.capabilities = params.capabilities;
+            state.declared = Some(declared);
         }
-        let init = link.init();
-        let result = InitializeResult {
-            protocol_version: version,
-            capabilities: init.capabilities.clone(),
-            server_info: init.server_info.clone(),
-            instructions: init.instructions.clone(),
-            extra: serde_json::Map::new(),
-        };
-        debug!(session = %self.id, upstream = %self.upstream.name(), shared = link.is_shared(), "client session initialized");
-        link.attach(self);
+        debug!(session = %self.id, endpoint = %self.serves.name(), group = self.is_group(), "client session initialized");
+        if let Some(link) = link {
+            link.attach(self);
+        }
         Reply::new(Message::result(req.id, &result))
+    }
+
+    /// Opens an upstream link for this session: its own (per-client), or the shared one.
+    async fn open_link(
+        &self,
+        upstream: &Arc<Upstream>,
+        declared: &Declared,
+    ) -> Result<Arc<Link>, crate::Error> {
+        match upstream.definition().session_mode {
+            SessionMode::PerClient => {
+                let sp = SessionParams {
+                    protocol_version: declared.version.clone(),
+                    client_info: declared.client_info.clone(),
+                    capabilities: declared.capabilities.clone(),
+                    extra_headers: self.options.extra_headers.clone(),
+                    path_suffix: self.options.path_suffix.clone(),
+                };
+                Link::open_per_client(&self.hub, upstream, sp).await
+            }
+            SessionMode::Shared => self.hub.shared_link(upstream).await,
+        }
+    }
+
+    /// The live link to `member`, opened now when there is none (or it died, or its
+    /// upstream was replaced): a group's member sessions open on first use, and one that
+    /// died is opened again transparently.
+    pub(crate) async fn link_for(
+        self: &Arc<Self>,
+        member: &str,
+    ) -> Result<Arc<Link>, crate::Error> {
+        let current = |me: &Self| {
+            let state = me.state();
+            state.links.get(member).cloned()
+        };
+        let fresh = |link: &Arc<Link>| {
+            link.is_alive()
+                && self
+                    .hub
+                    .manager()
+                    .upstream(member)
+                    .is_some_and(|u| Arc::ptr_eq(&u, link.upstream()))
+        };
+        if let Some(link) = current(self).filter(fresh) {
+            return Ok(link);
+        }
+        if let Serves::Upstream(_) = &self.serves {
+            // An upstream's endpoint has the one link made at initialize; when it is gone,
+            // the session is over.
+            return current(self).ok_or_else(|| crate::Error::SessionEnded(self.id.clone()));
+        }
+        let _opening = self.opening.lock().await;
+        if let Some(link) = current(self).filter(fresh) {
+            return Ok(link);
+        }
+        let upstream = self
+            .hub
+            .manager()
+            .upstream(member)
+            .ok_or_else(|| crate::Error::UnknownMcp(member.to_owned()))?;
+        let declared = self
+            .state()
+            .declared
+            .clone()
+            .ok_or_else(|| crate::Error::SessionEnded(self.id.clone()))?;
+        let link = self.open_link(&upstream, &declared).await?;
+        let (old, level) = {
+            let mut state = self.state();
+            if state.phase == Phase::Ended {
+                drop(state);
+                link.detach(self);
+                return Err(crate::Error::SessionEnded(self.id.clone()));
+            }
+            (
+                state.links.insert(member.to_owned(), link.clone()),
+                state.log_level.clone(),
+            )
+        };
+        if let Some(old) = old {
+            old.detach(self);
+        }
+        link.attach(self);
+        link.release_early();
+        if let Some(level) = level {
+            let set = link.client().request_with_timeout(
+                "logging/setLevel",
+                Some(level),
+                super::SEND_TIMEOUT,
+            );
+            let _ = set.await;
+        }
+        debug!(session = %self.id, group = %self.serves.name(), %member, "member session opened");
+        Ok(link)
+    }
+
+    /// A link of this session lost its upstream session. An upstream's endpoint ends
+    /// with it; a group drops that member's link (its requests in flight have failed)
+    /// and opens a new one on next use.
+    pub(crate) fn link_lost(self: &Arc<Self>, link: &Link, error: mcp_types::ErrorObject) {
+        match &self.serves {
+            Serves::Upstream(_) => self.end(Ended::UpstreamLost(error)),
+            Serves::Group(_) => {
+                let mut state = self.state();
+                state
+                    .links
+                    .retain(|_, l| !std::ptr::eq(Arc::as_ptr(l), link));
+                debug!(session = %self.id, group = %self.serves.name(), member = %link.upstream().name(), "member session lost; it opens again on next use");
+            }
+        }
     }
 
     /// Sends a message to the client (never waits). A client that cannot take it ends
@@ -478,14 +688,43 @@ impl ClientSession {
             .then_some(needed)
     }
 
-    pub(crate) fn is_subscribed(&self, uri: &str) -> bool {
-        self.state().subscriptions.contains(uri)
+    pub(crate) fn is_subscribed(&self, member: &str, uri: &str) -> bool {
+        self.state()
+            .subscriptions
+            .contains(&(member.to_owned(), uri.to_owned()))
+    }
+
+    /// A session-wide notification from a member's link: as it is for an upstream's
+    /// endpoint; for a group, member `list_changed` gives way to the group's own (sent
+    /// when the merged catalog changes) and resource URIs take their group form.
+    pub(crate) fn member_notification(&self, member: &str, mut n: Notification) {
+        if let Serves::Group(group) = &self.serves {
+            match n.method.as_str() {
+                methods::TOOLS_LIST_CHANGED
+                | methods::PROMPTS_LIST_CHANGED
+                | methods::RESOURCES_LIST_CHANGED => return,
+                methods::RESOURCES_UPDATED => {
+                    let Ok(Some(uri)) = mcp_types::params::uri(n.params.as_deref()) else {
+                        return;
+                    };
+                    let shown = group.catalog().client_uri(member, &uri);
+                    if let Some(p) = n.params.as_deref()
+                        && let Ok(members) = mcp_types::params::Members::parse(p)
+                    {
+                        n.params = Some(members.with("uri", &to_raw(&shown)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.emit(Message::Notification(n), None);
     }
 
     /// Sends a server→client request to the client under a fresh id of this session
     /// (`mcp-proxy-N`); its answer goes back under the upstream's id.
     pub(crate) fn server_request(
         &self,
+        member: &str,
         mut request: Request,
         related: Option<RequestId>,
     ) -> Result<(), Refused> {
@@ -503,8 +742,8 @@ impl ClientSession {
             let client_id = RequestId::String(format!("mcp-proxy-{}", state.next_server_id));
             state
                 .server_requests
-                .insert(client_id.clone(), request.id.clone());
-            (client_id, state.link.clone())
+                .insert(client_id.clone(), (member.to_owned(), request.id.clone()));
+            (client_id, state.links.get(member).cloned())
         };
         if let Some(link) = link {
             link.note_server_request(request.id.clone(), self.me.clone(), client_id.clone());
@@ -533,7 +772,15 @@ impl ClientSession {
 impl Sink for ClientSession {
     fn related(&self, client_id: &RequestId, msg: Message) -> Result<(), Refused> {
         match msg {
-            Message::Request(request) => self.server_request(request, Some(client_id.clone())),
+            Message::Request(request) => {
+                let member = self
+                    .state()
+                    .inflight
+                    .get(client_id)
+                    .and_then(|e| e.upstream.as_ref().map(|(m, _)| m.clone()))
+                    .unwrap_or_else(|| self.serves.name().to_owned());
+                self.server_request(&member, request, Some(client_id.clone()))
+            }
             other => {
                 self.emit(other, Some(client_id.clone()));
                 Ok(())

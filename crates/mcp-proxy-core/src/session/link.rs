@@ -151,16 +151,7 @@ impl Link {
             extra_headers: http::HeaderMap::new(),
             path_suffix: None,
         };
-        let link = Self::open(hub, upstream, params, true).await?;
-        // A shared link outlives its sessions: it goes when its upstream does.
-        let watcher = link.clone();
-        link.hub.spawn(async move {
-            tokio::select! {
-                () = watcher.upstream.stopped() => watcher.close(),
-                () = watcher.cancel.cancelled() => {}
-            }
-        });
-        Ok(link)
+        Self::open(hub, upstream, params, true).await
     }
 
     async fn open(
@@ -203,6 +194,20 @@ impl Link {
         if let Some(reason) = closed_early {
             link.on_closed(&reason);
         }
+        // A link goes when its upstream does (removed, or replaced by a PUT); a shared
+        // one outlives its sessions until then.
+        let watcher = Arc::downgrade(&link);
+        let (stopped, cancel) = (link.upstream.clone(), link.cancel.clone());
+        link.hub.spawn(async move {
+            tokio::select! {
+                () = stopped.stopped() => {
+                    if let Some(link) = watcher.upgrade() {
+                        link.close();
+                    }
+                }
+                () = cancel.cancelled() => {}
+            }
+        });
         Ok(link)
     }
 
@@ -349,7 +354,7 @@ impl Link {
     fn on_unrelated(&self, msg: Message) -> Result<(), Refused> {
         match msg {
             Message::Request(request) => match self.only_member() {
-                Some(session) => session.server_request(request, None),
+                Some(session) => session.server_request(self.upstream.name(), request, None),
                 None => refuse(
                     &Message::Request(request),
                     "no request of a client is in flight",
@@ -382,7 +387,7 @@ impl Link {
             | methods::PROMPTS_LIST_CHANGED
             | methods::RESOURCES_LIST_CHANGED => {
                 for session in self.members() {
-                    session.emit(Message::Notification(n.clone()), None);
+                    session.member_notification(self.upstream.name(), n.clone());
                 }
             }
             methods::RESOURCES_UPDATED => {
@@ -391,8 +396,8 @@ impl Link {
                     .flatten()
                     .unwrap_or_default();
                 for session in self.members() {
-                    if !self.shared || session.is_subscribed(&uri) {
-                        session.emit(Message::Notification(n.clone()), None);
+                    if !self.shared || session.is_subscribed(self.upstream.name(), &uri) {
+                        session.member_notification(self.upstream.name(), n.clone());
                     }
                 }
             }
@@ -434,7 +439,7 @@ impl Link {
             self.hub.forget_shared(self.upstream.name(), self);
         }
         for session in members.iter().filter_map(Weak::upgrade) {
-            session.end(super::client::Ended::UpstreamLost(message.clone()));
+            session.link_lost(self, message.clone());
         }
     }
 }

@@ -44,6 +44,20 @@ impl Policy {
 }
 
 impl Policy {
+    /// The rules of a group's endpoints: its own auth fields; nothing passes through
+    /// (each member keeps its own definition's headers).
+    pub(crate) fn for_group(def: &mcp_types::GroupDefinition, cfg: &HttpConfig) -> Self {
+        let allowed = (!def.allowed_ips.is_empty())
+            .then(|| IpSet::parse(&def.allowed_ips).unwrap_or_default());
+        Self {
+            name: def.name.clone(),
+            allowed,
+            tokens: TokenSet::new(&def.auth_tokens).union(&cfg.global_auth_tokens),
+            require_auth: def.require_auth,
+            passthrough: Vec::new(),
+        }
+    }
+
     /// Whether a bearer token is needed.
     pub(crate) fn requires_auth(&self) -> bool {
         self.require_auth || !self.tokens.is_empty()

@@ -6,7 +6,7 @@
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use mcp_proxy_core::SessionOptions;
-use mcp_types::{McpDefinition, Message};
+use mcp_types::Message;
 use tokio::sync::mpsc;
 
 use super::session::{HttpSession, Transport};
@@ -21,7 +21,7 @@ use crate::error::Error;
 pub(crate) fn open(
     app: &App,
     endpoint: &Endpoint,
-    def: &McpDefinition,
+    name: &str,
     policy: &guard::Policy,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
@@ -38,16 +38,16 @@ pub(crate) fn open(
         Some(tx),
         0,
     );
-    let core = inner.sessions.open(&def.name, options, session.clone())?;
+    let core = inner.sessions.open(name, options, session.clone())?;
     session.bind(core.clone());
     inner.http_sessions.insert(session);
     let uri = format!(
         "{}/{}/message?sessionId={}",
         app.config().base_path,
-        def.name,
+        name,
         core.id()
     );
-    tracing::debug!(session = %core.id(), upstream = %def.name, "legacy sse session opened");
+    tracing::debug!(session = %core.id(), endpoint = %name, "legacy sse session opened");
     // The event stream is the session: it does not expire while the stream is open, and
     // ends when the client drops it.
     let open = core.open_stream();

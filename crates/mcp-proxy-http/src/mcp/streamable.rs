@@ -8,9 +8,9 @@ use http::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderValue};
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use mcp_proxy_core::SessionOptions;
+use mcp_types::Message;
 use mcp_types::jsonrpc::Payload;
 use mcp_types::mcp::{is_supported_version, methods};
-use mcp_types::{McpDefinition, Message};
 
 use super::session::{Answer, HttpSession, Transport};
 use super::sse::{self, AttachError, OnDrop};
@@ -32,7 +32,7 @@ const BATCH_VERSION: &str = "2025-03-26";
 pub(crate) async fn post(
     app: &App,
     endpoint: &Endpoint,
-    def: &McpDefinition,
+    name: &str,
     policy: &guard::Policy,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
@@ -63,7 +63,7 @@ pub(crate) async fn post(
             ));
         }
         let msg = messages.into_iter().next().expect("one message");
-        return initialize_session(app, endpoint, def, policy, &headers, msg).await;
+        return initialize_session(app, endpoint, name, policy, &headers, msg).await;
     }
     let session = session_of(app, endpoint, &headers)?;
     if is_batch {
@@ -190,7 +190,7 @@ enum First {
 async fn initialize_session(
     app: &App,
     endpoint: &Endpoint,
-    def: &McpDefinition,
+    name: &str,
     policy: &guard::Policy,
     headers: &HeaderMap,
     msg: Message,
@@ -210,7 +210,7 @@ async fn initialize_session(
         None,
         app.config().session_replay_bytes,
     );
-    let core = inner.sessions.open(&def.name, options, session.clone())?;
+    let core = inner.sessions.open(name, options, session.clone())?;
     session.bind(core.clone());
     // If the client goes away before the answer, the half-made session must not linger.
     let closer = core.clone();

@@ -22,7 +22,7 @@ impl ClientSession {
     /// `notifications/cancelled` for them (in the background). Never waits.
     pub(crate) fn end(self: &Arc<Self>, ended: Ended) {
         let reason = ended.error();
-        let (inflight, outlet, link, subscriptions) = {
+        let (inflight, outlet, links, subscriptions) = {
             let mut state = self.state();
             if state.phase == Phase::Ended {
                 return;
@@ -32,14 +32,14 @@ impl ClientSession {
             (
                 std::mem::take(&mut state.inflight),
                 state.outlet.take(),
-                state.link.take(),
+                std::mem::take(&mut state.links),
                 std::mem::take(&mut state.subscriptions),
             )
         };
         let why = reason
             .as_ref()
             .map_or("closed by the client", |e| e.message.as_str());
-        debug!(session = %self.id, upstream = %self.upstream.name(), reason = why, "client session ended");
+        debug!(session = %self.id, endpoint = %self.serves.name(), reason = why, "client session ended");
         self.hub.metrics().client_session_ended(ended.metric());
         for entry in inflight.values() {
             entry.token.cancel();
@@ -57,15 +57,20 @@ impl ClientSession {
                 });
             }
         }
-        if let Some(link) = link {
+        let mut cancels: Vec<(String, RequestId)> =
+            inflight.into_values().filter_map(|e| e.upstream).collect();
+        for (member, link) in links {
             let unsubscribe: Vec<String> = subscriptions
-                .into_iter()
-                .filter(|uri| link.is_shared() && link.unsubscribe(uri))
+                .iter()
+                .filter(|(m, uri)| *m == member && link.is_shared() && link.unsubscribe(uri))
+                .map(|(_, uri)| uri.clone())
                 .collect();
-            let cancels: Vec<RequestId> = inflight
-                .into_values()
-                .filter_map(|e| e.upstream_id)
+            let mine: Vec<RequestId> = cancels
+                .iter()
+                .filter(|(m, _)| *m == member)
+                .map(|(_, id)| id.clone())
                 .collect();
+            cancels.retain(|(m, _)| *m != member);
             let me = self.clone();
             self.hub.spawn_cleanup(async move {
                 if link.is_alive() {
@@ -80,7 +85,7 @@ impl ClientSession {
                             )
                             .await;
                     }
-                    for id in cancels {
+                    for id in mine {
                         let _ = link
                             .client()
                             .cancel_request(&id, "the client session ended")

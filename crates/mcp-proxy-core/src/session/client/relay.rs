@@ -9,33 +9,55 @@ use mcp_types::mcp::methods;
 use mcp_types::{Message, Outcome, Request};
 use tracing::Instrument;
 
-use super::{ClientSession, Inflight, Reply};
+use super::group::Route;
+use super::{ClientSession, Inflight, Reply, Serves};
 use crate::session::{rewrite, told};
 
 impl ClientSession {
-    /// Forwards `req` on the session's upstream link and awaits the answer. `None` when
-    /// no answer is due (the client cancelled, or the session ended and answered it).
+    /// Forwards `req` to the member it belongs to (the upstream itself, or a group's
+    /// member) and awaits the answer. `None` when no answer is due (the client
+    /// cancelled, or the session ended and answered it).
     pub(super) async fn forward(self: &Arc<Self>, mut req: Request) -> Option<Reply> {
-        let def = self.upstream.definition();
         let id = req.id.clone();
         let refuse = |code: i64, message: String| {
-            Some(Reply::new(Message::error(req.id.clone(), code, message)))
+            Some(Reply::new(Message::error(id.clone(), code, message)))
         };
-        // What the proxy acts on must be read unambiguously, or the request is refused:
-        // the upstream must never run something other than what was checked.
-        if req.method == methods::TOOLS_CALL && def.tool_filter.is_some() {
-            match mcp_types::params::name(req.params.as_deref()) {
-                Ok(Some(tool)) if def.permits_tool(&tool) => {}
-                Ok(Some(tool)) => {
-                    let msg = format!("tool {tool:?} is blocked by the proxy's tool filter");
-                    return refuse(codes::INVALID_PARAMS, msg);
+        // Where it goes. What the proxy acts on must be read unambiguously, or the
+        // request is refused: the upstream must never run something other than what was
+        // checked.
+        let member = match &self.serves {
+            Serves::Upstream(upstream) => {
+                let def = upstream.definition();
+                if req.method == methods::TOOLS_CALL && def.tool_filter.is_some() {
+                    match mcp_types::params::name(req.params.as_deref()) {
+                        Ok(Some(tool)) if def.permits_tool(&tool) => {}
+                        Ok(Some(tool)) => {
+                            let msg =
+                                format!("tool {tool:?} is blocked by the proxy's tool filter");
+                            return refuse(codes::INVALID_PARAMS, msg);
+                        }
+                        Ok(None) => {
+                            return refuse(
+                                codes::INVALID_PARAMS,
+                                "tools/call needs params.name".into(),
+                            );
+                        }
+                        Err(e) => return refuse(codes::INVALID_PARAMS, format!("tools/call: {e}")),
+                    }
                 }
-                Ok(None) => {
-                    return refuse(codes::INVALID_PARAMS, "tools/call needs params.name".into());
-                }
-                Err(e) => return refuse(codes::INVALID_PARAMS, format!("tools/call: {e}")),
+                upstream.name().to_owned()
             }
-        }
+            Serves::Group(group) => match self.group_route(group, &mut req).await {
+                Route::Answered(reply) => return Some(reply),
+                Route::Member(member) => member,
+            },
+        };
+        let Some(upstream) = self.hub.manager().upstream(&member) else {
+            return refuse(
+                codes::CONNECTION_CLOSED,
+                format!("upstream {member:?} is not registered"),
+            );
+        };
         let is_subscription = matches!(
             req.method.as_str(),
             methods::RESOURCES_SUBSCRIBE | methods::RESOURCES_UNSUBSCRIBE
@@ -49,11 +71,8 @@ impl ClientSession {
             None
         };
         let token = self.cancel.child_token();
-        let link = {
+        {
             let mut state = self.state();
-            let Some(link) = state.link.clone() else {
-                return refuse(codes::INTERNAL_ERROR, "the session has no upstream".into());
-            };
             if state.inflight.contains_key(&id) {
                 drop(state);
                 return refuse(
@@ -71,50 +90,64 @@ impl ClientSession {
                     ),
                 );
             }
-            // Subscriptions on a shared connection are reference-counted: only the first
-            // subscriber subscribes upstream and only the last one unsubscribes.
-            let answered_here = match (req.method.as_str(), &uri) {
-                (methods::RESOURCES_SUBSCRIBE, Some(uri)) => {
-                    let fresh = state.subscriptions.insert(uri.clone());
-                    fresh && !link.subscribe(uri)
-                }
-                (methods::RESOURCES_UNSUBSCRIBE, Some(uri)) => {
-                    state.subscriptions.remove(uri) && !link.unsubscribe(uri)
-                }
-                _ => false,
-            };
-            if answered_here {
-                drop(state);
-                let ok = Message::result(id, &serde_json::json!({}));
-                return Some(Reply::new(ok));
-            }
             state.inflight.insert(
                 id.clone(),
                 Inflight {
-                    upstream_id: None,
+                    upstream: None,
                     token: token.clone(),
                 },
             );
-            link
+        }
+        let link = match self.link_for(&member).await {
+            Ok(link) => link,
+            Err(e) => {
+                self.state().inflight.remove(&id);
+                return refuse(
+                    codes::CONNECTION_CLOSED,
+                    format!("upstream {member:?}: cannot open an upstream session: {e}"),
+                );
+            }
         };
+        // Subscriptions on a shared connection are reference-counted: only the first
+        // subscriber subscribes upstream and only the last one unsubscribes.
+        let answered_here = {
+            let mut state = self.state();
+            match (req.method.as_str(), &uri) {
+                (methods::RESOURCES_SUBSCRIBE, Some(uri)) => {
+                    let fresh = state.subscriptions.insert((member.clone(), uri.clone()));
+                    fresh && !link.subscribe(uri)
+                }
+                (methods::RESOURCES_UNSUBSCRIBE, Some(uri)) => {
+                    state.subscriptions.remove(&(member.clone(), uri.clone()))
+                        && !link.unsubscribe(uri)
+                }
+                _ => false,
+            }
+        };
+        if answered_here {
+            self.state().inflight.remove(&id);
+            let ok = Message::result(id, &serde_json::json!({}));
+            return Some(Reply::new(ok));
+        }
         // A client that sends requests is ready for everything else too.
         link.release_early();
-        let method = std::mem::take(&mut req.method);
-        req.method.clone_from(&method);
+        let method = req.method.clone();
         let call = match link
             .client()
             .begin(req, Some(self.clone() as Arc<dyn Sink>))
         {
             Ok(call) => call,
             Err(e) => {
-                self.state().inflight.remove(&id);
+                let mut state = self.state();
+                state.inflight.remove(&id);
                 if method == methods::RESOURCES_SUBSCRIBE
                     && let Some(uri) = &uri
-                    && self.state().subscriptions.remove(uri)
+                    && state.subscriptions.remove(&(member.clone(), uri.clone()))
                 {
                     link.unsubscribe(uri);
                 }
-                let error = told::request_failed(self.upstream.name(), &e);
+                drop(state);
+                let error = told::request_failed(&member, &e);
                 return Some(Reply::new(Message::Response(mcp_types::Response {
                     id,
                     outcome: Outcome::Error(error),
@@ -124,16 +157,17 @@ impl ClientSession {
         };
         let upstream_id = call.upstream_id().clone();
         if let Some(entry) = self.state().inflight.get_mut(&id) {
-            entry.upstream_id = Some(upstream_id.clone());
+            entry.upstream = Some((member.clone(), upstream_id.clone()));
         }
         // Counted on the upstream until the answer is handed over, so a PUT retires the
         // old upstream only once this has finished.
-        let inflight = self.upstream.track_inflight_owned();
-        // One span per client request: upstream, session, method and both ids; the
-        // transport's work for it happens inside.
+        let inflight = upstream.track_inflight_owned();
+        // One span per client request: endpoint, upstream, session, method and both
+        // ids; the transport's work for it happens inside.
         let span = tracing::info_span!(
             "mcp_request",
-            upstream = %self.upstream.name(),
+            upstream = %member,
+            endpoint = %self.serves.name(),
             session = %self.id,
             method = %method,
             id = %id,
@@ -143,7 +177,7 @@ impl ClientSession {
             let started = std::time::Instant::now();
             let result = tokio::select! {
                 biased;
-                r = self.upstream.exchange(&method, call) => Some(r),
+                r = upstream.exchange(&method, call) => Some(r),
                 // Cancelled by the client (no answer is due) or the session ended.
                 () = token.cancelled() => None,
             };
@@ -163,7 +197,7 @@ impl ClientSession {
             if refused
                 && method == methods::RESOURCES_SUBSCRIBE
                 && let Some(uri) = &uri
-                && state.subscriptions.remove(uri)
+                && state.subscriptions.remove(&(member.clone(), uri.clone()))
             {
                 // The upstream refused: this session does not hold the subscription.
                 link.unsubscribe(uri);
@@ -176,13 +210,14 @@ impl ClientSession {
                 if method == methods::TOOLS_LIST
                     && let Outcome::Result(raw) = response.outcome
                 {
-                    response.outcome = Outcome::Result(rewrite::filter_tools(def, raw));
+                    response.outcome =
+                        Outcome::Result(rewrite::filter_tools(upstream.definition(), raw));
                 }
                 Message::Response(response)
             }
             Err(e) => Message::Response(mcp_types::Response {
                 id,
-                outcome: Outcome::Error(told::request_failed(self.upstream.name(), &e)),
+                outcome: Outcome::Error(told::request_failed(&member, &e)),
                 extra: mcp_types::jsonrpc::Extra::new(),
             }),
         };
