@@ -66,6 +66,11 @@ pub struct SessionParams {
     pub path_suffix: Option<String>,
 }
 
+/// What the primary connection declares: sampling, elicitation and roots.
+static PRIMARY_CAPABILITIES: std::sync::LazyLock<serde_json::Value> = std::sync::LazyLock::new(
+    || serde_json::json!({"sampling": {}, "elicitation": {}, "roots": {"listChanged": true}}),
+);
+
 /// The real connector: the definition's transport, then `initialize`.
 #[derive(Debug, Clone)]
 pub struct TransportConnector {
@@ -97,13 +102,15 @@ impl Connector for TransportConnector {
         handler: Arc<dyn Handler>,
     ) -> Result<Connection, mcp_transport::Error> {
         let client = McpClient::connect_with(def, &self.options, handler).await?;
-        // The primary connection declares no client capabilities: it serves discovery,
-        // health checks and the Admin API, never a user.
+        // The primary connection serves discovery, health checks and the Admin API, never
+        // a user. It declares the client capabilities most clients have, so discovery
+        // sees the tools servers offer to such clients (groups serve that catalog);
+        // server→client requests on it are refused.
         initialized(
             client,
             LATEST_PROTOCOL_VERSION,
             self.client_info.clone(),
-            serde_json::json!({}),
+            PRIMARY_CAPABILITIES.clone(),
         )
         .await
     }

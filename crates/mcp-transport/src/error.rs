@@ -125,6 +125,15 @@ pub enum Error {
         /// The error object, as sent.
         error: ErrorObject,
     },
+    /// A request never reached the upstream: the connection was found closed while
+    /// writing it. Sending it again on a new connection cannot run it twice.
+    #[error("{target}: the request was not delivered: {reason}")]
+    NotDelivered {
+        /// The upstream.
+        target: Target,
+        /// Why the connection closed.
+        reason: CloseReason,
+    },
     /// A client's request cannot be forwarded as it is (a member the proxy must read is
     /// ambiguous or of the wrong type).
     #[error("{target}: the request cannot be forwarded: {message}")]
@@ -180,6 +189,7 @@ impl Error {
             | Self::Protocol { target, .. }
             | Self::Rpc { target, .. }
             | Self::BadRequest { target, .. }
+            | Self::NotDelivered { target, .. }
             | Self::Io { target, .. } => target,
         }
     }
@@ -207,7 +217,10 @@ impl Error {
     /// violations and JSON-RPC errors are not retryable.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Self::Http { .. } | Self::Timeout { .. } | Self::SessionExpired { .. } => true,
+            Self::Http { .. }
+            | Self::Timeout { .. }
+            | Self::SessionExpired { .. }
+            | Self::NotDelivered { .. } => true,
             Self::Closed { reason, .. } => !reason.is_local(),
             Self::Status { status, .. } => {
                 status.is_server_error() || *status == http::StatusCode::TOO_MANY_REQUESTS
@@ -237,6 +250,7 @@ impl Error {
                 ErrorObject::new(codes::INTERNAL_ERROR, self.to_string())
             }
             Self::Closed { .. }
+            | Self::NotDelivered { .. }
             | Self::SessionExpired { .. }
             | Self::Http { .. }
             | Self::Status { .. }

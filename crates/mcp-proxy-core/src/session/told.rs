@@ -46,7 +46,7 @@ pub(crate) fn request_failed(mcp: &str, err: &mcp_transport::Error) -> ErrorObje
                 format!("upstream {mcp:?}: the request timed out"),
             );
         }
-        E::Closed { reason, .. } => close_kind(reason),
+        E::Closed { reason, .. } | E::NotDelivered { reason, .. } => close_kind(reason),
         E::SessionExpired { .. } => "the upstream ended the session",
         E::Http { .. } | E::Io { .. } => "the upstream could not be reached",
         E::Status { .. } => "the upstream refused the request",

@@ -178,8 +178,8 @@ async fn watch(
                     }
                 }
                 Some(ClientEvent::Request(r)) => {
-                    // The primary connection declared no client capabilities; nobody can
-                    // answer sampling, elicitation or roots for it.
+                    // Nobody is behind the primary connection to answer sampling,
+                    // elicitation or roots.
                     let client = client.clone();
                     tasks.spawn(async move {
                         let error = ErrorObject::new(

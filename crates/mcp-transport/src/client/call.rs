@@ -138,13 +138,21 @@ impl Call {
     async fn exchange(&mut self, request: Request) -> Result<Response> {
         let mut answer = self.answer.take().expect("a call is answered once");
         let router = self.client.shared.router.clone();
-        match self
+        let sent = self
             .client
             .shared
             .transport
             .exchange(Message::Request(request))
-            .await?
-        {
+            .await;
+        let sent = match sent {
+            Ok(sent) => sent,
+            // Found closed while writing: the request never left.
+            Err(Error::Closed { target, reason }) => {
+                return Err(Error::NotDelivered { target, reason });
+            }
+            Err(e) => return Err(e),
+        };
+        match sent {
             Sent::Accepted => self.wait(answer).await,
             Sent::Messages(messages) => {
                 let mut mine = None;

@@ -98,132 +98,152 @@ impl ClientSession {
                 },
             );
         }
-        let link = match self.link_for(&member).await {
-            Ok(link) => link,
-            Err(e) => {
-                self.state().inflight.remove(&id);
-                return refuse(
-                    codes::CONNECTION_CLOSED,
-                    format!("upstream {member:?}: cannot open an upstream session: {e}"),
-                );
-            }
-        };
-        // Subscriptions on a shared connection are reference-counted: only the first
-        // subscriber subscribes upstream and only the last one unsubscribes.
-        let answered_here = {
-            let mut state = self.state();
-            match (req.method.as_str(), &uri) {
-                (methods::RESOURCES_SUBSCRIBE, Some(uri)) => {
-                    let fresh = state.subscriptions.insert((member.clone(), uri.clone()));
-                    fresh && !link.subscribe(uri)
-                }
-                (methods::RESOURCES_UNSUBSCRIBE, Some(uri)) => {
-                    state.subscriptions.remove(&(member.clone(), uri.clone()))
-                        && !link.unsubscribe(uri)
-                }
-                _ => false,
-            }
-        };
-        if answered_here {
-            self.state().inflight.remove(&id);
-            let ok = Message::result(id, &serde_json::json!({}));
-            return Some(Reply::new(ok));
-        }
-        // A client that sends requests is ready for everything else too.
-        link.release_early();
+        // A group's member whose upstream session died is opened again on next use; a
+        // request that met such a link before the proxy saw it die (it never left) goes
+        // once more, on the fresh link.
         let method = req.method.clone();
-        let call = match link
-            .client()
-            .begin(req, Some(self.clone() as Arc<dyn Sink>))
-        {
-            Ok(call) => call,
-            Err(e) => {
+        let mut spare = (self.is_group() && !is_subscription).then(|| req.clone());
+        let mut next = Some(req);
+        loop {
+            let req = next.take().expect("a request to send");
+            let link = match self.link_for(&member).await {
+                Ok(link) => link,
+                Err(e) => {
+                    self.state().inflight.remove(&id);
+                    return refuse(
+                        codes::CONNECTION_CLOSED,
+                        format!("upstream {member:?}: cannot open an upstream session: {e}"),
+                    );
+                }
+            };
+            // Subscriptions on a shared connection are reference-counted: only the first
+            // subscriber subscribes upstream and only the last one unsubscribes.
+            let answered_here = {
                 let mut state = self.state();
-                state.inflight.remove(&id);
-                if method == methods::RESOURCES_SUBSCRIBE
+                match (method.as_str(), &uri) {
+                    (methods::RESOURCES_SUBSCRIBE, Some(uri)) => {
+                        let fresh = state.subscriptions.insert((member.clone(), uri.clone()));
+                        fresh && !link.subscribe(uri)
+                    }
+                    (methods::RESOURCES_UNSUBSCRIBE, Some(uri)) => {
+                        state.subscriptions.remove(&(member.clone(), uri.clone()))
+                            && !link.unsubscribe(uri)
+                    }
+                    _ => false,
+                }
+            };
+            if answered_here {
+                self.state().inflight.remove(&id);
+                let ok = Message::result(id, &serde_json::json!({}));
+                return Some(Reply::new(ok));
+            }
+            // A client that sends requests is ready for everything else too.
+            link.release_early();
+            let call = match link
+                .client()
+                .begin(req, Some(self.clone() as Arc<dyn Sink>))
+            {
+                Ok(call) => call,
+                Err(mcp_transport::Error::Closed { .. }) if spare.is_some() => {
+                    link.close();
+                    next = spare.take();
+                    continue;
+                }
+                Err(e) => {
+                    let mut state = self.state();
+                    state.inflight.remove(&id);
+                    if method == methods::RESOURCES_SUBSCRIBE
+                        && let Some(uri) = &uri
+                        && state.subscriptions.remove(&(member.clone(), uri.clone()))
+                    {
+                        link.unsubscribe(uri);
+                    }
+                    drop(state);
+                    let error = told::request_failed(&member, &e);
+                    return Some(Reply::new(Message::Response(mcp_types::Response {
+                        id,
+                        outcome: Outcome::Error(error),
+                        extra: mcp_types::jsonrpc::Extra::new(),
+                    })));
+                }
+            };
+            let upstream_id = call.upstream_id().clone();
+            if let Some(entry) = self.state().inflight.get_mut(&id) {
+                entry.upstream = Some((member.clone(), upstream_id.clone()));
+            }
+            // Counted on the upstream until the answer is handed over, so a PUT retires
+            // the old upstream only once this has finished.
+            let inflight = upstream.track_inflight_owned();
+            // One span per client request: endpoint, upstream, session, method and both
+            // ids; the transport's work for it happens inside.
+            let span = tracing::info_span!(
+                "mcp_request",
+                upstream = %member,
+                endpoint = %self.serves.name(),
+                session = %self.id,
+                method = %method,
+                id = %id,
+                upstream_id = %upstream_id,
+            );
+            let exchange = async {
+                let started = std::time::Instant::now();
+                let result = tokio::select! {
+                    biased;
+                    r = upstream.exchange(&method, call) => Some(r),
+                    // Cancelled by the client (no answer is due) or the session ended.
+                    () = token.cancelled() => None,
+                };
+                tracing::debug!(
+                    elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+                    answered = result.is_some(),
+                    "answered"
+                );
+                result
+            };
+            let result = exchange.instrument(span).await;
+            if matches!(result, Some(Err(mcp_transport::Error::NotDelivered { .. })))
+                && spare.is_some()
+            {
+                link.close();
+                next = spare.take();
+                continue;
+            }
+            self.touch();
+            {
+                let mut state = self.state();
+                let refused =
+                    !matches!(&result, Some(Ok(r)) if matches!(r.outcome, Outcome::Result(_)));
+                if refused
+                    && method == methods::RESOURCES_SUBSCRIBE
                     && let Some(uri) = &uri
                     && state.subscriptions.remove(&(member.clone(), uri.clone()))
                 {
+                    // The upstream refused: this session does not hold the subscription.
                     link.unsubscribe(uri);
                 }
-                drop(state);
-                let error = told::request_failed(&member, &e);
-                return Some(Reply::new(Message::Response(mcp_types::Response {
-                    id,
-                    outcome: Outcome::Error(error),
-                    extra: mcp_types::jsonrpc::Extra::new(),
-                })));
+                // Gone: cancelled (no answer is due), or the session ended and answered it.
+                state.inflight.remove(&id)?;
             }
-        };
-        let upstream_id = call.upstream_id().clone();
-        if let Some(entry) = self.state().inflight.get_mut(&id) {
-            entry.upstream = Some((member.clone(), upstream_id.clone()));
-        }
-        // Counted on the upstream until the answer is handed over, so a PUT retires the
-        // old upstream only once this has finished.
-        let inflight = upstream.track_inflight_owned();
-        // One span per client request: endpoint, upstream, session, method and both
-        // ids; the transport's work for it happens inside.
-        let span = tracing::info_span!(
-            "mcp_request",
-            upstream = %member,
-            endpoint = %self.serves.name(),
-            session = %self.id,
-            method = %method,
-            id = %id,
-            upstream_id = %upstream_id,
-        );
-        let exchange = async {
-            let started = std::time::Instant::now();
-            let result = tokio::select! {
-                biased;
-                r = upstream.exchange(&method, call) => Some(r),
-                // Cancelled by the client (no answer is due) or the session ended.
-                () = token.cancelled() => None,
-            };
-            tracing::debug!(
-                elapsed_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-                answered = result.is_some(),
-                "answered"
-            );
-            result
-        };
-        let result = exchange.instrument(span).await;
-        self.touch();
-        {
-            let mut state = self.state();
-            let refused =
-                !matches!(&result, Some(Ok(r)) if matches!(r.outcome, Outcome::Result(_)));
-            if refused
-                && method == methods::RESOURCES_SUBSCRIBE
-                && let Some(uri) = &uri
-                && state.subscriptions.remove(&(member.clone(), uri.clone()))
-            {
-                // The upstream refused: this session does not hold the subscription.
-                link.unsubscribe(uri);
-            }
-            // Gone: cancelled (no answer is due), or the session ended and answered it.
-            state.inflight.remove(&id)?;
-        }
-        let message = match result? {
-            Ok(mut response) => {
-                if method == methods::TOOLS_LIST
-                    && let Outcome::Result(raw) = response.outcome
-                {
-                    response.outcome =
-                        Outcome::Result(rewrite::filter_tools(upstream.definition(), raw));
+            let message = match result? {
+                Ok(mut response) => {
+                    if method == methods::TOOLS_LIST
+                        && let Outcome::Result(raw) = response.outcome
+                    {
+                        response.outcome =
+                            Outcome::Result(rewrite::filter_tools(upstream.definition(), raw));
+                    }
+                    Message::Response(response)
                 }
-                Message::Response(response)
-            }
-            Err(e) => Message::Response(mcp_types::Response {
-                id,
-                outcome: Outcome::Error(told::request_failed(&member, &e)),
-                extra: mcp_types::jsonrpc::Extra::new(),
-            }),
-        };
-        Some(Reply {
-            message,
-            _inflight: Some(inflight),
-        })
+                Err(e) => Message::Response(mcp_types::Response {
+                    id,
+                    outcome: Outcome::Error(told::request_failed(&member, &e)),
+                    extra: mcp_types::jsonrpc::Extra::new(),
+                }),
+            };
+            return Some(Reply {
+                message,
+                _inflight: Some(inflight),
+            });
+        }
     }
 }
