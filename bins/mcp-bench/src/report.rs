@@ -29,6 +29,8 @@ pub(crate) struct Report {
     pub(crate) duration_s: f64,
     pub(crate) req_per_s: f64,
     pub(crate) latency: Option<Summary>,
+    /// This client's own CPU per measured call (to show it is not the bottleneck).
+    pub(crate) client_cpu_us_per_call: Option<f64>,
     pub(crate) watched: Option<Watched>,
     pub(crate) labels: BTreeMap<String, String>,
 }
@@ -148,6 +150,9 @@ impl Report {
                     l.max_us / 1e3
                 ));
             }
+        }
+        if let Some(c) = self.client_cpu_us_per_call {
+            out.push_str(&format!("mcp-bench itself: {c:.1} µs CPU per call\n"));
         }
         for e in &self.error_samples {
             out.push_str(&format!("  {} × {}\n", e.count, e.message));

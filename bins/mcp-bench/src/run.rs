@@ -89,6 +89,7 @@ pub(crate) async fn run(args: &LoadArgs) -> anyhow::Result<Report> {
         duration_s: 0.0,
         req_per_s: 0.0,
         latency: None,
+        client_cpu_us_per_call: None,
         watched: None,
         labels: args.labels(),
     };
@@ -249,6 +250,7 @@ async fn measure(
     // Every worker drops its sender when its warm-up is over.
     while warm_rx.recv().await.is_some() {}
     let cpu_ticks = watch_pid.and_then(|p| procstat::cpu_ticks(p).ok());
+    let own = procstat::cpu_ticks(std::process::id()).ok();
     let t0 = Instant::now();
     let _ = go_tx.send(Some(t0 + job.stop.duration));
     let mut latencies = Vec::new();
@@ -267,6 +269,10 @@ async fn measure(
         }
     }
     let wall = t0.elapsed();
+    let own = own.zip(procstat::cpu_ticks(std::process::id()).ok());
+    report.client_cpu_us_per_call = own.filter(|_| !latencies.is_empty()).map(|(a, b)| {
+        b.saturating_sub(a) as f64 * 1e6 / procstat::TICKS_PER_SEC as f64 / latencies.len() as f64
+    });
     report.errors = errors.total;
     report.duration_s = wall.as_secs_f64();
     report.req_per_s = report.calls as f64 / wall.as_secs_f64().max(1e-9);
