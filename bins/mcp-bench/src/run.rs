@@ -89,6 +89,7 @@ pub(crate) async fn run(args: &LoadArgs) -> anyhow::Result<Report> {
         duration_s: 0.0,
         req_per_s: 0.0,
         latency: None,
+        load_average: None,
         client_cpu_us_per_call: None,
         watched: None,
         labels: args.labels(),
@@ -251,6 +252,7 @@ async fn measure(
     while warm_rx.recv().await.is_some() {}
     let cpu_ticks = watch_pid.and_then(|p| procstat::cpu_ticks(p).ok());
     let own = procstat::cpu_ticks(std::process::id()).ok();
+    report.load_average = procstat::load_average();
     let t0 = Instant::now();
     let _ = go_tx.send(Some(t0 + job.stop.duration));
     let mut latencies = Vec::new();

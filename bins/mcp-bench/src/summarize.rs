@@ -43,6 +43,8 @@ struct Record {
     samples_ms: Vec<f64>,
     #[serde(default)]
     rss_kib: Option<u64>,
+    #[serde(default)]
+    load_average: Option<f64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -87,6 +89,8 @@ pub(crate) struct Group {
     pub(crate) kib_per_session: Option<f64>,
     pub(crate) sessions_opened: usize,
     pub(crate) startup_ms: Option<f64>,
+    /// The machine's load average when the runs started (median).
+    pub(crate) load_average: Option<f64>,
     pub(crate) reference: Option<String>,
     pub(crate) p50_added_us: Option<f64>,
     pub(crate) p50_ratio: Option<f64>,
@@ -109,6 +113,7 @@ struct Samples {
     rss_before: Vec<f64>,
     per_session: Vec<f64>,
     startup: Vec<f64>,
+    load: Vec<f64>,
 }
 
 type Key = (String, String, String, usize, usize);
@@ -163,6 +168,7 @@ pub(crate) fn aggregate(text: &str) -> (Vec<Group>, Vec<String>) {
                 kib_per_session: None,
                 sessions_opened: usize::MAX,
                 startup_ms: None,
+                load_average: None,
                 reference: label("ref"),
                 p50_added_us: None,
                 p50_ratio: None,
@@ -192,6 +198,7 @@ pub(crate) fn aggregate(text: &str) -> (Vec<Group>, Vec<String>) {
             s.per_session.extend(w.kib_per_session);
         }
         s.rss.extend(r.rss_kib.map(|v| v as f64));
+        s.load.extend(r.load_average);
         if r.mode == "startup" {
             s.startup.extend(r.samples_ms.iter().copied());
             if r.samples_ms.is_empty() {
@@ -211,6 +218,7 @@ pub(crate) fn aggregate(text: &str) -> (Vec<Group>, Vec<String>) {
         g.rss_kib_before = median(&s.rss_before);
         g.kib_per_session = median(&s.per_session);
         g.startup_ms = median(&s.startup);
+        g.load_average = median(&s.load);
         if g.sessions_opened == usize::MAX {
             g.sessions_opened = 0;
         }
@@ -407,13 +415,13 @@ fn overview(out: &mut String, load: &[&Group]) {
 /// Every measured cell.
 fn detail(out: &mut String, load: &[&Group]) {
     out.push_str("<details><summary>every cell</summary>\n\n");
-    out.push_str("| path | client version | sessions | payload | p50 ms | p90 ms | p99 ms | mean ms | req/s | errors | gateway CPU µs/call | gateway RSS MiB | p50 added vs ref (ms) | req/s vs ref | repeats |\n");
-    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    out.push_str("| path | client version | sessions | payload | p50 ms | p90 ms | p99 ms | mean ms | req/s | errors | gateway CPU µs/call | gateway RSS MiB | p50 added vs ref (ms) | req/s vs ref | repeats | load average |\n");
+    out.push_str("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     let mut sorted: Vec<&&Group> = load.iter().collect();
     sorted.sort_by_key(|g| (g.payload_bytes, g.sessions));
     for g in sorted {
         out.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             g.title,
             g.version,
             g.sessions,
@@ -431,7 +439,9 @@ fn detail(out: &mut String, load: &[&Group]) {
                 .map_or_else(String::new, |v| format!("{:+.3}", v / 1e3)),
             g.req_per_s_ratio
                 .map_or_else(String::new, |v| format!("{v:.2}×")),
-            g.repeats
+            g.repeats,
+            g.load_average
+                .map_or_else(|| "—".into(), |v| format!("{v:.1}"))
         ));
     }
     out.push_str("\n</details>\n\n");
