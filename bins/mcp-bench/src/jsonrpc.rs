@@ -114,6 +114,18 @@ struct ErrorObject {
     message: String,
 }
 
+/// The protocol version an `initialize` answer chose.
+pub(crate) fn negotiated(outcome: Outcome) -> anyhow::Result<String> {
+    match outcome {
+        Outcome::Result {
+            protocol_version: Some(v),
+            ..
+        } => Ok(v),
+        Outcome::Result { .. } => anyhow::bail!("initialize: the result has no protocolVersion"),
+        Outcome::Error { code, message } => anyhow::bail!("initialize: error {code}: {message}"),
+    }
+}
+
 /// Reads one JSON-RPC message, or a batch of them.
 pub(crate) fn parse(bytes: &[u8]) -> anyhow::Result<Vec<Message>> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());

@@ -51,11 +51,10 @@ impl Session {
         init_id: u64,
     ) -> anyhow::Result<Self> {
         let timeout = opts.open_timeout;
-        bounded(timeout, "opening the session", async move {
-            streamable::Streamable::open(target, opts, init_id).await
-        })
-        .await
-        .map(Self::Streamable)
+        let open = streamable::Streamable::open(target, opts, init_id);
+        Ok(Self::Streamable(
+            bounded(timeout, "opening the session", open).await?,
+        ))
     }
 
     /// Opens a legacy HTTP+SSE session: the `GET` stream, its `endpoint` event, then the
@@ -66,11 +65,10 @@ impl Session {
         init_id: u64,
     ) -> anyhow::Result<Self> {
         let timeout = opts.open_timeout;
-        bounded(timeout, "opening the session", async move {
-            legacy_sse::LegacySse::open(target, opts, init_id).await
-        })
-        .await
-        .map(Self::LegacySse)
+        let open = legacy_sse::LegacySse::open(target, opts, init_id);
+        Ok(Self::LegacySse(
+            bounded(timeout, "opening the session", open).await?,
+        ))
     }
 
     /// A session on an already initialized stdio link.

@@ -10,7 +10,7 @@ use http::{HeaderValue, Method};
 
 use super::{Answer, SessionOpts, bounded};
 use crate::client::{self, Conn, SseBody, Target};
-use crate::jsonrpc::{self, Message, Outcome};
+use crate::jsonrpc::{self, Message};
 
 /// The state of one legacy SSE session.
 #[derive(Debug)]
@@ -68,14 +68,7 @@ impl LegacySse {
             .exchange(init_id, jsonrpc::request(init_id, "initialize", &params))
             .await
             .context("initialize")?;
-        s.negotiated = match answer.outcome {
-            Outcome::Result {
-                protocol_version: Some(v),
-                ..
-            } => v,
-            Outcome::Result { .. } => bail!("initialize: the result has no protocolVersion"),
-            Outcome::Error { code, message } => bail!("initialize: error {code}: {message}"),
-        };
+        s.negotiated = jsonrpc::negotiated(answer.outcome)?;
         s.post_only(Bytes::from_static(jsonrpc::INITIALIZED))
             .await
             .context("notifications/initialized")?;

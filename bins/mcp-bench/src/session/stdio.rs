@@ -12,7 +12,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio::sync::oneshot;
 
 use super::{Answer, SessionOpts, bounded};
-use crate::jsonrpc::{self, Message, Outcome};
+use crate::jsonrpc::{self, Message};
 
 type Waiters = HashMap<u64, oneshot::Sender<Answer>>;
 type Stdin = Arc<tokio::sync::Mutex<Option<ChildStdin>>>;
@@ -71,14 +71,7 @@ impl StdioLink {
             .call_within(init_id, init, opts.open_timeout)
             .await
             .context("initialize")?;
-        link.negotiated = match answer.outcome {
-            Outcome::Result {
-                protocol_version: Some(v),
-                ..
-            } => v,
-            Outcome::Result { .. } => bail!("initialize: the result has no protocolVersion"),
-            Outcome::Error { code, message } => bail!("initialize: error {code}: {message}"),
-        };
+        link.negotiated = jsonrpc::negotiated(answer.outcome)?;
         link.write(jsonrpc::INITIALIZED.to_vec()).await?;
         Ok(Arc::new(link))
     }

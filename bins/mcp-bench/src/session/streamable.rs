@@ -12,7 +12,7 @@ use hyper::body::Incoming;
 
 use super::{Answer, SessionOpts, bounded};
 use crate::client::{self, Conn, SseBody, Target};
-use crate::jsonrpc::{self, Message, Outcome};
+use crate::jsonrpc::{self, Message};
 
 const SESSION_ID: HeaderName = HeaderName::from_static("mcp-session-id");
 const PROTOCOL_VERSION: HeaderName = HeaderName::from_static("mcp-protocol-version");
@@ -52,14 +52,7 @@ impl Streamable {
         let resp = s.post(body.into()).await.context("initialize")?;
         s.session_id = resp.headers().get(SESSION_ID).cloned();
         let answer = s.answer(resp, init_id).await.context("initialize")?;
-        s.negotiated = match answer.outcome {
-            Outcome::Result {
-                protocol_version: Some(v),
-                ..
-            } => v,
-            Outcome::Result { .. } => bail!("initialize: the result has no protocolVersion"),
-            Outcome::Error { code, message } => bail!("initialize: error {code}: {message}"),
-        };
+        s.negotiated = jsonrpc::negotiated(answer.outcome)?;
         s.version_header = HeaderValue::from_str(&s.negotiated).ok();
         s.notify(Bytes::from_static(jsonrpc::INITIALIZED))
             .await
