@@ -150,15 +150,20 @@ impl App {
         if let Some(endpoint) = endpoint {
             return mcp::handle(self, endpoint, req, client).await;
         }
-        // Authenticate everything under /admin before matching, so unknown admin paths do
-        // not reveal anything to unauthenticated callers.
-        let needs_admin = path == "/admin"
-            || path.starts_with("/admin/")
-            || (path == "/metrics" && !cfg.metrics_public);
+        // Authorise on the resolved route, never on the raw path: every spelling that
+        // reaches an admin route needs admin credentials. Unknown paths under /admin need
+        // them too, so that they reveal nothing to unauthenticated callers; the method is
+        // checked after, for the same reason.
+        let route = Route::parse(&path);
+        let needs_admin = match &route {
+            Some(route) => route.requires_admin(cfg.metrics_public),
+            None => router::is_under_admin(&path),
+        };
         if needs_admin {
             self.authorize_admin(&req, client)?;
         }
-        let route = router::resolve(req.method(), &path)?;
+        let route = route.ok_or_else(|| Error::RouteNotFound(path.clone()))?;
+        let route = router::check_method(route, req.method(), &path)?;
         match route {
             Route::Healthz => Ok(system::healthz(self)),
             Route::Readyz => Ok(system::readyz(self).await),
