@@ -85,3 +85,73 @@ async fn admin_routes_need_admin_credentials_in_every_spelling() {
     // Healthz stays public, with or without a trailing slash.
     assert_eq!(raw(&p.url(), "/healthz/", &[]).await.0, 200);
 }
+
+#[tokio::test]
+async fn an_unreadable_forwarded_for_makes_the_client_unknown_not_the_proxy() {
+    // The proxy in front is 127.0.0.1, which is also in the default admin allow-list.
+    let p = Proxyd::start_with_env(
+        BIN,
+        &[],
+        &[("MCP_PROXY_TRUSTED_PROXIES", "[\"127.0.0.1\"]")],
+    )
+    .await
+    .unwrap();
+    let bearer = format!("Bearer {ADMIN_TOKEN}");
+    let with = |xff: &'static [u8]| -> Vec<(&'static str, Vec<u8>)> {
+        vec![
+            ("Authorization", bearer.clone().into_bytes()),
+            ("X-Forwarded-For", xff.to_vec()),
+        ]
+    };
+    let send = |headers: Vec<(&'static str, Vec<u8>)>| {
+        let base = p.url();
+        async move {
+            let refs: Vec<(&str, &[u8])> =
+                headers.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+            raw(&base, "/admin/mcps", &refs).await
+        }
+    };
+    // A forwarded loopback client is an admin; a forwarded outside client is not.
+    assert_eq!(send(with(b"127.0.0.1")).await.0, 200);
+    assert_eq!(send(with(b"203.0.113.9")).await.0, 403);
+    for forged in [
+        &b"203.0.113.9\xff"[..],
+        b"\xc3\xa9, 127.0.0.1",
+        b"nonsense",
+        b"unknown",
+        b"198.51.100.4, ",
+    ] {
+        let (code, text) = send(with(forged)).await;
+        assert_eq!(code, 403, "{}: {text}", String::from_utf8_lossy(forged));
+        assert!(text.contains("client address unknown"), "{text}");
+    }
+
+    // The same on an MCP endpoint: an allow-list of every address does not admit an
+    // unknown client.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/admin/mcps", p.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&serde_json::json!({
+            "name": "open", "transport": "stdio", "command": "echo",
+            "allowedIPs": ["0.0.0.0/0", "::/0"]
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let (code, text) = raw(
+        &p.url(),
+        "/open/mcp",
+        &[("X-Forwarded-For", b"203.0.113.9\xff")],
+    )
+    .await;
+    assert_eq!(code, 403, "{text}");
+    assert!(text.contains("unknown"), "{text}");
+    let (code, text) = raw(
+        &p.url(),
+        "/open/mcp",
+        &[("X-Forwarded-For", b"203.0.113.9")],
+    )
+    .await;
+    assert_ne!(code, 403, "a readable address is allowed: {text}");
+}

@@ -17,7 +17,7 @@ use crate::body::{Body, error_response};
 use crate::config::HttpConfig;
 use crate::error::Error;
 use crate::router::{self, Route};
-use crate::security;
+use crate::security::{self, ClientAddr};
 use crate::{admin, mcp, system, upstreams};
 
 /// The HTTP application: cheap to clone, shared by every connection.
@@ -79,7 +79,13 @@ impl App {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let span = tracing::debug_span!("http", %method, %path, %peer);
+        let span = tracing::debug_span!(
+            "http",
+            %method,
+            %path,
+            %peer,
+            client = tracing::field::Empty
+        );
         let metrics = self.metrics().clone();
         if let Some(n) = req
             .headers()
@@ -144,7 +150,11 @@ impl App {
                 None => Err(err),
             };
         }
-        let client = security::client_ip(peer.ip(), req.headers(), &cfg.trusted_proxies);
+        let client = security::client_addr(peer.ip(), req.headers(), &cfg.trusted_proxies);
+        tracing::Span::current().record("client", tracing::field::display(client));
+        if client == ClientAddr::Unknown {
+            debug!("x-forwarded-for from a trusted proxy cannot be read: client unknown");
+        }
         // The MCP proxy endpoints (`/{name}/sse|message|stream|mcp`) have their own
         // security (per-server tokens, IPs, Origin) and protocol rules.
         if let Some(endpoint) = endpoint {
@@ -178,17 +188,18 @@ impl App {
         }
     }
 
-    fn authorize_admin(
-        &self,
-        req: &Request<Incoming>,
-        client: std::net::IpAddr,
-    ) -> Result<(), Error> {
+    fn authorize_admin(&self, req: &Request<Incoming>, client: ClientAddr) -> Result<(), Error> {
         let cfg = &self.inner.config;
         if !cfg.admin_allow_ips.contains(client) {
             self.metrics().auth_failure(AuthFailure::IpNotAllowed);
-            return Err(Error::Forbidden(format!(
-                "client address {client} is not allowed to use the admin api"
-            )));
+            return Err(Error::Forbidden(match client {
+                ClientAddr::Known(ip) => {
+                    format!("client address {ip} is not allowed to use the admin api")
+                }
+                ClientAddr::Unknown => "client address unknown (a trusted proxy forwarded an \
+                    unreadable X-Forwarded-For): not allowed to use the admin api"
+                    .into(),
+            }));
         }
         security::check_bearer(req.headers(), &cfg.admin_tokens).map_err(|f| {
             self.metrics().auth_failure(match f {
