@@ -155,3 +155,44 @@ async fn an_unreadable_forwarded_for_makes_the_client_unknown_not_the_proxy() {
     .await;
     assert_ne!(code, 403, "a readable address is allowed: {text}");
 }
+
+#[tokio::test]
+async fn the_host_check_reads_the_http2_authority() {
+    let p = Proxyd::start(BIN, &[]).await.unwrap();
+    let addr: std::net::SocketAddr = p.url().trim_start_matches("http://").parse().unwrap();
+    let port = addr.port();
+    // A rebinding attacker's name resolving to this proxy.
+    let client = |h2: bool| {
+        let b = reqwest::Client::builder().resolve("rebind.example", addr);
+        if h2 {
+            b.http2_prior_knowledge()
+        } else {
+            b.http1_only()
+        }
+        .build()
+        .unwrap()
+    };
+    for h2 in [false, true] {
+        let resp = client(h2)
+            .get(format!("http://rebind.example:{port}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        let version = resp.version();
+        assert_eq!(resp.status(), 403, "h2={h2} {version:?}");
+        let ok = client(h2)
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ok.status(), 200, "h2={h2}");
+        assert_eq!(
+            ok.version(),
+            if h2 {
+                reqwest::Version::HTTP_2
+            } else {
+                reqwest::Version::HTTP_11
+            }
+        );
+    }
+}

@@ -140,7 +140,7 @@ impl App {
         let cfg = &self.inner.config;
         let path = req.uri().path().to_owned();
         let endpoint = mcp::Endpoint::parse(&path);
-        if cfg.check_host && !security::host_allowed(req.headers(), &cfg.extra_hosts) {
+        if cfg.check_host && !security::host_allowed(req.uri(), req.headers(), &cfg.extra_hosts) {
             self.metrics().auth_failure(AuthFailure::HostNotAllowed);
             let err =
                 Error::Forbidden("host not allowed: the Host header must name this proxy".into());

@@ -206,15 +206,28 @@ pub fn check_bearer(headers: &HeaderMap, tokens: &TokenSet) -> Result<(), AuthFa
     }
 }
 
-/// Whether the `Host` header is acceptable for a server listening on loopback: a loopback
-/// name or address, or one of `extra_hosts` (the host of `base_url`). A missing `Host`
-/// (HTTP/1.0, HTTP/2 with `:authority` folded by hyper) is accepted.
-pub fn host_allowed(headers: &HeaderMap, extra_hosts: &[String]) -> bool {
-    let Some(host) = headers.get(HOST).and_then(|v| v.to_str().ok()) else {
-        return headers.get(HOST).is_none();
+/// Whether the host a request names is acceptable for a server listening on loopback: a
+/// loopback name or address, or one of `extra_hosts` (the host of `base_url`).
+///
+/// Every place a request names its host is checked: each `Host` header and the URI's
+/// authority, which is where HTTP/2 (`:authority`) and absolute-form HTTP/1.1 requests
+/// carry it. A request naming no host at all (HTTP/1.0) is accepted; browsers, the
+/// DNS-rebinding vector, always name one.
+pub fn host_allowed(uri: &http::Uri, headers: &HeaderMap, extra_hosts: &[String]) -> bool {
+    let allowed = |name: &str| {
+        let name = name.trim_matches(['[', ']']);
+        is_loopback_name(name) || extra_hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
     };
-    let name = strip_port(host);
-    is_loopback_name(name) || extra_hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
+    if let Some(authority) = uri.authority()
+        && !allowed(authority.host())
+    {
+        return false;
+    }
+    headers.get_all(HOST).iter().all(|value| {
+        value
+            .to_str()
+            .is_ok_and(|host| !host.is_empty() && allowed(strip_port(host)))
+    })
 }
 
 /// The host part of a `Host` value (`[::1]:80` → `::1`, `a:80` → `a`).
@@ -357,6 +370,7 @@ mod tests {
     #[test]
     fn host_check_allows_loopback_and_base_url_host_only() {
         let extra = vec!["proxy.example.com".to_owned()];
+        let path = http::Uri::from_static("/healthz");
         for ok in [
             "localhost:8080",
             "127.0.0.1",
@@ -364,10 +378,28 @@ mod tests {
             "proxy.example.com",
             "a.localhost",
         ] {
-            assert!(host_allowed(&headers(&[("host", ok)]), &extra), "{ok}");
+            assert!(
+                host_allowed(&path, &headers(&[("host", ok)]), &extra),
+                "{ok}"
+            );
+            let uri: http::Uri = format!("http://{ok}/healthz").parse().unwrap();
+            assert!(host_allowed(&uri, &HeaderMap::new(), &extra), "{uri}");
         }
         for bad in ["evil.example", "127.0.0.1.evil.example:80", "10.0.0.1:8080"] {
-            assert!(!host_allowed(&headers(&[("host", bad)]), &extra), "{bad}");
+            assert!(
+                !host_allowed(&path, &headers(&[("host", bad)]), &extra),
+                "{bad}"
+            );
+            // HTTP/2 carries the host in :authority, which hyper puts in the URI.
+            let uri: http::Uri = format!("http://{bad}/healthz").parse().unwrap();
+            assert!(!host_allowed(&uri, &HeaderMap::new(), &extra), "{uri}");
+            // Absolute-form HTTP/1.1 names two hosts: both must be ours.
+            assert!(
+                !host_allowed(&uri, &headers(&[("host", "localhost")]), &extra),
+                "{uri}"
+            );
         }
+        assert!(host_allowed(&path, &HeaderMap::new(), &extra), "HTTP/1.0");
+        assert!(!host_allowed(&path, &headers(&[("host", "")]), &extra));
     }
 }
