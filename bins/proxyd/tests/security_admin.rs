@@ -196,3 +196,19 @@ async fn the_host_check_reads_the_http2_authority() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_token_setting_that_is_not_a_list_is_refused_without_echoing_it() {
+    let out = tokio::process::Command::new(BIN)
+        .args(["--check-config"])
+        .env("MCP_PROXY_ADMIN_TOKENS", "plainsecret-0123456789")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stderr.contains("admin_tokens"), "{stderr}");
+    assert!(!stderr.contains("plainsecret"), "{stderr}");
+    assert!(!stdout.contains("plainsecret"), "{stdout}");
+}
