@@ -212,3 +212,94 @@ async fn a_token_setting_that_is_not_a_list_is_refused_without_echoing_it() {
     assert!(!stderr.contains("plainsecret"), "{stderr}");
     assert!(!stdout.contains("plainsecret"), "{stdout}");
 }
+
+/// The admin API over reqwest, for the definition tests.
+async fn admin(
+    method: reqwest::Method,
+    url: String,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, url)
+        .bearer_auth(ADMIN_TOKEN);
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let resp = req.send().await.unwrap();
+    let code = resp.status().as_u16();
+    (code, resp.json().await.unwrap_or_default())
+}
+
+/// Whether the proxy endpoint of `name` lets this bearer token through its guard.
+async fn token_admitted(base: &str, name: &str, token: &str) -> bool {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}/{name}/mcp"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    resp.status() != 401
+}
+
+#[tokio::test]
+async fn a_put_keeps_exactly_the_secrets_its_placeholders_name() {
+    use reqwest::Method;
+    use serde_json::json;
+    let p = Proxyd::start(BIN, &[]).await.unwrap();
+    let url = format!("{}/admin/mcps/guarded", p.url());
+    let def = json!({"name": "guarded", "transport": "stdio", "command": "echo",
+                     "env": {"API_KEY": "env-secret-1"},
+                     "authTokens": ["compromised-token-1", "good-token-22"]});
+    let (code, body) = admin(Method::POST, format!("{}/admin/mcps", p.url()), Some(def)).await;
+    assert_eq!(code, 201, "{body}");
+    let (_, shown) = admin(Method::GET, url.clone(), None).await;
+    let shown = shown["definition"].clone();
+    let handles = shown["authTokens"].as_array().unwrap().clone();
+    assert_eq!(handles.len(), 2);
+    for h in &handles {
+        assert!(h.as_str().unwrap().starts_with("***:"), "{shown}");
+    }
+    assert!(!shown.to_string().contains("token-"), "{shown}");
+
+    // The old way, a bare "***" in the list: refused, nothing changes.
+    let mut edit = shown.clone();
+    edit["authTokens"] = json!(["***"]);
+    let (code, body) = admin(Method::PUT, url.clone(), Some(edit)).await;
+    assert_eq!(code, 400, "{body}");
+    assert_eq!(body["details"][0]["field"], "authTokens[0]", "{body}");
+    assert!(token_admitted(&p.url(), "guarded", "compromised-token-1").await);
+
+    // Revoke the compromised token, which GET showed first, by keeping only the second.
+    let mut edit = shown.clone();
+    edit["authTokens"] = json!([handles[1]]);
+    let (code, body) = admin(Method::PUT, url.clone(), Some(edit)).await;
+    assert_eq!(code, 200, "{body}");
+    assert!(!token_admitted(&p.url(), "guarded", "compromised-token-1").await);
+    assert!(token_admitted(&p.url(), "guarded", "good-token-22").await);
+
+    // A handle of a token no longer stored, "***" where nothing is stored, and a literal
+    // "***" as a new token are all refused, each by its field.
+    let mut edit = shown.clone();
+    edit["authTokens"] = json!([handles[0]]);
+    edit["env"] = json!({"API_KEY": "***", "NEW_KEY": "***"});
+    let (code, body) = admin(Method::PUT, url.clone(), Some(edit)).await;
+    assert_eq!(code, 400, "{body}");
+    let fields: Vec<&str> = body["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["env.NEW_KEY", "authTokens[0]"], "{body}");
+    let (code, body) = admin(
+        Method::POST,
+        format!("{}/admin/mcps", p.url()),
+        Some(
+            json!({"name": "fresh", "transport": "stdio", "command": "echo",
+                    "authTokens": ["***"]}),
+        ),
+    )
+    .await;
+    assert_eq!(code, 400, "{body}");
+    assert!(token_admitted(&p.url(), "guarded", "good-token-22").await);
+}

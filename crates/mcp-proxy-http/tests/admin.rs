@@ -252,6 +252,43 @@ async fn invalid_definition_reports_every_field() {
 }
 
 #[tokio::test]
+async fn wrong_types_are_reported_with_every_other_failing_field() {
+    let s = start().await;
+    let fields = |body: &Value| -> Vec<String> {
+        body["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, body) = s
+        .post(json!({"name": "bad one", "transport": "bogus"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(fields(&body), ["transport", "name"], "{body}");
+    let (status, body) = s
+        .post(
+            json!({"name": 7, "transport": "sse", "url": "ftp://x", "timeout": [],
+                     "maxSessions": 0, "colour": 1, "allowedIPs": ["nope"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let got = fields(&body);
+    for f in [
+        "name",
+        "url",
+        "timeout",
+        "maxSessions",
+        "colour",
+        "allowedIPs[0]",
+    ] {
+        assert!(got.iter().any(|g| g == f), "{f} missing in {body}");
+    }
+    assert!(s.store.list().await.unwrap().is_empty(), "nothing stored");
+}
+
+#[tokio::test]
 async fn shape_errors_and_malformed_json_are_400_with_a_position() {
     let s = start().await;
     let (status, body) = s
