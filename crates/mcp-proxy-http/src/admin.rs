@@ -19,6 +19,10 @@ use crate::body::{self, Body, json_response};
 use crate::error::Error;
 use crate::router::Route;
 
+mod etag;
+
+use etag::{IfMatch, precondition_failed, set_etag};
+
 /// One entry of the Admin API: a redacted definition, its status, and whether its proxy
 /// endpoints ask clients for a token (`requireAuth`, `authTokens` or `global_auth_tokens`).
 #[derive(Debug, Serialize)]
@@ -53,7 +57,7 @@ pub(crate) async fn mcps(
         (Route::Import, Method::POST) => import::handle(app, req).await,
         (Route::Mcp(name), Method::GET | Method::HEAD) => fetch(app, &name).await,
         (Route::Mcp(name), Method::PUT) => update(app, &name, req).await,
-        (Route::Mcp(name), Method::DELETE) => delete(app, &name).await,
+        (Route::Mcp(name), Method::DELETE) => delete(app, &name, &req).await,
         (route, method) => Err(Error::Internal(format!(
             "admin handler reached with {method} {route:?}"
         ))),
@@ -111,13 +115,29 @@ async fn fetch(app: &App, name: &str) -> Result<Response<Body>, Error> {
         Err(e) if e.is_retryable() => match app.inner().manager.upstream(name) {
             Some(up) => {
                 let entry = Entry::new(app, up.definition(), up.status());
-                return Ok(stale(json_response(StatusCode::OK, &entry), &e));
+                let mut resp = json_response(StatusCode::OK, &entry);
+                set_etag(resp.headers_mut(), up.definition());
+                return Ok(stale(resp, &e));
             }
             None => return Err(e.into()),
         },
         Err(e) => return Err(e.into()),
     };
-    Ok(json_response(StatusCode::OK, &entry(app, def).await?))
+    let mut resp = json_response(StatusCode::OK, &entry(app, def.clone()).await?);
+    set_etag(resp.headers_mut(), &def);
+    Ok(resp)
+}
+
+/// A failed store write as the HTTP error; a version mismatch is the 412 of `If-Match`.
+fn write_error(e: mcp_store::Error) -> Error {
+    match e {
+        mcp_store::Error::NotFound(n) => Error::McpNotFound(n),
+        mcp_store::Error::AlreadyExists(n) => Error::AlreadyExists(n),
+        mcp_store::Error::VersionMismatch { name, current, .. } => {
+            precondition_failed(&name, current)
+        }
+        other => Error::Store(other),
+    }
 }
 
 /// Marks an answer as served from memory, saying why.
@@ -236,15 +256,13 @@ async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Err
     if store.list().await?.len() >= max {
         return Err(Error::TooManyDefinitions(max));
     }
-    let stored = store.create(def).await.map_err(|e| match e {
-        mcp_store::Error::AlreadyExists(n) => Error::AlreadyExists(n),
-        other => Error::Store(other),
-    })?;
+    let stored = store.create(def).await.map_err(write_error)?;
     info!(mcp = %stored.name, transport = stored.transport.as_str(), "mcp registered");
     // The change feed brings the same event; applying it now makes the answer current.
     app.inner().manager.apply_put(stored.clone());
     let location = format!("/admin/mcps/{}", stored.name);
-    let mut resp = json_response(StatusCode::CREATED, &entry(app, stored).await?);
+    let mut resp = json_response(StatusCode::CREATED, &entry(app, stored.clone()).await?);
+    set_etag(resp.headers_mut(), &stored);
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(LOCATION, v);
     }
@@ -252,6 +270,7 @@ async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Err
 }
 
 async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+    let if_match = IfMatch::parse(req.headers())?;
     let mut draft = read_draft(app, req).await?;
     let sent = &draft.definition().name;
     if draft.is_readable("name") && sent != name {
@@ -268,30 +287,35 @@ async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Respons
         .await?
         .ok_or_else(|| Error::McpNotFound(name.to_owned()))?;
     refuse_declared(&existing)?;
+    // Checked before the body, so a stale editor learns it first; the store checks again,
+    // atomically with the write.
+    let expected = if_match.check(&existing)?;
     if draft.is_readable("name") {
         draft.definition_mut().restore_secrets(&existing);
     }
     let def = finish(app, draft)?;
-    let stored = store.update(def).await.map_err(|e| match e {
-        mcp_store::Error::NotFound(n) => Error::McpNotFound(n),
-        other => Error::Store(other),
-    })?;
+    let stored = store.update_if(def, expected).await.map_err(write_error)?;
     info!(mcp = %stored.name, "mcp updated");
     app.inner().manager.apply_put(stored.clone());
-    Ok(json_response(StatusCode::OK, &entry(app, stored).await?))
+    let mut resp = json_response(StatusCode::OK, &entry(app, stored.clone()).await?);
+    set_etag(resp.headers_mut(), &stored);
+    Ok(resp)
 }
 
-async fn delete(app: &App, name: &str) -> Result<Response<Body>, Error> {
+async fn delete(app: &App, name: &str, req: &Request<Incoming>) -> Result<Response<Body>, Error> {
     let store = &app.inner().store;
-    if let Some(existing) = store.get(name).await? {
-        refuse_declared(&existing)?;
-    }
-    store.delete(name).await.map_err(|e| match e {
-        mcp_store::Error::NotFound(n) => Error::McpNotFound(n),
-        other => Error::Store(other),
-    })?;
+    let if_match = IfMatch::parse(req.headers())?;
+    let expected = match store.get(name).await? {
+        Some(existing) => {
+            refuse_declared(&existing)?;
+            if_match.check(&existing)?
+        }
+        // Not found: the delete says so.
+        None => None,
+    };
+    let version = store.delete_if(name, expected).await.map_err(write_error)?;
     info!(mcp = %name, "mcp deleted");
-    app.inner().manager.apply_delete(name);
+    app.inner().manager.apply_delete(name, Some(version));
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)

@@ -394,6 +394,72 @@ async fn secrets_are_redacted_and_redacted_values_are_kept_on_put() {
 }
 
 #[tokio::test]
+async fn etag_and_if_match_guard_concurrent_edits() {
+    let s = start().await;
+    let (status, _) = s.post(echo_def("e")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let resp = s
+        .req(reqwest::Method::GET, "/admin/mcps/e")
+        .send()
+        .await
+        .unwrap();
+    let read = resp.headers()["etag"].to_str().unwrap().to_owned();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        read,
+        format!("\"{}\"", body["definition"]["version"]),
+        "{body}"
+    );
+    let put = |tag: &str, description: &str| {
+        let mut def = echo_def("e");
+        def["description"] = json!(description);
+        s.req(reqwest::Method::PUT, "/admin/mcps/e")
+            .header("if-match", tag)
+            .json(&def)
+            .send()
+    };
+    // Two editors read the same version; the first to write wins...
+    let first = put(&read, "first editor").await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let now = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(now, read);
+    // ...and the second is told, instead of silently undoing the first.
+    let second = put(&read, "second editor").await.unwrap();
+    assert_eq!(second.status(), StatusCode::PRECONDITION_FAILED);
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["code"], "precondition_failed");
+    assert_eq!(body["details"]["etag"], now.as_str(), "{body}");
+    let stored = s.store.get("e").await.unwrap().unwrap();
+    assert_eq!(stored.description.as_deref(), Some("first editor"));
+    assert_eq!(
+        put("*", "any version").await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        put("W/\"1\", nonsense", "x").await.unwrap().status(),
+        StatusCode::BAD_REQUEST
+    );
+    let delete = |tag: String| {
+        s.req(reqwest::Method::DELETE, "/admin/mcps/e")
+            .header("if-match", tag)
+            .send()
+    };
+    assert_eq!(
+        delete(now).await.unwrap().status(),
+        StatusCode::PRECONDITION_FAILED
+    );
+    assert!(s.store.get("e").await.unwrap().is_some());
+    let current = s
+        .req(reqwest::Method::GET, "/admin/mcps/e")
+        .send()
+        .await
+        .unwrap();
+    let tag = current.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(delete(tag).await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert!(s.store.get("e").await.unwrap().is_none());
+}
+
+#[tokio::test]
 async fn put_checks_the_name_and_existence() {
     let s = start().await;
     let resp = s
