@@ -468,6 +468,8 @@ impl<'de> Visitor<'de> for MessageVisitor {
                 "jsonrpc" | "id" | "method" | "params" | "result" | "error" => {
                     return Err(dup(&key));
                 }
+                // The peer's parser may keep either copy: refused like the envelope's.
+                _ if extra.contains_key(&key) => return Err(dup(&key)),
                 _ => {
                     let v: Box<RawValue> = map.next_value()?;
                     extra.insert(key, v);
