@@ -118,9 +118,18 @@ pub struct ErrorObject {
     pub code: i64,
     /// A short description.
     pub message: String,
-    /// Optional extra data, kept as raw JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Optional extra data, kept as raw JSON (`"data": null` too: it is not absent).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub data: Option<Box<RawValue>>,
+}
+
+/// A member that is present, whatever its value: `null` is kept rather than read as absent.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 impl ErrorObject {
