@@ -8,11 +8,17 @@ use http::{HeaderMap, HeaderValue};
 use mcp_proxy_http::security::{ClientAddr, IpSet, client_addr, parse_hop};
 use proptest::prelude::*;
 
+/// Bounded for CI; `PROPTEST_CASES` runs more (proptest's default configuration reads it).
 fn config() -> ProptestConfig {
+    let default = ProptestConfig::default();
     ProptestConfig {
-        cases: 512,
+        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
+            default.cases
+        } else {
+            512
+        },
         failure_persistence: None,
-        ..ProptestConfig::default()
+        ..default
     }
 }
 

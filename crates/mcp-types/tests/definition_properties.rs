@@ -9,11 +9,17 @@ use mcp_types::validate::Draft;
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
+/// Bounded for CI; `PROPTEST_CASES` runs more (proptest's default configuration reads it).
 fn config() -> ProptestConfig {
+    let default = ProptestConfig::default();
     ProptestConfig {
-        cases: 256,
+        cases: if std::env::var_os("PROPTEST_CASES").is_some() {
+            default.cases
+        } else {
+            256
+        },
         failure_persistence: None,
-        ..ProptestConfig::default()
+        ..default
     }
 }
 
