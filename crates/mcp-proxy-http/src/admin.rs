@@ -270,7 +270,7 @@ async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Err
 }
 
 async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Response<Body>, Error> {
-    let if_match = IfMatch::parse(req.headers())?;
+    let if_match = IfMatch::parse(req.headers());
     let mut draft = read_draft(app, req).await?;
     let sent = &draft.definition().name;
     if draft.is_readable("name") && sent != name {
@@ -287,13 +287,13 @@ async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Respons
         .await?
         .ok_or_else(|| Error::McpNotFound(name.to_owned()))?;
     refuse_declared(&existing)?;
-    // Checked before the body, so a stale editor learns it first; the store checks again,
-    // atomically with the write.
-    let expected = if_match.check(&existing)?;
     if draft.is_readable("name") {
         draft.definition_mut().restore_secrets(&existing);
     }
     let def = finish(app, draft)?;
+    // An invalid body is a 400 whatever the precondition; the store checks the version
+    // again, atomically with the write.
+    let expected = if_match.check(&existing)?;
     let stored = store.update_if(def, expected).await.map_err(write_error)?;
     info!(mcp = %stored.name, "mcp updated");
     app.inner().manager.apply_put(stored.clone());
@@ -304,7 +304,7 @@ async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Respons
 
 async fn delete(app: &App, name: &str, req: &Request<Incoming>) -> Result<Response<Body>, Error> {
     let store = &app.inner().store;
-    let if_match = IfMatch::parse(req.headers())?;
+    let if_match = IfMatch::parse(req.headers());
     let expected = match store.get(name).await? {
         Some(existing) => {
             refuse_declared(&existing)?;

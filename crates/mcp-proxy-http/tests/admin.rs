@@ -435,9 +435,10 @@ async fn etag_and_if_match_guard_concurrent_edits() {
         put("*", "any version").await.unwrap().status(),
         StatusCode::OK
     );
+    // A tag that cannot be ours (weak, unquoted) matches nothing: refused, not let through.
     assert_eq!(
         put("W/\"1\", nonsense", "x").await.unwrap().status(),
-        StatusCode::BAD_REQUEST
+        StatusCode::PRECONDITION_FAILED
     );
     let delete = |tag: String| {
         s.req(reqwest::Method::DELETE, "/admin/mcps/e")
