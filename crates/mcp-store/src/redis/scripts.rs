@@ -14,6 +14,8 @@
 macro_rules! next_version {
     ($key:literal) => {
         concat!(
+            // Before Redis 5, a script that calls TIME may write only after this.
+            "if redis.replicate_commands then redis.replicate_commands() end\n",
             "local t = redis.call('TIME')\n",
             "local now = tonumber(t[1]) * 1000000 + tonumber(t[2])\n",
             "local last = tonumber(redis.call('GET', ",
