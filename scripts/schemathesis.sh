@@ -123,8 +123,17 @@ values = ["$time_server", "true"]
 "body.command" = { dictionary = "programs", probability = 0.3 }
 
 [[operations]]
-include-operation-id = ["createMcp", "updateMcp"]
+include-operation-id = "createMcp"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
+
+# A schema-valid If-Match that does not name the stored version is refused with 412, as
+# documented.
+[[operations]]
+include-operation-id = "updateMcp"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "412"]
+[[operations]]
+include-operation-id = "deleteMcp"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "412"]
 
 # A tool call is forwarded: 502/503/504 report the upstream (error, not connected, timed
 # out), as documented, not a failure of proxyd. No upstream here ever connects.

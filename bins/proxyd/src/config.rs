@@ -184,9 +184,72 @@ pub(crate) fn figment(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Res
 pub(crate) fn load(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result<ProxydConfig> {
     let cfg: ProxydConfig = figment(file, flags)?
         .extract()
-        .map_err(|e| anyhow::anyhow!("invalid configuration: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("invalid configuration: {}", describe(e)))?;
     cfg.check()?;
     Ok(cfg)
+}
+
+/// Keys whose values are secret (tokens, the Redis URL with its password): an error about
+/// one never shows the value that was given.
+const SECRET_KEYS: &[&str] = &["admin_tokens", "global_auth_tokens", "storage"];
+
+/// Every error of an extraction, one a line, values of [`SECRET_KEYS`] hidden.
+fn describe(err: figment::Error) -> String {
+    use figment::error::{Actual, Kind};
+    let hide = |actual: &Actual| {
+        Actual::Other(match actual {
+            Actual::Str(_) => "a string (not shown: the key holds secrets)".to_owned(),
+            Actual::Bytes(_) => "bytes (not shown: the key holds secrets)".to_owned(),
+            Actual::Char(_) => "a character (not shown: the key holds secrets)".to_owned(),
+            other => other.to_string(),
+        })
+    };
+    err.into_iter()
+        .map(|mut e| {
+            let secret = e
+                .path
+                .first()
+                .is_some_and(|k| SECRET_KEYS.contains(&k.as_str()));
+            if !secret {
+                return e.to_string();
+            }
+            let list =
+                matches!(&e.kind, Kind::InvalidType(_, expected) if expected.contains("sequence"));
+            e.kind = match e.kind {
+                Kind::InvalidType(actual, expected) => Kind::InvalidType(hide(&actual), expected),
+                Kind::InvalidValue(actual, expected) => Kind::InvalidValue(hide(&actual), expected),
+                Kind::Unsupported(actual) => Kind::Unsupported(hide(&actual)),
+                Kind::Message(_) => {
+                    Kind::Message("invalid value (not shown: the key holds secrets)".into())
+                }
+                other => other,
+            };
+            let key = e.path.first().map(String::as_str).unwrap_or_default();
+            let hint = if list {
+                format!(
+                    "; {key} is a list: MCP_PROXY_{}='[\"<token>\"]' or {key} = [\"<token>\"]",
+                    key.to_uppercase()
+                )
+            } else {
+                String::new()
+            };
+            format!("{e}{hint}")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The URL with its password replaced by `***`.
+fn redact_url(text: &str) -> String {
+    match url::Url::parse(text) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        Ok(u) => u.to_string(),
+        // Not a URL: it may still hold a password, so show nothing of it.
+        Err(_) => "(not shown: not a URL, and it may hold a password)".to_owned(),
+    }
 }
 
 impl ProxydConfig {
@@ -236,7 +299,7 @@ impl ProxydConfig {
         if self.storage.kind == StorageKind::Redis && !self.storage.url.starts_with("redis") {
             problems.push(format!(
                 "storage.url: {:?} is not a redis:// URL",
-                self.storage.url
+                redact_url(&self.storage.url)
             ));
         }
         if !self.is_loopback() {
@@ -317,11 +380,8 @@ impl ProxydConfig {
         let hide = |v: &mut Vec<Secret>| v.iter_mut().for_each(|t| *t = Secret::new("***"));
         hide(&mut shown.admin_tokens);
         hide(&mut shown.global_auth_tokens);
-        if let Ok(mut u) = url::Url::parse(&shown.storage.url)
-            && u.password().is_some()
-        {
-            let _ = u.set_password(Some("***"));
-            shown.storage.url = u.to_string();
+        if url::Url::parse(&shown.storage.url).is_ok_and(|u| u.password().is_some()) {
+            shown.storage.url = redact_url(&shown.storage.url);
         }
         for server in shown.servers.iter_mut().flatten() {
             redact_server(server);
@@ -405,6 +465,45 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(err.contains("prot"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(
+        clippy::result_large_err,
+        reason = "figment's Jail API returns figment::Error"
+    )]
+    fn a_malformed_secret_setting_is_refused_without_echoing_it() {
+        Jail::expect_with(|jail| {
+            let load_err = || {
+                load(None, &FlagOverrides::default())
+                    .unwrap_err()
+                    .to_string()
+            };
+            jail.set_env("MCP_PROXY_ADMIN_TOKENS", "plainsecret-0123456789");
+            let err = load_err();
+            assert!(!err.contains("plainsecret"), "{err}");
+            assert!(err.contains("admin_tokens"), "{err}");
+            assert!(
+                err.contains("MCP_PROXY_ADMIN_TOKENS='[\"<token>\"]'"),
+                "{err}"
+            );
+            jail.clear_env();
+            jail.set_env("MCP_PROXY_GLOBAL_AUTH_TOKENS", "other-secret-42");
+            let err = load_err();
+            assert!(!err.contains("other-secret"), "{err}");
+            assert!(err.to_lowercase().contains("global_auth_tokens"), "{err}");
+            jail.clear_env();
+            jail.set_env("MCP_PROXY_PORT", "not-a-port");
+            let err = load_err();
+            assert!(err.contains("not-a-port"), "other values are shown: {err}");
+            jail.clear_env();
+            jail.set_env("MCP_PROXY_STORAGE__KIND", "redis");
+            jail.set_env("MCP_PROXY_STORAGE__URL", "http://:pw-0987@127.0.0.1:6379");
+            let err = load_err();
+            assert!(!err.contains("pw-0987"), "{err}");
+            assert!(err.contains("storage.url"), "{err}");
             Ok(())
         });
     }

@@ -13,7 +13,7 @@ use mcp_types::{ConnectionState, McpDefinition, McpStatus};
 use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::connector::Connector;
 use crate::error::Error;
@@ -21,6 +21,9 @@ use crate::metrics::Metrics;
 use crate::upstream::Upstream;
 
 mod groups;
+mod table;
+
+use table::Table;
 
 /// Settings of the manager.
 #[derive(Debug, Clone)]
@@ -103,7 +106,7 @@ struct Inner {
     store: Arc<dyn Store>,
     connector: Arc<dyn Connector>,
     config: ManagerConfig,
-    upstreams: RwLock<HashMap<String, Arc<Upstream>>>,
+    table: RwLock<Table>,
     cancel: CancellationToken,
     loaded: AtomicBool,
     started: Instant,
@@ -138,7 +141,7 @@ impl Manager {
                 store,
                 connector,
                 config,
-                upstreams: RwLock::new(HashMap::new()),
+                table: RwLock::new(Table::default()),
                 cancel,
                 loaded: AtomicBool::new(false),
                 started: Instant::now(),
@@ -166,7 +169,7 @@ impl Manager {
                     () = me.inner.cancel.cancelled() => break,
                     ev = feed.next() => match ev {
                         Some(StoreEvent::Put(def)) => me.apply_put(def),
-                        Some(StoreEvent::Deleted(name)) => me.apply_delete(&name),
+                        Some(StoreEvent::Deleted { name, version }) => me.apply_delete(&name, version),
                         Some(StoreEvent::Resync) => {
                             if let Err(e) = me.resync().await {
                                 warn!(error = %e, "resync failed");
@@ -193,8 +196,12 @@ impl Manager {
         self.inner.loaded.load(Ordering::Acquire)
     }
 
-    /// Makes the running upstreams match the store.
+    /// Makes the running upstreams match the store. What this replica applied after the
+    /// listing was read (its own writes meanwhile) stays: the listing reflects the writes
+    /// up to the store's version read before it, and only names missing from it that run
+    /// at that version or older are taken as deleted.
     pub async fn resync(&self) -> Result<(), Error> {
+        let listed_at = self.inner.store.version().await?;
         let defs = self.inner.store.list().await?;
         let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
         for def in defs {
@@ -202,49 +209,53 @@ impl Manager {
         }
         let stale: Vec<String> = self
             .read()
+            .upstreams
             .keys()
             .filter(|n| !names.contains(n))
             .cloned()
             .collect();
         for name in stale {
-            self.apply_delete(&name);
+            self.apply_delete(&name, Some(listed_at));
         }
         self.inner.loaded.store(true, Ordering::Release);
         Ok(())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Upstream>>> {
-        self.inner
-            .upstreams
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+        self.inner.table.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<Upstream>>> {
-        self.inner
-            .upstreams
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+        self.inner.table.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Adds the upstream, or replaces it when its configuration changed (hot reload).
-    /// Idempotent: the same definition twice changes nothing.
+    /// Idempotent: the same definition twice changes nothing. A definition whose version
+    /// is not newer than the last change applied to its name (a definition, or its
+    /// deletion) is ignored, so the interleaving of this replica's own writes and the
+    /// change feed never brings an older definition back.
     pub fn apply_put(&self, def: McpDefinition) {
         if self.inner.cancel.is_cancelled() {
             return;
         }
-        let mut map = self.write();
-        let old = map.get(&def.name).cloned();
+        let mut table = self.write();
+        if !table.admits_put(&def.name, def.version) {
+            debug!(upstream = %def.name, version = ?def.version, "ignoring a definition no newer than the last change applied");
+            return;
+        }
+        let old = table.upstreams.get(&def.name).cloned();
         if let Some(old) = &old
             && old.definition().same_config(&def)
         {
+            table.record(&def.name, def.version);
             return;
         }
-        if old.is_none() && map.len() >= self.inner.config.max_connections {
+        if old.is_none() && table.upstreams.len() >= self.inner.config.max_connections {
             warn!(upstream = %def.name, max = self.inner.config.max_connections, "max_connections reached; not starting");
             return;
         }
         let name = def.name.clone();
+        let version = def.version;
         let up = Upstream::spawn(
             def,
             self.inner.connector.clone(),
@@ -253,8 +264,9 @@ impl Manager {
             &self.inner.cancel,
             self.inner.changes.clone(),
         );
-        map.insert(name.clone(), up);
-        drop(map);
+        table.upstreams.insert(name.clone(), up);
+        table.record(&name, version);
+        drop(table);
         match old {
             Some(old) => {
                 old.detach_metrics();
@@ -266,13 +278,22 @@ impl Manager {
         }
     }
 
-    /// Removes the upstream and stops its connection.
-    pub fn apply_delete(&self, name: &str) {
-        let removed = self.write().remove(name);
-        if removed.is_some() {
+    /// Removes the upstream and stops its connection. A deletion whose version (the
+    /// store's, see [`mcp_store::StoreEvent::Deleted`]) is older than the definition
+    /// applied is ignored.
+    pub fn apply_delete(&self, name: &str, version: Option<u64>) {
+        let mut table = self.write();
+        if !table.admits_delete(name, version) {
+            debug!(upstream = %name, version = ?version, "ignoring a deletion older than the definition applied");
+            return;
+        }
+        let old = table.upstreams.remove(name);
+        table.record(name, version);
+        drop(table);
+        if old.is_some() {
             self.inner.changes.send_modify(|n| *n = n.wrapping_add(1));
         }
-        if let Some(old) = removed {
+        if let Some(old) = old {
             info!(upstream = %name, "upstream removed");
             old.detach_metrics();
             old.stop();
@@ -287,17 +308,17 @@ impl Manager {
 
     /// Whether `max_connections` leaves room for one more definition.
     pub fn has_room(&self) -> bool {
-        self.read().len() < self.inner.config.max_connections
+        self.read().upstreams.len() < self.inner.config.max_connections
     }
 
     /// The upstream of that name.
     pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
-        self.read().get(name).cloned()
+        self.read().upstreams.get(name).cloned()
     }
 
     /// Every upstream, sorted by name.
     pub fn upstreams(&self) -> Vec<Arc<Upstream>> {
-        let mut v: Vec<_> = self.read().values().cloned().collect();
+        let mut v: Vec<_> = self.read().upstreams.values().cloned().collect();
         v.sort_by(|a, b| a.name().cmp(b.name()));
         v
     }
@@ -449,7 +470,7 @@ impl Manager {
     /// the supervisors to close their connections.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.cancel.cancel();
-        let ups: Vec<_> = self.write().drain().map(|(_, u)| u).collect();
+        let ups: Vec<_> = self.write().upstreams.drain().map(|(_, u)| u).collect();
         let deadline = tokio::time::Instant::now() + grace;
         for up in ups {
             while up.state() != ConnectionState::Disconnected

@@ -6,8 +6,9 @@ pub mod import;
 use http::header::{HeaderValue, LOCATION};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
+use mcp_types::validate::Draft;
 use mcp_types::{
-    CommandSpec, DefinitionSource, FieldError, McpDefinition, McpStatus, REDACTED, TransportKind,
+    CommandSpec, DefinitionSource, FieldError, McpDefinition, McpStatus, TransportKind,
     ValidationErrors,
 };
 use serde::Serialize;
@@ -17,6 +18,10 @@ use crate::app::App;
 use crate::body::{self, Body, json_response};
 use crate::error::Error;
 use crate::router::Route;
+
+mod etag;
+
+use etag::{IfMatch, precondition_failed, set_etag};
 
 /// One entry of the Admin API: a redacted definition, its status, and whether its proxy
 /// endpoints ask clients for a token (`requireAuth`, `authTokens` or `global_auth_tokens`).
@@ -52,7 +57,7 @@ pub(crate) async fn mcps(
         (Route::Import, Method::POST) => import::handle(app, req).await,
         (Route::Mcp(name), Method::GET | Method::HEAD) => fetch(app, &name).await,
         (Route::Mcp(name), Method::PUT) => update(app, &name, req).await,
-        (Route::Mcp(name), Method::DELETE) => delete(app, &name).await,
+        (Route::Mcp(name), Method::DELETE) => delete(app, &name, &req).await,
         (route, method) => Err(Error::Internal(format!(
             "admin handler reached with {method} {route:?}"
         ))),
@@ -110,13 +115,29 @@ async fn fetch(app: &App, name: &str) -> Result<Response<Body>, Error> {
         Err(e) if e.is_retryable() => match app.inner().manager.upstream(name) {
             Some(up) => {
                 let entry = Entry::new(app, up.definition(), up.status());
-                return Ok(stale(json_response(StatusCode::OK, &entry), &e));
+                let mut resp = json_response(StatusCode::OK, &entry);
+                set_etag(resp.headers_mut(), up.definition());
+                return Ok(stale(resp, &e));
             }
             None => return Err(e.into()),
         },
         Err(e) => return Err(e.into()),
     };
-    Ok(json_response(StatusCode::OK, &entry(app, def).await?))
+    let mut resp = json_response(StatusCode::OK, &entry(app, def.clone()).await?);
+    set_etag(resp.headers_mut(), &def);
+    Ok(resp)
+}
+
+/// A failed store write as the HTTP error; a version mismatch is the 412 of `If-Match`.
+fn write_error(e: mcp_store::Error) -> Error {
+    match e {
+        mcp_store::Error::NotFound(n) => Error::McpNotFound(n),
+        mcp_store::Error::AlreadyExists(n) => Error::AlreadyExists(n),
+        mcp_store::Error::VersionMismatch { name, current, .. } => {
+            precondition_failed(&name, current)
+        }
+        other => Error::Store(other),
+    }
 }
 
 /// Marks an answer as served from memory, saying why.
@@ -128,16 +149,24 @@ fn stale(mut resp: Response<Body>, why: &mcp_store::Error) -> Response<Body> {
     resp
 }
 
-async fn read_definition(app: &App, req: Request<Incoming>) -> Result<McpDefinition, Error> {
+/// Reads a definition from the body, leniently (see [`Draft`]); the server-set fields a
+/// client sends (timestamps, version, source) are ignored.
+async fn read_draft(app: &App, req: Request<Incoming>) -> Result<Draft, Error> {
     let (parts, incoming) = req.into_parts();
     body::require_json(&parts.headers)?;
     let bytes = body::read_limited(&parts.headers, incoming, app.config().max_body_bytes).await?;
-    let mut def: McpDefinition = body::parse_json(&bytes)?;
-    // Timestamps and the source are the server's to set.
-    def.created_at = None;
-    def.updated_at = None;
-    def.source = DefinitionSource::Api;
-    Ok(def)
+    let mut draft = body::parse_draft(&bytes)?;
+    draft.definition_mut().clear_server_fields();
+    Ok(draft)
+}
+
+/// Every problem of the draft at once (reading, [`McpDefinition::validate`], the checks of
+/// [`validate_definition`]), or the definition to store.
+fn finish(app: &App, draft: Draft) -> Result<McpDefinition, Error> {
+    let allowed = &app.config().stdio_allowed_commands;
+    draft
+        .finish(|def, errors| errors.0.extend(admin_checks(def, allowed)))
+        .map_err(invalid)
 }
 
 /// Every check a definition must pass before it is stored, whoever brings it (the Admin
@@ -151,6 +180,18 @@ pub fn validate_definition(
         Ok(()) => Vec::new(),
         Err(e) => e.0,
     };
+    errors.extend(admin_checks(def, stdio_allowed_commands));
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ValidationErrors(errors))
+    }
+}
+
+/// The checks beyond [`McpDefinition::validate`]: the `stdio_allowed_commands` list, and a
+/// `command` string that is really a command line.
+fn admin_checks(def: &McpDefinition, stdio_allowed_commands: &[String]) -> Vec<FieldError> {
+    let mut errors = Vec::new();
     if def.transport == TransportKind::Stdio
         && let Some(CommandSpec::Program(line)) = &def.command
         && let Some(hint) = command_line_hint(line, &def.args)
@@ -164,11 +205,7 @@ pub fn validate_definition(
         def,
         stdio_allowed_commands,
     ));
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ValidationErrors(errors))
-    }
+    errors
 }
 
 /// A `command` string is one program and is never split; `"npx -y pkg"` names a program
@@ -194,10 +231,6 @@ fn command_line_hint(line: &str, args: &[String]) -> Option<String> {
     ))
 }
 
-fn validate(app: &App, def: &McpDefinition) -> Result<(), Error> {
-    validate_definition(def, &app.config().stdio_allowed_commands).map_err(invalid)
-}
-
 /// The 400 answer for failing fields.
 pub(crate) fn invalid(errors: ValidationErrors) -> Error {
     Error::Invalid {
@@ -215,22 +248,21 @@ fn refuse_declared(def: &McpDefinition) -> Result<(), Error> {
 }
 
 async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Error> {
-    let def = read_definition(app, req).await?;
-    validate(app, &def)?;
+    // Nothing is stored: a placeholder for a kept secret stands for nothing, and
+    // validation refuses it.
+    let def = finish(app, read_draft(app, req).await?)?;
     let store = &app.inner().store;
     let max = app.config().max_connections;
     if store.list().await?.len() >= max {
         return Err(Error::TooManyDefinitions(max));
     }
-    let stored = store.create(def).await.map_err(|e| match e {
-        mcp_store::Error::AlreadyExists(n) => Error::AlreadyExists(n),
-        other => Error::Store(other),
-    })?;
+    let stored = store.create(def).await.map_err(write_error)?;
     info!(mcp = %stored.name, transport = stored.transport.as_str(), "mcp registered");
     // The change feed brings the same event; applying it now makes the answer current.
     app.inner().manager.apply_put(stored.clone());
     let location = format!("/admin/mcps/{}", stored.name);
-    let mut resp = json_response(StatusCode::CREATED, &entry(app, stored).await?);
+    let mut resp = json_response(StatusCode::CREATED, &entry(app, stored.clone()).await?);
+    set_etag(resp.headers_mut(), &stored);
     if let Ok(v) = HeaderValue::from_str(&location) {
         resp.headers_mut().insert(LOCATION, v);
     }
@@ -238,12 +270,13 @@ async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Err
 }
 
 async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Response<Body>, Error> {
-    let mut def = read_definition(app, req).await?;
-    if def.name != name {
+    let if_match = IfMatch::parse(req.headers());
+    let mut draft = read_draft(app, req).await?;
+    let sent = &draft.definition().name;
+    if draft.is_readable("name") && sent != name {
         return Err(Error::Invalid {
             message: format!(
-                "the body names {:?} but the path names {name:?}: a definition cannot be renamed",
-                def.name
+                "the body names {sent:?} but the path names {name:?}: a definition cannot be renamed"
             ),
             details: serde_json::json!([{ "field": "name", "message": "must match the path" }]),
         });
@@ -254,54 +287,35 @@ async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Respons
         .await?
         .ok_or_else(|| Error::McpNotFound(name.to_owned()))?;
     refuse_declared(&existing)?;
-    keep_redacted_secrets(&mut def, &existing);
-    validate(app, &def)?;
-    let stored = store.update(def).await.map_err(|e| match e {
-        mcp_store::Error::NotFound(n) => Error::McpNotFound(n),
-        other => Error::Store(other),
-    })?;
+    if draft.is_readable("name") {
+        draft.definition_mut().restore_secrets(&existing);
+    }
+    let def = finish(app, draft)?;
+    // An invalid body is a 400 whatever the precondition; the store checks the version
+    // again, atomically with the write.
+    let expected = if_match.check(&existing)?;
+    let stored = store.update_if(def, expected).await.map_err(write_error)?;
     info!(mcp = %stored.name, "mcp updated");
     app.inner().manager.apply_put(stored.clone());
-    Ok(json_response(StatusCode::OK, &entry(app, stored).await?))
+    let mut resp = json_response(StatusCode::OK, &entry(app, stored.clone()).await?);
+    set_etag(resp.headers_mut(), &stored);
+    Ok(resp)
 }
 
-/// A client that GETs a definition and PUTs it back sends `***` for every secret; those
-/// mean "unchanged", so the stored values are kept instead of being overwritten.
-fn keep_redacted_secrets(def: &mut McpDefinition, existing: &McpDefinition) {
-    for (k, v) in &mut def.env {
-        if v.expose() == REDACTED
-            && let Some(old) = existing.env.get(k)
-        {
-            *v = old.clone();
-        }
-    }
-    for (k, v) in &mut def.headers {
-        if v.expose() == REDACTED
-            && let Some(old) = existing.headers.get(k)
-        {
-            *v = old.clone();
-        }
-    }
-    for (i, t) in def.auth_tokens.iter_mut().enumerate() {
-        if t.expose() == REDACTED
-            && let Some(old) = existing.auth_tokens.get(i)
-        {
-            *t = old.clone();
-        }
-    }
-}
-
-async fn delete(app: &App, name: &str) -> Result<Response<Body>, Error> {
+async fn delete(app: &App, name: &str, req: &Request<Incoming>) -> Result<Response<Body>, Error> {
     let store = &app.inner().store;
-    if let Some(existing) = store.get(name).await? {
-        refuse_declared(&existing)?;
-    }
-    store.delete(name).await.map_err(|e| match e {
-        mcp_store::Error::NotFound(n) => Error::McpNotFound(n),
-        other => Error::Store(other),
-    })?;
+    let if_match = IfMatch::parse(req.headers());
+    let expected = match store.get(name).await? {
+        Some(existing) => {
+            refuse_declared(&existing)?;
+            if_match.check(&existing)?
+        }
+        // Not found: the delete says so.
+        None => None,
+    };
+    let version = store.delete_if(name, expected).await.map_err(write_error)?;
     info!(mcp = %name, "mcp deleted");
-    app.inner().manager.apply_delete(name);
+    app.inner().manager.apply_delete(name, Some(version));
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)
@@ -310,23 +324,6 @@ async fn delete(app: &App, name: &str) -> Result<Response<Body>, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacted_secrets_in_a_put_keep_the_stored_values() {
-        let mut old = McpDefinition::http(
-            "h",
-            mcp_types::TransportKind::StreamableHttp,
-            "http://x/mcp",
-        );
-        old.headers.insert("X-Key".into(), "real-key".into());
-        old.auth_tokens.push("real-token".into());
-        let mut new = old.redacted();
-        new.headers.insert("X-Other".into(), "fresh".into());
-        keep_redacted_secrets(&mut new, &old);
-        assert_eq!(new.headers["X-Key"].expose(), "real-key");
-        assert_eq!(new.headers["X-Other"].expose(), "fresh");
-        assert_eq!(new.auth_tokens[0].expose(), "real-token");
-    }
 
     #[test]
     fn a_command_line_in_the_string_form_gets_the_array_form_as_a_hint() {

@@ -17,7 +17,7 @@ use crate::body::{Body, error_response};
 use crate::config::HttpConfig;
 use crate::error::Error;
 use crate::router::{self, Route};
-use crate::security;
+use crate::security::{self, ClientAddr};
 use crate::{admin, mcp, system, upstreams};
 
 /// The HTTP application: cheap to clone, shared by every connection.
@@ -79,7 +79,13 @@ impl App {
     pub async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Body> {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
-        let span = tracing::debug_span!("http", %method, %path, %peer);
+        let span = tracing::debug_span!(
+            "http",
+            %method,
+            %path,
+            %peer,
+            client = tracing::field::Empty
+        );
         let metrics = self.metrics().clone();
         if let Some(n) = req
             .headers()
@@ -134,7 +140,7 @@ impl App {
         let cfg = &self.inner.config;
         let path = req.uri().path().to_owned();
         let endpoint = mcp::Endpoint::parse(&path);
-        if cfg.check_host && !security::host_allowed(req.headers(), &cfg.extra_hosts) {
+        if cfg.check_host && !security::host_allowed(req.uri(), req.headers(), &cfg.extra_hosts) {
             self.metrics().auth_failure(AuthFailure::HostNotAllowed);
             let err =
                 Error::Forbidden("host not allowed: the Host header must name this proxy".into());
@@ -144,21 +150,30 @@ impl App {
                 None => Err(err),
             };
         }
-        let client = security::client_ip(peer.ip(), req.headers(), &cfg.trusted_proxies);
+        let client = security::client_addr(peer.ip(), req.headers(), &cfg.trusted_proxies);
+        tracing::Span::current().record("client", tracing::field::display(client));
+        if client == ClientAddr::Unknown {
+            debug!("x-forwarded-for from a trusted proxy cannot be read: client unknown");
+        }
         // The MCP proxy endpoints (`/{name}/sse|message|stream|mcp`) have their own
         // security (per-server tokens, IPs, Origin) and protocol rules.
         if let Some(endpoint) = endpoint {
             return mcp::handle(self, endpoint, req, client).await;
         }
-        // Authenticate everything under /admin before matching, so unknown admin paths do
-        // not reveal anything to unauthenticated callers.
-        let needs_admin = path == "/admin"
-            || path.starts_with("/admin/")
-            || (path == "/metrics" && !cfg.metrics_public);
+        // Authorise on the resolved route, never on the raw path: every spelling that
+        // reaches an admin route needs admin credentials. Unknown paths under /admin need
+        // them too, so that they reveal nothing to unauthenticated callers; the method is
+        // checked after, for the same reason.
+        let route = Route::parse(&path);
+        let needs_admin = match &route {
+            Some(route) => route.requires_admin(cfg.metrics_public),
+            None => router::is_under_admin(&path),
+        };
         if needs_admin {
             self.authorize_admin(&req, client)?;
         }
-        let route = router::resolve(req.method(), &path)?;
+        let route = route.ok_or_else(|| Error::RouteNotFound(path.clone()))?;
+        let route = router::check_method(route, req.method(), &path)?;
         match route {
             Route::Healthz => Ok(system::healthz(self)),
             Route::Readyz => Ok(system::readyz(self).await),
@@ -173,17 +188,18 @@ impl App {
         }
     }
 
-    fn authorize_admin(
-        &self,
-        req: &Request<Incoming>,
-        client: std::net::IpAddr,
-    ) -> Result<(), Error> {
+    fn authorize_admin(&self, req: &Request<Incoming>, client: ClientAddr) -> Result<(), Error> {
         let cfg = &self.inner.config;
         if !cfg.admin_allow_ips.contains(client) {
             self.metrics().auth_failure(AuthFailure::IpNotAllowed);
-            return Err(Error::Forbidden(format!(
-                "client address {client} is not allowed to use the admin api"
-            )));
+            return Err(Error::Forbidden(match client {
+                ClientAddr::Known(ip) => {
+                    format!("client address {ip} is not allowed to use the admin api")
+                }
+                ClientAddr::Unknown => "client address unknown (a trusted proxy forwarded an \
+                    unreadable X-Forwarded-For): not allowed to use the admin api"
+                    .into(),
+            }));
         }
         security::check_bearer(req.headers(), &cfg.admin_tokens).map_err(|f| {
             self.metrics().auth_failure(match f {

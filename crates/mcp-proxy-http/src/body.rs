@@ -135,9 +135,8 @@ pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), Error> {
     }
 }
 
-/// Parses JSON into `T`. Syntax errors name the line and column; shape errors (unknown
-/// field, wrong type) name the field path.
-pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+/// Refuses an empty body as invalid JSON.
+fn require_body(bytes: &[u8]) -> Result<(), Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::InvalidJson {
             line: 1,
@@ -145,6 +144,26 @@ pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> 
             message: "the request body is empty".into(),
         });
     }
+    Ok(())
+}
+
+/// Reads a definition leniently: only a body that is not JSON fails here (with its
+/// position); every other problem is reported, all at once, by [`Draft::finish`].
+///
+/// [`Draft::finish`]: mcp_types::validate::Draft::finish
+pub(crate) fn parse_draft(bytes: &[u8]) -> Result<mcp_types::validate::Draft, Error> {
+    require_body(bytes)?;
+    mcp_types::validate::Draft::from_slice(bytes).map_err(|e| Error::InvalidJson {
+        line: e.line(),
+        column: e.column(),
+        message: strip_position(&e.to_string()),
+    })
+}
+
+/// Parses JSON into `T`. Syntax errors name the line and column; shape errors (unknown
+/// field, wrong type) name the field path.
+pub(crate) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    require_body(bytes)?;
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     match serde_path_to_error::deserialize::<_, T>(de) {
         Ok(v) => Ok(v),

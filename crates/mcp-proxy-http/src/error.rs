@@ -65,6 +65,14 @@ pub enum Error {
          change it there and reload proxyd (SIGHUP), or remove the declaration"
     )]
     Declared(String),
+    /// `If-Match` names another version than the one stored.
+    #[error("mcp {name:?} has changed: If-Match does not name its current ETag ({})", etag.as_deref().unwrap_or("none"))]
+    PreconditionFailed {
+        /// The definition.
+        name: String,
+        /// Its current entity tag, if it has one.
+        etag: Option<String>,
+    },
     /// The number of definitions reached `max_connections`.
     #[error("max_connections ({0}) reached: delete an mcp before adding another")]
     TooManyDefinitions(usize),
@@ -141,6 +149,11 @@ impl Error {
             }
             Self::TooManyDefinitions(_) => (StatusCode::CONFLICT, "max_connections_reached", None),
             Self::Declared(_) => (StatusCode::CONFLICT, "declared_in_config", None),
+            Self::PreconditionFailed { etag, .. } => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition_failed",
+                Some(serde_json::json!({ "etag": etag })),
+            ),
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, None),
             Self::SessionNotFound => (StatusCode::NOT_FOUND, "session_not_found", None),
             Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable", None),

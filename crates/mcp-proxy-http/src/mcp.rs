@@ -15,7 +15,6 @@ mod sse;
 mod streamable;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use http::header::{HeaderValue, WWW_AUTHENTICATE};
@@ -25,6 +24,7 @@ use hyper::body::Incoming;
 use crate::app::App;
 use crate::body::Body;
 use crate::error::Error;
+use crate::security::ClientAddr;
 use session::HttpSession;
 
 /// Names that can never be upstream names (they are the proxy's own paths).
@@ -143,7 +143,7 @@ pub(crate) async fn handle(
     app: &App,
     endpoint: Endpoint,
     req: Request<Incoming>,
-    client: IpAddr,
+    client: ClientAddr,
 ) -> Result<Response<Body>, Error> {
     Ok(match serve(app, &endpoint, req, client).await {
         Ok(resp) => resp,
@@ -228,7 +228,7 @@ async fn serve(
     app: &App,
     endpoint: &Endpoint,
     req: Request<Incoming>,
-    client: IpAddr,
+    client: ClientAddr,
 ) -> Result<Response<Body>, Error> {
     let manager = &app.inner().manager;
     let (policy, is_http) = if let Some(upstream) = manager.upstream(&endpoint.name) {

@@ -82,6 +82,25 @@ impl Route {
         }
     }
 
+    /// Whether the route needs admin credentials (token and allow-listed address). Decided
+    /// on the resolved route, so every spelling of a path that reaches it (a trailing
+    /// slash, say) is guarded alike.
+    pub(crate) fn requires_admin(&self, metrics_public: bool) -> bool {
+        match self {
+            Self::Healthz | Self::Readyz => false,
+            Self::PrometheusMetrics => !metrics_public,
+            Self::AdminMetrics
+            | Self::Mcps
+            | Self::Import
+            | Self::Mcp(_)
+            | Self::Reconnect(_)
+            | Self::Tools
+            | Self::ToolsCall
+            | Self::Prompts
+            | Self::Resources => true,
+        }
+    }
+
     /// The methods this route accepts.
     pub(crate) fn methods(&self) -> &'static [Method] {
         match self {
@@ -120,8 +139,22 @@ impl Route {
 }
 
 /// Resolves `method path` to a route, or the 404/405 error.
+#[cfg(test)]
 pub(crate) fn resolve(method: &Method, path: &str) -> Result<Route, Error> {
     let route = Route::parse(path).ok_or_else(|| Error::RouteNotFound(path.to_owned()))?;
+    check_method(route, method, path)
+}
+
+/// Whether a path the router does not know lies under `/admin`: such paths are answered
+/// only to admins, so that an unauthenticated caller learns nothing of the Admin API.
+pub(crate) fn is_under_admin(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next().unwrap_or("");
+    first.eq_ignore_ascii_case("admin")
+        || decode(first).is_some_and(|f| f.eq_ignore_ascii_case("admin"))
+}
+
+/// The route if it accepts `method` (`HEAD` goes with `GET`), else the 405 error.
+pub(crate) fn check_method(route: Route, method: &Method, path: &str) -> Result<Route, Error> {
     let allow = route.methods();
     if allow.contains(method) || (method == Method::HEAD && allow.contains(&Method::GET)) {
         Ok(route)
@@ -171,5 +204,33 @@ mod tests {
             Err(Error::MethodNotAllowed { allow, .. }) => assert_eq!(allow, GET_PUT_DELETE),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn every_spelling_of_an_admin_route_needs_admin() {
+        for route in Route::all() {
+            let path = route.template().replace("{name}", "sample-mcp");
+            let needs = route.requires_admin(false);
+            assert_eq!(
+                needs,
+                !matches!(route, Route::Healthz | Route::Readyz),
+                "{path}"
+            );
+            let slashed = format!("{path}/");
+            let again = Route::parse(&slashed).expect("a trailing slash resolves");
+            assert_eq!(again.requires_admin(false), needs, "{slashed}");
+        }
+        assert!(!Route::PrometheusMetrics.requires_admin(true));
+        for unknown in [
+            "/admin",
+            "/admin/",
+            "//admin/x",
+            "/ADMIN/mcps",
+            "/%61dmin/mcps",
+        ] {
+            assert!(Route::parse(unknown).is_none(), "{unknown}");
+            assert!(is_under_admin(unknown), "{unknown}");
+        }
+        assert!(!is_under_admin("/administrator"));
     }
 }

@@ -29,8 +29,11 @@ impl IpSet {
             .map(Self)
     }
 
-    /// Whether `ip` is in one of the networks.
-    pub fn contains(&self, ip: IpAddr) -> bool {
+    /// Whether the client is in one of the networks. An unknown client never is.
+    pub fn contains(&self, client: impl Into<ClientAddr>) -> bool {
+        let ClientAddr::Known(ip) = client.into() else {
+            return false;
+        };
         let ip = ip.to_canonical();
         self.0.iter().any(|n| n.contains(&ip))
     }
@@ -41,41 +44,79 @@ impl IpSet {
     }
 }
 
+/// Who is calling, as far as the proxy can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClientAddr {
+    /// The client's address.
+    Known(IpAddr),
+    /// A trusted proxy forwarded an `X-Forwarded-For` entry that cannot be read (not ASCII,
+    /// not an address, empty, `unknown`): the client is somewhere behind it, and it is
+    /// certainly not the proxy itself. An unknown client matches no allow-list entry, not
+    /// even `0.0.0.0/0`; logs show it as `unknown`.
+    Unknown,
+}
+
+impl ClientAddr {
+    /// The address, when known.
+    pub fn ip(self) -> Option<IpAddr> {
+        match self {
+            Self::Known(ip) => Some(ip),
+            Self::Unknown => None,
+        }
+    }
+}
+
+impl From<IpAddr> for ClientAddr {
+    fn from(ip: IpAddr) -> Self {
+        Self::Known(ip)
+    }
+}
+
+impl std::fmt::Display for ClientAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Known(ip) => write!(f, "{ip}"),
+            Self::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
 /// Resolves the client address: the peer, or — when the peer is a trusted proxy — the first
 /// untrusted address of `X-Forwarded-For`, read right to left.
 ///
-/// Every `X-Forwarded-For` header line counts, in order. An entry that is not an IP address
-/// stops the walk: the last trusted hop before it is taken as the client, since nothing
-/// left of a malformed entry can be believed.
-pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &IpSet) -> IpAddr {
+/// Every `X-Forwarded-For` header line counts, in order, read as raw bytes. An entry that
+/// cannot be read, met before the first untrusted address, makes the client
+/// [`ClientAddr::Unknown`]: nothing left of it can be believed, and taking the last trusted
+/// hop instead would make a forged header turn any client into the proxy. When every entry
+/// is a trusted proxy, the left-most one is the client.
+pub fn client_addr(peer: IpAddr, headers: &HeaderMap, trusted: &IpSet) -> ClientAddr {
     let peer = peer.to_canonical();
     if trusted.is_empty() || !trusted.contains(peer) {
-        return peer;
+        return ClientAddr::Known(peer);
     }
-    let hops: Vec<&str> = headers
+    let hops: Vec<&[u8]> = headers
         .get_all("x-forwarded-for")
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(|hop| hop.trim_ascii())
         .collect();
     let mut client = peer;
     for hop in hops.iter().rev() {
         let Some(ip) = parse_hop(hop) else {
-            return client;
+            return ClientAddr::Unknown;
         };
         client = ip;
         if !trusted.contains(ip) {
-            return ip;
+            break;
         }
     }
-    client
+    ClientAddr::Known(client)
 }
 
 /// Parses an `X-Forwarded-For` entry: `1.2.3.4`, `1.2.3.4:5678`, `2001:db8::1`,
-/// `[2001:db8::1]:443`.
-fn parse_hop(hop: &str) -> Option<IpAddr> {
+/// `[2001:db8::1]:443`. Anything else (other bytes, an empty entry, `unknown`) is `None`.
+pub fn parse_hop(hop: &[u8]) -> Option<IpAddr> {
+    let hop = std::str::from_utf8(hop).ok().filter(|h| h.is_ascii())?;
     if let Ok(ip) = hop.parse::<IpAddr>() {
         return Some(ip.to_canonical());
     }
@@ -165,15 +206,28 @@ pub fn check_bearer(headers: &HeaderMap, tokens: &TokenSet) -> Result<(), AuthFa
     }
 }
 
-/// Whether the `Host` header is acceptable for a server listening on loopback: a loopback
-/// name or address, or one of `extra_hosts` (the host of `base_url`). A missing `Host`
-/// (HTTP/1.0, HTTP/2 with `:authority` folded by hyper) is accepted.
-pub fn host_allowed(headers: &HeaderMap, extra_hosts: &[String]) -> bool {
-    let Some(host) = headers.get(HOST).and_then(|v| v.to_str().ok()) else {
-        return headers.get(HOST).is_none();
+/// Whether the host a request names is acceptable for a server listening on loopback: a
+/// loopback name or address, or one of `extra_hosts` (the host of `base_url`).
+///
+/// Every place a request names its host is checked: each `Host` header and the URI's
+/// authority, which is where HTTP/2 (`:authority`) and absolute-form HTTP/1.1 requests
+/// carry it. A request naming no host at all (HTTP/1.0) is accepted; browsers, the
+/// DNS-rebinding vector, always name one.
+pub fn host_allowed(uri: &http::Uri, headers: &HeaderMap, extra_hosts: &[String]) -> bool {
+    let allowed = |name: &str| {
+        let name = name.trim_matches(['[', ']']);
+        is_loopback_name(name) || extra_hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
     };
-    let name = strip_port(host);
-    is_loopback_name(name) || extra_hosts.iter().any(|h| h.eq_ignore_ascii_case(name))
+    if let Some(authority) = uri.authority()
+        && !allowed(authority.host())
+    {
+        return false;
+    }
+    headers.get_all(HOST).iter().all(|value| {
+        value
+            .to_str()
+            .is_ok_and(|host| !host.is_empty() && allowed(strip_port(host)))
+    })
 }
 
 /// The host part of a `Host` value (`[::1]:80` → `::1`, `a:80` → `a`).
@@ -210,8 +264,12 @@ mod tests {
         h
     }
 
-    fn ip(s: &str) -> IpAddr {
-        s.parse().unwrap()
+    fn ip(s: &str) -> ClientAddr {
+        ClientAddr::Known(s.parse().unwrap())
+    }
+
+    fn client_ip(peer: ClientAddr, headers: &HeaderMap, trusted: &IpSet) -> ClientAddr {
+        client_addr(peer.ip().unwrap(), headers, trusted)
     }
 
     #[test]
@@ -244,16 +302,53 @@ mod tests {
             client_ip(ip("127.0.0.1"), &with_port, &trusted),
             ip("2001:db8::7")
         );
-        let garbage = headers(&[("x-forwarded-for", "203.0.113.7, nonsense, 10.0.0.9")]);
+        // Garbage left of the first untrusted address is never read.
+        let garbage = headers(&[("x-forwarded-for", "nonsense, 203.0.113.7, 10.0.0.9")]);
         assert_eq!(
             client_ip(ip("127.0.0.1"), &garbage, &trusted),
-            ip("10.0.0.9")
+            ip("203.0.113.7")
         );
         let mapped = headers(&[("x-forwarded-for", "::ffff:198.51.100.4")]);
         assert_eq!(
             client_ip(ip("::ffff:127.0.0.1"), &mapped, &trusted),
             ip("198.51.100.4")
         );
+    }
+
+    #[test]
+    fn an_unreadable_entry_makes_the_client_unknown_never_the_proxy() {
+        let trusted = IpSet::parse(&["10.0.0.0/8", "127.0.0.1"]).unwrap();
+        let peer = ip("127.0.0.1");
+        let mut non_ascii = HeaderMap::new();
+        non_ascii.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"203.0.113.7\xff").unwrap(),
+        );
+        let mut behind = HeaderMap::new();
+        behind.append(
+            "x-forwarded-for",
+            http::HeaderValue::from_bytes(b"198.51.100.1, 203.0.113.7\xff").unwrap(),
+        );
+        behind.append("x-forwarded-for", "10.0.0.2".parse().unwrap());
+        for h in [
+            non_ascii,
+            behind,
+            headers(&[("x-forwarded-for", "203.0.113.7, nonsense, 10.0.0.9")]),
+            headers(&[("x-forwarded-for", "unknown")]),
+            headers(&[("x-forwarded-for", "10.0.0.5, , 10.0.0.6")]),
+            headers(&[("x-forwarded-for", "")]),
+        ] {
+            assert_eq!(client_ip(peer, &h, &trusted), ClientAddr::Unknown, "{h:?}");
+        }
+        let all = IpSet::parse(&["0.0.0.0/0", "::/0"]).unwrap();
+        assert!(
+            !all.contains(ClientAddr::Unknown),
+            "unknown matches no entry"
+        );
+        assert!(all.contains(ip("192.0.2.1")));
+        assert_eq!(ClientAddr::Unknown.to_string(), "unknown");
+        // Without a header, the trusted peer itself is the client.
+        assert_eq!(client_ip(peer, &HeaderMap::new(), &trusted), peer);
     }
 
     #[test]
@@ -275,6 +370,7 @@ mod tests {
     #[test]
     fn host_check_allows_loopback_and_base_url_host_only() {
         let extra = vec!["proxy.example.com".to_owned()];
+        let path = http::Uri::from_static("/healthz");
         for ok in [
             "localhost:8080",
             "127.0.0.1",
@@ -282,10 +378,28 @@ mod tests {
             "proxy.example.com",
             "a.localhost",
         ] {
-            assert!(host_allowed(&headers(&[("host", ok)]), &extra), "{ok}");
+            assert!(
+                host_allowed(&path, &headers(&[("host", ok)]), &extra),
+                "{ok}"
+            );
+            let uri: http::Uri = format!("http://{ok}/healthz").parse().unwrap();
+            assert!(host_allowed(&uri, &HeaderMap::new(), &extra), "{uri}");
         }
         for bad in ["evil.example", "127.0.0.1.evil.example:80", "10.0.0.1:8080"] {
-            assert!(!host_allowed(&headers(&[("host", bad)]), &extra), "{bad}");
+            assert!(
+                !host_allowed(&path, &headers(&[("host", bad)]), &extra),
+                "{bad}"
+            );
+            // HTTP/2 carries the host in :authority, which hyper puts in the URI.
+            let uri: http::Uri = format!("http://{bad}/healthz").parse().unwrap();
+            assert!(!host_allowed(&uri, &HeaderMap::new(), &extra), "{uri}");
+            // Absolute-form HTTP/1.1 names two hosts: both must be ours.
+            assert!(
+                !host_allowed(&uri, &headers(&[("host", "localhost")]), &extra),
+                "{uri}"
+            );
         }
+        assert!(host_allowed(&path, &HeaderMap::new(), &extra), "HTTP/1.0");
+        assert!(!host_allowed(&path, &headers(&[("host", "")]), &extra));
     }
 }

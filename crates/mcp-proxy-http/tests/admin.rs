@@ -252,6 +252,43 @@ async fn invalid_definition_reports_every_field() {
 }
 
 #[tokio::test]
+async fn wrong_types_are_reported_with_every_other_failing_field() {
+    let s = start().await;
+    let fields = |body: &Value| -> Vec<String> {
+        body["details"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["field"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, body) = s
+        .post(json!({"name": "bad one", "transport": "bogus"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(fields(&body), ["transport", "name"], "{body}");
+    let (status, body) = s
+        .post(
+            json!({"name": 7, "transport": "sse", "url": "ftp://x", "timeout": [],
+                     "maxSessions": 0, "colour": 1, "allowedIPs": ["nope"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let got = fields(&body);
+    for f in [
+        "name",
+        "url",
+        "timeout",
+        "maxSessions",
+        "colour",
+        "allowedIPs[0]",
+    ] {
+        assert!(got.iter().any(|g| g == f), "{f} missing in {body}");
+    }
+    assert!(s.store.list().await.unwrap().is_empty(), "nothing stored");
+}
+
+#[tokio::test]
 async fn shape_errors_and_malformed_json_are_400_with_a_position() {
     let s = start().await;
     let (status, body) = s
@@ -354,6 +391,73 @@ async fn secrets_are_redacted_and_redacted_values_are_kept_on_put() {
     assert_eq!(stored.headers["X-Api-Key"].expose(), "key-abcdef");
     assert_eq!(stored.auth_tokens[0].expose(), "client-token-xyz");
     assert_eq!(stored.description.as_deref(), Some("edited"));
+}
+
+#[tokio::test]
+async fn etag_and_if_match_guard_concurrent_edits() {
+    let s = start().await;
+    let (status, _) = s.post(echo_def("e")).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let resp = s
+        .req(reqwest::Method::GET, "/admin/mcps/e")
+        .send()
+        .await
+        .unwrap();
+    let read = resp.headers()["etag"].to_str().unwrap().to_owned();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        read,
+        format!("\"{}\"", body["definition"]["version"]),
+        "{body}"
+    );
+    let put = |tag: &str, description: &str| {
+        let mut def = echo_def("e");
+        def["description"] = json!(description);
+        s.req(reqwest::Method::PUT, "/admin/mcps/e")
+            .header("if-match", tag)
+            .json(&def)
+            .send()
+    };
+    // Two editors read the same version; the first to write wins...
+    let first = put(&read, "first editor").await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let now = first.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(now, read);
+    // ...and the second is told, instead of silently undoing the first.
+    let second = put(&read, "second editor").await.unwrap();
+    assert_eq!(second.status(), StatusCode::PRECONDITION_FAILED);
+    let body: Value = second.json().await.unwrap();
+    assert_eq!(body["code"], "precondition_failed");
+    assert_eq!(body["details"]["etag"], now.as_str(), "{body}");
+    let stored = s.store.get("e").await.unwrap().unwrap();
+    assert_eq!(stored.description.as_deref(), Some("first editor"));
+    assert_eq!(
+        put("*", "any version").await.unwrap().status(),
+        StatusCode::OK
+    );
+    // A tag that cannot be ours (weak, unquoted) matches nothing: refused, not let through.
+    assert_eq!(
+        put("W/\"1\", nonsense", "x").await.unwrap().status(),
+        StatusCode::PRECONDITION_FAILED
+    );
+    let delete = |tag: String| {
+        s.req(reqwest::Method::DELETE, "/admin/mcps/e")
+            .header("if-match", tag)
+            .send()
+    };
+    assert_eq!(
+        delete(now).await.unwrap().status(),
+        StatusCode::PRECONDITION_FAILED
+    );
+    assert!(s.store.get("e").await.unwrap().is_some());
+    let current = s
+        .req(reqwest::Method::GET, "/admin/mcps/e")
+        .send()
+        .await
+        .unwrap();
+    let tag = current.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(delete(tag).await.unwrap().status(), StatusCode::NO_CONTENT);
+    assert!(s.store.get("e").await.unwrap().is_none());
 }
 
 #[tokio::test]

@@ -12,6 +12,17 @@ pub enum Error {
     #[error("definition {0:?} already exists")]
     AlreadyExists(String),
 
+    /// A conditional write found another version stored than the one it was made for.
+    #[error("definition {name:?} is at version {}, not {expected}", current.map_or_else(|| "none".to_owned(), |v| v.to_string()))]
+    VersionMismatch {
+        /// The definition's name.
+        name: String,
+        /// The version the write was made for.
+        expected: u64,
+        /// The version stored (`None`: written before versions existed).
+        current: Option<u64>,
+    },
+
     /// The back-end cannot be reached or did not answer in time; the operation may or may
     /// not have been applied. Retrying later is allowed.
     #[error("{backend} unavailable: {message}")]
@@ -61,6 +72,11 @@ impl Error {
     /// Whether the definition already exists.
     pub fn is_already_exists(&self) -> bool {
         matches!(self, Self::AlreadyExists(_))
+    }
+
+    /// Whether a conditional write found another version.
+    pub fn is_version_mismatch(&self) -> bool {
+        matches!(self, Self::VersionMismatch { .. })
     }
 
     /// Whether a stored value could not be decoded.

@@ -6,7 +6,7 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use mcp_types::{McpDefinition, McpStatus};
 use tokio::sync::broadcast;
 
-use crate::store::{EVENT_CAPACITY, StoreEvent, WatchStream, broadcast_feed, now};
+use crate::store::{EVENT_CAPACITY, StoreEvent, WatchStream, broadcast_feed, next_version, now};
 use crate::{Error, Result, Store};
 
 /// Definitions and status kept in this process only; lost on exit.
@@ -23,6 +23,27 @@ pub struct MemoryStore {
 struct State {
     defs: BTreeMap<String, McpDefinition>,
     status: HashMap<String, McpStatus>,
+    /// The version of the latest write.
+    version: u64,
+}
+
+impl State {
+    fn next_version(&mut self) -> u64 {
+        self.version = next_version(self.version);
+        self.version
+    }
+}
+
+/// Refuses a conditional write to a definition at another version.
+fn check_version(stored: &McpDefinition, expected: Option<u64>) -> Result<()> {
+    match expected {
+        Some(expected) if stored.version != Some(expected) => Err(Error::VersionMismatch {
+            name: stored.name.clone(),
+            expected,
+            current: stored.version,
+        }),
+        _ => Ok(()),
+    }
 }
 
 impl MemoryStore {
@@ -76,32 +97,49 @@ impl Store for MemoryStore {
         let t = now();
         def.created_at = Some(t);
         def.updated_at = Some(t);
+        def.version = Some(state.next_version());
         state.status.remove(&def.name);
         state.defs.insert(def.name.clone(), def.clone());
         self.publish(StoreEvent::Put(def.clone()));
         Ok(def)
     }
 
-    async fn update(&self, mut def: McpDefinition) -> Result<McpDefinition> {
+    async fn update_if(
+        &self,
+        mut def: McpDefinition,
+        expected: Option<u64>,
+    ) -> Result<McpDefinition> {
         let mut state = self.write();
-        let Some(stored) = state.defs.get_mut(&def.name) else {
+        let Some(stored) = state.defs.get(&def.name) else {
             return Err(Error::NotFound(def.name));
         };
+        check_version(stored, expected)?;
         def.created_at = stored.created_at;
         def.updated_at = Some(now());
-        *stored = def.clone();
+        def.version = Some(state.next_version());
+        state.defs.insert(def.name.clone(), def.clone());
         self.publish(StoreEvent::Put(def.clone()));
         Ok(def)
     }
 
-    async fn delete(&self, name: &str) -> Result<()> {
+    async fn delete_if(&self, name: &str, expected: Option<u64>) -> Result<u64> {
         let mut state = self.write();
-        if state.defs.remove(name).is_none() {
+        let Some(stored) = state.defs.get(name) else {
             return Err(Error::NotFound(name.to_owned()));
-        }
+        };
+        check_version(stored, expected)?;
+        state.defs.remove(name);
         state.status.remove(name);
-        self.publish(StoreEvent::Deleted(name.to_owned()));
-        Ok(())
+        let version = state.next_version();
+        self.publish(StoreEvent::Deleted {
+            name: name.to_owned(),
+            version: Some(version),
+        });
+        Ok(version)
+    }
+
+    async fn version(&self) -> Result<u64> {
+        Ok(self.read().version)
     }
 
     async fn save_status(&self, name: &str, status: &McpStatus) -> Result<()> {

@@ -9,7 +9,8 @@
 //! | `{prefix}mcps:{name}` | string | the definition as JSON, **secrets included** (the store needs them to connect) |
 //! | `{prefix}status:{name}` | string | the last saved [`McpStatus`] as JSON |
 //! | `{prefix}index` | set | the names of the stored definitions |
-//! | `{prefix}events` | pub/sub channel | `{"op":"put","name":"fs"}` or `{"op":"deleted","name":"fs"}` |
+//! | `{prefix}version` | string | the version of the latest write (see [`Store`](crate::Store#versions)) |
+//! | `{prefix}events` | pub/sub channel | `{"op":"put","name":"fs"}` or `{"op":"deleted","name":"fs","version":N}` |
 //!
 //! Protect the Redis instance accordingly (password, network). Events carry no definition:
 //! on `put` each receiver fetches the current value and emits [`StoreEvent::Put`] (nothing if
@@ -17,10 +18,12 @@
 //!
 //! # Consistency
 //!
-//! Create, update and delete each run as one Lua script, so the definition, the index and
-//! the event change together: create is `SET NX`, update is a compare-and-set on the value
-//! read (retried a few times under contention) that keeps the stored `createdAt`, delete
-//! also removes the status. The scripts touch several keys, so Redis Cluster is not
+//! Create, update and delete each run as one Lua script, so the definition, the index, the
+//! version counter and the event change together: create writes only a name not taken,
+//! update is a compare-and-set on the value read (retried a few times under contention)
+//! that keeps the stored `createdAt`, delete also removes the status. A conditional update
+//! or delete checks the version of the value read, and the compare-and-set makes that
+//! check atomic with the write. The scripts touch several keys, so Redis Cluster is not
 //! supported (a single server, or a replicated server behind one address, is).
 //!
 //! # Failures
@@ -163,12 +166,16 @@ impl Store for RedisStore {
         self.conn.create(def).await
     }
 
-    async fn update(&self, def: McpDefinition) -> Result<McpDefinition> {
-        self.conn.update(def).await
+    async fn update_if(&self, def: McpDefinition, expected: Option<u64>) -> Result<McpDefinition> {
+        self.conn.update(def, expected).await
     }
 
-    async fn delete(&self, name: &str) -> Result<()> {
-        self.conn.delete(name).await
+    async fn delete_if(&self, name: &str, expected: Option<u64>) -> Result<u64> {
+        self.conn.delete(name, expected).await
+    }
+
+    async fn version(&self) -> Result<u64> {
+        self.conn.version().await
     }
 
     async fn save_status(&self, name: &str, status: &McpStatus) -> Result<()> {

@@ -23,8 +23,14 @@ pub type WatchStream = BoxStream<'static, StoreEvent>;
 pub enum StoreEvent {
     /// A definition was created or updated (the stored form, secrets included).
     Put(McpDefinition),
-    /// The definition of this name was deleted.
-    Deleted(String),
+    /// The definition of this name was deleted, by the write of this version (`None` from
+    /// a writer that predates versions).
+    Deleted {
+        /// The definition's name.
+        name: String,
+        /// The version of the deletion.
+        version: Option<u64>,
+    },
     /// The feed may have missed events (a slow consumer lagged, or the Redis subscription
     /// was re-established): call [`Store::list`] and reconcile.
     Resync,
@@ -37,6 +43,16 @@ pub enum StoreEvent {
 ///
 /// Timestamps set by the store have millisecond precision, as they are serialized, so a
 /// definition returned by a write equals the one read back later.
+///
+/// # Versions
+///
+/// Every write (create, update, delete) gets a version greater than that of every earlier
+/// write to the store, whatever the name: the microseconds since the epoch on the store's
+/// clock, or one more than the last version when that is greater (so versions go on
+/// growing after the clock steps back, or after the store lost its counter). Created and
+/// updated definitions carry theirs in `version`; [`StoreEvent::Deleted`] carries the
+/// deletion's. Consumers of the change feed compare versions to apply only what is newer
+/// than what they hold.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The definition of this name, if stored.
@@ -61,13 +77,36 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     ///
     /// # Errors
     /// [`Error::NotFound`](crate::Error::NotFound) if no definition of that name exists.
-    async fn update(&self, def: McpDefinition) -> Result<McpDefinition>;
+    async fn update(&self, def: McpDefinition) -> Result<McpDefinition> {
+        self.update_if(def, None).await
+    }
+
+    /// [`update`](Store::update), only if the stored definition is at version `expected`
+    /// (when given): the check and the write are one atomic step.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`](crate::Error::NotFound) if no definition of that name exists;
+    /// [`Error::VersionMismatch`](crate::Error::VersionMismatch) if it is at another version.
+    async fn update_if(&self, def: McpDefinition, expected: Option<u64>) -> Result<McpDefinition>;
 
     /// Deletes a definition and its status.
     ///
     /// # Errors
     /// [`Error::NotFound`](crate::Error::NotFound) if no definition of that name exists.
-    async fn delete(&self, name: &str) -> Result<()>;
+    async fn delete(&self, name: &str) -> Result<()> {
+        self.delete_if(name, None).await.map(drop)
+    }
+
+    /// [`delete`](Store::delete), only if the stored definition is at version `expected`
+    /// (when given), atomically; returns the version of the deletion.
+    ///
+    /// # Errors
+    /// As [`update_if`](Store::update_if).
+    async fn delete_if(&self, name: &str, expected: Option<u64>) -> Result<u64>;
+
+    /// The version of the latest write (0 before the first). Reading it before
+    /// [`list`](Store::list) tells which versions the listing reflects.
+    async fn version(&self) -> Result<u64>;
 
     /// Stores the status of an upstream (replacing the previous one). Status writes are not
     /// published on the change feed.
@@ -103,6 +142,16 @@ pub(crate) fn broadcast_feed(rx: broadcast::Receiver<StoreEvent>) -> WatchStream
         .boxed()
 }
 
+/// The version of a write following one at `last`: now in microseconds since the epoch,
+/// or `last + 1` when that is greater.
+pub(crate) fn next_version(last: u64) -> u64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let now = u64::try_from(since_epoch.as_micros()).unwrap_or(u64::MAX);
+    now.max(last.saturating_add(1))
+}
+
 /// The current time, truncated to the millisecond precision timestamps are stored with.
 pub(crate) fn now() -> Timestamp {
     let since_epoch = SystemTime::now()
@@ -124,14 +173,29 @@ mod tests {
         assert_eq!(back, t);
     }
 
+    #[test]
+    fn versions_grow_even_when_the_clock_does_not() {
+        let a = next_version(0);
+        assert!(
+            a > 1_600_000_000_000_000,
+            "microseconds since the epoch: {a}"
+        );
+        assert_eq!(next_version(u64::MAX - 1), u64::MAX);
+        assert_eq!(next_version(a + 1_000_000_000), a + 1_000_000_001);
+    }
+
     #[tokio::test]
     async fn a_lagging_feed_yields_resync() {
         let (tx, rx) = broadcast::channel(2);
         let mut feed = broadcast_feed(rx);
         for name in ["a", "b", "c", "d"] {
-            tx.send(StoreEvent::Deleted(name.into())).unwrap();
+            tx.send(StoreEvent::Deleted {
+                name: name.into(),
+                version: None,
+            })
+            .unwrap();
         }
         assert!(matches!(feed.next().await, Some(StoreEvent::Resync)));
-        assert!(matches!(feed.next().await, Some(StoreEvent::Deleted(n)) if n == "c"));
+        assert!(matches!(feed.next().await, Some(StoreEvent::Deleted { name, .. }) if name == "c"));
     }
 }

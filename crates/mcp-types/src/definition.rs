@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use crate::secret::{REDACTED, Secret};
 use crate::time::Timestamp;
 
+mod secrets;
+
 /// How the proxy talks to an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -250,6 +252,11 @@ pub struct McpDefinition {
     /// Set by the server at every change.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
+    /// Set by the store at every write: greater than the version of every earlier write to
+    /// the store, so replicas apply a change only when it is newer than what they run, and
+    /// the Admin API's `ETag`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 impl McpDefinition {
@@ -283,6 +290,7 @@ impl McpDefinition {
             source: DefinitionSource::Api,
             created_at: None,
             updated_at: None,
+            version: None,
         }
     }
 
@@ -328,7 +336,18 @@ impl McpDefinition {
         self.tool_filter.as_ref().is_none_or(|f| f.permits(tool))
     }
 
-    /// A copy fit for responses: `env` and `headers` values and `authTokens` become `***`.
+    /// Clears what only the server sets (`createdAt`, `updatedAt`, `version`, `source`).
+    pub fn clear_server_fields(&mut self) {
+        self.created_at = None;
+        self.updated_at = None;
+        self.version = None;
+        self.source = DefinitionSource::Api;
+    }
+
+    /// A copy fit for responses: `env` and `headers` values become `***` (their key says
+    /// which is which) and each of `authTokens` becomes its handle `***:<digest>`
+    /// ([`Secret::handle`]), so that a PUT can say which tokens to keep
+    /// ([`McpDefinition::restore_secrets`]).
     pub fn redacted(&self) -> Self {
         let mut d = self.clone();
         for v in d.env.values_mut() {
@@ -338,19 +357,17 @@ impl McpDefinition {
             *v = Secret::new(REDACTED);
         }
         for t in &mut d.auth_tokens {
-            *t = Secret::new(REDACTED);
+            *t = Secret::new(t.handle(&self.name));
         }
         d
     }
 
     /// Whether two definitions describe the same upstream, ignoring what the server sets
-    /// (timestamps and `source`).
+    /// (timestamps, version and `source`).
     pub fn same_config(&self, other: &Self) -> bool {
         let strip = |d: &Self| {
             let mut d = d.clone();
-            d.created_at = None;
-            d.updated_at = None;
-            d.source = DefinitionSource::Api;
+            d.clear_server_fields();
             d
         };
         strip(self) == strip(other)
@@ -420,6 +437,7 @@ mod tests {
             assert!(!text.contains(secret), "{text}");
         }
         assert!(text.contains(r#""X-Api-Key":"***""#), "{text}");
+        assert!(text.contains(r#""authTokens":["***:"#), "{text}");
     }
 
     #[test]

@@ -118,9 +118,18 @@ pub struct ErrorObject {
     pub code: i64,
     /// A short description.
     pub message: String,
-    /// Optional extra data, kept as raw JSON.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Optional extra data, kept as raw JSON (`"data": null` too: it is not absent).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub data: Option<Box<RawValue>>,
+}
+
+/// A member that is present, whatever its value: `null` is kept rather than read as absent.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
+    Box::<RawValue>::deserialize(d).map(Some)
 }
 
 impl ErrorObject {
@@ -468,6 +477,8 @@ impl<'de> Visitor<'de> for MessageVisitor {
                 "jsonrpc" | "id" | "method" | "params" | "result" | "error" => {
                     return Err(dup(&key));
                 }
+                // The peer's parser may keep either copy: refused like the envelope's.
+                _ if extra.contains_key(&key) => return Err(dup(&key)),
                 _ => {
                     let v: Box<RawValue> = map.next_value()?;
                     extra.insert(key, v);

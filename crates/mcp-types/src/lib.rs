@@ -42,7 +42,7 @@ pub use jsonrpc::{
     ErrorObject, Message, Notification, Outcome, Payload, Request, RequestId, Response,
 };
 pub use name::McpName;
-pub use secret::{REDACTED, Secret};
+pub use secret::{HANDLE_PREFIX, REDACTED, Secret};
 pub use status::{ConnectionState, McpStatus};
 pub use time::Timestamp;
 pub use validate::{FieldError, ValidationErrors};

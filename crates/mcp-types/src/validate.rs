@@ -8,6 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::definition::{McpDefinition, TransportKind};
 
+mod draft;
+
+pub use draft::Draft;
+
 /// One failing field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldError {
@@ -23,7 +27,8 @@ pub struct FieldError {
 pub struct ValidationErrors(pub Vec<FieldError>);
 
 impl ValidationErrors {
-    pub(crate) fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
+    /// Adds a failing field.
+    pub fn push(&mut self, field: impl Into<String>, message: impl Into<String>) {
         self.0.push(FieldError {
             field: field.into(),
             message: message.into(),
@@ -92,8 +97,16 @@ pub fn parse_ip_net(entry: &str) -> Result<ipnet::IpNet, String> {
 const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 impl McpDefinition {
-    /// Checks every field; returns all failures together.
+    /// Checks every field; returns all failures together. To read JSON and report wrong
+    /// types along with invalid values, use [`Draft`].
     pub fn validate(&self) -> Result<(), ValidationErrors> {
+        let errs = self.check(false);
+        if errs.0.is_empty() { Ok(()) } else { Err(errs) }
+    }
+
+    /// Every failure; the checks that depend on the transport are skipped when it could
+    /// not be read.
+    pub(crate) fn check(&self, skip_transport: bool) -> ValidationErrors {
         let mut errs = ValidationErrors::default();
         if let Err(reason) = crate::name::check(&self.name) {
             errs.push("name", format!("{:?} {reason}", self.name));
@@ -103,8 +116,11 @@ impl McpDefinition {
         {
             errs.push("description", "must be at most 1024 characters");
         }
-        self.validate_transport(&mut errs);
+        if !skip_transport {
+            self.validate_transport(&mut errs);
+        }
         self.validate_headers(&mut errs);
+        self.check_placeholders(&mut errs);
         check_duration(
             &mut errs,
             "timeout",
@@ -176,7 +192,7 @@ impl McpDefinition {
                 errs.push(format!("tags[{i}]"), "must be 1 to 64 characters");
             }
         }
-        if errs.0.is_empty() { Ok(()) } else { Err(errs) }
+        errs
     }
 
     fn validate_transport(&self, errs: &mut ValidationErrors) {
@@ -261,6 +277,21 @@ impl McpDefinition {
                 .any(|b| b == b'\r' || b == b'\n' || b == 0)
             {
                 errs.push(field, "value must not contain CR, LF or NUL");
+                continue;
+            }
+            // Header names are case-insensitive: two spellings would be one header with
+            // two values, and "***" could not say which one it keeps.
+            if let Some(other) = self
+                .headers
+                .keys()
+                .find(|o| *o < k && o.eq_ignore_ascii_case(k))
+            {
+                errs.push(
+                    field,
+                    format!(
+                        "names the same header as {other:?} (header names are case-insensitive)"
+                    ),
+                );
             }
         }
     }

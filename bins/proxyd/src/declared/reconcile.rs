@@ -90,9 +90,15 @@ pub(crate) async fn reconcile(
         .iter()
         .filter(|s| s.source == DefinitionSource::Config && !declared.contains(s.name.as_str()))
     {
-        match store.delete(&s.name).await {
-            Ok(()) | Err(mcp_store::Error::NotFound(_)) => {
-                manager.apply_delete(&s.name);
+        let deleted = match store.delete_if(&s.name, None).await {
+            Ok(version) => Ok(Some(version)),
+            // Gone already: its deletion's event is on the feed.
+            Err(mcp_store::Error::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        };
+        match deleted {
+            Ok(version) => {
+                manager.apply_delete(&s.name, version);
                 out.removed.push(s.name.clone());
             }
             Err(e) => out.failed.push((s.name.clone(), e.to_string())),

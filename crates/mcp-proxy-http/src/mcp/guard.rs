@@ -2,8 +2,6 @@
 //! `allowedIPs`, bearer tokens (`authTokens ∪ global_auth_tokens`, `requireAuth`), and
 //! which client headers may travel upstream.
 
-use std::net::IpAddr;
-
 use http::HeaderMap;
 use http::header::{AUTHORIZATION, HeaderName, ORIGIN};
 use mcp_proxy_core::Metrics;
@@ -12,7 +10,7 @@ use mcp_types::McpDefinition;
 
 use crate::config::HttpConfig;
 use crate::error::Error;
-use crate::security::{self, IpSet, TokenSet};
+use crate::security::{self, ClientAddr, IpSet, TokenSet};
 
 /// The security rules of one upstream's endpoints, built once per applied definition
 /// (see `Upstream::derived`), never per request.
@@ -70,7 +68,7 @@ pub(crate) fn check(
     metrics: &Metrics,
     policy: &Policy,
     headers: &HeaderMap,
-    client: IpAddr,
+    client: ClientAddr,
 ) -> Result<(), Error> {
     if let Some(origin) = headers.get(ORIGIN) {
         let origin = origin.to_str().unwrap_or("");

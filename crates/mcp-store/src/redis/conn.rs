@@ -147,6 +147,7 @@ impl Conn {
         let t = now();
         def.created_at = Some(t);
         def.updated_at = Some(t);
+        def.version = None;
         let json = encode(&def)?;
         let name = def.name.clone();
         let created = self
@@ -157,6 +158,7 @@ impl Conn {
                     self.keys.definition(&name),
                     self.keys.status(&name),
                     self.keys.index(),
+                    self.keys.version(),
                 ],
                 &[
                     json,
@@ -166,28 +168,53 @@ impl Conn {
                 ],
             )
             .await?;
-        match created {
-            1 => Ok(def),
+        match u64::try_from(created) {
+            Ok(version) if version > 0 => {
+                def.version = Some(version);
+                Ok(def)
+            }
             _ => Err(Error::AlreadyExists(name)),
         }
     }
 
-    pub(crate) async fn update(&self, mut def: McpDefinition) -> Result<McpDefinition> {
+    /// Reads the stored JSON of `name` for a compare-and-set, checking its version against
+    /// `expected` first.
+    async fn current(&self, key: &str, name: &str, expected: Option<u64>) -> Result<String> {
+        let Some(current) = self.get_raw(key).await? else {
+            return Err(Error::NotFound(name.to_owned()));
+        };
+        if let Some(expected) = expected {
+            let stored = version_of(&current);
+            if stored != Some(expected) {
+                return Err(Error::VersionMismatch {
+                    name: name.to_owned(),
+                    expected,
+                    current: stored,
+                });
+            }
+        }
+        Ok(current)
+    }
+
+    pub(crate) async fn update(
+        &self,
+        mut def: McpDefinition,
+        expected: Option<u64>,
+    ) -> Result<McpDefinition> {
         let name = def.name.clone();
         let key = self.keys.definition(&name);
         for _ in 0..UPDATE_ATTEMPTS {
-            let Some(current) = self.get_raw(&key).await? else {
-                return Err(Error::NotFound(name));
-            };
+            let current = self.current(&key, &name, expected).await?;
             let t = now();
             def.created_at = Some(created_at_of(&key, &current).unwrap_or(t));
             def.updated_at = Some(t);
+            def.version = None;
             let json = encode(&def)?;
             let outcome = self
                 .eval(
                     &format!("update {name:?}"),
                     scripts::UPDATE,
-                    &[key.clone(), self.keys.index()],
+                    &[key.clone(), self.keys.index(), self.keys.version()],
                     &[
                         current,
                         json,
@@ -198,8 +225,11 @@ impl Conn {
                 )
                 .await?;
             match outcome {
-                1 => return Ok(def),
                 0 => return Err(Error::NotFound(name)),
+                v if v > 0 => {
+                    def.version = u64::try_from(v).ok();
+                    return Ok(def);
+                }
                 _ => tracing::debug!(key = %key, "definition changed during update, retrying"),
             }
         }
@@ -211,27 +241,54 @@ impl Conn {
         })
     }
 
-    pub(crate) async fn delete(&self, name: &str) -> Result<()> {
-        let removed = self
-            .eval(
-                &format!("delete {name:?}"),
-                scripts::DELETE,
-                &[
-                    self.keys.definition(name),
-                    self.keys.status(name),
-                    self.keys.index(),
-                ],
-                &[
-                    name.to_owned(),
-                    self.keys.channel(),
-                    Event::deleted(name).encode(),
-                ],
-            )
-            .await?;
-        match removed {
-            1 => Ok(()),
-            _ => Err(Error::NotFound(name.to_owned())),
+    pub(crate) async fn delete(&self, name: &str, expected: Option<u64>) -> Result<u64> {
+        let key = self.keys.definition(name);
+        for _ in 0..UPDATE_ATTEMPTS {
+            // Unconditional: delete whatever is stored. Conditional: only the value read.
+            let current = match expected {
+                Some(_) => self.current(&key, name, expected).await?,
+                None => String::new(),
+            };
+            let removed = self
+                .eval(
+                    &format!("delete {name:?}"),
+                    scripts::DELETE,
+                    &[
+                        key.clone(),
+                        self.keys.status(name),
+                        self.keys.index(),
+                        self.keys.version(),
+                    ],
+                    &[
+                        name.to_owned(),
+                        self.keys.channel(),
+                        Event::deleted(name).encode(),
+                        current,
+                    ],
+                )
+                .await?;
+            match removed {
+                0 => return Err(Error::NotFound(name.to_owned())),
+                v if v > 0 => return Ok(u64::try_from(v).unwrap_or_default()),
+                _ => tracing::debug!(key = %key, "definition changed during delete, retrying"),
+            }
         }
+        Err(Error::Unavailable {
+            backend: BACKEND,
+            message: format!(
+                "delete {name:?}: changed concurrently {UPDATE_ATTEMPTS} times in a row"
+            ),
+        })
+    }
+
+    /// The version of the latest write (0 before the first).
+    pub(crate) async fn version(&self) -> Result<u64> {
+        let key = self.keys.version();
+        Ok(self
+            .get_raw(&key)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0))
     }
 
     pub(crate) async fn save_status(&self, name: &str, status: &McpStatus) -> Result<()> {
@@ -277,6 +334,14 @@ fn decode_definition(key: &str, name: &str, text: &str) -> Result<McpDefinition>
         });
     }
     Ok(def)
+}
+
+/// The `version` of a stored definition, read leniently (`None` when it has none).
+fn version_of(text: &str) -> Option<u64> {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()?
+        .get("version")?
+        .as_u64()
 }
 
 /// The `createdAt` of a stored definition, read leniently so that an update can repair an

@@ -30,6 +30,11 @@ impl Keys {
         format!("{}index", self.prefix)
     }
 
+    /// `{prefix}version`: the version of the latest write.
+    pub(crate) fn version(&self) -> String {
+        format!("{}version", self.prefix)
+    }
+
     /// `{prefix}events`: the pub/sub channel of change events.
     pub(crate) fn channel(&self) -> String {
         format!("{}events", self.prefix)
@@ -46,12 +51,15 @@ pub(crate) enum Op {
     Deleted,
 }
 
-/// A change event on the channel: `{"op":"put","name":"fs"}`. It carries no definition (and
-/// so no secrets); receivers fetch the current value.
+/// A change event on the channel: `{"op":"put","name":"fs"}`, or
+/// `{"op":"deleted","name":"fs","version":N}` (the delete script appends the version). It
+/// carries no definition (and so no secrets); receivers fetch the current value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Event {
     pub(crate) op: Op,
     pub(crate) name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) version: Option<u64>,
 }
 
 impl Event {
@@ -59,6 +67,7 @@ impl Event {
         Self {
             op: Op::Put,
             name: name.to_owned(),
+            version: None,
         }
     }
 
@@ -66,6 +75,7 @@ impl Event {
         Self {
             op: Op::Deleted,
             name: name.to_owned(),
+            version: None,
         }
     }
 
@@ -90,6 +100,7 @@ mod tests {
         assert_eq!(k.status("fs"), "mcp_proxy:status:fs");
         assert_eq!(k.index(), "mcp_proxy:index");
         assert_eq!(k.channel(), "mcp_proxy:events");
+        assert_eq!(k.version(), "mcp_proxy:version");
     }
 
     #[test]
@@ -100,5 +111,7 @@ mod tests {
             Some(Event::deleted("y"))
         );
         assert_eq!(Event::decode("garbage"), None);
+        let with_version = Event::decode(r#"{"op":"deleted","name":"y","version":17}"#).unwrap();
+        assert_eq!(with_version.version, Some(17));
     }
 }

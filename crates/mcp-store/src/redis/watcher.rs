@@ -124,7 +124,10 @@ impl Watcher {
             return;
         };
         match event.op {
-            Op::Deleted => self.send(StoreEvent::Deleted(event.name)),
+            Op::Deleted => self.send(StoreEvent::Deleted {
+                name: event.name,
+                version: event.version,
+            }),
             Op::Put => match self.conn.get(&event.name).await {
                 Ok(Some(def)) => self.send_put(def),
                 // Deleted since: its own event follows (or came first).

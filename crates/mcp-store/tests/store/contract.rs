@@ -57,6 +57,8 @@ contract_tests!(
     watch_sees_own_writes,
     every_watch_call_gets_its_own_feed,
     missing_names_read_as_none,
+    every_write_gets_a_greater_version,
+    conditional_writes_check_the_version_atomically,
 );
 
 async fn create_get_list_update_delete(store: &dyn Store) {
@@ -230,7 +232,7 @@ async fn every_watch_call_gets_its_own_feed(store: &dyn Store) {
     store.delete("both").await.unwrap();
     expect_deleted(&mut second, "both").await;
     match next_change(&mut third).await {
-        StoreEvent::Deleted(n) => assert_eq!(n, "both"),
+        StoreEvent::Deleted { name, .. } => assert_eq!(name, "both"),
         other => panic!("a new feed replayed an old change: {other:?}"),
     }
 }
@@ -240,4 +242,117 @@ async fn missing_names_read_as_none(store: &dyn Store) {
     let missing: Option<McpDefinition> = store.get("nothing").await.unwrap();
     assert!(missing.is_none());
     assert!(store.load_status("nothing").await.unwrap().is_none());
+}
+
+async fn every_write_gets_a_greater_version(store: &dyn Store) {
+    assert_eq!(store.version().await.unwrap(), 0, "no write yet");
+    let mut feed = store.watch();
+    let a = store.create(http_def("a", "v1")).await.unwrap();
+    let a1 = a.version.expect("a created definition has a version");
+    assert_eq!(expect_put(&mut feed, "a").await.version, Some(a1));
+    assert_eq!(store.get("a").await.unwrap().unwrap().version, Some(a1));
+    let b = store
+        .create(http_def("b", "v1"))
+        .await
+        .unwrap()
+        .version
+        .unwrap();
+    let a2 = store
+        .update(http_def("a", "v2"))
+        .await
+        .unwrap()
+        .version
+        .unwrap();
+    assert!(a1 < b && b < a2, "{a1} < {b} < {a2}");
+    assert_eq!(store.list().await.unwrap()[0].version, Some(a2));
+    expect_put(&mut feed, "b").await;
+    expect_put(&mut feed, "a").await;
+    // A version sent in is not the store's to keep.
+    let mut forged = http_def("b", "v2");
+    forged.version = Some(u64::MAX);
+    let b2 = store.update(forged).await.unwrap().version.unwrap();
+    assert!(a2 < b2 && b2 < u64::MAX, "{b2}");
+    expect_put(&mut feed, "b").await;
+    store.delete("a").await.unwrap();
+    let deleted = expect_deleted(&mut feed, "a")
+        .await
+        .expect("deletions carry a version");
+    assert!(b2 < deleted, "{b2} < {deleted}");
+    // A definition created again after a delete is newer than the delete.
+    let again = store
+        .create(http_def("a", "v3"))
+        .await
+        .unwrap()
+        .version
+        .unwrap();
+    assert!(deleted < again, "{deleted} < {again}");
+    assert_eq!(store.version().await.unwrap(), again, "the latest write");
+}
+
+async fn conditional_writes_check_the_version_atomically(store: &dyn Store) {
+    let v1 = store
+        .create(http_def("c", "v1"))
+        .await
+        .unwrap()
+        .version
+        .unwrap();
+    let err = store
+        .update_if(http_def("c", "stale"), Some(v1 - 1))
+        .await
+        .unwrap_err();
+    match err {
+        Error::VersionMismatch {
+            expected, current, ..
+        } => assert_eq!((expected, current), (v1 - 1, Some(v1))),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store
+            .get("c")
+            .await
+            .unwrap()
+            .unwrap()
+            .description
+            .as_deref(),
+        Some("v1"),
+        "a refused write changes nothing"
+    );
+    let v2 = store
+        .update_if(http_def("c", "v2"), Some(v1))
+        .await
+        .unwrap()
+        .version
+        .unwrap();
+    // The version the first writer read is gone: a second writer holding it loses.
+    assert!(
+        store
+            .update_if(http_def("c", "lost"), Some(v1))
+            .await
+            .unwrap_err()
+            .is_version_mismatch()
+    );
+    assert!(
+        store
+            .delete_if("c", Some(v1))
+            .await
+            .unwrap_err()
+            .is_version_mismatch()
+    );
+    assert!(store.get("c").await.unwrap().is_some());
+    let deleted = store.delete_if("c", Some(v2)).await.unwrap();
+    assert!(v2 < deleted);
+    assert!(
+        store
+            .delete_if("c", Some(v2))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
+    assert!(
+        store
+            .update_if(http_def("c", "x"), Some(v2))
+            .await
+            .unwrap_err()
+            .is_not_found()
+    );
 }

@@ -108,6 +108,55 @@ async fn a_prefix_isolates_stores_and_keys_follow_the_documented_layout() {
     );
     assert!(raw.exists::<bool, _>("blue:status:fs").await.unwrap());
     assert!(!raw.exists::<bool, _>("green:status:fs").await.unwrap());
+    let version: String = raw.get("blue:version").await.unwrap();
+    assert_eq!(
+        version.parse::<u64>().ok(),
+        json["version"].as_u64(),
+        "the counter holds the version of the latest write"
+    );
+}
+
+#[tokio::test]
+async fn versions_keep_growing_after_redis_lost_its_counter() {
+    let server = RedisServer::start().await;
+    let store = redis_store(&server, "v:").await;
+    let raw = raw_client(&server).await;
+    let first = store
+        .create(http_def("a", "v1"))
+        .await
+        .unwrap()
+        .version
+        .unwrap();
+    // A counter far ahead of the clock (a clock stepped back): writes go on from it.
+    raw.set::<(), _, _>(
+        "v:version",
+        (first + 1_000_000_000).to_string(),
+        None,
+        None,
+        false,
+    )
+    .await
+    .unwrap();
+    let ahead = store
+        .update(http_def("a", "v2"))
+        .await
+        .unwrap()
+        .version
+        .unwrap();
+    assert_eq!(ahead, first + 1_000_000_001);
+    // The counter lost (a restart without persistence): versions go on from the server's
+    // clock, past every version the clock gave before. (Only a clock stepped back and a
+    // lost counter together could repeat a version.)
+    raw.del::<(), _>("v:version").await.unwrap();
+    let after = store
+        .update(http_def("a", "v3"))
+        .await
+        .unwrap()
+        .version
+        .unwrap();
+    assert!(first < after, "{first} < {after}");
+    let deleted = store.delete_if("a", None).await.unwrap();
+    assert!(after < deleted, "{after} < {deleted}");
 }
 
 #[tokio::test]

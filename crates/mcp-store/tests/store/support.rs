@@ -67,10 +67,10 @@ pub(crate) async fn expect_put(feed: &mut WatchStream, name: &str) -> McpDefinit
     }
 }
 
-/// Asserts the next change is `Deleted(name)`.
-pub(crate) async fn expect_deleted(feed: &mut WatchStream, name: &str) {
+/// Asserts the next change is the deletion of `name` and returns its version.
+pub(crate) async fn expect_deleted(feed: &mut WatchStream, name: &str) -> Option<u64> {
     match next_change(feed).await {
-        StoreEvent::Deleted(n) if n == name => {}
+        StoreEvent::Deleted { name: n, version } if n == name => version,
         other => panic!("expected Deleted({name:?}), got {other:?}"),
     }
 }
