@@ -231,6 +231,38 @@ impl SessionHub {
         options: SessionOptions,
         outlet: Arc<dyn Outlet>,
     ) -> Result<Arc<ClientSession>, Error> {
+        self.open_as(name, options, outlet, false)
+    }
+
+    /// A session for one 2026-07-28 request: ready at once (no `initialize`; the client's
+    /// identity and capabilities come with the request), over the upstreams' shared
+    /// connections. Close it when the request is answered.
+    pub async fn open_stateless(
+        &self,
+        name: &str,
+        client_info: mcp_types::mcp::Implementation,
+        capabilities: serde_json::Value,
+        version: &str,
+        outlet: Arc<dyn Outlet>,
+    ) -> Result<Arc<ClientSession>, Error> {
+        let session = self.open_as(name, SessionOptions::default(), outlet, true)?;
+        if let Err(e) = session
+            .ready_stateless(client_info, capabilities, version)
+            .await
+        {
+            session.close();
+            return Err(e);
+        }
+        Ok(session)
+    }
+
+    fn open_as(
+        &self,
+        name: &str,
+        options: SessionOptions,
+        outlet: Arc<dyn Outlet>,
+        stateless: bool,
+    ) -> Result<Arc<ClientSession>, Error> {
         if self.inner.cancel.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
@@ -252,6 +284,7 @@ impl SessionHub {
             options,
             outlet,
             self.inner.cancel.child_token(),
+            stateless,
         );
         let mut permit = permit;
         self.register(&session, &mut permit);

@@ -10,6 +10,7 @@
 
 mod guard;
 mod legacy_sse;
+mod modern;
 mod session;
 mod sse;
 mod streamable;

@@ -38,6 +38,9 @@ pub struct ClientSession {
     state: Mutex<State>,
     /// Opening member links one at a time (two requests never open the same one twice).
     opening: tokio::sync::Mutex<()>,
+    /// Serves one 2026-07-28 request (no `initialize`): its upstream links are the shared
+    /// ones whatever the mode, since nothing of the client lives on between requests.
+    stateless: bool,
     cancel: CancellationToken,
     /// Its place in the session limits, given back when the session ends.
     permit: Mutex<Option<Permit>>,
@@ -192,6 +195,7 @@ impl ClientSession {
         options: SessionOptions,
         outlet: Arc<dyn Outlet>,
         cancel: CancellationToken,
+        stateless: bool,
     ) -> Arc<Self> {
         let now = hub.now_ms();
         let session = Arc::new_cyclic(|me| Self {
@@ -201,6 +205,7 @@ impl ClientSession {
             serves,
             options,
             opening: tokio::sync::Mutex::new(()),
+            stateless,
             state: Mutex::new(State {
                 phase: Phase::New,
                 outlet: Some(outlet),
@@ -551,12 +556,89 @@ impl ClientSession {
         Reply::new(Message::result(req.id, &result))
     }
 
+    /// Makes a stateless session ready without `initialize`: the client's identity and
+    /// capabilities come with its request (2026-07-28 `_meta`).
+    pub(crate) async fn ready_stateless(
+        self: &Arc<Self>,
+        client_info: mcp_types::mcp::Implementation,
+        capabilities: Value,
+        version: &str,
+    ) -> Result<(), crate::Error> {
+        let declared = Declared {
+            client_info,
+            capabilities: capabilities.clone(),
+            version: LATEST_PROTOCOL_VERSION.to_owned(),
+        };
+        let link = match &self.serves {
+            Serves::Upstream(upstream) => Some(self.open_link(upstream, &declared).await?),
+            Serves::Group(group) => {
+                if !group.is_available(self.hub.manager()) {
+                    return Err(crate::Error::NotConnected {
+                        mcp: group.name().to_owned(),
+                        state: mcp_types::ConnectionState::Error,
+                        last_error: Some("a member is down (failMode: closed)".into()),
+                    });
+                }
+                None
+            }
+        };
+        {
+            let mut state = self.state();
+            if state.phase == Phase::Ended {
+                return Err(crate::Error::SessionEnded(self.id.clone()));
+            }
+            state.phase = Phase::Ready;
+            if let Some(link) = &link {
+                state
+                    .links
+                    .insert(self.serves.name().to_owned(), link.clone());
+            }
+            state.protocol_version = Some(version.to_owned());
+            state.capabilities = capabilities;
+            state.declared = Some(declared);
+        }
+        if let Some(link) = link {
+            link.attach(self);
+            link.release_early();
+        }
+        Ok(())
+    }
+
+    /// What `server/discover` reports for this endpoint: capabilities, `serverInfo` and
+    /// instructions (the upstream's, or the group's merged ones).
+    pub fn identity(&self) -> (Value, mcp_types::mcp::Implementation, Option<String>) {
+        match &self.serves {
+            Serves::Upstream(upstream) => {
+                let link = self.state().links.get(upstream.name()).cloned();
+                let init = link
+                    .map(|l| l.init().clone())
+                    .or_else(|| upstream.initialize_result().map(|i| (*i).clone()));
+                match init {
+                    Some(init) => (init.capabilities, init.server_info, init.instructions),
+                    None => (
+                        Value::Object(serde_json::Map::new()),
+                        mcp_types::mcp::Implementation::new(upstream.name(), "unknown"),
+                        None,
+                    ),
+                }
+            }
+            Serves::Group(group) => (
+                group.capabilities(self.hub.manager()),
+                mcp_types::mcp::Implementation::new(group.name(), env!("CARGO_PKG_VERSION")),
+                group.definition().description.clone(),
+            ),
+        }
+    }
+
     /// Opens an upstream link for this session: its own (per-client), or the shared one.
     async fn open_link(
         &self,
         upstream: &Arc<Upstream>,
         declared: &Declared,
     ) -> Result<Arc<Link>, crate::Error> {
+        if self.stateless {
+            return self.hub.shared_link(upstream).await;
+        }
         match upstream.definition().session_mode {
             SessionMode::PerClient => {
                 let sp = SessionParams {

@@ -363,10 +363,22 @@ fn merge(existing: &McpDefinition, new: &McpDefinition) -> McpDefinition {
 
 /// `POST /admin/mcps:import[?dryRun=true]`.
 pub(crate) async fn handle(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Error> {
-    let dry_run = req.uri().query().is_some_and(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .any(|(k, v)| k == "dryRun" && matches!(v.as_ref(), "" | "true" | "1"))
-    });
+    let mut dry_run = false;
+    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
+        if k != "dryRun" {
+            continue;
+        }
+        dry_run = match v.as_ref() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(Error::Invalid {
+                    message: format!("dryRun must be true or false, not {other:?}"),
+                    details: serde_json::json!([{ "field": "dryRun", "message": "must be true or false" }]),
+                });
+            }
+        };
+    }
     let (parts, incoming) = req.into_parts();
     body::require_json(&parts.headers)?;
     let bytes = body::read_limited(&parts.headers, incoming, app.config().max_body_bytes).await?;

@@ -12,6 +12,7 @@ use mcp_types::Message;
 use mcp_types::jsonrpc::Payload;
 use mcp_types::mcp::{is_supported_version, methods};
 
+use super::modern;
 use super::session::{Answer, HttpSession, Transport};
 use super::sse::{self, AttachError, OnDrop};
 use super::{Endpoint, guard};
@@ -43,9 +44,23 @@ pub(crate) async fn post(
         ));
     }
     require_json_content(&headers)?;
+    // The era is classified by the version header first, then by the body's `_meta`.
+    let header = headers
+        .get(VERSION_HEADER)
+        .map(|v| v.to_str().unwrap_or("").trim().to_owned());
+    if let Some(h) = header.as_deref()
+        && !modern::is_modern(h)
+        && !is_supported_version(h)
+    {
+        return Ok(modern::unsupported(None, h));
+    }
     let version = protocol_version(&headers)?;
     let bytes = read_limited(&headers, req.into_body(), app.config().max_body_bytes).await?;
     let (messages, is_batch) = parse(&bytes)?;
+    let body_modern = !is_batch && messages.first().and_then(modern::meta_version).is_some();
+    if header.as_deref().is_some_and(modern::is_modern) || body_modern {
+        return modern::post(app, name, &headers, header.as_deref(), messages, is_batch).await;
+    }
     let initialize = messages
         .iter()
         .any(|m| m.is_request() && m.method() == Some(methods::INITIALIZE));
@@ -237,6 +252,9 @@ pub(crate) fn get(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     let headers = req.headers();
+    if modern_header(headers) {
+        return Ok(modern_method_not_allowed());
+    }
     if !accepts(headers, "text/event-stream") {
         return Err(Error::NotAcceptable(
             "the accept header must list text/event-stream".into(),
@@ -273,6 +291,9 @@ pub(crate) async fn delete(
     endpoint: &Endpoint,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
+    if modern_header(req.headers()) {
+        return Ok(modern_method_not_allowed());
+    }
     let session = session_of(app, endpoint, req.headers())?;
     app.inner().http_sessions.remove(session.id());
     session.core().close();
@@ -303,7 +324,7 @@ fn protocol_version(headers: &HeaderMap) -> Result<Option<String>, Error> {
         return Ok(None);
     };
     let v = v.to_str().unwrap_or("").trim();
-    if is_supported_version(v) {
+    if is_supported_version(v) || modern::is_modern(v) {
         Ok(Some(v.to_owned()))
     } else {
         Err(bad(
@@ -380,5 +401,27 @@ fn json_response(json: Bytes, session: Option<&str>) -> Response<Body> {
     {
         resp.headers_mut().insert(SESSION_HEADER, v);
     }
+    resp
+}
+
+/// Whether the request says it speaks a modern revision (no GET stream, no sessions).
+fn modern_header(headers: &HeaderMap) -> bool {
+    headers
+        .get(VERSION_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| modern::is_modern(v.trim()))
+}
+
+/// 405 for GET and DELETE in a modern revision: one endpoint, POST only.
+fn modern_method_not_allowed() -> Response<Body> {
+    let mut resp = modern::rpc_error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        None,
+        mcp_types::jsonrpc::codes::INVALID_REQUEST,
+        "protocol 2026-07-28 has no GET stream and no sessions: POST each request",
+        None,
+    );
+    resp.headers_mut()
+        .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
     resp
 }

@@ -1,0 +1,223 @@
+//! MCP 2026-07-28 clients on the same endpoints as 2025 ones: stateless requests over a
+//! 2025 upstream, the revision's errors, `server/discover`, `subscriptions/listen`.
+
+#[path = "sessions/support.rs"]
+mod support;
+
+use mcp_test_support::proxyd::Proxyd;
+use mcp_test_support::tools;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{Admin, BIN};
+
+const MODERN: &str = "2026-07-28";
+
+fn meta() -> Value {
+    json!({
+        "io.modelcontextprotocol/protocolVersion": MODERN,
+        "io.modelcontextprotocol/clientCapabilities": {},
+        "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+    })
+}
+
+async fn post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let mut req = reqwest::Client::new()
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let resp = req.body(body.to_string()).send().await.unwrap();
+    let (s, h) = (resp.status(), resp.headers().clone());
+    (s, h, resp.text().await.unwrap())
+}
+
+fn last_json(headers: &reqwest::header::HeaderMap, text: &str) -> Value {
+    support::messages(headers, text)
+        .last()
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn modern_requests_are_served_statelessly_and_checked_like_the_revision_says() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    admin
+        .register(serde_json::to_value(tools::everything_stdio_def("ev")).unwrap())
+        .await;
+    admin.wait_connected("ev").await;
+    let url = format!("{}/ev/mcp", proxyd.url());
+    let modern = [("mcp-protocol-version", MODERN)];
+
+    // server/discover: versions, capabilities, serverInfo in _meta, resultType, hints
+    let discover =
+        json!({"jsonrpc":"2.0","id":"d","method":"server/discover","params":{"_meta": meta()}});
+    let (s, h, text) = post(&url, &modern, &discover).await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    let v = last_json(&h, &text);
+    assert_eq!(v["result"]["supportedVersions"], json!([MODERN]), "{v}");
+    assert!(v["result"]["capabilities"]["tools"].is_object(), "{v}");
+    assert_eq!(v["result"]["resultType"], "complete");
+    assert_eq!(
+        v["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"],
+        "mcp-servers/everything"
+    );
+    assert_eq!(v["result"]["cacheScope"], "private");
+
+    // a tool call, no session header needed (and none is minted)
+    let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{
+        "name":"echo","arguments":{"message":"stateless"},"_meta": meta()}});
+    let (s, h, text) = post(
+        &url,
+        &[
+            ("mcp-protocol-version", MODERN),
+            ("mcp-method", "tools/call"),
+            ("mcp-name", "echo"),
+        ],
+        &call,
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{text}");
+    assert!(h.get("mcp-session-id").is_none());
+    let v = last_json(&h, &text);
+    assert_eq!(v["id"], 1);
+    assert_eq!(v["result"]["resultType"], "complete", "{v}");
+    assert!(
+        v["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("stateless")
+    );
+
+    // the revision's errors
+    let cases: Vec<(Vec<(&str, &str)>, Value, StatusCode, i64)> = vec![
+        // removed and unknown methods: 404, -32601, the id kept
+        (
+            modern.to_vec(),
+            json!({"jsonrpc":"2.0","id":2,"method":"ping","params":{"_meta": meta()}}),
+            StatusCode::NOT_FOUND,
+            -32601,
+        ),
+        (
+            modern.to_vec(),
+            json!({"jsonrpc":"2.0","id":3,"method":"initialize","params":{"_meta": meta()}}),
+            StatusCode::NOT_FOUND,
+            -32601,
+        ),
+        (
+            modern.to_vec(),
+            json!({"jsonrpc":"2.0","id":4,"method":"no/such","params":{"_meta": meta()}}),
+            StatusCode::NOT_FOUND,
+            -32601,
+        ),
+        // required _meta missing
+        (
+            modern.to_vec(),
+            json!({"jsonrpc":"2.0","id":5,"method":"tools/list","params":{}}),
+            StatusCode::BAD_REQUEST,
+            -32602,
+        ),
+        (
+            modern.to_vec(),
+            json!({"jsonrpc":"2.0","id":6,"method":"tools/list","params":{"_meta":{"io.modelcontextprotocol/protocolVersion": MODERN}}}),
+            StatusCode::BAD_REQUEST,
+            -32602,
+        ),
+        // header and body disagree
+        (
+            vec![
+                ("mcp-protocol-version", MODERN),
+                ("mcp-method", "tools/list"),
+            ],
+            call.clone(),
+            StatusCode::BAD_REQUEST,
+            -32020,
+        ),
+        (
+            vec![
+                ("mcp-protocol-version", MODERN),
+                ("mcp-name", "=?base64?b3RoZXI=?="),
+            ],
+            call.clone(),
+            StatusCode::BAD_REQUEST,
+            -32020,
+        ),
+        (vec![], call.clone(), StatusCode::BAD_REQUEST, -32020),
+        // an unsupported version
+        (
+            vec![("mcp-protocol-version", "2099-01-01")],
+            call.clone(),
+            StatusCode::BAD_REQUEST,
+            -32022,
+        ),
+    ];
+    for (headers, body, status, code) in cases {
+        let (s, h, text) = post(&url, &headers, &body).await;
+        assert_eq!(s, status, "{body}: {text}");
+        let v = last_json(&h, &text);
+        assert_eq!(v["error"]["code"], code, "{body}: {v}");
+        if let Some(id) = body.get("id") {
+            if code == -32601 {
+                assert_eq!(&v["id"], id, "the id is kept: {v}");
+            }
+        }
+        if code == -32022 {
+            assert!(
+                v["error"]["data"]["supported"]
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!(MODERN))
+            );
+        }
+    }
+    // GET and DELETE with a modern header: 405
+    for method in [reqwest::Method::GET, reqwest::Method::DELETE] {
+        let r = reqwest::Client::new()
+            .request(method.clone(), &url)
+            .header("mcp-protocol-version", MODERN)
+            .header("accept", "text/event-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_sdk_speaks_2026_07_28_through_the_proxy_pinned_and_auto() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    admin
+        .register(serde_json::to_value(tools::everything_stdio_def("ev")).unwrap())
+        .await;
+    admin.wait_connected("ev").await;
+    let url = format!("{}/ev/mcp", proxyd.url());
+    let root = tools::workspace_root();
+    for mode in ["pinned", "auto"] {
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(200),
+            tokio::process::Command::new(root.join(".tools/venv/bin/python"))
+                .arg(root.join("tests/python/modern_client.py"))
+                .arg(mode)
+                .arg(&url)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("the python client finished in time")
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("all ok"),
+            "python modern client ({mode}) failed: {}\n{stdout}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -1,0 +1,875 @@
+//! MCP 2026-07-28 on the same endpoints as 2025: stateless requests, each carrying the
+//! client's protocol version, identity and capabilities in `params._meta`.
+//!
+//! A request is modern when its `MCP-Protocol-Version` header says so (checked first),
+//! or when its `_meta` names a modern version (then the header must say the same). It is
+//! served by a session that lives as long as the request, over the upstreams' shared
+//! connections; nothing is kept between requests, so any replica can serve the next one.
+//! `server/discover` is answered here; `subscriptions/listen` holds its stream open and
+//! carries the change notifications asked for.
+
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
+use http::{Response, StatusCode};
+use mcp_proxy_core::{ClientSession, Outbound, Outlet};
+use mcp_types::jsonrpc::{codes, to_raw};
+use mcp_types::mcp::methods;
+use mcp_types::params::Members;
+use mcp_types::{Message, Outcome, Request, RequestId};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use super::sse;
+use crate::app::App;
+use crate::body::{Body, full};
+use crate::error::Error;
+
+/// The modern revisions this proxy serves.
+pub(crate) const MODERN_VERSIONS: &[&str] = &["2026-07-28"];
+/// `_meta` keys of the revision.
+const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+const META_CLIENT: &str = "io.modelcontextprotocol/clientInfo";
+const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+const META_SERVER: &str = "io.modelcontextprotocol/serverInfo";
+const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
+/// Error codes of the revision.
+const HEADER_MISMATCH: i64 = -32020;
+const MISSING_CAPABILITY: i64 = -32021;
+const UNSUPPORTED_VERSION: i64 = -32022;
+/// Methods the revision removed; with a modern header they are unknown (404, `-32601`).
+const REMOVED: &[&str] = &[
+    methods::INITIALIZE,
+    methods::PING,
+    "logging/setLevel",
+    methods::RESOURCES_SUBSCRIBE,
+    methods::RESOURCES_UNSUBSCRIBE,
+];
+/// Methods a modern client may send through the proxy.
+const FORWARDED: &[&str] = &[
+    methods::TOOLS_LIST,
+    methods::TOOLS_CALL,
+    methods::PROMPTS_LIST,
+    methods::PROMPTS_GET,
+    methods::RESOURCES_LIST,
+    methods::RESOURCES_READ,
+    methods::RESOURCE_TEMPLATES_LIST,
+    "completion/complete",
+];
+/// Results that carry caching hints.
+const CACHEABLE: &[&str] = &[
+    methods::TOOLS_LIST,
+    methods::PROMPTS_LIST,
+    methods::RESOURCES_LIST,
+    methods::RESOURCES_READ,
+    methods::RESOURCE_TEMPLATES_LIST,
+    "server/discover",
+];
+/// Log levels, least severe first (RFC 5424 names, as MCP uses them).
+const LEVELS: &[&str] = &[
+    "debug",
+    "info",
+    "notice",
+    "warning",
+    "error",
+    "critical",
+    "alert",
+    "emergency",
+];
+
+/// Whether a protocol version is a modern one.
+pub(crate) fn is_modern(version: &str) -> bool {
+    MODERN_VERSIONS.contains(&version)
+}
+
+/// The modern protocol version a message's `_meta` names, if any.
+pub(crate) fn meta_version(msg: &Message) -> Option<String> {
+    let params = msg.params()?;
+    if !params.get().contains("modelcontextprotocol") {
+        return None;
+    }
+    let members = Members::parse(params).ok()?;
+    let meta = Members::parse(members.get("_meta")?).ok()?;
+    meta.string(META_VERSION).ok().flatten()
+}
+
+/// A JSON-RPC error answer with an HTTP status.
+pub(crate) fn rpc_error(
+    status: StatusCode,
+    id: Option<&RequestId>,
+    code: i64,
+    message: impl Into<String>,
+    data: Option<Value>,
+) -> Response<Body> {
+    let mut error = serde_json::json!({ "code": code, "message": message.into() });
+    if let Some(d) = data {
+        error["data"] = d;
+    }
+    let body = serde_json::json!({
+        "jsonrpc": "2.0",
+        "id": id.map_or(Value::Null, |i| serde_json::to_value(i).unwrap_or(Value::Null)),
+        "error": error,
+    });
+    crate::body::json_response(status, &body)
+}
+
+/// Decodes a header value that may use the `=?base64?…?=` sentinel form.
+fn header_text(value: &HeaderValue) -> Option<String> {
+    let text = value.to_str().ok()?.trim();
+    if let Some(inner) = text
+        .strip_prefix("=?base64?")
+        .and_then(|t| t.strip_suffix("?="))
+    {
+        let bytes = base64_decode(inner)?;
+        return String::from_utf8(bytes).ok();
+    }
+    Some(text.to_owned())
+}
+
+fn base64_decode(input: &str) -> Option<Vec<u8>> {
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let clean: Vec<u8> = input.bytes().filter(|b| *b != b'=').collect();
+    let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+    for chunk in clean.chunks(4) {
+        let mut acc = 0u32;
+        for (i, &c) in chunk.iter().enumerate() {
+            acc |= value(c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len().max(1)]);
+    }
+    Some(out)
+}
+
+/// What a modern request's `_meta` says about its client.
+struct Client {
+    version: String,
+    capabilities: Value,
+    info: mcp_types::mcp::Implementation,
+    log_level: Option<usize>,
+}
+
+/// Serves one modern POST (already parsed; `header` is its `MCP-Protocol-Version`).
+pub(crate) async fn post(
+    app: &App,
+    name: &str,
+    headers: &HeaderMap,
+    header: Option<&str>,
+    messages: Vec<Message>,
+    is_batch: bool,
+) -> Result<Response<Body>, Error> {
+    let bad = |id: Option<&RequestId>, code: i64, message: String, data: Option<Value>| {
+        Ok(rpc_error(StatusCode::BAD_REQUEST, id, code, message, data))
+    };
+    if is_batch || messages.len() != 1 {
+        return bad(
+            None,
+            codes::INVALID_REQUEST,
+            "2026-07-28 requests are sent one per POST, never in a batch".into(),
+            None,
+        );
+    }
+    let msg = messages.into_iter().next().expect("one message");
+    let req = match msg {
+        Message::Request(req) => req,
+        // The revision defines no client notifications over HTTP: accepted, nothing to do.
+        Message::Notification(_) => {
+            let mut resp = Response::new(crate::body::empty());
+            *resp.status_mut() = StatusCode::ACCEPTED;
+            return Ok(resp);
+        }
+        Message::Response(_) => {
+            return bad(
+                None,
+                codes::INVALID_REQUEST,
+                "a 2026-07-28 client sends no responses: answers to input requests go in inputResponses".into(),
+                None,
+            );
+        }
+    };
+    let id = req.id.clone();
+    // Removed and unknown methods are 404 with -32601, whatever else is wrong.
+    let known = FORWARDED.contains(&req.method.as_str())
+        || req.method == "server/discover"
+        || req.method == "subscriptions/listen";
+    if REMOVED.contains(&req.method.as_str()) || !known {
+        let why = if REMOVED.contains(&req.method.as_str()) {
+            format!("{} does not exist in protocol 2026-07-28", req.method)
+        } else {
+            format!("method {:?} not found", req.method)
+        };
+        return Ok(rpc_error(
+            StatusCode::NOT_FOUND,
+            Some(&id),
+            codes::METHOD_NOT_FOUND,
+            why,
+            None,
+        ));
+    }
+    let client = match client_of(&req, header, headers) {
+        Ok(c) => c,
+        Err(resp) => return Ok(*resp),
+    };
+    let hub = &app.inner().sessions;
+    let (tx, rx) = mpsc::channel(sse::LIVE_CAPACITY);
+    let listen = req.method == "subscriptions/listen";
+    let outlet = Arc::new(RequestOutlet {
+        tx: Mutex::new(Some(tx)),
+        log_level: client.log_level,
+        listen: listen.then(|| Listen::from(&req)),
+        subscription: listen.then(|| id.clone()),
+    });
+    let session = match hub
+        .open_stateless(
+            name,
+            client.info.clone(),
+            client.capabilities.clone(),
+            &client.version,
+            outlet.clone(),
+        )
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            let err = Error::Core(e);
+            let (status, code, _) = err.parts();
+            return Ok(rpc_error(
+                status,
+                Some(&id),
+                codes::INTERNAL_ERROR,
+                err.to_string(),
+                Some(serde_json::json!({ "code": code })),
+            ));
+        }
+    };
+    let closer = session.clone();
+    let guard = sse::OnDrop::new(move || closer.close());
+    match req.method.as_str() {
+        "server/discover" => {
+            let (capabilities, server_info, instructions) = session.identity();
+            let mut result = serde_json::json!({
+                "supportedVersions": MODERN_VERSIONS,
+                "capabilities": capabilities,
+            });
+            if let Some(i) = instructions {
+                result["instructions"] = Value::String(i);
+            }
+            let response = Message::result(id, &result);
+            let json = finish(response, "server/discover", &server_info, None);
+            drop(guard);
+            Ok(json_answer(json))
+        }
+        "subscriptions/listen" => Ok(listen_stream(app, session, outlet, id, rx, guard)),
+        method => {
+            let method = method.to_owned();
+            let req = strip_meta(req);
+            Ok(answer_stream(app, session, req, rx, method, guard).await)
+        }
+    }
+}
+
+/// Reads and checks the request's `_meta`: the version (equal to the header, one we
+/// serve), the client's capabilities (required), its info (optional), its log level.
+fn client_of(
+    req: &Request,
+    header: Option<&str>,
+    headers: &HeaderMap,
+) -> Result<Client, Box<Response<Body>>> {
+    let id = Some(&req.id);
+    let invalid = |message: String| {
+        Box::new(rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            codes::INVALID_PARAMS,
+            message,
+            None,
+        ))
+    };
+    let mismatch = |message: String| {
+        Box::new(rpc_error(
+            StatusCode::BAD_REQUEST,
+            id,
+            HEADER_MISMATCH,
+            message,
+            None,
+        ))
+    };
+    let Some(params) = req.params.as_deref() else {
+        return Err(invalid(format!(
+            "params._meta is required in protocol 2026-07-28 ({META_VERSION}, {META_CAPABILITIES})"
+        )));
+    };
+    let members = Members::parse(params).map_err(|e| invalid(e.to_string()))?;
+    let Some(meta) = members.get("_meta") else {
+        return Err(invalid(format!(
+            "params._meta is required ({META_VERSION}, {META_CAPABILITIES})"
+        )));
+    };
+    let meta = Members::parse(meta).map_err(|e| invalid(format!("_meta: {e}")))?;
+    let version = match meta.string(META_VERSION) {
+        Ok(Some(v)) => v,
+        Ok(None) => return Err(invalid(format!("_meta.{META_VERSION} is required"))),
+        Err(e) => return Err(invalid(e.to_string())),
+    };
+    match header {
+        Some(h) if h != version => {
+            return Err(mismatch(format!(
+                "MCP-Protocol-Version {h:?} does not match _meta {META_VERSION} {version:?}"
+            )));
+        }
+        None => {
+            return Err(mismatch(format!(
+                "MCP-Protocol-Version is required and must be {version:?}"
+            )));
+        }
+        Some(_) => {}
+    }
+    if !is_modern(&version) {
+        return Err(Box::new(unsupported(id, &version)));
+    }
+    let capabilities = match meta.get(META_CAPABILITIES) {
+        Some(raw) => match serde_json::from_str::<Value>(raw.get()) {
+            Ok(v @ Value::Object(_)) => v,
+            _ => {
+                return Err(invalid(format!(
+                    "_meta.{META_CAPABILITIES} must be an object"
+                )));
+            }
+        },
+        None => return Err(invalid(format!("_meta.{META_CAPABILITIES} is required"))),
+    };
+    let info = meta
+        .get(META_CLIENT)
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_else(|| mcp_types::mcp::Implementation::new("unknown-client", "0"));
+    let log_level = match meta.string(META_LOG_LEVEL) {
+        Ok(Some(level)) => match LEVELS.iter().position(|l| *l == level) {
+            Some(i) => Some(i),
+            None => return Err(invalid(format!("unknown log level {level:?}"))),
+        },
+        Ok(None) => None,
+        Err(e) => return Err(invalid(e.to_string())),
+    };
+    // Mirrored headers must say what the body says.
+    if let Some(m) = headers.get("mcp-method").and_then(header_text)
+        && m != req.method
+    {
+        return Err(mismatch(format!(
+            "Mcp-Method {m:?} does not match the method {:?}",
+            req.method
+        )));
+    }
+    if let Some(n) = headers.get("mcp-name").and_then(header_text) {
+        let key = if req.method == methods::RESOURCES_READ {
+            "uri"
+        } else {
+            "name"
+        };
+        let body = members.string(key).ok().flatten();
+        if body.as_deref() != Some(n.as_str()) {
+            return Err(mismatch(format!(
+                "Mcp-Name {n:?} does not match params.{key} {body:?}"
+            )));
+        }
+    }
+    if let Err(message) = check_param_headers(headers, &members) {
+        return Err(mismatch(message));
+    }
+    Ok(Client {
+        version,
+        capabilities,
+        info,
+        log_level,
+    })
+}
+
+/// `Mcp-Param-{Name}` headers mirror top-level tool arguments: each one present must
+/// match `params.arguments.{Name}` (names compared without case).
+fn check_param_headers(headers: &HeaderMap, members: &Members<'_>) -> Result<(), String> {
+    let mut params = headers
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().strip_prefix("mcp-param-")?.to_owned(), v)))
+        .peekable();
+    if params.peek().is_none() {
+        return Ok(());
+    }
+    let arguments = members
+        .get("arguments")
+        .and_then(|a| serde_json::from_str::<Map<String, Value>>(a.get()).ok())
+        .unwrap_or_default();
+    for (name, value) in params {
+        let Some(text) = header_text(value) else {
+            return Err(format!("Mcp-Param-{name} is not readable"));
+        };
+        let body = arguments
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&name))
+            .map(|(_, v)| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            });
+        if body.as_deref() != Some(text.as_str()) {
+            return Err(format!(
+                "Mcp-Param-{name} {text:?} does not match the argument {body:?}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `-32022` with the versions served, HTTP 400.
+pub(crate) fn unsupported(id: Option<&RequestId>, version: &str) -> Response<Body> {
+    let mut supported: Vec<&str> = MODERN_VERSIONS.to_vec();
+    supported.extend(mcp_types::mcp::SUPPORTED_PROTOCOL_VERSIONS);
+    rpc_error(
+        StatusCode::BAD_REQUEST,
+        id,
+        UNSUPPORTED_VERSION,
+        format!("unsupported protocol version {version:?}"),
+        Some(serde_json::json!({ "supported": supported, "requested": version })),
+    )
+}
+
+/// The request as a 2025 upstream gets it: the revision's `_meta` keys removed
+/// (`progressToken` and others kept).
+fn strip_meta(mut req: Request) -> Request {
+    let Some(params) = req.params.as_deref() else {
+        return req;
+    };
+    let Ok(mut value) = serde_json::from_str::<Map<String, Value>>(params.get()) else {
+        return req;
+    };
+    if let Some(Value::Object(meta)) = value.get_mut("_meta") {
+        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
+        if meta.is_empty() {
+            value.remove("_meta");
+        }
+    }
+    req.params = Some(to_raw(&value));
+    req
+}
+
+/// The response as a modern client reads it: `resultType` on every result,
+/// `serverInfo` in its `_meta`, caching hints on cacheable results, and for a listen
+/// stream the subscription id.
+fn finish(
+    message: Message,
+    method: &str,
+    server_info: &mcp_types::mcp::Implementation,
+    subscription: Option<&RequestId>,
+) -> Bytes {
+    let Message::Response(mut response) = message else {
+        return Bytes::from(message.to_vec());
+    };
+    if let Outcome::Result(raw) = &response.outcome
+        && let Ok(mut result) = serde_json::from_str::<Map<String, Value>>(raw.get())
+    {
+        result
+            .entry("resultType")
+            .or_insert_with(|| Value::String("complete".into()));
+        let meta = result
+            .entry("_meta")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Value::Object(meta) = meta {
+            meta.insert(
+                META_SERVER.into(),
+                serde_json::to_value(server_info).unwrap_or(Value::Null),
+            );
+            if let Some(sub) = subscription {
+                meta.insert(
+                    META_SUBSCRIPTION.into(),
+                    serde_json::to_value(sub).unwrap_or(Value::Null),
+                );
+            }
+        }
+        if CACHEABLE.contains(&method) {
+            // What passes through the proxy is shaped by its own policy (filters,
+            // overrides, auth): nothing may be cached beyond this client and request.
+            result.insert("ttlMs".into(), Value::from(0));
+            result.insert("cacheScope".into(), Value::String("private".into()));
+        }
+        response.outcome = Outcome::Result(to_raw(&result));
+    }
+    Bytes::from(Message::Response(response).to_vec())
+}
+
+fn json_answer(json: Bytes) -> Response<Body> {
+    let mut resp = Response::new(full(json));
+    resp.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp
+}
+
+/// The answer to a forwarded request: plain JSON when nothing came before the response,
+/// otherwise an event stream (no event ids: the revision has no resumption) of the
+/// request's notifications, ending with it. Closing the stream ends the request: it is
+/// the revision's cancellation.
+async fn answer_stream(
+    app: &App,
+    session: Arc<ClientSession>,
+    req: Request,
+    mut rx: mpsc::Receiver<Bytes>,
+    method: String,
+    guard: sse::OnDrop,
+) -> Response<Body> {
+    let (_, server_info, _) = session.identity();
+    let mut answer = Box::pin({
+        let session = session.clone();
+        async move { session.request(req).await }
+    });
+    let first = tokio::select! {
+        biased;
+        item = rx.recv() => Err(item),
+        reply = &mut answer => Ok(reply),
+    };
+    let finished = |reply: Option<mcp_proxy_core::Reply>| {
+        reply.map(|r| finish(r.message, &method, &server_info, None))
+    };
+    let stream = |prelude: Vec<Bytes>, live, guard| {
+        let mut resp = sse::sse_response(prelude, live, app.config().sse_keepalive, guard);
+        resp.headers_mut()
+            .insert("x-accel-buffering", HeaderValue::from_static("no"));
+        resp
+    };
+    match first {
+        Ok(reply) => {
+            let early: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+            let last = finished(reply);
+            drop(guard);
+            match (early.is_empty(), last) {
+                (true, Some(json)) => json_answer(json),
+                (_, last) => {
+                    let mut events: Vec<Bytes> = early.iter().map(event).collect();
+                    events.extend(last.as_ref().map(event));
+                    stream(events, None, None)
+                }
+            }
+        }
+        Err(None) => {
+            let last = finished(answer.await);
+            drop(guard);
+            stream(last.iter().map(event).collect(), None, None)
+        }
+        Err(Some(item)) => {
+            // Something came first: relay the rest as it comes, then the response.
+            let (tx, live) = mpsc::channel(sse::LIVE_CAPACITY);
+            let method = method.clone();
+            tokio::spawn(async move {
+                let send = |json: Bytes, last: bool| {
+                    let tx = tx.clone();
+                    async move {
+                        tx.send(sse::Item {
+                            id: None,
+                            json,
+                            last,
+                        })
+                        .await
+                        .is_ok()
+                    }
+                };
+                loop {
+                    tokio::select! {
+                        biased;
+                        item = rx.recv() => match item {
+                            Some(json) => {
+                                if !send(json, false).await {
+                                    return;
+                                }
+                            }
+                            None => {
+                                if let Some(reply) = answer.await {
+                                    let json = finish(reply.message, &method, &server_info, None);
+                                    send(json, true).await;
+                                }
+                                return;
+                            }
+                        },
+                        reply = &mut answer => {
+                            while let Ok(json) = rx.try_recv() {
+                                send(json, false).await;
+                            }
+                            if let Some(reply) = reply {
+                                let json = finish(reply.message, &method, &server_info, None);
+                                send(json, true).await;
+                            }
+                            return;
+                        }
+                    }
+                }
+            });
+            stream(vec![event(&item)], Some(live), Some(guard))
+        }
+    }
+}
+
+/// An SSE event without an id.
+fn event(json: &Bytes) -> Bytes {
+    sse::Item {
+        id: None,
+        json: json.clone(),
+        last: false,
+    }
+    .encode()
+}
+
+/// `subscriptions/listen`: the acknowledgement first, then the change notifications
+/// asked for, each tagged with the subscription id, until the client closes the stream;
+/// when the session ends from our side (shutdown, the upstream gone), a `complete`
+/// result closes it.
+fn listen_stream(
+    app: &App,
+    session: Arc<ClientSession>,
+    outlet: Arc<RequestOutlet>,
+    id: RequestId,
+    rx: mpsc::Receiver<Bytes>,
+    guard: sse::OnDrop,
+) -> Response<Body> {
+    let listen = outlet.listen.clone().unwrap_or_default();
+    let mut accepted = Map::new();
+    if listen.tools {
+        accepted.insert("toolsListChanged".into(), Value::Bool(true));
+    }
+    if listen.prompts {
+        accepted.insert("promptsListChanged".into(), Value::Bool(true));
+    }
+    if listen.resources {
+        accepted.insert("resourcesListChanged".into(), Value::Bool(true));
+    }
+    if !listen.uris.is_empty() {
+        accepted.insert(
+            "resourceSubscriptions".into(),
+            Value::from(listen.uris.clone()),
+        );
+    }
+    let ack = serde_json::json!({
+        "jsonrpc": "2.0",
+        "method": "notifications/subscriptions/acknowledged",
+        "params": {
+            "_meta": { META_SUBSCRIPTION: id },
+            "notifications": accepted,
+        },
+    });
+    // Resource subscriptions go upstream through the session (shared connections count
+    // their subscribers).
+    for uri in &listen.uris {
+        let subscribe = Request {
+            id: RequestId::String(format!("listen-{uri}")),
+            method: methods::RESOURCES_SUBSCRIBE.into(),
+            params: Some(to_raw(&serde_json::json!({ "uri": uri }))),
+            extra: mcp_types::jsonrpc::Extra::new(),
+        };
+        let session = session.clone();
+        tokio::spawn(async move {
+            let _ = session.request(subscribe).await;
+        });
+    }
+    let first = event(&Bytes::from(ack.to_string()));
+    let (tx, live) = mpsc::channel(sse::LIVE_CAPACITY);
+    // Relay the outlet's messages to the response; when the session ends (not by the
+    // client: dropping the response closes the session through `guard`), say so with a
+    // complete result.
+    tokio::spawn(async move {
+        let mut rx = rx;
+        while let Some(json) = rx.recv().await {
+            let item = sse::Item {
+                id: None,
+                json,
+                last: false,
+            };
+            if tx.send(item).await.is_err() {
+                return;
+            }
+        }
+        let done = serde_json::json!({
+            "jsonrpc": "2.0",
+            "id": id,
+            "result": { "resultType": "complete", "_meta": { META_SUBSCRIPTION: id } },
+        });
+        let _ = tx
+            .send(sse::Item {
+                id: None,
+                json: Bytes::from(done.to_string()),
+                last: true,
+            })
+            .await;
+    });
+    let mut resp = sse::sse_response(
+        vec![first],
+        Some(live),
+        app.config().sse_keepalive,
+        Some(guard),
+    );
+    resp.headers_mut()
+        .insert("x-accel-buffering", HeaderValue::from_static("no"));
+    resp
+}
+
+/// What a `subscriptions/listen` asked for.
+#[derive(Debug, Clone, Default)]
+struct Listen {
+    tools: bool,
+    prompts: bool,
+    resources: bool,
+    uris: Vec<String>,
+}
+
+impl Listen {
+    fn from(req: &Request) -> Self {
+        let filter = req
+            .params
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+            .and_then(|v| v.get("notifications").cloned())
+            .unwrap_or(Value::Null);
+        let flag = |k: &str| filter.get(k).and_then(Value::as_bool).unwrap_or(false);
+        Self {
+            tools: flag("toolsListChanged"),
+            prompts: flag("promptsListChanged"),
+            resources: flag("resourcesListChanged"),
+            uris: filter
+                .get("resourceSubscriptions")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|u| u.as_str().map(str::to_owned))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// Where a stateless session's messages go: the request's own stream. Log messages only
+/// at or above the level the request asked for (none without one); on a listen stream
+/// only the notification kinds asked for, tagged with the subscription id.
+#[derive(Debug)]
+struct RequestOutlet {
+    tx: Mutex<Option<mpsc::Sender<Bytes>>>,
+    log_level: Option<usize>,
+    listen: Option<Listen>,
+    subscription: Option<RequestId>,
+}
+
+impl RequestOutlet {
+    fn wanted(&self, msg: &Message) -> bool {
+        let Some(method) = msg.method() else {
+            return false; // responses are the request's own answer, handed over directly
+        };
+        if let Some(listen) = &self.listen {
+            return match method {
+                methods::TOOLS_LIST_CHANGED => listen.tools,
+                methods::PROMPTS_LIST_CHANGED => listen.prompts,
+                methods::RESOURCES_LIST_CHANGED => listen.resources,
+                methods::RESOURCES_UPDATED => mcp_types::params::uri(msg.params())
+                    .ok()
+                    .flatten()
+                    .is_some_and(|u| listen.uris.contains(&u)),
+                _ => false,
+            };
+        }
+        match method {
+            methods::LOG_MESSAGE => {
+                let Some(min) = self.log_level else {
+                    return false;
+                };
+                let level = msg
+                    .params()
+                    .and_then(|p| Members::parse(p).ok()?.string("level").ok()?)
+                    .and_then(|l| LEVELS.iter().position(|x| *x == l))
+                    .unwrap_or(0);
+                level >= min
+            }
+            methods::PROGRESS => true,
+            _ => false,
+        }
+    }
+}
+
+impl Outlet for RequestOutlet {
+    fn send(&self, out: Outbound) -> bool {
+        if !self.wanted(&out.message) {
+            return true;
+        }
+        let mut message = out.message;
+        if let (Some(sub), Message::Notification(n)) = (&self.subscription, &mut message)
+            && let Some(params) = n.params.as_deref()
+            && let Ok(members) = Members::parse(params)
+        {
+            let mut meta = members
+                .get("_meta")
+                .and_then(|m| serde_json::from_str::<Map<String, Value>>(m.get()).ok())
+                .unwrap_or_default();
+            meta.insert(
+                META_SUBSCRIPTION.into(),
+                serde_json::to_value(sub).unwrap_or(Value::Null),
+            );
+            n.params = Some(members.with("_meta", &to_raw(&meta)));
+        } else if let (Some(sub), Message::Notification(n)) = (&self.subscription, &mut message) {
+            n.params = Some(to_raw(
+                &serde_json::json!({ "_meta": { META_SUBSCRIPTION: sub } }),
+            ));
+        }
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        tx.is_some_and(|tx| tx.try_send(Bytes::from(message.to_vec())).is_ok())
+    }
+
+    fn ended(&self) {
+        self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+/// `-32021`: a request needs a capability the client did not declare.
+#[allow(dead_code)]
+pub(crate) fn missing_capability(id: &RequestId, needed: &str) -> Response<Body> {
+    rpc_error(
+        StatusCode::BAD_REQUEST,
+        Some(id),
+        MISSING_CAPABILITY,
+        format!("this request needs the client capability {needed:?}"),
+        Some(serde_json::json!({ "requiredCapabilities": { needed: {} } })),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_sentinels_decode() {
+        let v = HeaderValue::from_static("=?base64?aMOpbGxv?=");
+        assert_eq!(header_text(&v).as_deref(), Some("héllo"));
+        assert_eq!(
+            header_text(&HeaderValue::from_static("plain")).as_deref(),
+            Some("plain")
+        );
+        assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
+        assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
+    }
+
+    #[test]
+    fn results_get_result_type_server_info_and_hints() {
+        let msg = Message::result(RequestId::number(1), &serde_json::json!({"tools": []}));
+        let out = finish(
+            msg,
+            methods::TOOLS_LIST,
+            &mcp_types::mcp::Implementation::new("up", "1"),
+            None,
+        );
+        let v: Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["result"]["resultType"], "complete");
+        assert_eq!(v["result"]["_meta"][META_SERVER]["name"], "up");
+        assert_eq!(v["result"]["cacheScope"], "private");
+        assert_eq!(v["result"]["ttlMs"], 0);
+    }
+}
