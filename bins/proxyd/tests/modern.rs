@@ -96,7 +96,8 @@ async fn modern_requests_are_served_statelessly_and_checked_like_the_revision_sa
     );
 
     // the revision's errors
-    let cases: Vec<(Vec<(&str, &str)>, Value, StatusCode, i64)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, Value, StatusCode, i64);
+    let cases: Vec<Case<'_>> = vec![
         // removed and unknown methods: 404, -32601, the id kept
         (
             modern.to_vec(),
@@ -162,10 +163,10 @@ async fn modern_requests_are_served_statelessly_and_checked_like_the_revision_sa
         assert_eq!(s, status, "{body}: {text}");
         let v = last_json(&h, &text);
         assert_eq!(v["error"]["code"], code, "{body}: {v}");
-        if let Some(id) = body.get("id") {
-            if code == -32601 {
-                assert_eq!(&v["id"], id, "the id is kept: {v}");
-            }
+        if let Some(id) = body.get("id")
+            && code == -32601
+        {
+            assert_eq!(&v["id"], id, "the id is kept: {v}");
         }
         if code == -32022 {
             assert!(
