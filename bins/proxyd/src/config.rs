@@ -81,6 +81,10 @@ pub(crate) struct ProxydConfig {
     pub(crate) session_idle_timeout: Duration,
     pub(crate) max_inflight_per_session: usize,
     pub(crate) session_replay_bytes: usize,
+    /// `id:KEY` entries, KEY being 32 bytes as 64 hex digits: the first seals, all open.
+    pub(crate) session_keys: Vec<Secret>,
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) input_wait: Duration,
     pub(crate) max_connections: usize,
     pub(crate) aggregate_all: bool,
     pub(crate) strict_names: bool,
@@ -121,6 +125,8 @@ impl Default for ProxydConfig {
             session_idle_timeout: Duration::from_secs(30 * 60),
             max_inflight_per_session: 64,
             session_replay_bytes: 4 * 1024 * 1024,
+            session_keys: Vec::new(),
+            input_wait: mcp_proxy_http::DEFAULT_INPUT_WAIT,
             max_connections: mcp_proxy_http::DEFAULT_MAX_CONNECTIONS,
             aggregate_all: true,
             strict_names: false,
@@ -191,7 +197,12 @@ pub(crate) fn load(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result
 
 /// Keys whose values are secret (tokens, the Redis URL with its password): an error about
 /// one never shows the value that was given.
-const SECRET_KEYS: &[&str] = &["admin_tokens", "global_auth_tokens", "storage"];
+const SECRET_KEYS: &[&str] = &[
+    "admin_tokens",
+    "global_auth_tokens",
+    "storage",
+    "session_keys",
+];
 
 /// Every error of an extraction, one a line, values of [`SECRET_KEYS`] hidden.
 fn describe(err: figment::Error) -> String {
@@ -296,6 +307,12 @@ impl ProxydConfig {
         if self.max_inflight_per_session == 0 {
             problems.push("max_inflight_per_session: must be at least 1".into());
         }
+        if let Err(e) = state_keys(&self.session_keys) {
+            problems.push(format!("session_keys: {e}"));
+        }
+        if self.input_wait < Duration::from_secs(1) {
+            problems.push("input_wait: must be at least 1s".into());
+        }
         if self.storage.kind == StorageKind::Redis && !self.storage.url.starts_with("redis") {
             problems.push(format!(
                 "storage.url: {:?} is not a redis:// URL",
@@ -371,6 +388,10 @@ impl ProxydConfig {
             session_idle_timeout: self.session_idle_timeout,
             max_inflight_per_session: self.max_inflight_per_session,
             session_replay_bytes: self.session_replay_bytes,
+            session_keys: state_keys(&self.session_keys)
+                .map_err(anyhow::Error::msg)
+                .context("session_keys")?,
+            input_wait: self.input_wait,
         })
     }
 
@@ -380,6 +401,7 @@ impl ProxydConfig {
         let hide = |v: &mut Vec<Secret>| v.iter_mut().for_each(|t| *t = Secret::new("***"));
         hide(&mut shown.admin_tokens);
         hide(&mut shown.global_auth_tokens);
+        hide(&mut shown.session_keys);
         if url::Url::parse(&shown.storage.url).is_ok_and(|u| u.password().is_some()) {
             shown.storage.url = redact_url(&shown.storage.url);
         }
@@ -388,6 +410,49 @@ impl ProxydConfig {
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
+}
+
+/// Reads `session_keys` entries (`id:KEY`, KEY 64 hex digits); an error never shows a key.
+fn state_keys(entries: &[Secret]) -> Result<Vec<mcp_proxy_http::StateKey>, String> {
+    let mut keys: Vec<mcp_proxy_http::StateKey> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let Some((id, hex)) = entry.expose().trim().split_once(':') else {
+            return Err(format!(
+                "entry {} is not id:KEY (KEY: 32 bytes as 64 hex digits)",
+                i + 1
+            ));
+        };
+        if id.is_empty()
+            || id.len() > 16
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "entry {}: the key id must be 1 to 16 letters, digits, '-' or '_'",
+                i + 1
+            ));
+        }
+        if keys.iter().any(|k| k.id == id) {
+            return Err(format!("entry {}: the key id {id:?} is used twice", i + 1));
+        }
+        let hex = hex.trim();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "entry {} ({id}): KEY must be 64 hex digits (32 bytes); the value is not shown",
+                i + 1
+            ));
+        }
+        let mut key = [0u8; 32];
+        for (j, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * j..2 * j + 2], 16).map_err(|e| e.to_string())?;
+        }
+        keys.push(mcp_proxy_http::StateKey {
+            id: id.to_owned(),
+            key,
+        });
+    }
+    Ok(keys)
 }
 
 /// Hides the secret values of a declared server (`env`, `headers`, `auth_tokens`), except

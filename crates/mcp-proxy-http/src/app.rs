@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub(crate) sessions: mcp_proxy_core::SessionHub,
     /// The same sessions as HTTP sees them, by session id.
     pub(crate) http_sessions: Arc<mcp::Registry>,
+    /// Upstream calls waiting for a 2026-07-28 client's input-required retry.
+    pub(crate) waiting: Arc<mcp::mrtr::Waiting>,
 }
 
 impl App {
@@ -53,6 +55,7 @@ impl App {
             inner: Arc::new(Inner {
                 sessions,
                 http_sessions: Arc::default(),
+                waiting: mcp::mrtr::Waiting::new(&config.session_keys, config.input_wait),
                 config,
                 store,
                 manager,

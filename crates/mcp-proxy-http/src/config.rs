@@ -6,6 +6,8 @@ use crate::security::{IpSet, TokenSet};
 
 /// Default `max_body_bytes`: 4 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default `input_wait`: 5 minutes (a person may be answering).
+pub const DEFAULT_INPUT_WAIT: Duration = Duration::from_secs(300);
 /// Default `max_connections` (upstream definitions).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
@@ -54,6 +56,12 @@ pub struct HttpConfig {
     pub max_inflight_per_session: usize,
     /// Bytes of events one streamable-HTTP session keeps for `Last-Event-ID` replay.
     pub session_replay_bytes: usize,
+    /// Keys that seal what clients bring back (`requestState`): the first seals, all
+    /// open. Empty: a key made at start, good for this process only.
+    pub session_keys: Vec<StateKey>,
+    /// How long an upstream call asking a 2026-07-28 client for input waits for the
+    /// client's retry (the `requestState`'s lifetime too).
+    pub input_wait: Duration,
 }
 
 impl Default for HttpConfig {
@@ -80,6 +88,25 @@ impl Default for HttpConfig {
             session_idle_timeout: Duration::from_secs(30 * 60),
             max_inflight_per_session: 64,
             session_replay_bytes: 4 * 1024 * 1024,
+            session_keys: Vec::new(),
+            input_wait: DEFAULT_INPUT_WAIT,
         }
+    }
+}
+
+/// One key of `session_keys`: its id and 32 bytes.
+#[derive(Clone)]
+pub struct StateKey {
+    /// Short id carried in what the key seals, so keys can rotate.
+    pub id: String,
+    /// The key material.
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for StateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
