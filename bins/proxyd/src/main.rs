@@ -19,7 +19,7 @@ use mcp_store::{MemoryStore, RedisConfig, RedisStore, Store};
 use mcp_transport::TransportOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{FlagOverrides, LogFormat, ProxydConfig, StorageKind, StorageOverrides};
@@ -202,6 +202,18 @@ async fn run(cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
         first_applied,
     ));
     let _ = applied.await;
+    let mut cfg = cfg;
+    let open_files = raise_open_file_limit();
+    if let Some(configured) = cfg.listener.fit_open_file_limit(open_files) {
+        warn!(
+            configured,
+            allowed = cfg.listener.max_connections,
+            open_file_limit = open_files,
+            "listener.max_connections lowered to half the open-file limit, so that client \
+             connections cannot starve stdio children and upstream connections; raise the \
+             limit (ulimit -n, LimitNOFILE=) to serve more"
+        );
+    }
     let app = App::new(cfg.http_config()?, store.clone(), manager.clone());
     let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
         .await
@@ -229,6 +241,26 @@ async fn run(cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
     manager.shutdown(cfg.shutdown_timeout).await;
     info!("proxyd stopped");
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (as servers commonly do: the soft
+/// default of 1024 is meant for interactive programs) and returns the limit in force, or
+/// `None` when it is unlimited.
+fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+    {
+        let raised = rustix::process::Rlimit {
+            current: Some(maximum),
+            maximum: Some(maximum),
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            warn!(error = %e, current, maximum, "cannot raise the open-file limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current
 }
 
 /// SIGTERM and SIGINT streams, installed before the listener is announced.
