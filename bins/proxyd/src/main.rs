@@ -139,8 +139,10 @@ async fn open_store(cfg: &ProxydConfig) -> anyhow::Result<Arc<dyn Store>> {
         StorageKind::Redis => {
             let mut rc = RedisConfig::new(cfg.storage.url.clone());
             rc.prefix.clone_from(&cfg.storage.prefix);
+            // Redis down at start is not fatal: the store keeps connecting, proxyd serves
+            // what it can (the declared servers) and /readyz says why it is not ready.
             Arc::new(
-                RedisStore::connect(rc)
+                RedisStore::open(rc)
                     .await
                     .context("cannot open the redis store")?,
             )
