@@ -118,9 +118,17 @@ impl MockServer {
     /// dropped before, say, to play a server restarted with no memory of its sessions.
     /// Dropping a mock cuts its open connections, as a crash would.
     pub async fn start_on(fault: Fault, port: u16) -> Self {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, port))
-            .await
-            .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port}: {e}"));
+        // A mock dropped a moment ago lets go of its port once its task notices.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
+                Ok(listener) => break listener,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    panic!("bind 127.0.0.1:{port}: {e}")
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
         let addr = listener.local_addr().expect("local addr");
         let state: Shared = Arc::new(Mutex::new(State {
             fault,
