@@ -158,10 +158,22 @@ struct Reload {
     declared: DeclaredSet,
 }
 
-async fn run(cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
+async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
     // Before anything can send it: SIGHUP's default action would end the process.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
+    // Before any child is spawned, so that every one runs under the same limit.
+    let open_files = raise_open_file_limit();
+    if let Some(configured) = cfg.listener.fit_open_file_limit(open_files) {
+        warn!(
+            configured,
+            allowed = cfg.listener.max_connections,
+            open_file_limit = open_files,
+            "listener.max_connections lowered to half the open-file limit, so that client \
+             connections cannot starve stdio children and upstream connections; raise the \
+             limit (ulimit -n, LimitNOFILE=) to serve more"
+        );
+    }
     let store = open_store(&cfg).await?;
     let options = TransportOptions {
         max_message_bytes: cfg.max_message_bytes,
@@ -204,18 +216,6 @@ async fn run(cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
         first_applied,
     ));
     let _ = applied.await;
-    let mut cfg = cfg;
-    let open_files = raise_open_file_limit();
-    if let Some(configured) = cfg.listener.fit_open_file_limit(open_files) {
-        warn!(
-            configured,
-            allowed = cfg.listener.max_connections,
-            open_file_limit = open_files,
-            "listener.max_connections lowered to half the open-file limit, so that client \
-             connections cannot starve stdio children and upstream connections; raise the \
-             limit (ulimit -n, LimitNOFILE=) to serve more"
-        );
-    }
     let app = App::new(cfg.http_config()?, store.clone(), manager.clone());
     let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
         .await

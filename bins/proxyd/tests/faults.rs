@@ -162,7 +162,7 @@ async fn a_stdio_child_killed_mid_call_fails_the_call_at_once_and_the_service_co
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_http_upstream_restarted_mid_stream_fails_the_stream_and_sessions_start_over() {
     // the first server holds tool calls open; the one after the restart answers them
-    let first = MockServer::start(Fault::NeverAnswer).await;
+    let first = MockServer::start_on(Fault::NeverAnswer, tools::restartable_port()).await;
     let port = first.port();
     let p = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&p);
@@ -251,7 +251,7 @@ async fn an_http_upstream_restarted_mid_stream_fails_the_stream_and_sessions_sta
             id after a restart is never ended; every request fails with `the upstream \
             refused the request` and the client is never told to initialize again"]
 async fn server_everything_restarted_mid_stream_sends_its_clients_to_initialize_again() {
-    let port = tools::free_port();
+    let port = tools::restartable_port();
     let upstream = EverythingServer::start_on(EverythingMode::StreamableHttp, port).await;
     let p = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&p);
@@ -833,7 +833,12 @@ async fn legacy_session(
 async fn proxyd_restarted_with_redis_under_open_sessions_sends_clients_to_initialize_again() {
     let redis = RedisServer::start().await;
     let args = ["--storage", "redis", "--redis-url", &redis.url()];
-    let mut first = Proxyd::start(BIN, &args).await.unwrap();
+    // a port no outgoing connection can take while proxyd is down
+    let launch = Launch {
+        port: tools::restartable_port(),
+        ..Launch::default()
+    };
+    let mut first = Proxyd::launch(BIN, &args, &[], &launch).await.unwrap();
     let admin = Admin::new(&first);
     admin
         .register(def_json(&tools::mock_stdio_def("m", &["echo"])))
@@ -903,17 +908,7 @@ async fn proxyd_restarted_with_redis_under_open_sessions_sends_clients_to_initia
         assert_eventually!(BOUND, !alive(*child));
     }
 
-    let second = Proxyd::launch(
-        BIN,
-        &args,
-        &[],
-        &Launch {
-            port: first.port(),
-            ..Launch::default()
-        },
-    )
-    .await
-    .unwrap();
+    let second = Proxyd::launch(BIN, &args, &[], &launch).await.unwrap();
     assert_eq!(second.url(), first.url(), "same address");
     let admin = Admin::new(&second);
     admin.wait_connected("m").await;

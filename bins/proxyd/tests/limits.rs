@@ -440,3 +440,57 @@ async fn oversized_requests_get_413_at_any_size_on_both_endpoint_kinds() {
     let (status, _) = admin.call("m", "echo", json!({"message": "after"})).await;
     assert_eq!(status, reqwest::StatusCode::OK);
 }
+
+/// The lingering close after a 413 is bounded both ways: a client that keeps its socket
+/// open after the answer loses its slot after `linger_timeout`, and one that keeps sending
+/// is cut off after `linger_max_bytes`.
+#[tokio::test]
+async fn the_lingering_close_after_a_413_is_bounded_in_time_and_bytes() {
+    let p = start(&[
+        ("MCP_PROXY_MAX_BODY_BYTES", "65536"),
+        ("MCP_PROXY_LISTENER__LINGER_TIMEOUT", "5s"),
+        ("MCP_PROXY_LISTENER__LINGER_MAX_BYTES", "1048576"),
+    ])
+    .await;
+    let admin = Admin::new(&p);
+    let auth = format!("Authorization: Bearer {ADMIN_TOKEN}");
+    let head = raw::head(
+        "POST",
+        "/admin/mcps",
+        &[
+            &auth,
+            "Content-Type: application/json",
+            "Content-Length: 104857600",
+        ],
+    );
+    // sends a part of its body, reads the answer, then neither sends nor closes
+    let mut idle = raw::connect(&p.url()).await;
+    raw::send(&mut idle, head.as_bytes()).await.unwrap();
+    raw::send(&mut idle, &vec![b' '; 128 * 1024]).await.unwrap();
+    let read = raw::read(&mut idle, SOON).await;
+    assert!(matches!(read, Read::Answer(413, _)), "{read:?}");
+    assert!(
+        raw::closed(&mut idle, SOON).await.is_some(),
+        "FIN after the answer"
+    );
+    // its slot is held while it lingers, then freed
+    assert!(admin.metric("mcp_proxy_client_connections").await >= 2.0);
+    assert_eventually!(
+        SOON,
+        admin.metric("mcp_proxy_client_connections").await == 1.0
+    );
+    // keeps sending: cut off after a megabyte (plus what socket buffers hold), long
+    // before its 100 MiB are through
+    let mut pushy = raw::connect(&p.url()).await;
+    raw::send(&mut pushy, head.as_bytes()).await.unwrap();
+    let chunk = vec![b' '; 64 * 1024];
+    let mut sent = 0usize;
+    let cut = tokio::time::timeout(SOON, async {
+        while raw::send(&mut pushy, &chunk).await.is_ok() {
+            sent += chunk.len();
+        }
+    })
+    .await;
+    assert!(cut.is_ok(), "still sending after {sent} bytes");
+    assert!(sent < 50 << 20, "{sent} bytes went through");
+}

@@ -20,7 +20,7 @@ use mcp_types::{McpDefinition, TransportKind};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::raw;
-use support::{Admin, BIN, McpHttp, open_fds, read_until, rss_kib, signal};
+use support::{Admin, BIN, McpHttp, open_fds, read_until, rss_kib};
 use tokio_util::sync::CancellationToken;
 
 const V: &str = "2025-11-25";
@@ -272,7 +272,11 @@ async fn faults(
                 continue;
             }
             let victim = children[(round as usize * 7) % children.len()];
-            signal(victim, "KILL").await;
+            // It may have ended with its session meanwhile.
+            let _ = tokio::process::Command::new("kill")
+                .args(["-KILL", &victim.to_string()])
+                .status()
+                .await;
         }
         Tally::add(&tally.faults);
     }
@@ -313,7 +317,7 @@ async fn soak() {
     .unwrap();
     let pid = p.pid().unwrap();
     let admin = Admin::new(&p);
-    let http = MockServer::start(Fault::None).await;
+    let http = MockServer::start_on(Fault::None, tools::restartable_port()).await;
     let mut shared = serde_json::to_value(tools::mock_stdio_def("sh", &["echo"])).unwrap();
     shared["sessionMode"] = json!("shared");
     let mut per_client = serde_json::to_value(tools::mock_stdio_def("pc", &["echo"])).unwrap();
