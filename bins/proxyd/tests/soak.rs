@@ -1,7 +1,7 @@
 //! A bounded soak (ignored by default; `scripts/soak.sh` runs it): `SOAK_MINUTES` (default
 //! 10) of sessions opening and closing, tool calls on per-client, shared and HTTP
 //! upstreams, legacy SSE clients that vanish, clients that send nothing, trickle their
-//! headers or leave mid-call, stdio children killed and an HTTP upstream restarted every
+//! headers or leave mid-call and never come back, stdio children killed and an HTTP upstream restarted every
 //! few seconds — while proxyd's resident memory and open descriptors are sampled every 5 s.
 //! It ends with a verdict line (`soak verdict: flat …` or `soak verdict: growing …`) and
 //! fails unless flat and no request outlived its deadline.
@@ -187,8 +187,9 @@ async fn vanishing_legacy(mcp: McpHttp, base: String, tally: Arc<Tally>, stop: C
 }
 
 /// Clients that misbehave: one that sends nothing, one that trickles its headers, one
-/// that starts a call and leaves before the answer (ending its session afterwards). Each
-/// is closed by proxyd or leaves.
+/// that starts a call and leaves before the answer, never to end its session (idle
+/// expiry and eviction of idle sessions at the limit take care of it). Each is closed by
+/// proxyd or leaves.
 async fn slow_clients(base: String, sh_url: String, tally: Arc<Tally>, stop: CancellationToken) {
     while !stop.is_cancelled() {
         let mut silent = raw::connect(&base).await;
@@ -210,9 +211,7 @@ async fn slow_clients(base: String, sh_url: String, tally: Arc<Tally>, stop: Can
                         mcp.post(&sh_url, Some(sid), &[], &call(1, "left")),
                     )
                     .await;
-                    // It ends its session later. One that never does stays until
-                    // proxyd ends it (sessions have no idle expiry yet).
-                    close(&mcp, &sh_url, sid).await;
+                    // and never ends its session: idle expiry and eviction must
                 }
             }
         });
@@ -310,6 +309,7 @@ async fn soak() {
             ("MCP_PROXY_LISTENER__FIRST_BYTE_TIMEOUT", "1s"),
             ("MCP_PROXY_LISTENER__HEADER_READ_TIMEOUT", "1s"),
             ("MCP_PROXY_LISTENER__IDLE_TIMEOUT", "10s"),
+            ("MCP_PROXY_SESSION_IDLE_TIMEOUT", "30s"),
             ("RUST_LOG", "warn,proxyd=info"),
         ],
     )
@@ -386,9 +386,13 @@ async fn soak() {
         let (rss, fds) = (rss_kib(pid), open_fds(pid));
         let t = started.elapsed().as_secs_f64();
         samples.push((t, rss, fds));
+        let (_, metrics) = admin
+            .send(reqwest::Method::GET, "/admin/metrics", None)
+            .await;
+        let open_sessions = metrics["active_sessions"].as_u64().unwrap_or(0);
         eprintln!(
-            "soak sample t={t:.0}s rss={rss}KiB fds={fds} calls={} sessions={} errors={} \
-             faults={} slow_clients={} hung={}",
+            "soak sample t={t:.0}s rss={rss}KiB fds={fds} open_sessions={open_sessions} \
+             calls={} sessions={} errors={} faults={} slow_clients={} hung={}",
             tally.calls.load(Ordering::Relaxed),
             tally.sessions.load(Ordering::Relaxed),
             tally.errors.load(Ordering::Relaxed),
