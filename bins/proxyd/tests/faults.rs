@@ -55,6 +55,19 @@ fn text_of(answer: &[Value]) -> String {
         .to_owned()
 }
 
+/// An echo call on a session that must succeed with `message` in its text.
+async fn echo_ok(mcp: &McpHttp, url: &str, sid: &str, id: u64, message: &str) {
+    let answer = bounded_call(
+        mcp,
+        url,
+        sid,
+        &call(id, "echo", json!({"message": message})),
+    )
+    .await;
+    let text = text_of(&answer);
+    assert!(text.contains(message), "{url}: {text}");
+}
+
 /// The error object of a failed `tools/call` answer.
 fn error_of(answer: &[Value]) -> Value {
     let last = answer.last().expect("an answer");
@@ -82,25 +95,29 @@ async fn delete_session(mcp: &McpHttp, url: &str, sid: &str) {
     assert!(resp.status().is_success(), "{}", resp.status());
 }
 
+/// Registers the mock's echo server as `name` (per-client) and waits until it is
+/// connected; the Admin API, a client and the server's streamable URL.
+async fn echo_upstream(p: &Proxyd, name: &str) -> (Admin, McpHttp, String) {
+    let admin = Admin::new(p);
+    admin
+        .register(def_json(&tools::mock_stdio_def(name, &["echo"])))
+        .await;
+    admin.wait_connected(name).await;
+    (admin, McpHttp::new(), format!("{}/{name}/mcp", p.url()))
+}
+
 /// One session through `url` with an echo call, then ended: warms up the path before a
 /// baseline is taken.
 async fn warm_up(mcp: &McpHttp, url: &str) {
     let sid = mcp.open_session(url, V).await;
-    let answer = bounded_call(mcp, url, &sid, &call(1, "echo", json!({"message": "warm"}))).await;
-    assert!(text_of(&answer).contains("warm"), "{answer:?}");
+    echo_ok(mcp, url, &sid, 1, "warm").await;
     delete_session(mcp, url, &sid).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stdio_child_killed_mid_call_fails_the_call_at_once_and_the_service_comes_back() {
     let p = Proxyd::start(BIN, &[]).await.unwrap();
-    let admin = Admin::new(&p);
-    admin
-        .register(def_json(&tools::mock_stdio_def("kid", &["echo"])))
-        .await;
-    admin.wait_connected("kid").await;
-    let mcp = McpHttp::new();
-    let url = format!("{}/kid/mcp", p.url());
+    let (_admin, mcp, url) = echo_upstream(&p, "kid").await;
     warm_up(&mcp, &url).await;
     let baseline = Baseline::take(p.pid().unwrap());
 
@@ -140,15 +157,8 @@ async fn a_stdio_child_killed_mid_call_fails_the_call_at_once_and_the_service_co
         StatusCode::NOT_FOUND
     );
     let again = mcp.open_session(&url, V).await;
-    let answer = bounded_call(
-        &mcp,
-        &url,
-        &again,
-        &call(8, "echo", json!({"message": "back"})),
-    )
-    .await;
+    echo_ok(&mcp, &url, &again, 8, "back").await;
     let back_after = killed.elapsed();
-    assert_eq!(text_of(&answer), "back");
     eprintln!(
         "fault figure: stdio child killed mid-call: error after {error_after:?}, \
          service back (new session + call) after {back_after:?}"
@@ -224,14 +234,7 @@ async fn an_http_upstream_restarted_mid_stream_fails_the_stream_and_sessions_sta
         session_status(&mcp, &url, &sid).await == StatusCode::NOT_FOUND
     );
     let again = mcp.open_session(&url, V).await;
-    let answer = bounded_call(
-        &mcp,
-        &url,
-        &again,
-        &call(9, "echo", json!({"message": "new"})),
-    )
-    .await;
-    assert_eq!(text_of(&answer), "new");
+    echo_ok(&mcp, &url, &again, 9, "new").await;
     let back_after = restarted.elapsed();
     admin.wait_connected("mh").await;
     eprintln!(
@@ -399,20 +402,10 @@ async fn an_answer_over_max_message_bytes_is_a_clean_error_and_the_connection_re
     let admin = Admin::new(&p);
     let sse = MockServer::start(Fault::None).await;
     let json_answers = MockServer::start(Fault::JsonResponses).await;
-    admin
-        .register(def_json(&McpDefinition::http(
-            "sse-big",
-            TransportKind::StreamableHttp,
-            sse.url(),
-        )))
-        .await;
-    admin
-        .register(def_json(&McpDefinition::http(
-            "json-big",
-            TransportKind::StreamableHttp,
-            json_answers.url(),
-        )))
-        .await;
+    for (name, url) in [("sse-big", sse.url()), ("json-big", json_answers.url())] {
+        let def = McpDefinition::http(name, TransportKind::StreamableHttp, url);
+        admin.register(def_json(&def)).await;
+    }
     admin
         .register(def_json(&tools::mock_stdio_def("stdio-big", &["echo"])))
         .await;
@@ -431,9 +424,8 @@ async fn an_answer_over_max_message_bytes_is_a_clean_error_and_the_connection_re
             bounded_call(&mcp, &url, &sid, &call(2, "big", json!({"bytes": TEN_MIB}))).await;
         assert_eq!(answer.last().unwrap()["id"], 2, "{name}: {answer:?}");
         too_large(&p, &error_of(&answer)).await;
-        let answer =
-            bounded_call(&mcp, &url, &sid, &call(3, "echo", json!({"message": "on"}))).await;
-        assert_eq!(text_of(&answer), "on", "{name}: the session serves on");
+        // the session serves on
+        echo_ok(&mcp, &url, &sid, 3, "on").await;
         delete_session(&mcp, &url, &sid).await;
     }
     // stdio: a line over the limit cannot be skipped, so that process is stopped; the
@@ -447,14 +439,7 @@ async fn an_answer_over_max_message_bytes_is_a_clean_error_and_the_connection_re
         StatusCode::NOT_FOUND
     );
     let again = mcp.open_session(&url, V).await;
-    let answer = bounded_call(
-        &mcp,
-        &url,
-        &again,
-        &call(3, "echo", json!({"message": "new"})),
-    )
-    .await;
-    assert_eq!(text_of(&answer), "new");
+    echo_ok(&mcp, &url, &again, 3, "new").await;
     delete_session(&mcp, &url, &again).await;
     assert_eq!(admin.state("stdio-big").await, "connected");
     baseline.assert_back("10 MiB answers").await;
@@ -514,14 +499,7 @@ async fn proxyd_starts_without_redis_serves_its_declared_servers_and_loads_once_
     let mcp = McpHttp::new();
     let url = format!("{}/decl/mcp", p.url());
     let sid = mcp.open_session(&url, V).await;
-    let answer = bounded_call(
-        &mcp,
-        &url,
-        &sid,
-        &call(2, "echo", json!({"message": "early"})),
-    )
-    .await;
-    assert_eq!(text_of(&answer), "early");
+    echo_ok(&mcp, &url, &sid, 2, "early").await;
     // admin writes wait for the store
     let api_def = def_json(&tools::mock_stdio_def("api-one", &["echo"]));
     let (status, body) = admin
@@ -546,14 +524,7 @@ async fn proxyd_starts_without_redis_serves_its_declared_servers_and_loads_once_
     assert_eventually!(BOUND, other.get("decl").await.unwrap().is_some());
     let stored = other.get("decl").await.unwrap().unwrap();
     assert_eq!(stored.source, mcp_types::DefinitionSource::Config);
-    let answer = bounded_call(
-        &mcp,
-        &url,
-        &sid,
-        &call(3, "echo", json!({"message": "later"})),
-    )
-    .await;
-    assert_eq!(text_of(&answer), "later");
+    echo_ok(&mcp, &url, &sid, 3, "later").await;
     let (status, body) = admin
         .send(reqwest::Method::POST, "/admin/mcps", Some(api_def))
         .await;
@@ -567,13 +538,7 @@ async fn redis_stopped_and_started_under_load_loses_no_definition() {
     let p = Proxyd::start(BIN, &["--storage", "redis", "--redis-url", &redis.url()])
         .await
         .unwrap();
-    let admin = Admin::new(&p);
-    admin
-        .register(def_json(&tools::mock_stdio_def("busy", &["echo"])))
-        .await;
-    admin.wait_connected("busy").await;
-    let mcp = McpHttp::new();
-    let url = format!("{}/busy/mcp", p.url());
+    let (admin, mcp, url) = echo_upstream(&p, "busy").await;
     warm_up(&mcp, &url).await;
     let baseline = Baseline::take(p.pid().unwrap());
 
@@ -839,22 +804,9 @@ async fn proxyd_restarted_with_redis_under_open_sessions_sends_clients_to_initia
         ..Launch::default()
     };
     let mut first = Proxyd::launch(BIN, &args, &[], &launch).await.unwrap();
-    let admin = Admin::new(&first);
-    admin
-        .register(def_json(&tools::mock_stdio_def("m", &["echo"])))
-        .await;
-    admin.wait_connected("m").await;
-    let mcp = McpHttp::new();
-    let url = format!("{}/m/mcp", first.url());
+    let (_admin, mcp, url) = echo_upstream(&first, "m").await;
     let sid = mcp.open_session(&url, V).await;
-    let answer = bounded_call(
-        &mcp,
-        &url,
-        &sid,
-        &call(2, "echo", json!({"message": "one"})),
-    )
-    .await;
-    assert_eq!(text_of(&answer), "one");
+    echo_ok(&mcp, &url, &sid, 2, "one").await;
     let (mut legacy, _) = legacy_session(&mcp, &format!("{}/m", first.url())).await;
     let pending = {
         let (mcp, url, sid) = (mcp.clone(), url.clone(), sid.clone());
@@ -920,14 +872,7 @@ async fn proxyd_restarted_with_redis_under_open_sessions_sends_clients_to_initia
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(body["error"]["data"]["code"], "session_not_found", "{body}");
     let again = mcp.open_session(&url, V).await;
-    let answer = bounded_call(
-        &mcp,
-        &url,
-        &again,
-        &call(5, "echo", json!({"message": "two"})),
-    )
-    .await;
-    assert_eq!(text_of(&answer), "two");
+    echo_ok(&mcp, &url, &again, 5, "two").await;
     let back_after = stopped.elapsed();
     let baseline = Baseline::take(second.pid().unwrap());
     let (legacy, post) = legacy_session(&mcp, &format!("{}/m", second.url())).await;
