@@ -1,9 +1,9 @@
 //! The manager: owns every upstream, follows the store's change feed, and answers the
 //! Admin API's live questions (statuses, tools, calls, metrics).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -107,6 +107,8 @@ struct Inner {
     connector: Arc<dyn Connector>,
     config: ManagerConfig,
     table: RwLock<Table>,
+    /// Upstreams served without being in the store (see [`Manager::apply_unstored`]).
+    unstored: Mutex<HashSet<String>>,
     cancel: CancellationToken,
     loaded: AtomicBool,
     started: Instant,
@@ -142,6 +144,7 @@ impl Manager {
                 connector,
                 config,
                 table: RwLock::new(Table::default()),
+                unstored: Mutex::default(),
                 cancel,
                 loaded: AtomicBool::new(false),
                 started: Instant::now(),
@@ -207,11 +210,12 @@ impl Manager {
         for def in defs {
             self.apply_put(def);
         }
+        let unstored = self.unstored().clone();
         let stale: Vec<String> = self
             .read()
             .upstreams
             .keys()
-            .filter(|n| !names.contains(n))
+            .filter(|n| !names.contains(n) && !unstored.contains(*n))
             .cloned()
             .collect();
         for name in stale {
@@ -229,12 +233,33 @@ impl Manager {
         self.inner.table.write().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn unstored(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner
+            .unstored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Adds the upstream, or replaces it when its configuration changed (hot reload).
     /// Idempotent: the same definition twice changes nothing. A definition whose version
     /// is not newer than the last change applied to its name (a definition, or its
     /// deletion) is ignored, so the interleaving of this replica's own writes and the
     /// change feed never brings an older definition back.
     pub fn apply_put(&self, def: McpDefinition) {
+        self.unstored().remove(&def.name);
+        self.apply(def);
+    }
+
+    /// Serves `def` although the store does not hold it: a declared server while the store
+    /// cannot be reached. A resync leaves it running while the store lacks it; an
+    /// [`apply_put`](Self::apply_put) of that name (once it is stored) takes it over, and
+    /// with the same configuration nothing restarts.
+    pub fn apply_unstored(&self, def: McpDefinition) {
+        self.unstored().insert(def.name.clone());
+        self.apply(def);
+    }
+
+    fn apply(&self, def: McpDefinition) {
         if self.inner.cancel.is_cancelled() {
             return;
         }
@@ -282,6 +307,7 @@ impl Manager {
     /// store's, see [`mcp_store::StoreEvent::Deleted`]) is older than the definition
     /// applied is ignored.
     pub fn apply_delete(&self, name: &str, version: Option<u64>) {
+        self.unstored().remove(name);
         let mut table = self.write();
         if !table.admits_delete(name, version) {
             debug!(upstream = %name, version = ?version, "ignoring a deletion older than the definition applied");
@@ -479,5 +505,54 @@ impl Manager {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mcp_store::MemoryStore;
+
+    use super::*;
+    use crate::TransportConnector;
+
+    /// A definition that never connects (nothing listens on port 1) and never retries.
+    fn def(name: &str) -> McpDefinition {
+        let mut d = McpDefinition::http(
+            name,
+            mcp_types::TransportKind::StreamableHttp,
+            "http://127.0.0.1:1/mcp",
+        );
+        d.auto_reconnect = false;
+        d
+    }
+
+    #[tokio::test]
+    async fn an_unstored_upstream_survives_resyncs_until_the_store_takes_it_over() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let manager = Manager::new(
+            store.clone(),
+            Arc::new(TransportConnector::default()),
+            ManagerConfig::default(),
+        );
+        manager.apply_unstored(def("declared"));
+        let first = manager.upstream("declared").unwrap();
+        manager.resync().await.unwrap();
+        assert!(
+            manager.upstream("declared").is_some(),
+            "not removed for missing from the store"
+        );
+        let stored = store.create(def("declared")).await.unwrap();
+        manager.apply_put(stored);
+        assert!(
+            Arc::ptr_eq(&first, &manager.upstream("declared").unwrap()),
+            "the same configuration, stored, does not restart it"
+        );
+        store.delete("declared").await.unwrap();
+        manager.resync().await.unwrap();
+        assert!(
+            manager.upstream("declared").is_none(),
+            "once stored, it follows the store like any definition"
+        );
+        manager.shutdown(Duration::from_secs(1)).await;
     }
 }

@@ -100,7 +100,9 @@ impl App {
         }
         let started = Instant::now();
         let route = route_template(&path);
-        let resp = match tracing::Instrument::instrument(self.dispatch(req, peer), span).await {
+        let dispatch = tracing::Instrument::instrument(self.dispatch(req, peer), span);
+        let within = self.inner.config.listener.body_read_timeout;
+        let resp = match crate::body::BODY_READ_TIMEOUT.scope(within, dispatch).await {
             Ok(resp) => resp,
             Err(err) => {
                 let (status, code, _) = err.parts();

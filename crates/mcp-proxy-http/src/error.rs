@@ -31,6 +31,12 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// The body did not arrive whole within `body_read_timeout`.
+    #[error("request body not received within {}", mcp_types::duration::format(*.within))]
+    BodyTimeout {
+        /// The deadline.
+        within: std::time::Duration,
+    },
     /// The body is not JSON.
     #[error("invalid json at line {line} column {column}: {message}")]
     InvalidJson {
@@ -126,6 +132,7 @@ impl Error {
                 "payload_too_large",
                 Some(serde_json::json!({ "limit": limit })),
             ),
+            Self::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout", None),
             Self::InvalidJson { line, column, .. } => (
                 StatusCode::BAD_REQUEST,
                 "invalid_json",

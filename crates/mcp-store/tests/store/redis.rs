@@ -231,6 +231,52 @@ async fn connect_to_a_dead_port_is_unavailable_quickly() {
 }
 
 #[tokio::test]
+async fn open_without_redis_fails_fast_until_it_starts_then_connects_and_asks_for_a_resync() {
+    let mut server = RedisServer::not_started();
+    let store = tokio::time::timeout(
+        FAIL_FAST_BOUND,
+        RedisStore::open(redis_config(&server, "late:")),
+    )
+    .await
+    .expect("open returns without redis")
+    .expect("open accepts an unreachable server");
+    let mut feed = store.watch();
+    for (op, err) in [
+        ("list", bounded(store.list()).await.err()),
+        (
+            "create",
+            bounded(store.create(http_def("early", "x"))).await.err(),
+        ),
+        ("ping", bounded(store.ping()).await.err()),
+    ] {
+        let err = err.unwrap_or_else(|| panic!("{op} succeeded with no redis"));
+        assert!(err.is_retryable(), "{op}: {err}");
+        assert!(
+            err.to_string()
+                .starts_with("redis unavailable: not connected yet: connect redis://"),
+            "{op}: {err}"
+        );
+    }
+    server.start_again().await;
+    expect_resync(&mut feed).await;
+    store.ping().await.unwrap();
+    store.create(http_def("late", "x")).await.unwrap();
+    expect_put(&mut feed, "late").await;
+    let other = redis_store(&server, "late:").await;
+    other.create(http_def("from-other", "x")).await.unwrap();
+    expect_put(&mut feed, "from-other").await;
+    assert_eq!(store.list().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn open_rejects_a_bad_url_at_once() {
+    let err = RedisStore::open(RedisConfig::new("not a url"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+}
+
+#[tokio::test]
 async fn an_outage_fails_fast_then_everything_recovers_and_watchers_resync() {
     let mut server = RedisServer::start().await;
     let store = redis_store(&server, "outage:").await;

@@ -9,8 +9,11 @@
 //! - `big <bytes>`: like `echo`, but first sends a notification of about `<bytes>` bytes
 //!   (default 2 MiB) on one line.
 //!
-//! `tools/call` of `big` with `{"bytes": n}` answers with a text of `n` bytes. Every
-//! `tools/call` is reported on stderr (`mock-stdio: got tools/call "<name>" id <id>`).
+//! `tools/call` of `big` with `{"bytes": n}` answers with a text of `n` bytes;
+//! `tools/call` of `hold` is never answered. Every `tools/call` is reported on stderr
+//! (`mock-stdio: got tools/call "<name>" id <id> pid <pid>`), and so is every
+//! `notifications/cancelled` (`mock-stdio: pid <pid> cancelled <requestId>`); the first line
+//! says `mock-stdio: started in mode <mode> pid <pid>`.
 //! `tools/call` of `ask` with `{"message": m, "wait_for": n}` is held until `n` asks are
 //! waiting; then, newest first, each gets a log message `asked: m` and its answer (so
 //! each log message arrives while its own request is the newest one in flight).
@@ -49,7 +52,8 @@ fn main() {
         }
         _ => {}
     }
-    eprintln!("mock-stdio: started in mode {mode}");
+    let pid = std::process::id();
+    eprintln!("mock-stdio: started in mode {mode} pid {pid}");
     let mut asks: Vec<(Value, String)> = Vec::new();
     let mut interview: Option<Interview> = None;
     for line in stdin.lock().lines() {
@@ -82,8 +86,14 @@ fn main() {
         if method == "tools/call" {
             // What the server runs, for tests to read (with logEnabled, from the proxy's log).
             eprintln!(
-                "mock-stdio: got tools/call {} id {}",
+                "mock-stdio: got tools/call {} id {} pid {pid}",
                 msg["params"]["name"], msg["id"]
+            );
+        }
+        if method == "notifications/cancelled" {
+            eprintln!(
+                "mock-stdio: pid {pid} cancelled {}",
+                msg["params"]["requestId"]
             );
         }
         let reply = match (method, id) {
@@ -103,6 +113,7 @@ fn main() {
                 }})
             }
             (_, Some(_)) if mode == "hang" => continue,
+            ("tools/call", Some(_)) if msg["params"]["name"] == "hold" => continue,
             ("tools/call", Some(_)) if mode == "exit-mid-request" => {
                 eprintln!("mock-stdio: fatal: crashing on purpose");
                 std::process::exit(3);
