@@ -20,8 +20,10 @@ use crate::error::Error;
 use crate::router::Route;
 
 mod etag;
+mod groups;
 
 use etag::{IfMatch, precondition_failed, set_etag};
+pub(crate) use groups::groups;
 
 /// One entry of the Admin API: a redacted definition, its status, and whether its proxy
 /// endpoints ask clients for a token (`requireAuth`, `authTokens` or `global_auth_tokens`).
@@ -133,8 +135,9 @@ fn write_error(e: mcp_store::Error) -> Error {
     match e {
         mcp_store::Error::NotFound(n) => Error::McpNotFound(n),
         mcp_store::Error::AlreadyExists(n) => Error::AlreadyExists(n),
+        e @ mcp_store::Error::NameTaken { .. } => Error::Exists(e.to_string()),
         mcp_store::Error::VersionMismatch { name, current, .. } => {
-            precondition_failed(&name, current)
+            precondition_failed("mcp", &name, current)
         }
         other => Error::Store(other),
     }
@@ -155,7 +158,7 @@ async fn read_draft(app: &App, req: Request<Incoming>) -> Result<Draft, Error> {
     let (parts, incoming) = req.into_parts();
     body::require_json(&parts.headers)?;
     let bytes = body::read_limited(&parts.headers, incoming, app.config().max_body_bytes).await?;
-    let mut draft = body::parse_draft(&bytes)?;
+    let mut draft: Draft = body::parse_draft(&bytes)?;
     draft.definition_mut().clear_server_fields();
     Ok(draft)
 }

@@ -103,10 +103,18 @@ pub struct GroupDefinition {
     #[serde(default)]
     pub strict_names: bool,
     /// Per-tool changes, by `{member}.{tool}`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::object::map_values"
+    )]
     pub overrides: BTreeMap<String, ToolOverride>,
     /// A filter over the group's tool names (after prefixes and overrides).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::object::option"
+    )]
     pub tool_filter: Option<ToolFilter>,
     /// Bearer tokens accepted on the group's endpoints (besides the global ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -241,7 +249,7 @@ impl GroupDefinition {
             }
         }
         for (i, t) in self.member_tags.iter().enumerate() {
-            if t.is_empty() || t.len() > 64 || t.chars().any(char::is_control) {
+            if t.is_empty() || t.chars().count() > 64 || t.chars().any(char::is_control) {
                 errs.push(format!("memberTags[{i}]"), "must be 1 to 64 characters");
             }
         }

@@ -4,11 +4,12 @@
 
 use std::sync::Arc;
 
-use mcp_types::GroupDefinition;
+use mcp_types::{ConnectionState, GroupDefinition};
+use serde_json::Value;
 use tracing::{debug, info, warn};
 
-use super::Manager;
 use super::table::Table;
+use super::{Listing, ListingError, Manager, Tagged};
 use crate::group::{BUILT_IN, Group, GroupStatus};
 
 impl Manager {
@@ -136,6 +137,87 @@ impl Manager {
         let status = preview.status(self);
         preview.stop();
         status
+    }
+
+    /// The merged tools of group `name` (`None`: no such group), each as the group's
+    /// clients see it plus its origin: `mcpName` (the member) and `originalName` (its name
+    /// there). Members that are absent or down, and tools left out by a name collision,
+    /// are in `errors`; while a `failMode: closed` group is unavailable it lists no tools.
+    pub fn group_tools(&self, name: &str) -> Option<Listing<Value>> {
+        let group = self.group(name)?;
+        let def = group.definition();
+        let members = group.members(self);
+        let available = group.is_available(self);
+        let mut errors = Vec::new();
+        let mut error = |member: &str, text: String| {
+            let error = if available {
+                text
+            } else {
+                format!("{text}; group {name:?} is unavailable until it is back (failMode: closed)")
+            };
+            errors.push(ListingError {
+                mcp_name: member.to_owned(),
+                error,
+            });
+        };
+        for m in def
+            .members
+            .iter()
+            .filter(|m| !members.iter().any(|u| u.name() == *m))
+        {
+            error(
+                m,
+                format!("upstream {m:?} is not registered: the member is absent until it exists"),
+            );
+        }
+        for up in &members {
+            let catalog = up.catalog();
+            if up.state() != ConnectionState::Connected || !catalog.is_loaded {
+                error(up.name(), up.not_connected().to_string());
+            }
+            for e in &catalog.errors {
+                error(up.name(), e.clone());
+            }
+        }
+        let catalog = group.catalog();
+        for c in catalog.collisions.iter().filter(|c| c.kind == "tool") {
+            for origin in &c.origins {
+                let (member, tool) = origin.split_once('.').unwrap_or((origin, ""));
+                let others: Vec<&str> = c
+                    .origins
+                    .iter()
+                    .filter(|o| *o != origin)
+                    .map(String::as_str)
+                    .collect();
+                errors.push(ListingError {
+                    mcp_name: member.to_owned(),
+                    error: format!(
+                        "tool {tool:?} is left out: its name in the group, {:?}, is also that of {}",
+                        c.name,
+                        others.join(", ")
+                    ),
+                });
+            }
+        }
+        let items = if available {
+            catalog
+                .tools
+                .iter()
+                .map(|t| {
+                    let mut item = t.value.clone();
+                    if let Some(obj) = item.as_object_mut() {
+                        obj.insert("originalName".into(), Value::String(t.original.clone()));
+                    }
+                    Tagged {
+                        item,
+                        mcp_name: t.member.clone(),
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Some(Listing { items, errors })
     }
 
     /// A receiver that sees every change of an upstream's catalog or state, and of the
