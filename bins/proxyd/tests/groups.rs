@@ -1,6 +1,10 @@
 //! One endpoint for many servers: the built-in group of every upstream on `/mcp`, and
-//! groups ("virtual servers") from the Admin API.
+//! groups ("virtual servers") from the Admin API: CRUD and validation, merged catalogs,
+//! `failMode`, hot reload, two replicas on one Redis, and the conformance suite through a
+//! group.
 
+#[path = "conformance/suite.rs"]
+mod suite;
 #[path = "sessions/support.rs"]
 mod support;
 
@@ -979,5 +983,144 @@ async fn a_put_changes_the_catalog_live_and_the_groups_sessions_hear_of_it() {
         body["result"]["tools"].as_array().map(Vec::len),
         Some(3),
         "{body}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_one_redis_serve_each_others_groups() {
+    let redis = mcp_test_support::redis::RedisServer::start().await;
+    let args = ["--storage", "redis", "--redis-url", &redis.url()];
+    let a = Proxyd::start(BIN, &args).await.unwrap();
+    let b = Proxyd::start(BIN, &args).await.unwrap();
+    let (admin_a, admin_b) = (Admin::new(&a), Admin::new(&b));
+    register_mock(&admin_a, "alpha", &[]).await;
+    admin_b.wait_connected("alpha").await;
+
+    let created = create_group(
+        &admin_a,
+        json!({"name": "shared", "members": ["alpha"], "prefix": "always"}),
+    )
+    .await;
+    // b serves it: through its store and on its MCP endpoint
+    let seen = group_entry(&admin_b, "shared").await;
+    assert_eq!(seen["group"]["version"], created["group"]["version"]);
+    let mcp = McpHttp::new();
+    let url_b = format!("{}/shared/mcp", b.url());
+    assert_eventually!(Duration::from_secs(10), {
+        let (s, _, _) = mcp
+            .post(&url_b, None, &[], &McpHttp::initialize_body("2025-11-25"))
+            .await;
+        s == StatusCode::OK
+    });
+    let sid = mcp.open_session(&url_b, "2025-11-25").await;
+    assert_eq!(
+        tool_names(&mcp, &url_b, &sid).await,
+        ["alpha__echo", "alpha__big"]
+    );
+
+    // one namespace across replicas: b cannot take the name for a definition or a group
+    let (s, body) = admin_b
+        .send(
+            reqwest::Method::POST,
+            "/admin/mcps",
+            Some(serde_json::to_value(tools::mock_stdio_def("shared", &[])).unwrap()),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{body}");
+    let (s, _, _) = admin_req(
+        &admin_b,
+        reqwest::Method::POST,
+        "/admin/groups",
+        Some(json!({"name": "alpha"})),
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // a change on b reaches a's sessions live
+    let url_a = format!("{}/shared/mcp", a.url());
+    let sid_a = mcp.open_session(&url_a, "2025-11-25").await;
+    let (_, _, mut stream) = mcp
+        .get_sse(&url_a, &[("mcp-session-id", sid_a.as_str())])
+        .await;
+    let mut change = seen["group"].clone();
+    change["overrides"] = json!({"alpha.big": {"hidden": true}});
+    let updated = put_group(&admin_b, change).await;
+    read_until(&mut stream, "notifications/tools/list_changed").await;
+    assert_eq!(tool_names(&mcp, &url_a, &sid_a).await, ["alpha__echo"]);
+    // an edit from a stale read on a is refused
+    let (s, _, _) = admin_req(
+        &admin_a,
+        reqwest::Method::PUT,
+        "/admin/groups/shared",
+        Some(created["group"].clone()),
+        Some(&format!("\"{}\"", created["group"]["version"])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::PRECONDITION_FAILED);
+
+    // deleted on a: b stops serving it and ends its sessions
+    let (s, _, _) = admin_req(
+        &admin_a,
+        reqwest::Method::DELETE,
+        "/admin/groups/shared",
+        None,
+        Some(&format!("\"{}\"", updated["group"]["version"])),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let list = json!({"jsonrpc":"2.0","id":3,"method":"tools/list"});
+    assert_eventually!(Duration::from_secs(10), {
+        let (s, _, _) = mcp.post(&url_b, Some(&sid), &[], &list).await;
+        s == StatusCode::NOT_FOUND
+    });
+    let (s, _, _) = admin_req(
+        &admin_b,
+        reqwest::Method::GET,
+        "/admin/groups/shared",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+/// The conformance suite through a group of one member with `prefix: never` passes every
+/// scenario the member's own endpoint passes (the fixture with the names the scenarios call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_of_one_member_with_prefix_never_passes_the_conformance_the_member_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (member_dir, group_dir) = (dir.path().join("member"), dir.path().join("group"));
+    for d in [&member_dir, &group_dir] {
+        std::fs::create_dir_all(d).unwrap();
+    }
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let def = mcp_test_support::conformance::fixture_def("fixture");
+    admin.register(serde_json::to_value(def).unwrap()).await;
+    admin.wait_connected("fixture").await;
+    create_group(
+        &admin,
+        json!({"name": "one", "members": ["fixture"], "prefix": "never"}),
+    )
+    .await;
+    // `localhost`, as dns-rebinding-protection requires a localhost URL.
+    let base = proxyd.url().replace("127.0.0.1", "localhost");
+    let (member, member_summary) =
+        suite::conformance(&format!("{base}/fixture/mcp"), &member_dir).await;
+    let (group, group_summary) = suite::conformance(&format!("{base}/one/mcp"), &group_dir).await;
+    let regressions: Vec<&String> = member
+        .iter()
+        .filter(|(scenario, passed)| **passed && !group.get(*scenario).copied().unwrap_or(false))
+        .map(|(scenario, _)| scenario)
+        .collect();
+    assert!(
+        regressions.is_empty(),
+        "scenarios the member passes but the group does not: {regressions:?}\n\
+         member:{member_summary}\ngroup:{group_summary}"
+    );
+    assert!(
+        member.values().filter(|p| **p).count() >= 30,
+        "the member passes too little for the comparison to prove much:{member_summary}"
     );
 }
