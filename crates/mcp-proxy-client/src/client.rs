@@ -1,5 +1,6 @@
 //! [`ProxyClient`]: the typed Admin-API client.
 
+mod groups;
 mod http;
 mod live;
 
