@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::{REDACTED, Secret};
 use crate::time::Timestamp;
 
-mod secrets;
+pub(crate) mod secrets;
 
 /// How the proxy talks to an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -199,20 +199,11 @@ impl GroupDefinition {
     /// group being replaced) by that token, wherever it stands in the list. Anything else
     /// is left as it is, and validation refuses a placeholder left.
     pub fn restore_secrets(&mut self, stored: &GroupDefinition) {
-        for token in &mut self.auth_tokens {
-            if !token.expose().starts_with(HANDLE_PREFIX) {
-                continue;
-            }
-            let mut matches: Vec<&Secret> = stored
-                .auth_tokens
-                .iter()
-                .filter(|t| t.handle(&stored.name) == token.expose())
-                .collect();
-            matches.dedup_by(|a, b| a.expose() == b.expose());
-            if let [one] = matches.as_slice() {
-                *token = (*one).clone();
-            }
-        }
+        crate::definition::secrets::restore_tokens(
+            &mut self.auth_tokens,
+            &stored.auth_tokens,
+            &stored.name,
+        );
     }
 
     /// Whether two versions of a group would serve the same catalog and rules (what the

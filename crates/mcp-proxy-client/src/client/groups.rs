@@ -40,20 +40,7 @@ impl ProxyClient {
     /// `DELETE /admin/groups/{name}`: `true` when it was removed, `false` when it was not
     /// there (not an error).
     pub async fn delete_group(&self, name: &str) -> Result<bool, Error> {
-        match self
-            .send(
-                &self.retry,
-                Safety::Idempotent,
-                Method::DELETE,
-                &["admin", "groups", name],
-                None,
-            )
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if e.is_not_found() => Ok(false),
-            Err(e) => Err(e),
-        }
+        self.delete_at(&["admin", "groups", name]).await
     }
 
     /// `GET /admin/groups/{name}`.

@@ -13,7 +13,7 @@ use serde::Serialize;
 use tracing::info;
 
 use super::etag::{IfMatch, precondition_failed, set_etag};
-use super::{invalid, stale};
+use super::{invalid, read_body, renamed, stale};
 use crate::app::App;
 use crate::body::{self, Body, json_response};
 use crate::error::Error;
@@ -156,10 +156,7 @@ fn write_error(e: mcp_store::Error) -> Error {
 /// Reads a group from the body, leniently (see [`GroupDraft`]); the server-set fields a
 /// client sends (timestamps, version) are ignored.
 async fn read_draft(app: &App, req: Request<Incoming>) -> Result<GroupDraft, Error> {
-    let (parts, incoming) = req.into_parts();
-    body::require_json(&parts.headers)?;
-    let bytes = body::read_limited(&parts.headers, incoming, app.config().max_body_bytes).await?;
-    let mut draft: GroupDraft = body::parse_draft(&bytes)?;
+    let mut draft: GroupDraft = body::parse_draft(&read_body(app, req).await?)?;
     draft.definition_mut().clear_server_fields();
     Ok(draft)
 }
@@ -192,12 +189,7 @@ async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Respons
     let mut draft = read_draft(app, req).await?;
     let sent = &draft.definition().name;
     if draft.is_readable("name") && sent != name {
-        return Err(Error::Invalid {
-            message: format!(
-                "the body names {sent:?} but the path names {name:?}: a group cannot be renamed"
-            ),
-            details: serde_json::json!([{ "field": "name", "message": "must match the path" }]),
-        });
+        return Err(renamed("a group", sent, name));
     }
     let store = &app.inner().store;
     let existing = store
