@@ -1,7 +1,7 @@
 //! The manager: owns every upstream, follows the store's change feed, and answers the
 //! Admin API's live questions (statuses, tools, calls, metrics).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -106,15 +106,15 @@ struct Inner {
     store: Arc<dyn Store>,
     connector: Arc<dyn Connector>,
     config: ManagerConfig,
-    table: RwLock<Table>,
+    table: RwLock<Table<Upstream>>,
     /// Upstreams served without being in the store (see [`Manager::apply_unstored`]).
     unstored: Mutex<HashSet<String>>,
     cancel: CancellationToken,
     loaded: AtomicBool,
     started: Instant,
     prometheus: Arc<Metrics>,
-    /// Groups by name (see [`crate::group`]).
-    groups: RwLock<HashMap<String, Arc<crate::group::Group>>>,
+    /// Groups by name (see [`crate::group`]), with the versions applied.
+    groups: RwLock<Table<crate::group::Group>>,
     /// Bumped when any upstream's catalog or state changes, or a group changes.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -133,10 +133,10 @@ impl Manager {
         config: ManagerConfig,
     ) -> Self {
         let cancel = CancellationToken::new();
-        let mut groups = HashMap::new();
+        let mut groups = Table::default();
         if config.aggregate_all {
             let all = crate::group::Group::everything(config.strict_names, &cancel);
-            groups.insert(all.name().to_owned(), Arc::new(all));
+            groups.running.insert(all.name().to_owned(), Arc::new(all));
         }
         Self {
             inner: Arc::new(Inner {
@@ -155,7 +155,7 @@ impl Manager {
         }
     }
 
-    /// Loads every stored definition and follows the store's change feed. Never fails:
+    /// Loads every stored definition and group and follows the store's change feed. Never fails:
     /// an upstream that cannot connect does not stop the others, and an unreachable store
     /// is retried in the background (see [`Manager::is_loaded`]).
     pub async fn start(&self) {
@@ -173,6 +173,10 @@ impl Manager {
                     ev = feed.next() => match ev {
                         Some(StoreEvent::Put(def)) => me.apply_put(def),
                         Some(StoreEvent::Deleted { name, version }) => me.apply_delete(&name, version),
+                        Some(StoreEvent::GroupPut(group)) => me.apply_group_put(group),
+                        Some(StoreEvent::GroupDeleted { name, version }) => {
+                            me.apply_group_delete(&name, version);
+                        }
                         Some(StoreEvent::Resync) => {
                             if let Err(e) = me.resync().await {
                                 warn!(error = %e, "resync failed");
@@ -194,18 +198,19 @@ impl Manager {
         });
     }
 
-    /// Whether the definitions have been loaded from the store at least once.
+    /// Whether the definitions and groups have been loaded from the store at least once.
     pub fn is_loaded(&self) -> bool {
         self.inner.loaded.load(Ordering::Acquire)
     }
 
-    /// Makes the running upstreams match the store. What this replica applied after the
-    /// listing was read (its own writes meanwhile) stays: the listing reflects the writes
-    /// up to the store's version read before it, and only names missing from it that run
-    /// at that version or older are taken as deleted.
+    /// Makes the running upstreams and groups match the store. What this replica applied
+    /// after the listings were read (its own writes meanwhile) stays: the listings reflect
+    /// the writes up to the store's version read before them, and only names missing from
+    /// them that run at that version or older are taken as deleted.
     pub async fn resync(&self) -> Result<(), Error> {
         let listed_at = self.inner.store.version().await?;
         let defs = self.inner.store.list().await?;
+        let groups = self.inner.store.list_groups().await?;
         let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
         for def in defs {
             self.apply_put(def);
@@ -213,7 +218,7 @@ impl Manager {
         let unstored = self.unstored().clone();
         let stale: Vec<String> = self
             .read()
-            .upstreams
+            .running
             .keys()
             .filter(|n| !names.contains(n) && !unstored.contains(*n))
             .cloned()
@@ -221,15 +226,16 @@ impl Manager {
         for name in stale {
             self.apply_delete(&name, Some(listed_at));
         }
+        self.resync_groups(groups, listed_at);
         self.inner.loaded.store(true, Ordering::Release);
         Ok(())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table<Upstream>> {
         self.inner.table.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table<Upstream>> {
         self.inner.table.write().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -268,14 +274,14 @@ impl Manager {
             debug!(upstream = %def.name, version = ?def.version, "ignoring a definition no newer than the last change applied");
             return;
         }
-        let old = table.upstreams.get(&def.name).cloned();
+        let old = table.running.get(&def.name).cloned();
         if let Some(old) = &old
             && old.definition().same_config(&def)
         {
             table.record(&def.name, def.version);
             return;
         }
-        if old.is_none() && table.upstreams.len() >= self.inner.config.max_connections {
+        if old.is_none() && table.running.len() >= self.inner.config.max_connections {
             warn!(upstream = %def.name, max = self.inner.config.max_connections, "max_connections reached; not starting");
             return;
         }
@@ -289,7 +295,7 @@ impl Manager {
             &self.inner.cancel,
             self.inner.changes.clone(),
         );
-        table.upstreams.insert(name.clone(), up);
+        table.running.insert(name.clone(), up);
         table.record(&name, version);
         drop(table);
         match old {
@@ -313,7 +319,7 @@ impl Manager {
             debug!(upstream = %name, version = ?version, "ignoring a deletion older than the definition applied");
             return;
         }
-        let old = table.upstreams.remove(name);
+        let old = table.running.remove(name);
         table.record(name, version);
         drop(table);
         if old.is_some() {
@@ -334,17 +340,17 @@ impl Manager {
 
     /// Whether `max_connections` leaves room for one more definition.
     pub fn has_room(&self) -> bool {
-        self.read().upstreams.len() < self.inner.config.max_connections
+        self.read().running.len() < self.inner.config.max_connections
     }
 
     /// The upstream of that name.
     pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
-        self.read().upstreams.get(name).cloned()
+        self.read().running.get(name).cloned()
     }
 
     /// Every upstream, sorted by name.
     pub fn upstreams(&self) -> Vec<Arc<Upstream>> {
-        let mut v: Vec<_> = self.read().upstreams.values().cloned().collect();
+        let mut v: Vec<_> = self.read().running.values().cloned().collect();
         v.sort_by(|a, b| a.name().cmp(b.name()));
         v
     }
@@ -496,7 +502,7 @@ impl Manager {
     /// the supervisors to close their connections.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.cancel.cancel();
-        let ups: Vec<_> = self.write().upstreams.drain().map(|(_, u)| u).collect();
+        let ups: Vec<_> = self.write().running.drain().map(|(_, u)| u).collect();
         let deadline = tokio::time::Instant::now() + grace;
         for up in ups {
             while up.state() != ConnectionState::Disconnected

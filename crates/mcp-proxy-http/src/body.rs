@@ -146,13 +146,15 @@ fn require_body(bytes: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads a definition leniently: only a body that is not JSON fails here (with its
-/// position); every other problem is reported, all at once, by [`Draft::finish`].
+/// Reads a definition (or group) leniently: only a body that is not JSON fails here (with
+/// its position); every other problem is reported, all at once, by [`Lenient::finish`].
 ///
-/// [`Draft::finish`]: mcp_types::validate::Draft::finish
-pub(crate) fn parse_draft(bytes: &[u8]) -> Result<mcp_types::validate::Draft, Error> {
+/// [`Lenient::finish`]: mcp_types::validate::Lenient::finish
+pub(crate) fn parse_draft<T: mcp_types::validate::Readable>(
+    bytes: &[u8],
+) -> Result<mcp_types::validate::Lenient<T>, Error> {
     require_body(bytes)?;
-    mcp_types::validate::Draft::from_slice(bytes).map_err(|e| Error::InvalidJson {
+    mcp_types::validate::Lenient::<T>::from_slice(bytes).map_err(|e| Error::InvalidJson {
         line: e.line(),
         column: e.column(),
         message: strip_position(&e.to_string()),

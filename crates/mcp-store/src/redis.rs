@@ -9,17 +9,21 @@
 //! | `{prefix}mcps:{name}` | string | the definition as JSON, **secrets included** (the store needs them to connect) |
 //! | `{prefix}status:{name}` | string | the last saved [`McpStatus`] as JSON |
 //! | `{prefix}index` | set | the names of the stored definitions |
-//! | `{prefix}version` | string | the version of the latest write (see [`Store`](crate::Store#versions)) |
-//! | `{prefix}events` | pub/sub channel | `{"op":"put","name":"fs"}` or `{"op":"deleted","name":"fs","version":N}` |
+//! | `{prefix}groups:{name}` | string | the group as JSON, **secrets included** |
+//! | `{prefix}group_index` | set | the names of the stored groups |
+//! | `{prefix}version` | string | the version of the latest write, definitions and groups alike (see [`Store`](crate::Store#versions)) |
+//! | `{prefix}events` | pub/sub channel | `{"op":"put","name":"fs"}` or `{"op":"deleted","name":"fs","version":N}`; `group_put` / `group_deleted` for groups |
 //!
-//! Protect the Redis instance accordingly (password, network). Events carry no definition:
-//! on `put` each receiver fetches the current value and emits [`StoreEvent::Put`] (nothing if
-//! it was deleted meanwhile: the `deleted` event follows).
+//! Protect the Redis instance accordingly (password, network). Events carry no value: on
+//! `put` (`group_put`) each receiver fetches the current value and emits
+//! [`StoreEvent::Put`] ([`StoreEvent::GroupPut`]), nothing if it was deleted meanwhile (the
+//! deletion's event follows).
 //!
 //! # Consistency
 //!
-//! Create, update and delete each run as one Lua script, so the definition, the index, the
-//! version counter and the event change together: create writes only a name not taken,
+//! Create, update and delete each run as one Lua script, so the value, the index, the
+//! version counter and the event change together: create writes only a name not taken by
+//! a definition or a group (they share one namespace, across replicas too),
 //! update is a compare-and-set on the value read (retried a few times under contention)
 //! that keeps the stored `createdAt`, delete also removes the status. A conditional update
 //! or delete checks the version of the value read, and the compare-and-set makes that
@@ -45,6 +49,7 @@
 mod config;
 mod conn;
 mod keys;
+mod record;
 mod scripts;
 mod watcher;
 
@@ -52,7 +57,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use fred::prelude::{Client, ClientLike};
-use mcp_types::{McpDefinition, McpStatus};
+use mcp_types::{GroupDefinition, McpDefinition, McpStatus};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
@@ -64,7 +69,7 @@ use self::conn::Conn;
 use self::keys::Keys;
 use self::watcher::Watcher;
 use crate::store::{EVENT_CAPACITY, broadcast_feed};
-use crate::{Error, Result, Store, StoreEvent, WatchStream};
+use crate::{Error, Kind, Result, Store, StoreEvent, WatchStream};
 
 /// First pause between two connection attempts of [`RedisStore::open`], doubled per
 /// failure up to [`OPEN_RETRY_MAX`].
@@ -72,7 +77,7 @@ const OPEN_RETRY_MIN: Duration = Duration::from_millis(100);
 /// Longest pause between two connection attempts of [`RedisStore::open`].
 const OPEN_RETRY_MAX: Duration = Duration::from_secs(2);
 
-/// Definitions and status kept in Redis, with a change feed over Redis pub/sub.
+/// Definitions, status and groups kept in Redis, with a change feed over Redis pub/sub.
 ///
 /// Dropping the store stops its tasks and closes its two connections.
 #[derive(Debug)]
@@ -313,7 +318,31 @@ impl Store for RedisStore {
     }
 
     async fn delete_if(&self, name: &str, expected: Option<u64>) -> Result<u64> {
-        self.conn()?.delete(name, expected).await
+        self.conn()?.delete(Kind::Definition, name, expected).await
+    }
+
+    async fn get_group(&self, name: &str) -> Result<Option<GroupDefinition>> {
+        self.conn()?.get(name).await
+    }
+
+    async fn list_groups(&self) -> Result<Vec<GroupDefinition>> {
+        self.conn()?.list().await
+    }
+
+    async fn create_group(&self, group: GroupDefinition) -> Result<GroupDefinition> {
+        self.conn()?.create(group).await
+    }
+
+    async fn update_group_if(
+        &self,
+        group: GroupDefinition,
+        expected: Option<u64>,
+    ) -> Result<GroupDefinition> {
+        self.conn()?.update(group, expected).await
+    }
+
+    async fn delete_group_if(&self, name: &str, expected: Option<u64>) -> Result<u64> {
+        self.conn()?.delete(Kind::Group, name, expected).await
     }
 
     async fn version(&self) -> Result<u64> {
