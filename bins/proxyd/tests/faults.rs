@@ -248,11 +248,9 @@ async fn an_http_upstream_restarted_mid_stream_fails_the_stream_and_sessions_sta
 
 /// The same restart with the reference server, which answers a session id it does not
 /// know with 400 ("No valid session ID provided") instead of the 404 the transport
-/// specification prescribes.
+/// specification prescribes: the proxy's probe (a `ping` in that session, refused too)
+/// ends the session, and the client is sent to initialize again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "session code: a per-client session whose upstream answers 400 for its session \
-            id after a restart is never ended; every request fails with `the upstream \
-            refused the request` and the client is never told to initialize again"]
 async fn server_everything_restarted_mid_stream_sends_its_clients_to_initialize_again() {
     let port = tools::restartable_port();
     let upstream = EverythingServer::start_on(EverythingMode::StreamableHttp, port).await;

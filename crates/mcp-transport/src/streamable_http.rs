@@ -130,9 +130,14 @@ impl Inner {
 
     /// The server answered 404 to a request carrying `session_id`: the session is gone.
     fn expire(&self, session_id: &str) -> Error {
+        self.expire_with(session_id, 404)
+    }
+
+    /// [`Self::expire`] for a session the server refused with `status`.
+    fn expire_with(&self, session_id: &str, status: u16) -> Error {
         let reason = CloseReason::new(
             CloseKind::SessionExpired,
-            format!("the server ended session {session_id:?} (404); initialize again"),
+            format!("the server ended session {session_id:?} ({status}); initialize again"),
         );
         self.finish_and_report(reason);
         Error::SessionExpired {
@@ -199,6 +204,12 @@ impl Inner {
         if status == StatusCode::ACCEPTED || status == StatusCode::NO_CONTENT {
             return Ok(Sent::Accepted);
         }
+        if status == StatusCode::BAD_REQUEST
+            && let Some(session) = session
+            && self.session_refused(&session).await
+        {
+            return Err(self.expire_with(&session, 400));
+        }
         if !status.is_success() {
             return Err(net::status_error(response, &self.target, &what.to_string()).await);
         }
@@ -250,6 +261,28 @@ impl Inner {
                     self.url
                 ),
             }),
+        }
+    }
+
+    /// Whether the server refuses `session` itself, asked after a 400 to a request that
+    /// carried it. Some servers answer an id they no longer know (after a restart) with
+    /// 400 instead of the 404 the transport prescribes; a 400 can also be about the
+    /// request alone. A `ping` in the same session tells them apart without reading any
+    /// error text: a live session answers it; a 400 or 404 to it means the session is gone.
+    pub(crate) async fn session_refused(&self, session: &str) -> bool {
+        let probe = br#"{"jsonrpc":"2.0","id":"mcp-proxy-session-probe","method":"ping"}"#;
+        let (req, sent) = self.request(Method::POST, true);
+        if sent.as_deref() != Some(session) {
+            return false;
+        }
+        let req = req
+            .header(ACCEPT, "application/json, text/event-stream")
+            .header(CONTENT_TYPE, "application/json")
+            .body(probe.as_slice());
+        let what = net::What("POST", &self.url);
+        match net::send(req, self.limits.connect_timeout, &self.target, what).await {
+            Ok(r) => matches!(r.status(), StatusCode::BAD_REQUEST | StatusCode::NOT_FOUND),
+            Err(_) => false,
         }
     }
 

@@ -243,6 +243,12 @@ async fn get(inner: &Arc<Inner>, last_event_id: Option<&str>) -> Get {
     {
         return Get::Stop(inner.expire(&session).to_string());
     }
+    if status == StatusCode::BAD_REQUEST
+        && let Some(session) = &session
+        && inner.session_refused(session).await
+    {
+        return Get::Stop(inner.expire_with(session, 400).to_string());
+    }
     if !status.is_success() {
         return Get::Retry(
             net::status_error(response, &inner.target, &what.to_string())
