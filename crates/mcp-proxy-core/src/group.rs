@@ -23,7 +23,7 @@ pub const BUILT_IN: &str = "mcp";
 /// A group as it runs: its definition and its current merged catalog.
 ///
 /// A change of definition that keeps the auth fields is applied in place
-/// ([`Group::reconfigure`]): the group's client sessions live on and are told what their
+/// (`Group::reconfigure`): the group's client sessions live on and are told what their
 /// lists now show. A change of `authTokens`, `requireAuth` or `allowedIPs` replaces the
 /// group instead, and its sessions end (nobody keeps a session opened under the old
 /// rules).
@@ -125,7 +125,7 @@ impl Group {
     }
 
     /// Data a layer above derives from the definition once (see
-    /// [`crate::Upstream::derived`]); derived afresh after [`Group::reconfigure`].
+    /// [`crate::Upstream::derived`]); derived afresh after `Group::reconfigure`.
     pub fn derived<T: Send + Sync + 'static>(
         &self,
         build: impl FnOnce(&GroupDefinition) -> T,

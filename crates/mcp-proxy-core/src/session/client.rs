@@ -491,8 +491,13 @@ impl ClientSession {
                     Err(e) => {
                         tracing::warn!(session = %self.id, upstream = %upstream.name(), error = %e, "cannot open the upstream session");
                         self.state().phase = Phase::New;
-                        let msg = format!("cannot open an upstream session: {e}");
-                        return Reply::new(Message::error(req.id, codes::INTERNAL_ERROR, msg));
+                        let error =
+                            super::told::open_failed(upstream.name(), codes::INTERNAL_ERROR, &e);
+                        return Reply::new(Message::Response(mcp_types::Response {
+                            id: req.id,
+                            outcome: mcp_types::Outcome::Error(error),
+                            extra: mcp_types::jsonrpc::Extra::new(),
+                        }));
                     }
                 };
                 let init = link.init();

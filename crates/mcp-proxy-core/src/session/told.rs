@@ -33,11 +33,15 @@ pub(crate) fn request_failed(mcp: &str, err: &mcp_transport::Error) -> ErrorObje
         E::BadRequest { message, .. } => {
             return ErrorObject::new(codes::INVALID_PARAMS, message.clone());
         }
-        E::Timeout { what, after, .. } => {
+        E::Timeout { after, .. } => {
+            // what timed out may name the upstream's URL: the log has it
             let after = mcp_types::duration::format(*after);
-            return ErrorObject::new(
+            let reference = reference();
+            tracing::warn!(upstream = mcp, reference = %reference, error = %err, "forwarded request timed out");
+            return with_reference(
                 codes::REQUEST_TIMEOUT,
-                format!("upstream {mcp:?}: {what} timed out after {after}"),
+                format!("upstream {mcp:?}: the request timed out after {after}"),
+                &reference,
             );
         }
         e if e.is_timeout() => {
@@ -58,6 +62,28 @@ pub(crate) fn request_failed(mcp: &str, err: &mcp_transport::Error) -> ErrorObje
     with_reference(
         codes::CONNECTION_CLOSED,
         format!("upstream {mcp:?}: {what}"),
+        &reference,
+    )
+}
+
+/// What a client is told when its upstream session could not be opened: the upstream's
+/// state or the deadline, never the last error (it may name URLs or carry stderr).
+pub(crate) fn open_failed(mcp: &str, code: i64, err: &crate::Error) -> ErrorObject {
+    use crate::Error as E;
+    let why = match err {
+        E::NotConnected { state, .. } => format!("it is not connected (state {})", state.as_str()),
+        E::Timeout { after, .. } => {
+            format!("it timed out after {}", mcp_types::duration::format(*after))
+        }
+        E::UnknownMcp(_) => "it is not registered".to_owned(),
+        E::ShuttingDown => "the proxy is shutting down".to_owned(),
+        _ => "it failed".to_owned(),
+    };
+    let reference = reference();
+    tracing::warn!(upstream = mcp, reference = %reference, error = %err, "cannot open an upstream session");
+    with_reference(
+        code,
+        format!("upstream {mcp:?}: cannot open an upstream session: {why}"),
         &reference,
     )
 }
@@ -120,6 +146,31 @@ mod tests {
             );
             assert!(told.message.contains("(ref "), "{}", told.message);
         }
+        let timeout = mcp_transport::Error::Timeout {
+            target: target.clone(),
+            what: secret.into(),
+            after: std::time::Duration::from_secs(3),
+        };
+        let told = request_failed("fs", &timeout);
+        assert_eq!(told.code, codes::REQUEST_TIMEOUT);
+        assert!(!told.message.contains("secret"), "{}", told.message);
+        assert!(
+            told.message.contains("timed out after 3s (ref "),
+            "{}",
+            told.message
+        );
+        let not_connected = crate::Error::NotConnected {
+            mcp: "fs".into(),
+            state: mcp_types::ConnectionState::Error,
+            last_error: Some(secret.into()),
+        };
+        let told = open_failed("fs", codes::CONNECTION_CLOSED, &not_connected);
+        assert!(!told.message.contains("secret"), "{}", told.message);
+        assert!(
+            told.message.contains("not connected (state error)"),
+            "{}",
+            told.message
+        );
         let ended = session_ended("fs", &CloseReason::new(CloseKind::Exited, secret)).message;
         assert!(
             !ended.contains("hunter2") && ended.contains("process exited"),

@@ -110,10 +110,12 @@ impl ClientSession {
                 Ok(link) => link,
                 Err(e) => {
                     self.state().inflight.remove(&id);
-                    return refuse(
-                        codes::CONNECTION_CLOSED,
-                        format!("upstream {member:?}: cannot open an upstream session: {e}"),
-                    );
+                    let error = told::open_failed(&member, codes::CONNECTION_CLOSED, &e);
+                    return Some(Reply::new(Message::Response(mcp_types::Response {
+                        id,
+                        outcome: Outcome::Error(error),
+                        extra: mcp_types::jsonrpc::Extra::new(),
+                    })));
                 }
             };
             // Subscriptions on a shared connection are reference-counted: only the first
