@@ -95,6 +95,9 @@ impl Reloader {
             };
             pending = None;
             info!(trigger, "reloading declared servers");
+            // What is read below is at least as new as this: a file that changes while
+            // the reload runs differs from it at the next poll and is reloaded then.
+            let before = fingerprint(&watched);
             match self.reload() {
                 Ok((cfg, set)) => {
                     managed |= set.managed;
@@ -103,15 +106,23 @@ impl Reloader {
                         poll_every = cfg.servers_poll_interval;
                         poll = ticker(poll_every);
                     }
-                    watched = self.watched(&cfg);
+                    let now_watched = self.watched(&cfg);
+                    seen = if now_watched == watched {
+                        before
+                    } else {
+                        fingerprint(&now_watched)
+                    };
+                    watched = now_watched;
                     retry = managed && self.apply(&current, &mut unstored).await;
                 }
-                Err(e) => error!(
-                    error = %one_line(&format!("{e:#}")),
-                    "declared servers not reloaded; the running ones are kept"
-                ),
+                Err(e) => {
+                    seen = before;
+                    error!(
+                        error = %one_line(&format!("{e:#}")),
+                        "declared servers not reloaded; the running ones are kept"
+                    );
+                }
             }
-            seen = fingerprint(&watched);
         }
     }
 
