@@ -7,7 +7,8 @@
 #   scripts/bench.sh                 full run (about 20 minutes on a 2-core machine)
 #   BENCH_QUICK=1 scripts/bench.sh   smoke run (one repeat, short windows)
 #
-# Knobs: BENCH_REPEATS (3), BENCH_DURATION (2s), BENCH_WARMUP (500ms).
+# Knobs: BENCH_REPEATS (3), BENCH_DURATION (2s), BENCH_WARMUP (500ms), BENCH_SECTIONS
+# (the sections to run, of "forward scale groups memory"; all by default).
 #
 # Everything listens on 127.0.0.1 (server-everything and supergateway have no such option,
 # so a preload makes Node bind there); every run is bounded in time and stops by itself.
@@ -63,6 +64,7 @@ measure() {
     scale_levels="1 10 100"; idle_small=100; idle_big=1000; startups=3
   fi
   local v_old="2025-03-26" v_new="2025-11-25"
+  want() { [[ " ${BENCH_SECTIONS:-forward scale groups memory} " == *" $1 "* ]]; }
 
   # 10,000 idle SSE sessions hold a socket each on both sides.
   ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -190,6 +192,7 @@ JS
   )
   local cells=("1 small" "32 small" "1 65536" "32 65536")
   local rep cell row id title ref pid versions tgt v sessions payload
+  if want forward; then
   for rep in $(seq "$repeats"); do
     for cell in "${cells[@]}"; do
       read -r sessions payload <<<"$cell"
@@ -203,6 +206,7 @@ JS
       done
     done
   done
+  fi
 
   local scale_rows=(
     "direct-mcp|server-everything direct, streamable HTTP|-|-|$seh/mcp"
@@ -211,6 +215,7 @@ JS
     "proxyd-shared-mcp|proxyd → stdio server, shared, /evs/mcp|stdio-raw|$proxyd_pid|$px/evs/mcp"
     "proxyd-shared-sse|proxyd → stdio server, shared, /evs/sse|stdio-raw|$proxyd_pid|$px/evs/sse"
   )
+  if want scale; then
   for rep in $(seq "$repeats"); do
     for sessions in $scale_levels; do
       log "concurrency, repeat $rep/$repeats: $sessions sessions"
@@ -221,60 +226,105 @@ JS
       done
     done
   done
+  fi
+
+  # --- groups (issue 13): a 10-member group's catalog, calls through a group, a dead member
+  local group_section="Groups: tools/list and tools/call through a group, medians of $repeats"
+  if want groups; then
+  say "POST $px/admin/mcps m0…m9 (stdio $mock, shared), dead (stdio $mock hang: answers initialize, nothing else)"
+  local i members=""
+  for i in $(seq 0 9); do
+    register "$px" "{\"name\":\"m$i\",\"transport\":\"stdio\",\"command\":\"$mock\",\"sessionMode\":\"shared\",\"maxSessions\":4000}"
+    members+="\"m$i\","
+  done
+  register "$px" "{\"name\":\"dead\",\"transport\":\"stdio\",\"command\":\"$mock\",\"args\":[\"hang\"],\"sessionMode\":\"shared\",\"maxSessions\":4000}"
+  for i in $(seq 0 9); do wait_connected "$px" "m$i"; done
+  wait_connected "$px" dead
+  say "POST $px/admin/groups ten (m0…m9, prefix always), withdead (m0 and dead, prefix always, failMode open)"
+  add_group() { # add_group PROXY_URL JSON
+    local code
+    code=$(admin -o "$out/logs/group.out" -w '%{http_code}' -H 'Content-Type: application/json' \
+      -X POST "$1/admin/groups" -d "$2")
+    [ "$code" = 201 ] || { log "group failed ($code): $(cat "$out/logs/group.out")"; return 1; }
+  }
+  add_group "$px" "{\"name\":\"ten\",\"members\":[${members%,}],\"prefix\":\"always\"}"
+  add_group "$px" "{\"name\":\"withdead\",\"members\":[\"m0\",\"dead\"],\"prefix\":\"always\",\"failMode\":\"open\"}"
+  local group_rows=(
+    "member-call|tools/call echo on the member's own endpoint /m0/mcp|-|$px/m0/mcp"
+    "group-call|tools/call m0__echo through the 10-member group /ten/mcp|member-call|--tool m0__echo $px/ten/mcp"
+    "dead-call|tools/call m0__echo through /withdead/mcp (one member never answers)|member-call|--tool m0__echo $px/withdead/mcp"
+    "member-list|tools/list on the member's own endpoint /m0/mcp|-|--method tools/list $px/m0/mcp"
+    "group-list|tools/list of the 10-member group /ten/mcp (20 tools)|member-list|--method tools/list $px/ten/mcp"
+    "dead-list|tools/list of /withdead/mcp (one member never answers)|member-list|--method tools/list $px/withdead/mcp"
+  )
+  for rep in $(seq "$repeats"); do
+    for sessions in 1 32; do
+      log "groups, repeat $rep/$repeats: $sessions sessions"
+      for row in "${group_rows[@]}"; do
+        IFS='|' read -r id title ref tgt <<<"$row"
+        # shellcheck disable=SC2086
+        bench "$group_section" "$id" "$title" "$ref" "$proxyd_pid" "$v_old" "$sessions" small "$rep" $tgt
+      done
+    done
+  done
+  fi
+
   for p in "${pids[@]}"; do stop "$p"; done
   pids=()
 
   # --- startup, idle memory: a fresh proxyd for each measurement -------------------------
-  local mem_section="Startup and memory (proxyd, fresh process each)"
-  log "startup to /healthz"
-  say "$(quoted "$mb" startup --repeat "$startups" --json -- "$proxyd" --host 127.0.0.1 --port '{port}')"
-  "$mb" startup --repeat "$startups" --json --label "section=$mem_section" --label row=startup \
-    --label "title=proxyd start to /healthz answering" -- "$proxyd" --host 127.0.0.1 --port '{port}' \
-    >>"$results" 2>>"$out/logs/mcp-bench.log" || log "startup measurement failed"
+  if want memory; then
+    local mem_section="Startup and memory (proxyd, fresh process each)"
+    log "startup to /healthz"
+    say "$(quoted "$mb" startup --repeat "$startups" --json -- "$proxyd" --host 127.0.0.1 --port '{port}')"
+    "$mb" startup --repeat "$startups" --json --label "section=$mem_section" --label row=startup \
+      --label "title=proxyd start to /healthz answering" -- "$proxyd" --host 127.0.0.1 --port '{port}' \
+      >>"$results" 2>>"$out/logs/mcp-bench.log" || log "startup measurement failed"
 
-  fresh_proxyd() { # starts proxyd on a new port: $fp_url, $fp_pid
-    local port; port="$("$mb" free-ports 1)"
-    bg proxyd-fresh env MCP_PROXY_MAX_SESSIONS=20000 "$proxyd" --host 127.0.0.1 --port "$port"
-    fp_pid=$last_pid; fp_url="http://127.0.0.1:$port"
-    wait_http "$fp_url/healthz"
-  }
-  rss_record() { # rss_record ROW TITLE KIB
-    printf '{"mode":"rss","rss_kib":%s,"labels":{"section":"%s","row":"%s","title":"%s"}}\n' \
-      "$3" "$mem_section" "$1" "$2" >>"$results"
-  }
-  local i
-  for rep in $(seq "$repeats"); do
-    log "idle RSS with 10 upstreams, repeat $rep/$repeats"
-    fresh_proxyd
-    rss_record rss-0 "idle RSS, no upstream" "$(rss_of "$fp_pid")"
-    say "POST $fp_url/admin/mcps idle0…idle9 (stdio $mock, per-client: one primary connection each)"
-    for i in $(seq 0 9); do
-      register "$fp_url" "{\"name\":\"idle$i\",\"transport\":\"stdio\",\"command\":\"$mock\"}"
+    fresh_proxyd() { # starts proxyd on a new port: $fp_url, $fp_pid
+      local port; port="$("$mb" free-ports 1)"
+      bg proxyd-fresh env MCP_PROXY_MAX_SESSIONS=20000 "$proxyd" --host 127.0.0.1 --port "$port"
+      fp_pid=$last_pid; fp_url="http://127.0.0.1:$port"
+      wait_http "$fp_url/healthz"
+    }
+    rss_record() { # rss_record ROW TITLE KIB
+      printf '{"mode":"rss","rss_kib":%s,"labels":{"section":"%s","row":"%s","title":"%s"}}\n' \
+        "$3" "$mem_section" "$1" "$2" >>"$results"
+    }
+    local i
+    for rep in $(seq "$repeats"); do
+      log "idle RSS with 10 upstreams, repeat $rep/$repeats"
+      fresh_proxyd
+      rss_record rss-0 "idle RSS, no upstream" "$(rss_of "$fp_pid")"
+      say "POST $fp_url/admin/mcps idle0…idle9 (stdio $mock, per-client: one primary connection each)"
+      for i in $(seq 0 9); do
+        register "$fp_url" "{\"name\":\"idle$i\",\"transport\":\"stdio\",\"command\":\"$mock\"}"
+      done
+      for i in $(seq 0 9); do wait_connected "$fp_url" "idle$i"; done
+      rss_record rss-10 "idle RSS, 10 stdio upstreams connected" "$(rss_of "$fp_pid")"
+      stop "$fp_pid"
     done
-    for i in $(seq 0 9); do wait_connected "$fp_url" "idle$i"; done
-    rss_record rss-10 "idle RSS, 10 stdio upstreams connected" "$(rss_of "$fp_pid")"
-    stop "$fp_pid"
-  done
 
-  idle_run() { # idle_run TRANSPORT PATH COUNT REPEAT
-    fresh_proxyd
-    say "POST $fp_url/admin/mcps idle (stdio $mock, shared, maxSessions 20000)"
-    register "$fp_url" "{\"name\":\"idle\",\"transport\":\"stdio\",\"command\":\"$mock\",\"sessionMode\":\"shared\",\"maxSessions\":20000}"
-    wait_connected "$fp_url" idle
-    local args=("$fp_url/idle/$2" --idle-sessions "$3" --hold 1s --watch-pid "$fp_pid"
-      --connect-concurrency 64 --protocol-version "$v_old" --json --label "section=$mem_section"
-      --label "row=idle-$1-$3" --label "title=$3 idle client sessions, $1 (shared upstream)" --label "repeat=$4")
-    say "$(quoted "$mb" "${args[@]}")"
-    "$mb" "${args[@]}" >>"$results" 2>>"$out/logs/mcp-bench.log" || log "idle run failed: $1 $3"
-    stop "$fp_pid"
-  }
-  for rep in $(seq "$repeats"); do
-    log "idle sessions, repeat $rep/$repeats"
-    idle_run streamable mcp "$idle_small" "$rep"
-    idle_run sse sse "$idle_small" "$rep"
-  done
-  log "$idle_big idle SSE sessions"
-  idle_run sse sse "$idle_big" 1
+    idle_run() { # idle_run TRANSPORT PATH COUNT REPEAT
+      fresh_proxyd
+      say "POST $fp_url/admin/mcps idle (stdio $mock, shared, maxSessions 20000)"
+      register "$fp_url" "{\"name\":\"idle\",\"transport\":\"stdio\",\"command\":\"$mock\",\"sessionMode\":\"shared\",\"maxSessions\":20000}"
+      wait_connected "$fp_url" idle
+      local args=("$fp_url/idle/$2" --idle-sessions "$3" --hold 1s --watch-pid "$fp_pid"
+        --connect-concurrency 64 --protocol-version "$v_old" --json --label "section=$mem_section"
+        --label "row=idle-$1-$3" --label "title=$3 idle client sessions, $1 (shared upstream)" --label "repeat=$4")
+      say "$(quoted "$mb" "${args[@]}")"
+      "$mb" "${args[@]}" >>"$results" 2>>"$out/logs/mcp-bench.log" || log "idle run failed: $1 $3"
+      stop "$fp_pid"
+    }
+    for rep in $(seq "$repeats"); do
+      log "idle sessions, repeat $rep/$repeats"
+      idle_run streamable mcp "$idle_small" "$rep"
+      idle_run sse sse "$idle_small" "$rep"
+    done
+    log "$idle_big idle SSE sessions"
+    idle_run sse sse "$idle_big" 1
+  fi
 
   "$mb" summarize "$results" --markdown "$out/tables.md" --json "$out/summary.json"
 }

@@ -81,6 +81,10 @@ pub(crate) struct LoadArgs {
     /// Unmeasured calls per session first: a count, or a time such as `1s`.
     #[arg(long, default_value = "0", value_parser = parse_warmup)]
     pub(crate) warmup: Warmup,
+    /// The request each session sends in its loop: `tools/call` (the tool below), or a
+    /// listing (`tools/list`, `prompts/list`, `resources/list`) without params.
+    #[arg(long, default_value = "tools/call", value_parser = ["tools/call", "tools/list", "prompts/list", "resources/list"])]
+    pub(crate) method: String,
     /// The tool to call.
     #[arg(long, default_value = "echo")]
     pub(crate) tool: String,
@@ -282,8 +286,12 @@ impl LoadArgs {
         }
     }
 
-    /// The `tools/call` params, serialized once.
+    /// The params of [`Self::method`], serialized once, and the payload size an answer
+    /// must at least have.
     pub(crate) fn call_params(&self) -> anyhow::Result<(Vec<u8>, usize)> {
+        if self.method != "tools/call" {
+            return Ok((b"{}".to_vec(), 0));
+        }
         let (arguments, payload) = match (&self.arguments, self.payload) {
             (Some(a), _) => (serde_json::from_str::<serde_json::Value>(a)?, 0),
             (None, Some(n)) => (serde_json::json!({"message": "x".repeat(n)}), n),
@@ -381,5 +389,7 @@ mod tests {
             serde_json::from_slice::<serde_json::Value>(&params).unwrap()["arguments"]["message"],
             "hi"
         );
+        let c = parse(&["http://127.0.0.1:1/mcp", "--method", "tools/list"]);
+        assert_eq!(c.load.call_params().unwrap(), (b"{}".to_vec(), 0));
     }
 }

@@ -18,6 +18,7 @@ use crate::stats::{Summary, median};
 /// What every worker needs to know.
 #[derive(Debug)]
 struct Job {
+    method: String,
     params: Vec<u8>,
     payload: usize,
     warmup: Warmup,
@@ -124,6 +125,7 @@ pub(crate) async fn run(args: &LoadArgs) -> anyhow::Result<Report> {
             });
     } else {
         let job = Arc::new(Job {
+            method: args.method.clone(),
             params,
             payload,
             warmup: args.warmup,
@@ -369,7 +371,8 @@ async fn worker(
     }
 }
 
-/// One `tools/call`: whether it succeeded, and how long it took.
+/// One request of the loop (a `tools/call` unless `--method` says otherwise): whether
+/// it succeeded, and how long it took.
 async fn call(
     session: &mut Session,
     index: u64,
@@ -378,7 +381,7 @@ async fn call(
 ) -> (Result<(), String>, Duration) {
     let id = request_id(index, *seq);
     *seq += 1;
-    let body = jsonrpc::request(id, "tools/call", &job.params);
+    let body = jsonrpc::request(id, &job.method, &job.params);
     let t = Instant::now();
     let r = session.call(id, body).await;
     let took = t.elapsed();
