@@ -125,6 +125,22 @@ impl<'a> Members<'a> {
     }
 }
 
+impl Members<'_> {
+    /// The object again, without `key`.
+    pub fn without(&self, key: &str) -> Box<RawValue> {
+        let mut out = String::from("{");
+        for (k, v) in self.entries.iter().filter(|(k, _)| k != key) {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            push_key(&mut out, k);
+            out.push_str(v.get());
+        }
+        out.push('}');
+        RawValue::from_string(out).expect("members of valid JSON make valid JSON")
+    }
+}
+
 fn push_key(out: &mut String, key: &str) {
     out.push_str(&serde_json::to_string(key).expect("a string serializes"));
     out.push(':');
