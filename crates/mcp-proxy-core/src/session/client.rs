@@ -3,6 +3,7 @@
 //! its forwarded requests).
 
 mod end;
+mod era;
 mod group;
 mod relay;
 
@@ -647,6 +648,7 @@ impl ClientSession {
                     capabilities: declared.capabilities.clone(),
                     extra_headers: self.options.extra_headers.clone(),
                     path_suffix: self.options.path_suffix.clone(),
+                    era: upstream.era(),
                 };
                 Link::open_per_client(&self.hub, upstream, sp).await
             }

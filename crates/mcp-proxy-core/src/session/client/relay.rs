@@ -139,6 +139,13 @@ impl ClientSession {
             }
             // A client that sends requests is ready for everything else too.
             link.release_early();
+            let req = match self.for_link(&link, req).await {
+                super::era::Shaped::Send(req) => req,
+                super::era::Shaped::Answered(message) => {
+                    self.state().inflight.remove(&id);
+                    return Some(Reply::new(message));
+                }
+            };
             let call = match link
                 .client()
                 .begin(req, Some(self.clone() as Arc<dyn Sink>))
@@ -225,7 +232,8 @@ impl ClientSession {
                 state.inflight.remove(&id)?;
             }
             let message = match result? {
-                Ok(mut response) => {
+                Ok(response) => {
+                    let mut response = self.for_client(&link, response);
                     if method == methods::TOOLS_LIST
                         && let Outcome::Result(raw) = response.outcome
                     {
