@@ -272,8 +272,9 @@ pub(crate) async fn post(
         }
         "subscriptions/listen" => Ok(listen_stream(app, session, outlet, id, rx, guard)),
         method => {
+            // The request goes as the client sent it: the session fits its `_meta` to
+            // the era of the upstream it reaches.
             let method = method.to_owned();
-            let req = strip_meta(req);
             Ok(answer_stream(app, session, req, rx, method, guard).await)
         }
     }
@@ -428,36 +429,21 @@ fn check_param_headers(headers: &HeaderMap, members: &Members<'_>) -> Result<(),
     Ok(())
 }
 
-/// `-32022` with the versions served, HTTP 400.
+/// `-32022` with the versions served, HTTP 400. They are the versions `server/discover`
+/// lists (the 2025 ones need no listing: `initialize` negotiates them).
 pub(crate) fn unsupported(id: Option<&RequestId>, version: &str) -> Response<Body> {
-    let mut supported: Vec<&str> = MODERN_VERSIONS.to_vec();
-    supported.extend(mcp_types::mcp::SUPPORTED_PROTOCOL_VERSIONS);
+    let supported: Vec<&str> = MODERN_VERSIONS.to_vec();
     rpc_error(
         StatusCode::BAD_REQUEST,
         id,
         UNSUPPORTED_VERSION,
         format!("unsupported protocol version {version:?}"),
-        Some(serde_json::json!({ "supported": supported, "requested": version })),
+        Some(serde_json::json!({
+            "supported": supported,
+            "requested": version,
+            "code": "unsupported_protocol_version",
+        })),
     )
-}
-
-/// The request as a 2025 upstream gets it: the revision's `_meta` keys removed
-/// (`progressToken` and others kept).
-fn strip_meta(mut req: Request) -> Request {
-    let Some(params) = req.params.as_deref() else {
-        return req;
-    };
-    let Ok(mut value) = serde_json::from_str::<Map<String, Value>>(params.get()) else {
-        return req;
-    };
-    if let Some(Value::Object(meta)) = value.get_mut("_meta") {
-        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
-        if meta.is_empty() {
-            value.remove("_meta");
-        }
-    }
-    req.params = Some(to_raw(&value));
-    req
 }
 
 /// The response as a modern client reads it: `resultType` on every result,
@@ -505,10 +491,32 @@ fn finish(
 }
 
 fn json_answer(json: Bytes) -> Response<Body> {
+    json_answer_with(StatusCode::OK, json)
+}
+
+fn json_answer_with(status: StatusCode, json: Bytes) -> Response<Body> {
     let mut resp = Response::new(full(json));
+    *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+/// The HTTP status of an answer: errors the revision gives a status keep it, wherever
+/// they came from (an upstream over stdio cannot say it): `404` for an unknown method,
+/// `400` for the revision's request errors. Everything else is `200`.
+fn error_status(message: &Message) -> StatusCode {
+    match message {
+        Message::Response(mcp_types::Response {
+            outcome: Outcome::Error(e),
+            ..
+        }) => match e.code {
+            codes::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+            HEADER_MISMATCH | MISSING_CAPABILITY | UNSUPPORTED_VERSION => StatusCode::BAD_REQUEST,
+            _ => StatusCode::OK,
+        },
+        _ => StatusCode::OK,
+    }
 }
 
 /// The answer to a forwarded request: plain JSON when nothing came before the response,
@@ -545,10 +553,13 @@ async fn answer_stream(
     match first {
         Ok(reply) => {
             let early: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
+            let status = reply
+                .as_ref()
+                .map_or(StatusCode::OK, |r| error_status(&r.message));
             let last = finished(reply);
             drop(guard);
             match (early.is_empty(), last) {
-                (true, Some(json)) => json_answer(json),
+                (true, Some(json)) => json_answer_with(status, json),
                 (_, last) => {
                     let mut events: Vec<Bytes> = early.iter().map(event).collect();
                     events.extend(last.as_ref().map(event));
@@ -855,6 +866,20 @@ mod tests {
         );
         assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
         assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
+    }
+
+    #[test]
+    fn revision_errors_keep_their_http_status() {
+        let answer = |code: i64| error_status(&Message::error(RequestId::number(1), code, "m"));
+        assert_eq!(answer(MISSING_CAPABILITY), StatusCode::BAD_REQUEST);
+        assert_eq!(answer(UNSUPPORTED_VERSION), StatusCode::BAD_REQUEST);
+        assert_eq!(answer(codes::METHOD_NOT_FOUND), StatusCode::NOT_FOUND);
+        assert_eq!(answer(codes::INVALID_PARAMS), StatusCode::OK);
+        let ok = Message::result(
+            RequestId::number(1),
+            &serde_json::json!({"error": {"code": -32601}}),
+        );
+        assert_eq!(error_status(&ok), StatusCode::OK);
     }
 
     #[test]
