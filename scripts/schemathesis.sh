@@ -21,9 +21,10 @@
 #     server that needs no network; MCP_PROXY_STDIO_ALLOWED_COMMANDS, others are 400 as
 #     documented) and at most 16 definitions exist (MCP_PROXY_MAX_CONNECTIONS).
 #
-# One upstream, `time` (mcp-server-time), is registered before the run and the fuzzer is
-# steered towards its name, its tools and that program, so listings, tool calls, updates and
-# reconnects also meet a connected upstream, not only ones that fail to connect.
+# One upstream, `time` (mcp-server-time), and one group over it, `time-team`, are
+# registered before the run and the fuzzer is steered towards their names, the tools and
+# that program, so listings, tool calls, updates and reconnects also meet a connected
+# upstream and a live group, not only ones that fail to connect.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -109,7 +110,9 @@ cat >"$work/schemathesis.toml" <<TOML
 hooks = "$work/hooks.py"
 
 [dictionaries.upstreams]
-values = ["time"]
+values = ["time", "time-team"]
+[dictionaries.groups]
+values = ["time-team", "mcp"]
 [dictionaries.tools]
 values = ["get_current_time", "convert_time"]
 [dictionaries.programs]
@@ -121,6 +124,7 @@ values = ["$time_server", "true"]
 "body.mcpName" = { dictionary = "upstreams", probability = 0.6 }
 "body.toolName" = { dictionary = "tools", probability = 0.6 }
 "body.command" = { dictionary = "programs", probability = 0.3 }
+"query.group" = { dictionary = "groups", probability = 0.5 }
 
 [[operations]]
 include-operation-id = "createMcp"
@@ -134,6 +138,24 @@ checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403",
 [[operations]]
 include-operation-id = "deleteMcp"
 checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "412"]
+
+# Groups: validated beyond the schema like definitions (a token placeholder that stands for
+# nothing, '.' in a separator with strictNames, a group naming itself); names are shared
+# with definitions (409); the built-in group is read-only (409).
+[[operations]]
+include-operation-id = "createGroup"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409"]
+[[operations]]
+include-operation-id = "updateGroup"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "400", "401", "403", "404", "409", "412"]
+[[operations]]
+include-operation-id = "deleteGroup"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404", "409", "412"]
+
+# A group name that names no group is 404, as documented.
+[[operations]]
+include-operation-id = "listTools"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "403", "404"]
 
 # A tool call is forwarded: 502/503/504 report the upstream (error, not connected, timed
 # out), as documented, not a failure of proxyd. No upstream here ever connects.
@@ -171,6 +193,8 @@ base, token, program = sys.argv[1:]
 auth = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 body = json.dumps({"name": "time", "transport": "stdio", "command": program}).encode()
 urllib.request.urlopen(urllib.request.Request(f"{base}/admin/mcps", body, auth), timeout=5)
+group = json.dumps({"name": "time-team", "members": ["time"], "prefix": "always"}).encode()
+urllib.request.urlopen(urllib.request.Request(f"{base}/admin/groups", group, auth), timeout=5)
 for _ in range(100):
     req = urllib.request.Request(f"{base}/admin/mcps/time", headers=auth)
     if json.load(urllib.request.urlopen(req, timeout=5))["status"]["state"] == "connected":

@@ -4,14 +4,16 @@ Usage: modern_client.py {pinned|auto} URL
 
 `pinned` adopts 2026-07-28 without a probe; `auto` probes `server/discover` first (and
 must end on 2026-07-28, not fall back). In front of server-everything: tools, prompts,
-resources, progress, and a request without a log level. Prints one line per check and
+resources, progress, a request without a log level, and the upstream's elicitation and
+sampling requests crossing the eras (the proxy turns them into `input_required` rounds;
+the SDK answers them through its callbacks and retries). Prints one line per check and
 exits non-zero on the first failure.
 """
 
 import asyncio
 import sys
 
-from mcp import Client
+from mcp import Client, types
 
 
 def check(cond, what):
@@ -60,6 +62,36 @@ async def main(mode, url):
             progress_callback=on_progress,
         )
         check(not r.is_error and len(seen) >= 1, f"progress {seen}")
+    # elicitation and sampling asked by the 2025 upstream, answered through the callbacks
+    asked = []
+
+    async def on_elicit(context, params):
+        asked.append(("elicit", params.message))
+        return types.ElicitResult(action="accept", content={"name": "Ada", "check": True, "email": "ada@example.com"})
+
+    async def on_sample(context, params):
+        asked.append(("sample", params.messages[0].content.text))
+        return types.CreateMessageResult(
+            role="assistant",
+            content=types.TextContent(type="text", text="sampled-by-the-client"),
+            model="client-model",
+            stop_reason="endTurn",
+        )
+
+    async with Client(
+        url,
+        mode=pin,
+        read_timeout_seconds=60,
+        elicitation_callback=on_elicit,
+        sampling_callback=on_sample,
+    ) as c:
+        r = await c.call_tool("trigger-elicitation-request", {})
+        text = text_of(r)
+        check(not r.is_error and "Ada" in text, f"elicitation crossed the eras: {text[:200]!r}")
+        r = await c.call_tool("trigger-sampling-request", {"prompt": "say hi", "maxTokens": 5})
+        text = text_of(r)
+        check(not r.is_error and "sampled-by-the-client" in text, f"sampling crossed the eras: {text[:200]!r}")
+        check([k for k, _ in asked] == ["elicit", "sample"], f"callbacks ran once each: {asked}")
     # without a log level, no log messages
     quiet = []
 

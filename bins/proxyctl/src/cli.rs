@@ -21,6 +21,7 @@ Examples:
   proxyctl status
   proxyctl add time -- uvx mcp-server-time
   proxyctl call time get_current_time --arg timezone=UTC
+  proxyctl groups add team --member time --member search
   proxyctl import ~/.config/Claude/claude_desktop_config.json
   proxyctl export > mcp.json
   proxyctl completions bash > /etc/bash_completion.d/proxyctl";
@@ -141,6 +142,21 @@ Examples:
         /// The server's name.
         name: String,
     },
+    /// Groups: one MCP endpoint (/NAME/mcp) over several servers.
+    #[command(after_help = "\
+Examples:
+  proxyctl groups
+  proxyctl groups add team --member search --member fs --prefix always
+  proxyctl groups add tagged --tag team-tools --fail-mode closed --auth-token \"$TOKEN\"
+  proxyctl groups add -f team.json
+  proxyctl groups get team
+  proxyctl groups tools team
+  proxyctl groups rm team")]
+    Groups {
+        /// What to do (default: list).
+        #[command(subcommand)]
+        command: Option<GroupsCommand>,
+    },
     /// List the tools the servers offer (tool filters applied).
     #[command(after_help = "Examples:\n  proxyctl tools\n  proxyctl tools --server time")]
     Tools {
@@ -237,6 +253,96 @@ Examples:
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+/// `groups …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum GroupsCommand {
+    /// List the groups (the built-in `mcp` too) with their members' state.
+    #[command(visible_alias = "ls")]
+    List,
+    /// Show one group: its definition (tokens as handles), members and collisions.
+    Get {
+        /// The group's name.
+        name: String,
+    },
+    /// Create a group, from flags or a JSON file.
+    Add(GroupAddArgs),
+    /// Remove groups (their client sessions end; the servers stay).
+    #[command(visible_alias = "delete")]
+    Rm {
+        /// The groups' names.
+        #[arg(required = true)]
+        names: Vec<String>,
+        /// A group that does not exist is not an error.
+        #[arg(long)]
+        ignore_missing: bool,
+    },
+    /// List a group's merged tools with the server and name each comes from.
+    Tools {
+        /// The group's name.
+        name: String,
+    },
+}
+
+/// `groups add`.
+#[derive(Debug, Args)]
+pub(crate) struct GroupAddArgs {
+    /// The group's name (not with -f).
+    #[arg(required_unless_present = "file")]
+    pub(crate) name: Option<String>,
+    /// Read the group from a JSON file instead (`-` for standard input).
+    #[arg(
+        short = 'f',
+        long = "file",
+        value_name = "FILE",
+        conflicts_with = "name"
+    )]
+    pub(crate) file: Option<PathBuf>,
+    /// A member server, by name (repeatable; it may be registered later).
+    #[arg(long = "member", short = 'm', value_name = "NAME")]
+    pub(crate) members: Vec<String>,
+    /// Servers with this tag are members too (repeatable).
+    #[arg(long = "tag", value_name = "TAG")]
+    pub(crate) tags: Vec<String>,
+    /// When member names go in front of tool names.
+    #[arg(long, value_enum)]
+    pub(crate) prefix: Option<PrefixArg>,
+    /// Between the member's name and the tool's (default `__`).
+    #[arg(long)]
+    pub(crate) separator: Option<String>,
+    /// Keep names within ^[A-Za-z0-9_-]{1,64}$.
+    #[arg(long)]
+    pub(crate) strict_names: bool,
+    /// What the group does while a member is down.
+    #[arg(long, value_enum)]
+    pub(crate) fail_mode: Option<FailModeArg>,
+    /// Free text (also the instructions clients get).
+    #[arg(long)]
+    pub(crate) description: Option<String>,
+    /// A token clients must send to use the group (repeatable).
+    #[arg(long = "auth-token", value_name = "TOKEN")]
+    pub(crate) auth_tokens: Vec<String>,
+}
+
+/// `prefix`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum PrefixArg {
+    /// Always `{member}{separator}{tool}`.
+    Always,
+    /// Only names more than one member has (the default).
+    OnCollision,
+    /// Never; a shared name is left out and reported.
+    Never,
+}
+
+/// `failMode`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum FailModeArg {
+    /// A member that is down is left out.
+    Open,
+    /// The group is unavailable while a member is down.
+    Closed,
 }
 
 /// `add`.

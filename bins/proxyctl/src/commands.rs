@@ -1,5 +1,6 @@
 //! One function per subcommand; each prints its answer and returns the exit code.
 
+mod groups;
 mod servers;
 mod status;
 mod tools;
@@ -49,6 +50,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<Exit> {
             ignore_missing,
         } => servers::rm(&ctx, &names, ignore_missing).await,
         Command::Reconnect { name } => servers::reconnect(&ctx, &name).await,
+        Command::Groups { command } => groups::run(&ctx, command).await,
         Command::Tools { server } => tools::tools(&ctx, server.as_deref()).await,
         Command::Call {
             server,

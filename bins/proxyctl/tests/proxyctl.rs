@@ -480,3 +480,101 @@ async fn exit_codes_say_what_failed_and_help_has_examples() {
     assert_code(&o, 0);
     assert!(out(&o).contains("proxyctl"), "{}", out(&o));
 }
+
+#[tokio::test]
+async fn groups_add_list_get_tools_rm_against_a_real_proxyd() {
+    let p = Proxyd::start(proxyd_binary(), &[]).await.unwrap();
+    let url = p.url();
+    let time = mcp_server_time();
+    let o = ctl(&url, &["add", "time", "--", time.to_str().unwrap()]).await;
+    assert_code(&o, 0);
+
+    // a group over a registered server and one that is not (yet)
+    let o = ctl(
+        &url,
+        &[
+            "groups",
+            "add",
+            "team",
+            "--member",
+            "time",
+            "--member",
+            "later",
+            "--prefix",
+            "always",
+            "--separator",
+            "-",
+            "--description",
+            "the team's tools",
+        ],
+    )
+    .await;
+    assert_code(&o, 0);
+    assert!(out(&o).contains("team: created, 2 tools"), "{}", out(&o));
+    assert!(out(&o).contains(&format!("{url}/team/mcp")), "{}", out(&o));
+    assert!(
+        err(&o).contains("\"later\" is not registered"),
+        "{}",
+        err(&o)
+    );
+
+    // the table lists the built-in group too
+    let o = ctl(&url, &["groups"]).await;
+    assert_code(&o, 0);
+    let table = out(&o);
+    assert!(table.starts_with("NAME"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("mcp ")), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("team ") && l.contains("1/2 connected")),
+        "{table}"
+    );
+    let o = ctl(&url, &["groups", "get", "team"]).await;
+    assert_code(&o, 0);
+    assert!(out(&o).contains("later (not registered)"), "{}", out(&o));
+    let o = ctl(&url, &["groups", "get", "team", "--json"]).await;
+    assert_eq!(json_out(&o)["group"]["prefix"], "always");
+
+    // the merged tools with their origin
+    let o = ctl(&url, &["groups", "tools", "team", "--json"]).await;
+    let listing = json_out(&o);
+    assert_eq!(
+        listing["tools"][0]["name"], "time-get_current_time",
+        "{listing}"
+    );
+    assert_eq!(listing["tools"][0]["mcpName"], "time");
+    assert_eq!(listing["tools"][0]["originalName"], "get_current_time");
+    assert_code(&o, 9); // "later" is reported in errors
+    let o = ctl(&url, &["groups", "tools", "team"]).await;
+    assert!(out(&o).contains("time-convert_time"), "{}", out(&o));
+
+    // errors say what failed: a taken name, bad input, the built-in group, a missing one
+    let o = ctl(&url, &["groups", "add", "time"]).await;
+    assert_code(&o, 7);
+    let o = ctl(&url, &["groups", "add", "bad", "--separator", "::"]).await;
+    assert_code(&o, 6);
+    assert!(err(&o).contains("separator"), "{}", err(&o));
+    let o = ctl(&url, &["groups", "rm", "mcp"]).await;
+    assert_code(&o, 7);
+    let o = ctl(&url, &["groups", "rm", "team", "nobody"]).await;
+    assert_code(&o, 5);
+    assert!(out(&o).contains("team: removed"), "{}", out(&o));
+    let o = ctl(&url, &["groups", "rm", "nobody", "--ignore-missing"]).await;
+    assert_code(&o, 0);
+    let o = ctl(&url, &["groups", "get", "team"]).await;
+    assert_code(&o, 5);
+
+    // from a file
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("g.json");
+    std::fs::write(
+        &file,
+        r#"{"name": "filed", "members": ["time"], // comments are fine
+            "overrides": {"time.convert_time": {"hidden": true}}}"#,
+    )
+    .unwrap();
+    let o = ctl(&url, &["groups", "add", "-f", file.to_str().unwrap()]).await;
+    assert_code(&o, 0);
+    assert!(out(&o).contains("filed: created, 1 tools"), "{}", out(&o));
+}

@@ -8,8 +8,8 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
-use mcp_proxy_http::HttpConfig;
 use mcp_proxy_http::security::{IpSet, TokenSet, is_loopback_name};
+use mcp_proxy_http::{HttpConfig, ListenerLimits};
 use mcp_types::Secret;
 use serde::{Deserialize, Serialize};
 
@@ -59,6 +59,100 @@ impl Default for StorageConfig {
     }
 }
 
+/// `[listener]`: limits and deadlines of client connections (see
+/// [`ListenerLimits`] for what each one bounds).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub(crate) struct ListenerConfig {
+    pub(crate) max_connections: usize,
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) connection_wait: Duration,
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) first_byte_timeout: Duration,
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) header_read_timeout: Duration,
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) body_read_timeout: Duration,
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) idle_timeout: Duration,
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) http2_keepalive_interval: Duration,
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) http2_keepalive_timeout: Duration,
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) linger_timeout: Duration,
+    pub(crate) linger_max_bytes: u64,
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        let d = ListenerLimits::default();
+        Self {
+            max_connections: d.max_connections,
+            connection_wait: d.connection_wait,
+            first_byte_timeout: d.first_byte_timeout,
+            header_read_timeout: d.header_read_timeout,
+            body_read_timeout: d.body_read_timeout,
+            idle_timeout: d.idle_timeout,
+            http2_keepalive_interval: d.http2_keepalive_interval,
+            http2_keepalive_timeout: d.http2_keepalive_timeout,
+            linger_timeout: d.linger_timeout,
+            linger_max_bytes: d.linger_max_bytes,
+        }
+    }
+}
+
+impl ListenerConfig {
+    fn check(&self, problems: &mut Vec<String>) {
+        if self.max_connections == 0 {
+            problems.push("listener.max_connections: must be at least 1".into());
+        }
+        for (key, value) in [
+            ("first_byte_timeout", self.first_byte_timeout),
+            ("header_read_timeout", self.header_read_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+        ] {
+            if value.is_zero() {
+                problems.push(format!("listener.{key}: must be above zero"));
+            }
+        }
+        if !self.http2_keepalive_interval.is_zero() && self.http2_keepalive_timeout.is_zero() {
+            problems.push(
+                "listener.http2_keepalive_timeout: must be above zero while keep-alive pings \
+                 are on (http2_keepalive_interval = \"0s\" turns them off)"
+                    .into(),
+            );
+        }
+    }
+
+    fn limits(&self) -> ListenerLimits {
+        ListenerLimits {
+            max_connections: self.max_connections,
+            connection_wait: self.connection_wait,
+            first_byte_timeout: self.first_byte_timeout,
+            header_read_timeout: self.header_read_timeout,
+            body_read_timeout: self.body_read_timeout,
+            idle_timeout: self.idle_timeout,
+            http2_keepalive_interval: self.http2_keepalive_interval,
+            http2_keepalive_timeout: self.http2_keepalive_timeout,
+            linger_timeout: self.linger_timeout,
+            linger_max_bytes: self.linger_max_bytes,
+        }
+    }
+
+    /// Lowers `max_connections` to half the open-file limit when it is above that, so
+    /// that client connections cannot take the descriptors stdio children, upstream
+    /// connections and the store need. Returns the configured value when it was lowered.
+    pub(crate) fn fit_open_file_limit(&mut self, open_files: Option<u64>) -> Option<usize> {
+        let allowed = usize::try_from(open_files? / 2)
+            .unwrap_or(usize::MAX)
+            .max(1);
+        (self.max_connections > allowed)
+            .then(|| std::mem::replace(&mut self.max_connections, allowed))
+    }
+}
+
 /// Every configuration key of `proxyd` (see `docs/configuration.md`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -81,9 +175,14 @@ pub(crate) struct ProxydConfig {
     pub(crate) session_idle_timeout: Duration,
     pub(crate) max_inflight_per_session: usize,
     pub(crate) session_replay_bytes: usize,
+    /// `id:KEY` entries, KEY being 32 bytes as 64 hex digits: the first seals, all open.
+    pub(crate) session_keys: Vec<Secret>,
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) input_wait: Duration,
     pub(crate) max_connections: usize,
     pub(crate) aggregate_all: bool,
     pub(crate) strict_names: bool,
+    pub(crate) listener: ListenerConfig,
     #[serde(with = "mcp_types::duration")]
     pub(crate) sse_keepalive: Duration,
     pub(crate) stdio_allowed_commands: Vec<String>,
@@ -121,9 +220,12 @@ impl Default for ProxydConfig {
             session_idle_timeout: Duration::from_secs(30 * 60),
             max_inflight_per_session: 64,
             session_replay_bytes: 4 * 1024 * 1024,
+            session_keys: Vec::new(),
+            input_wait: mcp_proxy_http::DEFAULT_INPUT_WAIT,
             max_connections: mcp_proxy_http::DEFAULT_MAX_CONNECTIONS,
             aggregate_all: true,
             strict_names: false,
+            listener: ListenerConfig::default(),
             sse_keepalive: Duration::from_secs(15),
             stdio_allowed_commands: Vec::new(),
             metrics_public: false,
@@ -191,7 +293,12 @@ pub(crate) fn load(file: Option<&Path>, flags: &FlagOverrides) -> anyhow::Result
 
 /// Keys whose values are secret (tokens, the Redis URL with its password): an error about
 /// one never shows the value that was given.
-const SECRET_KEYS: &[&str] = &["admin_tokens", "global_auth_tokens", "storage"];
+const SECRET_KEYS: &[&str] = &[
+    "admin_tokens",
+    "global_auth_tokens",
+    "storage",
+    "session_keys",
+];
 
 /// Every error of an extraction, one a line, values of [`SECRET_KEYS`] hidden.
 fn describe(err: figment::Error) -> String {
@@ -296,6 +403,13 @@ impl ProxydConfig {
         if self.max_inflight_per_session == 0 {
             problems.push("max_inflight_per_session: must be at least 1".into());
         }
+        if let Err(e) = state_keys(&self.session_keys) {
+            problems.push(format!("session_keys: {e}"));
+        }
+        if self.input_wait < Duration::from_secs(1) {
+            problems.push("input_wait: must be at least 1s".into());
+        }
+        self.listener.check(&mut problems);
         if self.storage.kind == StorageKind::Redis && !self.storage.url.starts_with("redis") {
             problems.push(format!(
                 "storage.url: {:?} is not a redis:// URL",
@@ -357,7 +471,7 @@ impl ProxydConfig {
             max_connections: self.max_connections,
             metrics_public: self.metrics_public,
             stdio_allowed_commands: self.stdio_allowed_commands.clone(),
-            header_read_timeout: Duration::from_secs(30),
+            listener: self.listener.limits(),
             shutdown_timeout: self.shutdown_timeout,
             allowed_origins: self.allowed_origins.clone(),
             sse_keepalive: self.sse_keepalive,
@@ -371,6 +485,10 @@ impl ProxydConfig {
             session_idle_timeout: self.session_idle_timeout,
             max_inflight_per_session: self.max_inflight_per_session,
             session_replay_bytes: self.session_replay_bytes,
+            session_keys: state_keys(&self.session_keys)
+                .map_err(anyhow::Error::msg)
+                .context("session_keys")?,
+            input_wait: self.input_wait,
         })
     }
 
@@ -380,6 +498,7 @@ impl ProxydConfig {
         let hide = |v: &mut Vec<Secret>| v.iter_mut().for_each(|t| *t = Secret::new("***"));
         hide(&mut shown.admin_tokens);
         hide(&mut shown.global_auth_tokens);
+        hide(&mut shown.session_keys);
         if url::Url::parse(&shown.storage.url).is_ok_and(|u| u.password().is_some()) {
             shown.storage.url = redact_url(&shown.storage.url);
         }
@@ -388,6 +507,49 @@ impl ProxydConfig {
         }
         toml::to_string_pretty(&shown).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
     }
+}
+
+/// Reads `session_keys` entries (`id:KEY`, KEY 64 hex digits); an error never shows a key.
+fn state_keys(entries: &[Secret]) -> Result<Vec<mcp_proxy_http::StateKey>, String> {
+    let mut keys: Vec<mcp_proxy_http::StateKey> = Vec::new();
+    for (i, entry) in entries.iter().enumerate() {
+        let Some((id, hex)) = entry.expose().trim().split_once(':') else {
+            return Err(format!(
+                "entry {} is not id:KEY (KEY: 32 bytes as 64 hex digits)",
+                i + 1
+            ));
+        };
+        if id.is_empty()
+            || id.len() > 16
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "entry {}: the key id must be 1 to 16 letters, digits, '-' or '_'",
+                i + 1
+            ));
+        }
+        if keys.iter().any(|k| k.id == id) {
+            return Err(format!("entry {}: the key id {id:?} is used twice", i + 1));
+        }
+        let hex = hex.trim();
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "entry {} ({id}): KEY must be 64 hex digits (32 bytes); the value is not shown",
+                i + 1
+            ));
+        }
+        let mut key = [0u8; 32];
+        for (j, byte) in key.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&hex[2 * j..2 * j + 2], 16).map_err(|e| e.to_string())?;
+        }
+        keys.push(mcp_proxy_http::StateKey {
+            id: id.to_owned(),
+            key,
+        });
+    }
+    Ok(keys)
 }
 
 /// Hides the secret values of a declared server (`env`, `headers`, `auth_tokens`), except
@@ -522,6 +684,21 @@ mod tests {
         cfg.check().unwrap();
         // loopback with the default token is fine
         ProxydConfig::default().check().unwrap();
+    }
+
+    #[test]
+    fn listener_limits_are_checked_and_fitted_to_the_open_file_limit() {
+        let mut cfg = ProxydConfig::default();
+        cfg.listener.idle_timeout = Duration::ZERO;
+        cfg.listener.max_connections = 0;
+        let err = cfg.check().unwrap_err().to_string();
+        assert!(err.contains("listener.idle_timeout"), "{err}");
+        assert!(err.contains("listener.max_connections"), "{err}");
+        let mut listener = ListenerConfig::default();
+        assert_eq!(listener.fit_open_file_limit(None), None);
+        assert_eq!(listener.fit_open_file_limit(Some(1 << 20)), None);
+        assert_eq!(listener.fit_open_file_limit(Some(1024)), Some(1024));
+        assert_eq!(listener.max_connections, 512);
     }
 
     #[test]

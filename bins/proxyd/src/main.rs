@@ -19,7 +19,7 @@ use mcp_store::{MemoryStore, RedisConfig, RedisStore, Store};
 use mcp_transport::TransportOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{FlagOverrides, LogFormat, ProxydConfig, StorageKind, StorageOverrides};
@@ -139,8 +139,10 @@ async fn open_store(cfg: &ProxydConfig) -> anyhow::Result<Arc<dyn Store>> {
         StorageKind::Redis => {
             let mut rc = RedisConfig::new(cfg.storage.url.clone());
             rc.prefix.clone_from(&cfg.storage.prefix);
+            // Redis down at start is not fatal: the store keeps connecting, proxyd serves
+            // what it can (the declared servers) and /readyz says why it is not ready.
             Arc::new(
-                RedisStore::connect(rc)
+                RedisStore::open(rc)
                     .await
                     .context("cannot open the redis store")?,
             )
@@ -156,10 +158,22 @@ struct Reload {
     declared: DeclaredSet,
 }
 
-async fn run(cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
+async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
     // Before anything can send it: SIGHUP's default action would end the process.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
+    // Before any child is spawned, so that every one runs under the same limit.
+    let open_files = raise_open_file_limit();
+    if let Some(configured) = cfg.listener.fit_open_file_limit(open_files) {
+        warn!(
+            configured,
+            allowed = cfg.listener.max_connections,
+            open_file_limit = open_files,
+            "listener.max_connections lowered to half the open-file limit, so that client \
+             connections cannot starve stdio children and upstream connections; raise the \
+             limit (ulimit -n, LimitNOFILE=) to serve more"
+        );
+    }
     let store = open_store(&cfg).await?;
     let options = TransportOptions {
         max_message_bytes: cfg.max_message_bytes,
@@ -229,6 +243,26 @@ async fn run(cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
     manager.shutdown(cfg.shutdown_timeout).await;
     info!("proxyd stopped");
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one (as servers commonly do: the soft
+/// default of 1024 is meant for interactive programs) and returns the limit in force, or
+/// `None` when it is unlimited.
+fn raise_open_file_limit() -> Option<u64> {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+    {
+        let raised = rustix::process::Rlimit {
+            current: Some(maximum),
+            maximum: Some(maximum),
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            warn!(error = %e, current, maximum, "cannot raise the open-file limit");
+        }
+    }
+    getrlimit(Resource::Nofile).current
 }
 
 /// SIGTERM and SIGINT streams, installed before the listener is announced.

@@ -11,7 +11,7 @@ use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools::{self, EverythingMode, EverythingServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Admin, BIN, McpHttp, python_client};
+use support::{Admin, BIN, McpHttp, python_client, read_until};
 
 const GLOBAL_TOKEN: &str = "global-proxy-token-0123456789";
 
@@ -442,21 +442,6 @@ async fn shared_mode_keeps_identical_ids_and_progress_tokens_apart() {
     // one upstream process serves both: the primary connection plus one shared one
     let status = admin.status("shared").await;
     assert_eq!(status["state"], "connected");
-}
-
-/// Reads an open SSE response until `needle` shows up (at most 30 s); returns the text.
-async fn read_until(resp: &mut reqwest::Response, needle: &str) -> String {
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !seen.contains(needle) {
-        let chunk = tokio::time::timeout_at(deadline, resp.chunk())
-            .await
-            .unwrap_or_else(|_| panic!("{needle:?} did not arrive; got:\n{seen}"))
-            .unwrap()
-            .unwrap_or_else(|| panic!("the stream ended before {needle:?}; got:\n{seen}"));
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    seen
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,5 +1,6 @@
 //! [`ProxyClient`]: the typed Admin-API client.
 
+mod groups;
 mod http;
 mod live;
 
@@ -144,12 +145,17 @@ impl ProxyClient {
     /// `DELETE /admin/mcps/{name}`: `true` when it was removed, `false` when it was not
     /// there (not an error).
     pub async fn deregister(&self, name: &str) -> Result<bool, Error> {
+        self.delete_at(&["admin", "mcps", name]).await
+    }
+
+    /// `DELETE` of `segments`: `true` when removed, `false` when it was not there.
+    pub(crate) async fn delete_at(&self, segments: &[&str]) -> Result<bool, Error> {
         match self
             .send(
                 &self.retry,
                 Safety::Idempotent,
                 Method::DELETE,
-                &["admin", "mcps", name],
+                segments,
                 None,
             )
             .await

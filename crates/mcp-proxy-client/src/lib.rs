@@ -41,8 +41,8 @@ pub mod workflow;
 pub use client::ProxyClient;
 pub use error::{Error, PendingMcp};
 pub use model::{
-    Health, ImportReport, ImportResult, Listing, ListingError, McpEntry, McpItem, Metrics,
-    ToolInfo, ToolResult,
+    Collision, GroupEntry, GroupMember, GroupStatus, Health, ImportReport, ImportResult, Listing,
+    ListingError, McpEntry, McpItem, Metrics, ToolInfo, ToolResult,
 };
 pub use register::{DEFAULT_PARALLELISM, Ensured, RegisterService};
 pub use retry::{JITTER, RetryPolicy};

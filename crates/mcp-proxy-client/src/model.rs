@@ -1,7 +1,7 @@
 //! What the Admin API answers, typed. Fields this client does not know are kept in `extra`
 //! maps, so nothing the proxy sends is lost.
 
-use mcp_types::{McpDefinition, McpStatus};
+use mcp_types::{ConnectionState, GroupDefinition, McpDefinition, McpStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -29,6 +29,76 @@ pub struct McpEntry {
     /// that do not say).
     #[serde(default)]
     pub auth_required: bool,
+}
+
+/// A group: its definition (tokens shown as handles) and this proxy's view of it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupEntry {
+    /// The definition, redacted by the proxy.
+    pub group: GroupDefinition,
+    /// Members, catalog sizes, collisions.
+    pub status: GroupStatus,
+    /// The built-in group `mcp`, which the Admin API does not change.
+    #[serde(default)]
+    pub read_only: bool,
+    /// Whether the group's endpoints ask clients for a bearer token.
+    #[serde(default)]
+    pub auth_required: bool,
+}
+
+/// Where a group stands (`status` of a [`GroupEntry`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupStatus {
+    /// Whether clients can use it now.
+    pub available: bool,
+    /// Its members, by name.
+    #[serde(default)]
+    pub members: Vec<GroupMember>,
+    /// Tools in the merged catalog.
+    #[serde(default)]
+    pub tools: usize,
+    /// Prompts in the merged catalog.
+    #[serde(default)]
+    pub prompts: usize,
+    /// Resources in the merged catalog.
+    #[serde(default)]
+    pub resources: usize,
+    /// Names two items would share, served to neither.
+    #[serde(default)]
+    pub collisions: Vec<Collision>,
+    /// Override keys that name no tool of a member.
+    #[serde(default)]
+    pub unknown_overrides: Vec<String>,
+    /// Everything else.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One member of a group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct GroupMember {
+    /// The upstream's name.
+    pub name: String,
+    /// Whether an upstream of that name exists.
+    pub present: bool,
+    /// Its connection state, when present.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ConnectionState>,
+}
+
+/// A name two or more items of a group's members would have had.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Collision {
+    /// `tool` or `prompt`.
+    pub kind: String,
+    /// The name they share.
+    pub name: String,
+    /// `{member}.{original}` of each.
+    pub origins: Vec<String>,
 }
 
 /// What `POST /admin/mcps:import` made of an `mcpServers` document.

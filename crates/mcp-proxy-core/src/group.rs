@@ -21,16 +21,41 @@ use crate::manager::Manager;
 pub const BUILT_IN: &str = "mcp";
 
 /// A group as it runs: its definition and its current merged catalog.
+///
+/// A change of definition that keeps the auth fields is applied in place
+/// ([`Group::reconfigure`]): the group's client sessions live on and are told what their
+/// lists now show. A change of `authTokens`, `requireAuth` or `allowedIPs` replaces the
+/// group instead, and its sessions end (nobody keeps a session opened under the old
+/// rules).
 #[derive(Debug)]
 pub struct Group {
-    def: GroupDefinition,
+    name: String,
+    current: RwLock<Arc<Current>>,
     catalog: RwLock<Arc<MergedCatalog>>,
-    /// What each list showed last time (tools, prompts, resources).
+    /// Held while a catalog is computed and stored, so that an older definition's catalog
+    /// never replaces a newer one's.
+    rebuilding: Mutex<()>,
+    /// What each list showed the group's sessions last time (tools, prompts, resources).
     fingerprints: Mutex<[u64; 3]>,
     cancel: CancellationToken,
     /// Every upstream is a member (the built-in group of `/mcp`).
     everything: bool,
+}
+
+/// The definition in force, and what layers above derived from it.
+#[derive(Debug)]
+struct Current {
+    def: Arc<GroupDefinition>,
     derived: crate::derived::Derived,
+}
+
+impl Current {
+    fn new(def: GroupDefinition) -> Arc<Self> {
+        Arc::new(Self {
+            def: Arc::new(def),
+            derived: crate::derived::Derived::default(),
+        })
+    }
 }
 
 /// One member as `/admin/groups/{name}` shows it.
@@ -69,12 +94,13 @@ pub struct GroupStatus {
 impl Group {
     pub(crate) fn new(def: GroupDefinition, parent: &CancellationToken) -> Self {
         Self {
-            def,
+            name: def.name.clone(),
+            current: RwLock::new(Current::new(def)),
             catalog: RwLock::new(Arc::new(MergedCatalog::default())),
+            rebuilding: Mutex::new(()),
             fingerprints: Mutex::new([0; 3]),
             cancel: parent.child_token(),
             everything: false,
-            derived: crate::derived::Derived::default(),
         }
     }
 
@@ -91,23 +117,55 @@ impl Group {
         }
     }
 
+    fn current(&self) -> Arc<Current> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Data a layer above derives from the definition once (see
-    /// [`crate::Upstream::derived`]).
+    /// [`crate::Upstream::derived`]); derived afresh after [`Group::reconfigure`].
     pub fn derived<T: Send + Sync + 'static>(
         &self,
         build: impl FnOnce(&GroupDefinition) -> T,
     ) -> Arc<T> {
-        self.derived.get(|| build(&self.def))
+        let current = self.current();
+        current.derived.get(|| build(&current.def))
     }
 
     /// The group's name.
     pub fn name(&self) -> &str {
-        &self.def.name
+        &self.name
     }
 
-    /// Its definition.
-    pub fn definition(&self) -> &GroupDefinition {
-        &self.def
+    /// Its definition, as in force now.
+    pub fn definition(&self) -> Arc<GroupDefinition> {
+        self.current().def.clone()
+    }
+
+    /// Whether it is the built-in group of every upstream (`/mcp`), which the Admin API
+    /// shows but does not change.
+    pub fn is_built_in(&self) -> bool {
+        self.everything
+    }
+
+    /// Puts `def` in force in place, when it keeps the auth fields (the group's sessions
+    /// live on, and the next [`Group::refresh`] tells them what changed); `false` when
+    /// the auth fields differ, and the group must be replaced instead.
+    pub(crate) fn reconfigure(&self, def: GroupDefinition, manager: &Manager) -> bool {
+        let same_auth = {
+            let old = self.definition();
+            old.auth_tokens == def.auth_tokens
+                && old.require_auth == def.require_auth
+                && old.allowed_ips == def.allowed_ips
+        };
+        if !same_auth || def.name != self.name {
+            return false;
+        }
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Current::new(def);
+        self.rebuild(manager);
+        true
     }
 
     /// The merged catalog as of the last change.
@@ -120,13 +178,13 @@ impl Group {
 
     /// The member upstreams that exist, by name.
     pub fn members(&self, manager: &Manager) -> Vec<Arc<Upstream>> {
+        let def = self.definition();
         manager
             .upstreams()
             .into_iter()
             .filter(|u| {
                 self.everything
-                    || (u.name() != self.def.name
-                        && self.def.has_member(u.name(), &u.definition().tags))
+                    || (u.name() != def.name && def.has_member(u.name(), &u.definition().tags))
             })
             .collect()
     }
@@ -134,12 +192,12 @@ impl Group {
     /// Whether clients can use the group now: with `failMode: closed`, every named
     /// member must exist and be connected.
     pub fn is_available(&self, manager: &Manager) -> bool {
-        if self.def.fail_mode == FailMode::Open {
+        let def = self.definition();
+        if def.fail_mode == FailMode::Open {
             return true;
         }
         let members = self.members(manager);
-        self.def
-            .members
+        def.members
             .iter()
             .all(|m| members.iter().any(|u| u.name() == m))
             && members
@@ -148,8 +206,20 @@ impl Group {
     }
 
     /// Recomputes the merged catalog from the members that are connected now; returns
-    /// which lists changed (tools, prompts, resources).
+    /// which lists changed (tools, prompts, resources) since the group's sessions were
+    /// last told.
     pub(crate) fn refresh(&self, manager: &Manager) -> [bool; 3] {
+        let now = self.rebuild(manager);
+        let mut last = self.fingerprints.lock().unwrap_or_else(|p| p.into_inner());
+        let changed = [now[0] != last[0], now[1] != last[1], now[2] != last[2]];
+        *last = now;
+        changed
+    }
+
+    /// Recomputes and stores the merged catalog; returns its fingerprints.
+    fn rebuild(&self, manager: &Manager) -> [u64; 3] {
+        let _rebuilding = self.rebuilding.lock().unwrap_or_else(|p| p.into_inner());
+        let def = self.definition();
         let members = self.members(manager);
         let catalogs: Vec<(String, Catalog)> = members
             .iter()
@@ -167,19 +237,16 @@ impl Group {
             .iter()
             .map(|(name, catalog)| Member { name, catalog })
             .collect();
-        let merged = merge(&self.def, &views);
+        let merged = merge(&def, &views);
         let now = merged.fingerprints();
         *self.catalog.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(merged);
-        let mut last = self.fingerprints.lock().unwrap_or_else(|p| p.into_inner());
-        let changed = [now[0] != last[0], now[1] != last[1], now[2] != last[2]];
-        *last = now;
-        changed
+        now
     }
 
     /// What the admin API shows about it.
     pub fn status(&self, manager: &Manager) -> GroupStatus {
         let members = self.members(manager);
-        let mut names: Vec<String> = self.def.members.clone();
+        let mut names: Vec<String> = self.definition().members.clone();
         for u in &members {
             if !names.iter().any(|n| n == u.name()) {
                 names.push(u.name().to_owned());

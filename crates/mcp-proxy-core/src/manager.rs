@@ -1,9 +1,9 @@
 //! The manager: owns every upstream, follows the store's change feed, and answers the
 //! Admin API's live questions (statuses, tools, calls, metrics).
 
-use std::collections::HashMap;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
@@ -106,13 +106,15 @@ struct Inner {
     store: Arc<dyn Store>,
     connector: Arc<dyn Connector>,
     config: ManagerConfig,
-    table: RwLock<Table>,
+    table: RwLock<Table<Upstream>>,
+    /// Upstreams served without being in the store (see [`Manager::apply_unstored`]).
+    unstored: Mutex<HashSet<String>>,
     cancel: CancellationToken,
     loaded: AtomicBool,
     started: Instant,
     prometheus: Arc<Metrics>,
-    /// Groups by name (see [`crate::group`]).
-    groups: RwLock<HashMap<String, Arc<crate::group::Group>>>,
+    /// Groups by name (see [`crate::group`]), with the versions applied.
+    groups: RwLock<Table<crate::group::Group>>,
     /// Bumped when any upstream's catalog or state changes, or a group changes.
     changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
@@ -131,10 +133,10 @@ impl Manager {
         config: ManagerConfig,
     ) -> Self {
         let cancel = CancellationToken::new();
-        let mut groups = HashMap::new();
+        let mut groups = Table::default();
         if config.aggregate_all {
             let all = crate::group::Group::everything(config.strict_names, &cancel);
-            groups.insert(all.name().to_owned(), Arc::new(all));
+            groups.running.insert(all.name().to_owned(), Arc::new(all));
         }
         Self {
             inner: Arc::new(Inner {
@@ -142,6 +144,7 @@ impl Manager {
                 connector,
                 config,
                 table: RwLock::new(Table::default()),
+                unstored: Mutex::default(),
                 cancel,
                 loaded: AtomicBool::new(false),
                 started: Instant::now(),
@@ -152,7 +155,7 @@ impl Manager {
         }
     }
 
-    /// Loads every stored definition and follows the store's change feed. Never fails:
+    /// Loads every stored definition and group and follows the store's change feed. Never fails:
     /// an upstream that cannot connect does not stop the others, and an unreachable store
     /// is retried in the background (see [`Manager::is_loaded`]).
     pub async fn start(&self) {
@@ -170,6 +173,10 @@ impl Manager {
                     ev = feed.next() => match ev {
                         Some(StoreEvent::Put(def)) => me.apply_put(def),
                         Some(StoreEvent::Deleted { name, version }) => me.apply_delete(&name, version),
+                        Some(StoreEvent::GroupPut(group)) => me.apply_group_put(group),
+                        Some(StoreEvent::GroupDeleted { name, version }) => {
+                            me.apply_group_delete(&name, version);
+                        }
                         Some(StoreEvent::Resync) => {
                             if let Err(e) = me.resync().await {
                                 warn!(error = %e, "resync failed");
@@ -191,42 +198,52 @@ impl Manager {
         });
     }
 
-    /// Whether the definitions have been loaded from the store at least once.
+    /// Whether the definitions and groups have been loaded from the store at least once.
     pub fn is_loaded(&self) -> bool {
         self.inner.loaded.load(Ordering::Acquire)
     }
 
-    /// Makes the running upstreams match the store. What this replica applied after the
-    /// listing was read (its own writes meanwhile) stays: the listing reflects the writes
-    /// up to the store's version read before it, and only names missing from it that run
-    /// at that version or older are taken as deleted.
+    /// Makes the running upstreams and groups match the store. What this replica applied
+    /// after the listings were read (its own writes meanwhile) stays: the listings reflect
+    /// the writes up to the store's version read before them, and only names missing from
+    /// them that run at that version or older are taken as deleted.
     pub async fn resync(&self) -> Result<(), Error> {
         let listed_at = self.inner.store.version().await?;
         let defs = self.inner.store.list().await?;
+        let groups = self.inner.store.list_groups().await?;
         let names: Vec<String> = defs.iter().map(|d| d.name.clone()).collect();
         for def in defs {
             self.apply_put(def);
         }
+        let unstored = self.unstored().clone();
         let stale: Vec<String> = self
             .read()
-            .upstreams
+            .running
             .keys()
-            .filter(|n| !names.contains(n))
+            .filter(|n| !names.contains(n) && !unstored.contains(*n))
             .cloned()
             .collect();
         for name in stale {
             self.apply_delete(&name, Some(listed_at));
         }
+        self.resync_groups(groups, listed_at);
         self.inner.loaded.store(true, Ordering::Release);
         Ok(())
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table> {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Table<Upstream>> {
         self.inner.table.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table> {
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Table<Upstream>> {
         self.inner.table.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn unstored(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inner
+            .unstored
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Adds the upstream, or replaces it when its configuration changed (hot reload).
@@ -235,6 +252,20 @@ impl Manager {
     /// deletion) is ignored, so the interleaving of this replica's own writes and the
     /// change feed never brings an older definition back.
     pub fn apply_put(&self, def: McpDefinition) {
+        self.unstored().remove(&def.name);
+        self.apply(def);
+    }
+
+    /// Serves `def` although the store does not hold it: a declared server while the store
+    /// cannot be reached. A resync leaves it running while the store lacks it; an
+    /// [`apply_put`](Self::apply_put) of that name (once it is stored) takes it over, and
+    /// with the same configuration nothing restarts.
+    pub fn apply_unstored(&self, def: McpDefinition) {
+        self.unstored().insert(def.name.clone());
+        self.apply(def);
+    }
+
+    fn apply(&self, def: McpDefinition) {
         if self.inner.cancel.is_cancelled() {
             return;
         }
@@ -243,14 +274,14 @@ impl Manager {
             debug!(upstream = %def.name, version = ?def.version, "ignoring a definition no newer than the last change applied");
             return;
         }
-        let old = table.upstreams.get(&def.name).cloned();
+        let old = table.running.get(&def.name).cloned();
         if let Some(old) = &old
             && old.definition().same_config(&def)
         {
             table.record(&def.name, def.version);
             return;
         }
-        if old.is_none() && table.upstreams.len() >= self.inner.config.max_connections {
+        if old.is_none() && table.running.len() >= self.inner.config.max_connections {
             warn!(upstream = %def.name, max = self.inner.config.max_connections, "max_connections reached; not starting");
             return;
         }
@@ -264,7 +295,7 @@ impl Manager {
             &self.inner.cancel,
             self.inner.changes.clone(),
         );
-        table.upstreams.insert(name.clone(), up);
+        table.running.insert(name.clone(), up);
         table.record(&name, version);
         drop(table);
         match old {
@@ -282,12 +313,13 @@ impl Manager {
     /// store's, see [`mcp_store::StoreEvent::Deleted`]) is older than the definition
     /// applied is ignored.
     pub fn apply_delete(&self, name: &str, version: Option<u64>) {
+        self.unstored().remove(name);
         let mut table = self.write();
         if !table.admits_delete(name, version) {
             debug!(upstream = %name, version = ?version, "ignoring a deletion older than the definition applied");
             return;
         }
-        let old = table.upstreams.remove(name);
+        let old = table.running.remove(name);
         table.record(name, version);
         drop(table);
         if old.is_some() {
@@ -308,17 +340,17 @@ impl Manager {
 
     /// Whether `max_connections` leaves room for one more definition.
     pub fn has_room(&self) -> bool {
-        self.read().upstreams.len() < self.inner.config.max_connections
+        self.read().running.len() < self.inner.config.max_connections
     }
 
     /// The upstream of that name.
     pub fn upstream(&self, name: &str) -> Option<Arc<Upstream>> {
-        self.read().upstreams.get(name).cloned()
+        self.read().running.get(name).cloned()
     }
 
     /// Every upstream, sorted by name.
     pub fn upstreams(&self) -> Vec<Arc<Upstream>> {
-        let mut v: Vec<_> = self.read().upstreams.values().cloned().collect();
+        let mut v: Vec<_> = self.read().running.values().cloned().collect();
         v.sort_by(|a, b| a.name().cmp(b.name()));
         v
     }
@@ -470,7 +502,7 @@ impl Manager {
     /// the supervisors to close their connections.
     pub async fn shutdown(&self, grace: Duration) {
         self.inner.cancel.cancel();
-        let ups: Vec<_> = self.write().upstreams.drain().map(|(_, u)| u).collect();
+        let ups: Vec<_> = self.write().running.drain().map(|(_, u)| u).collect();
         let deadline = tokio::time::Instant::now() + grace;
         for up in ups {
             while up.state() != ConnectionState::Disconnected
@@ -479,5 +511,54 @@ impl Manager {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use mcp_store::MemoryStore;
+
+    use super::*;
+    use crate::TransportConnector;
+
+    /// A definition that never connects (nothing listens on port 1) and never retries.
+    fn def(name: &str) -> McpDefinition {
+        let mut d = McpDefinition::http(
+            name,
+            mcp_types::TransportKind::StreamableHttp,
+            "http://127.0.0.1:1/mcp",
+        );
+        d.auto_reconnect = false;
+        d
+    }
+
+    #[tokio::test]
+    async fn an_unstored_upstream_survives_resyncs_until_the_store_takes_it_over() {
+        let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+        let manager = Manager::new(
+            store.clone(),
+            Arc::new(TransportConnector::default()),
+            ManagerConfig::default(),
+        );
+        manager.apply_unstored(def("declared"));
+        let first = manager.upstream("declared").unwrap();
+        manager.resync().await.unwrap();
+        assert!(
+            manager.upstream("declared").is_some(),
+            "not removed for missing from the store"
+        );
+        let stored = store.create(def("declared")).await.unwrap();
+        manager.apply_put(stored);
+        assert!(
+            Arc::ptr_eq(&first, &manager.upstream("declared").unwrap()),
+            "the same configuration, stored, does not restart it"
+        );
+        store.delete("declared").await.unwrap();
+        manager.resync().await.unwrap();
+        assert!(
+            manager.upstream("declared").is_none(),
+            "once stored, it follows the store like any definition"
+        );
+        manager.shutdown(Duration::from_secs(1)).await;
     }
 }

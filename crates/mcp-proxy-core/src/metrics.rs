@@ -2,8 +2,11 @@
 //! `max_connections`), a fixed list of methods (anything else is `other`), and small enums;
 //! never session ids or arguments.
 
+mod connections;
+
 use std::time::Duration;
 
+pub use connections::{ConnectionClose, ConnectionMetrics};
 use mcp_types::ConnectionState;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
@@ -232,6 +235,7 @@ pub struct Metrics {
     http_durations: Family<HttpRouteLabels, Histogram, fn() -> Histogram>,
     sessions_opened: Counter,
     sessions_ended: Family<EndLabels, Counter>,
+    connections: ConnectionMetrics,
 }
 
 impl Default for Metrics {
@@ -316,8 +320,10 @@ impl Metrics {
             "Requests refused by the security layers, by reason",
             auth_failures.clone(),
         );
+        let connections = ConnectionMetrics::register(&mut registry);
         Self {
             registry,
+            connections,
             requests,
             durations,
             states,
@@ -469,6 +475,11 @@ impl Metrics {
         self.sessions
             .get_or_create(&TransportLabels { transport })
             .dec();
+    }
+
+    /// The client connection series.
+    pub fn connections(&self) -> &ConnectionMetrics {
+        &self.connections
     }
 
     /// Counts HTTP body bytes.

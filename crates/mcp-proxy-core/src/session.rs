@@ -63,6 +63,12 @@ pub trait Outlet: Send + Sync + std::fmt::Debug + 'static {
     fn send(&self, out: Outbound) -> bool;
     /// The session ended; nothing follows. Called once.
     fn ended(&self);
+    /// While serving the client's request `related`, the upstream asked for something
+    /// that needs `capability`, which the client did not declare; the upstream was
+    /// answered with an error. Nothing by default.
+    fn unmet(&self, related: Option<&RequestId>, capability: &'static str) {
+        let _ = (related, capability);
+    }
 }
 
 /// Limits of client sessions; every one has a default ([`Default`]).

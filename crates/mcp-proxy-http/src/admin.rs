@@ -20,8 +20,10 @@ use crate::error::Error;
 use crate::router::Route;
 
 mod etag;
+mod groups;
 
 use etag::{IfMatch, precondition_failed, set_etag};
+pub(crate) use groups::groups;
 
 /// One entry of the Admin API: a redacted definition, its status, and whether its proxy
 /// endpoints ask clients for a token (`requireAuth`, `authTokens` or `global_auth_tokens`).
@@ -133,8 +135,9 @@ fn write_error(e: mcp_store::Error) -> Error {
     match e {
         mcp_store::Error::NotFound(n) => Error::McpNotFound(n),
         mcp_store::Error::AlreadyExists(n) => Error::AlreadyExists(n),
+        e @ mcp_store::Error::NameTaken { .. } => Error::Exists(e.to_string()),
         mcp_store::Error::VersionMismatch { name, current, .. } => {
-            precondition_failed(&name, current)
+            precondition_failed("mcp", &name, current)
         }
         other => Error::Store(other),
     }
@@ -149,15 +152,30 @@ fn stale(mut resp: Response<Body>, why: &mcp_store::Error) -> Response<Body> {
     resp
 }
 
+/// The JSON body of a write, within `max_body_bytes`.
+async fn read_body(app: &App, req: Request<Incoming>) -> Result<bytes::Bytes, Error> {
+    let (parts, incoming) = req.into_parts();
+    body::require_json(&parts.headers)?;
+    body::read_limited(&parts.headers, incoming, app.config().max_body_bytes).await
+}
+
 /// Reads a definition from the body, leniently (see [`Draft`]); the server-set fields a
 /// client sends (timestamps, version, source) are ignored.
 async fn read_draft(app: &App, req: Request<Incoming>) -> Result<Draft, Error> {
-    let (parts, incoming) = req.into_parts();
-    body::require_json(&parts.headers)?;
-    let bytes = body::read_limited(&parts.headers, incoming, app.config().max_body_bytes).await?;
-    let mut draft = body::parse_draft(&bytes)?;
+    let mut draft: Draft = body::parse_draft(&read_body(app, req).await?)?;
     draft.definition_mut().clear_server_fields();
     Ok(draft)
+}
+
+/// The 400 for a PUT body naming `sent` at the path of `name`: `what` (a definition, a
+/// group) cannot be renamed.
+fn renamed(what: &str, sent: &str, name: &str) -> Error {
+    Error::Invalid {
+        message: format!(
+            "the body names {sent:?} but the path names {name:?}: {what} cannot be renamed"
+        ),
+        details: serde_json::json!([{ "field": "name", "message": "must match the path" }]),
+    }
 }
 
 /// Every problem of the draft at once (reading, [`McpDefinition::validate`], the checks of
@@ -274,12 +292,7 @@ async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Respons
     let mut draft = read_draft(app, req).await?;
     let sent = &draft.definition().name;
     if draft.is_readable("name") && sent != name {
-        return Err(Error::Invalid {
-            message: format!(
-                "the body names {sent:?} but the path names {name:?}: a definition cannot be renamed"
-            ),
-            details: serde_json::json!([{ "field": "name", "message": "must match the path" }]),
-        });
+        return Err(renamed("a definition", sent, name));
     }
     let store = &app.inner().store;
     let existing = store

@@ -36,6 +36,8 @@ pub(crate) struct Inner {
     pub(crate) sessions: mcp_proxy_core::SessionHub,
     /// The same sessions as HTTP sees them, by session id.
     pub(crate) http_sessions: Arc<mcp::Registry>,
+    /// Upstream calls waiting for a 2026-07-28 client's input-required retry.
+    pub(crate) waiting: Arc<mcp::mrtr::Waiting>,
 }
 
 impl App {
@@ -53,6 +55,7 @@ impl App {
             inner: Arc::new(Inner {
                 sessions,
                 http_sessions: Arc::default(),
+                waiting: mcp::mrtr::Waiting::new(&config.session_keys, config.input_wait),
                 config,
                 store,
                 manager,
@@ -97,7 +100,9 @@ impl App {
         }
         let started = Instant::now();
         let route = route_template(&path);
-        let resp = match tracing::Instrument::instrument(self.dispatch(req, peer), span).await {
+        let dispatch = tracing::Instrument::instrument(self.dispatch(req, peer), span);
+        let within = self.inner.config.listener.body_read_timeout;
+        let resp = match crate::body::BODY_READ_TIMEOUT.scope(within, dispatch).await {
             Ok(resp) => resp,
             Err(err) => {
                 let (status, code, _) = err.parts();
@@ -180,8 +185,9 @@ impl App {
             Route::AdminMetrics => Ok(system::admin_metrics(self)),
             Route::PrometheusMetrics => Ok(system::prometheus(self)),
             Route::Mcps | Route::Mcp(_) | Route::Import => admin::mcps(self, route, req).await,
+            Route::Groups | Route::Group(_) => admin::groups(self, route, req).await,
             Route::Reconnect(name) => upstreams::reconnect(self, &name),
-            Route::Tools => Ok(upstreams::tools(self)),
+            Route::Tools => upstreams::tools(self, req.uri().query()),
             Route::Prompts => Ok(upstreams::prompts(self)),
             Route::Resources => Ok(upstreams::resources(self)),
             Route::ToolsCall => upstreams::call_tool(self, req).await,

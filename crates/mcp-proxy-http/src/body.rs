@@ -1,6 +1,8 @@
 //! Request and response bodies: size-limited reads, JSON parsing with positions, and the
 //! uniform error body.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use http::header::{ALLOW, CONTENT_TYPE, HeaderValue, WWW_AUTHENTICATE};
 use http::{HeaderMap, Response, StatusCode};
@@ -62,28 +64,42 @@ pub(crate) fn error_response(err: &Error) -> Response<Body> {
     resp
 }
 
-/// How much of an oversized body is read and thrown away before the 413, so that a client
-/// still sending gets the answer rather than a connection reset.
-const DRAIN_MAX: u64 = 8 * 1024 * 1024;
-/// How long that draining may take.
-const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(2);
+tokio::task_local! {
+    /// The body deadline (`body_read_timeout`) of the request being handled; set by
+    /// [`App::handle`](crate::App::handle) around each request, so every handler that reads a
+    /// body gets it without passing it along.
+    pub(crate) static BODY_READ_TIMEOUT: Duration;
+}
 
-/// Reads the whole body, refusing more than `limit` bytes (declared or actual) with 413.
+/// The body deadline when none is set (a handler called outside [`App::handle`]).
+const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Reads the whole body within the request's body deadline, refusing more than `limit`
+/// bytes (declared or actual) with 413 and a body that does not arrive in time with 408.
+///
+/// An oversized body is not read further: the answer goes out at once, and the connection
+/// (which cannot carry another request) discards the rest before closing (see
+/// `server::conn`), so the client reads the 413 instead of a reset, whatever the size.
 pub(crate) async fn read_limited(
     headers: &HeaderMap,
-    mut body: Incoming,
+    body: Incoming,
     limit: usize,
 ) -> Result<Bytes, Error> {
+    let within = BODY_READ_TIMEOUT
+        .try_with(|t| *t)
+        .unwrap_or(DEFAULT_BODY_READ_TIMEOUT);
+    match tokio::time::timeout(within, read_all(headers, body, limit)).await {
+        Ok(read) => read,
+        Err(_) => Err(Error::BodyTimeout { within }),
+    }
+}
+
+async fn read_all(headers: &HeaderMap, mut body: Incoming, limit: usize) -> Result<Bytes, Error> {
     let declared = headers
         .get(http::header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if let Some(n) = declared
-        && n > limit as u64
-    {
-        if n <= limit as u64 + DRAIN_MAX {
-            drain(body).await;
-        }
+    if declared.is_some_and(|n| n > limit as u64) {
         return Err(Error::PayloadTooLarge { limit });
     }
     let mut buf = bytes::BytesMut::new();
@@ -94,29 +110,12 @@ pub(crate) async fn read_limited(
         })?;
         if let Ok(data) = frame.into_data() {
             if buf.len() + data.len() > limit {
-                drain(body).await;
                 return Err(Error::PayloadTooLarge { limit });
             }
             buf.extend_from_slice(&data);
         }
     }
     Ok(buf.freeze())
-}
-
-/// Reads and discards up to [`DRAIN_MAX`] bytes within [`DRAIN_TIME`].
-async fn drain(mut body: Incoming) {
-    let discard = async {
-        let mut seen: u64 = 0;
-        while let Some(Ok(frame)) = body.frame().await {
-            if let Some(data) = frame.data_ref() {
-                seen += data.len() as u64;
-            }
-            if seen > DRAIN_MAX {
-                break;
-            }
-        }
-    };
-    let _ = tokio::time::timeout(DRAIN_TIME, discard).await;
 }
 
 /// Refuses a body whose declared content type is not JSON. A missing content type is
@@ -147,13 +146,15 @@ fn require_body(bytes: &[u8]) -> Result<(), Error> {
     Ok(())
 }
 
-/// Reads a definition leniently: only a body that is not JSON fails here (with its
-/// position); every other problem is reported, all at once, by [`Draft::finish`].
+/// Reads a definition (or group) leniently: only a body that is not JSON fails here (with
+/// its position); every other problem is reported, all at once, by [`Lenient::finish`].
 ///
-/// [`Draft::finish`]: mcp_types::validate::Draft::finish
-pub(crate) fn parse_draft(bytes: &[u8]) -> Result<mcp_types::validate::Draft, Error> {
+/// [`Lenient::finish`]: mcp_types::validate::Lenient::finish
+pub(crate) fn parse_draft<T: mcp_types::validate::Readable>(
+    bytes: &[u8],
+) -> Result<mcp_types::validate::Lenient<T>, Error> {
     require_body(bytes)?;
-    mcp_types::validate::Draft::from_slice(bytes).map_err(|e| Error::InvalidJson {
+    mcp_types::validate::Lenient::<T>::from_slice(bytes).map_err(|e| Error::InvalidJson {
         line: e.line(),
         column: e.column(),
         message: strip_position(&e.to_string()),

@@ -6,8 +6,60 @@ use crate::security::{IpSet, TokenSet};
 
 /// Default `max_body_bytes`: 4 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Default `input_wait`: 5 minutes (a person may be answering).
+pub const DEFAULT_INPUT_WAIT: Duration = Duration::from_secs(300);
 /// Default `max_connections` (upstream definitions).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+
+/// Limits and deadlines of client connections (`[listener]` in `proxyd.toml`).
+///
+/// Every deadline is a bound on what one client can hold: a connection that sends
+/// nothing, headers that trickle, a body that never ends, an idle keep-alive connection.
+/// See `docs/configuration.md` for what each one does when crossed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerLimits {
+    /// Most client connections served at once.
+    pub max_connections: usize,
+    /// How long a connection beyond `max_connections` waits for a free slot before it is
+    /// closed; zero closes it at once.
+    pub connection_wait: Duration,
+    /// How long a new connection may take to send its first byte.
+    pub first_byte_timeout: Duration,
+    /// How long a client may take to send request headers, from their first byte.
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a whole request body.
+    pub body_read_timeout: Duration,
+    /// How long a connection with no request in flight stays open (HTTP/1 keep-alive,
+    /// HTTP/2 without streams).
+    pub idle_timeout: Duration,
+    /// Interval of HTTP/2 keep-alive pings; zero sends none.
+    pub http2_keepalive_interval: Duration,
+    /// How long an HTTP/2 keep-alive ping may go unanswered before the connection closes.
+    pub http2_keepalive_timeout: Duration,
+    /// After an answer that leaves a request body unread (413, 408, an early refusal),
+    /// how long the rest is read and discarded before the connection closes, so that the
+    /// client reads the answer instead of a reset.
+    pub linger_timeout: Duration,
+    /// The most bytes read and discarded that way.
+    pub linger_max_bytes: u64,
+}
+
+impl Default for ListenerLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 1024,
+            connection_wait: Duration::from_secs(1),
+            first_byte_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            http2_keepalive_interval: Duration::from_secs(20),
+            http2_keepalive_timeout: Duration::from_secs(10),
+            linger_timeout: Duration::from_secs(10),
+            linger_max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
 
 /// What the HTTP layer needs to know. Built by `proxyd` from its validated configuration.
 #[derive(Debug, Clone)]
@@ -33,8 +85,8 @@ pub struct HttpConfig {
     pub metrics_public: bool,
     /// When non-empty, the only programs stdio definitions may name.
     pub stdio_allowed_commands: Vec<String>,
-    /// How long a client may take to send request headers.
-    pub header_read_timeout: Duration,
+    /// Limits and deadlines of client connections.
+    pub listener: ListenerLimits,
     /// How long in-flight requests get to finish at shutdown.
     pub shutdown_timeout: Duration,
     /// Origins accepted on the proxy endpoints (`scheme://host[:port]`; an entry without a
@@ -54,6 +106,12 @@ pub struct HttpConfig {
     pub max_inflight_per_session: usize,
     /// Bytes of events one streamable-HTTP session keeps for `Last-Event-ID` replay.
     pub session_replay_bytes: usize,
+    /// Keys that seal what clients bring back (`requestState`): the first seals, all
+    /// open. Empty: a key made at start, good for this process only.
+    pub session_keys: Vec<StateKey>,
+    /// How long an upstream call asking a 2026-07-28 client for input waits for the
+    /// client's retry (the `requestState`'s lifetime too).
+    pub input_wait: Duration,
 }
 
 impl Default for HttpConfig {
@@ -71,7 +129,7 @@ impl Default for HttpConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             metrics_public: false,
             stdio_allowed_commands: Vec::new(),
-            header_read_timeout: Duration::from_secs(30),
+            listener: ListenerLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
             allowed_origins: Vec::new(),
             sse_keepalive: Duration::from_secs(15),
@@ -80,6 +138,25 @@ impl Default for HttpConfig {
             session_idle_timeout: Duration::from_secs(30 * 60),
             max_inflight_per_session: 64,
             session_replay_bytes: 4 * 1024 * 1024,
+            session_keys: Vec::new(),
+            input_wait: DEFAULT_INPUT_WAIT,
         }
+    }
+}
+
+/// One key of `session_keys`: its id and 32 bytes.
+#[derive(Clone)]
+pub struct StateKey {
+    /// Short id carried in what the key seals, so keys can rotate.
+    pub id: String,
+    /// The key material.
+    pub key: [u8; 32],
+}
+
+impl std::fmt::Debug for StateKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateKey")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }

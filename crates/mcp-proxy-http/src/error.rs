@@ -31,6 +31,12 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// The body did not arrive whole within `body_read_timeout`.
+    #[error("request body not received within {}", mcp_types::duration::format(*.within))]
+    BodyTimeout {
+        /// The deadline.
+        within: std::time::Duration,
+    },
     /// The body is not JSON.
     #[error("invalid json at line {line} column {column}: {message}")]
     InvalidJson {
@@ -58,6 +64,23 @@ pub enum Error {
     /// A definition of that name exists already.
     #[error("mcp {0:?} already exists")]
     AlreadyExists(String),
+    /// The name is taken (a group of that name exists, or a group's name is wanted by a
+    /// definition or the other way round: they share one namespace).
+    #[error("{0}")]
+    Exists(String),
+    /// The named group does not exist.
+    #[error("group {0:?} not found")]
+    GroupNotFound(String),
+    /// The group is built in (`/mcp`, `aggregate_all`); the Admin API shows it but does not
+    /// change it.
+    #[error(
+        "group {0:?} is built in (every upstream, served at /mcp) and cannot be changed: \
+         set aggregate_all = false in proxyd's configuration to turn it off"
+    )]
+    ReadOnly(String),
+    /// The number of groups reached the limit.
+    #[error("max_groups ({0}) reached: delete a group before adding another")]
+    TooManyGroups(usize),
     /// The definition is declared in `proxyd`'s configuration; the Admin API does not
     /// change it.
     #[error(
@@ -66,9 +89,11 @@ pub enum Error {
     )]
     Declared(String),
     /// `If-Match` names another version than the one stored.
-    #[error("mcp {name:?} has changed: If-Match does not name its current ETag ({})", etag.as_deref().unwrap_or("none"))]
+    #[error("{what} {name:?} has changed: If-Match does not name its current ETag ({})", etag.as_deref().unwrap_or("none"))]
     PreconditionFailed {
-        /// The definition.
+        /// `mcp` or `group`.
+        what: &'static str,
+        /// The definition or group.
         name: String,
         /// Its current entity tag, if it has one.
         etag: Option<String>,
@@ -126,6 +151,7 @@ impl Error {
                 "payload_too_large",
                 Some(serde_json::json!({ "limit": limit })),
             ),
+            Self::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout", None),
             Self::InvalidJson { line, column, .. } => (
                 StatusCode::BAD_REQUEST,
                 "invalid_json",
@@ -144,9 +170,16 @@ impl Error {
             Self::McpNotFound(_) | Self::Store(S::NotFound(_)) => {
                 (StatusCode::NOT_FOUND, "mcp_not_found", None)
             }
-            Self::AlreadyExists(_) | Self::Store(S::AlreadyExists(_)) => {
+            Self::GroupNotFound(_) | Self::Store(S::GroupNotFound(_)) => {
+                (StatusCode::NOT_FOUND, "group_not_found", None)
+            }
+            Self::AlreadyExists(_)
+            | Self::Exists(_)
+            | Self::Store(S::AlreadyExists(_) | S::GroupAlreadyExists(_) | S::NameTaken { .. }) => {
                 (StatusCode::CONFLICT, "already_exists", None)
             }
+            Self::ReadOnly(_) => (StatusCode::CONFLICT, "read_only", None),
+            Self::TooManyGroups(_) => (StatusCode::CONFLICT, "max_groups_reached", None),
             Self::TooManyDefinitions(_) => (StatusCode::CONFLICT, "max_connections_reached", None),
             Self::Declared(_) => (StatusCode::CONFLICT, "declared_in_config", None),
             Self::PreconditionFailed { etag, .. } => (

@@ -11,6 +11,7 @@
 mod guard;
 mod legacy_sse;
 mod modern;
+pub(crate) mod mrtr;
 mod session;
 mod sse;
 mod streamable;

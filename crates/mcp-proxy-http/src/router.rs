@@ -23,7 +23,11 @@ pub(crate) enum Route {
     Mcp(String),
     /// `POST /admin/mcps/{name}/reconnect`.
     Reconnect(String),
-    /// `GET /admin/tools`.
+    /// `GET|POST /admin/groups`.
+    Groups,
+    /// `GET|PUT|DELETE /admin/groups/{name}`.
+    Group(String),
+    /// `GET /admin/tools[?group=NAME]`.
     Tools,
     /// `POST /admin/tools/call`.
     ToolsCall,
@@ -55,6 +59,8 @@ impl Route {
             ["admin", "mcps", name, "reconnect"] if !name.is_empty() => {
                 Self::Reconnect(decode(name)?)
             }
+            ["admin", "groups"] => Self::Groups,
+            ["admin", "groups", name] if !name.is_empty() => Self::Group(decode(name)?),
             ["admin", "tools"] => Self::Tools,
             ["admin", "tools", "call"] => Self::ToolsCall,
             ["admin", "prompts"] => Self::Prompts,
@@ -75,6 +81,8 @@ impl Route {
             Self::Import => "/admin/mcps:import",
             Self::Mcp(_) => "/admin/mcps/{name}",
             Self::Reconnect(_) => "/admin/mcps/{name}/reconnect",
+            Self::Groups => "/admin/groups",
+            Self::Group(_) => "/admin/groups/{name}",
             Self::Tools => "/admin/tools",
             Self::ToolsCall => "/admin/tools/call",
             Self::Prompts => "/admin/prompts",
@@ -94,6 +102,8 @@ impl Route {
             | Self::Import
             | Self::Mcp(_)
             | Self::Reconnect(_)
+            | Self::Groups
+            | Self::Group(_)
             | Self::Tools
             | Self::ToolsCall
             | Self::Prompts
@@ -111,8 +121,8 @@ impl Route {
             | Self::Tools
             | Self::Prompts
             | Self::Resources => GET,
-            Self::Mcps => GET_POST,
-            Self::Mcp(_) => GET_PUT_DELETE,
+            Self::Mcps | Self::Groups => GET_POST,
+            Self::Mcp(_) | Self::Group(_) => GET_PUT_DELETE,
             Self::Reconnect(_) | Self::ToolsCall | Self::Import => POST,
         }
     }
@@ -130,6 +140,8 @@ impl Route {
             Self::Import,
             Self::Mcp(name()),
             Self::Reconnect(name()),
+            Self::Groups,
+            Self::Group(name()),
             Self::Tools,
             Self::ToolsCall,
             Self::Prompts,
@@ -195,6 +207,14 @@ mod tests {
         assert_eq!(
             resolve(&Method::POST, "/admin/mcps:import").unwrap(),
             Route::Import
+        );
+        assert_eq!(
+            resolve(&Method::PUT, "/admin/groups/team/").unwrap(),
+            Route::Group("team".into())
+        );
+        assert_eq!(
+            resolve(&Method::POST, "/admin/groups").unwrap(),
+            Route::Groups
         );
         assert!(matches!(
             resolve(&Method::GET, "/nope"),

@@ -1,17 +1,43 @@
 //! The accept loop: serves an already-bound listener until the shutdown signal, then drains
 //! connections within `shutdown_timeout` and drops the rest.
+//!
+//! - [`admission`]: at most `max_connections` client connections at once; a few more wait
+//!   up to `connection_wait` for a slot, the rest are closed; a spare file descriptor keeps
+//!   `accept` working when the process runs out of them.
+//! - [`conn`]: one connection: the first-byte, header and idle deadlines, HTTP/2
+//!   keep-alive, and a lingering close after an answer that left a request body unread.
 
-use std::convert::Infallible;
+mod admission;
+mod conn;
+
 use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::app::App;
+use crate::config::ListenerLimits;
+use admission::{Admission, Spare, Ticket};
+
+/// What every connection task shares.
+#[derive(Debug)]
+struct Shared {
+    app: App,
+    limits: ListenerLimits,
+    builder: auto::Builder<TokioExecutor>,
+    /// Cancelled at shutdown: connections finish their requests, then close.
+    stop: CancellationToken,
+    /// Cancelled when the drain deadline passed: connections are dropped.
+    force: CancellationToken,
+    /// Every connection task and every lingering close.
+    tasks: TaskTracker,
+}
 
 /// Serves `app` on `listener` until `shutdown` completes.
 ///
@@ -22,50 +48,91 @@ pub async fn serve(
     app: App,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(app.config().header_read_timeout);
-    let graceful = GracefulShutdown::new();
+    let limits = app.config().listener.clone();
+    let metrics = app.metrics().clone();
+    let shared = Arc::new(Shared {
+        builder: builder(&limits),
+        limits,
+        app,
+        stop: CancellationToken::new(),
+        force: CancellationToken::new(),
+        tasks: TaskTracker::new(),
+    });
+    let admission = Admission::new(&shared.limits, metrics.clone());
+    let mut spare = Spare::new();
     tokio::pin!(shutdown);
     loop {
-        tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
-            accepted = listener.accept() => {
-                let (stream, peer) = match accepted {
-                    Ok(conn) => conn,
-                    Err(e) => {
-                        // EMFILE and friends: back off briefly instead of spinning.
-                        warn!(error = %e, "accept failed");
-                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                        continue;
-                    }
-                };
-                let _ = stream.set_nodelay(true);
-                let app = app.clone();
-                let service = service_fn(move |req| {
-                    let app = app.clone();
-                    async move { Ok::<_, Infallible>(app.handle(req, peer).await) }
-                });
-                let conn = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let conn = graceful.watch(conn.into_owned());
-                tokio::spawn(async move {
-                    if let Err(e) = conn.await {
-                        debug!(%peer, error = %e, "connection ended with an error");
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => {
+                    spare.recovered();
+                    conn
+                }
+                Err(e) if admission::is_out_of_descriptors(&e) => {
+                    spare.shed(&listener, &metrics).await;
+                    continue;
+                }
+                Err(e) if admission::is_transient(&e) => {
+                    debug!(error = %e, "accept failed");
+                    continue;
+                }
+                Err(e) => {
+                    // ENOBUFS, ENOMEM and friends: back off briefly instead of spinning.
+                    warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        match admission.admit() {
+            Ticket::Admitted(slot) => {
+                shared
+                    .tasks
+                    .spawn(conn::serve(shared.clone(), stream, peer, slot));
+            }
+            Ticket::Wait(waiting) => {
+                let shared = shared.clone();
+                shared.tasks.clone().spawn(async move {
+                    if let Some(slot) = waiting.wait(&shared.stop).await {
+                        conn::serve(shared, stream, peer, slot).await;
                     }
                 });
             }
+            Ticket::Refused => drop(stream),
         }
     }
     drop(listener);
-    let deadline = app.config().shutdown_timeout;
+    let deadline = shared.app.config().shutdown_timeout;
     info!(timeout = %mcp_types::duration::format(deadline), "draining connections");
-    if tokio::time::timeout(deadline, graceful.shutdown())
+    shared.stop.cancel();
+    shared.tasks.close();
+    if tokio::time::timeout(deadline, shared.tasks.wait())
         .await
         .is_err()
     {
         warn!("connections still open after the shutdown timeout; closing them");
+        shared.force.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(1), shared.tasks.wait()).await;
     }
     Ok(())
+}
+
+/// HTTP/1 and HTTP/2 (detected per connection). hyper's own HTTP/1 header timer is off: it
+/// would also run while a keep-alive connection idles, and [`conn`] keeps the header and
+/// idle deadlines apart.
+fn builder(limits: &ListenerLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None::<Duration>);
+    let mut http2 = builder.http2();
+    http2.timer(TokioTimer::new());
+    if !limits.http2_keepalive_interval.is_zero() {
+        http2
+            .keep_alive_interval(limits.http2_keepalive_interval)
+            .keep_alive_timeout(limits.http2_keepalive_timeout);
+    }
+    builder
 }

@@ -23,9 +23,26 @@ fn listing<T: Serialize>(key: &str, l: mcp_proxy_core::Listing<T>) -> Response<B
     json_response(StatusCode::OK, &body)
 }
 
-/// `GET /admin/tools`.
-pub(crate) fn tools(app: &App) -> Response<Body> {
-    listing("tools", app.inner().manager.tools())
+/// `GET /admin/tools[?group=NAME]`.
+pub(crate) fn tools(app: &App, query: Option<&str>) -> Result<Response<Body>, Error> {
+    let group = query
+        .into_iter()
+        .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
+        .find(|(k, _)| k == "group")
+        .map(|(_, v)| v.into_owned());
+    match group {
+        None => Ok(listing("tools", app.inner().manager.tools())),
+        Some(name) if name.is_empty() => Err(Error::Invalid {
+            message: "invalid request: group: must name a group".into(),
+            details: serde_json::json!([{ "field": "group", "message": "must name a group" }]),
+        }),
+        Some(name) => app
+            .inner()
+            .manager
+            .group_tools(&name)
+            .map(|l| listing("tools", l))
+            .ok_or(Error::GroupNotFound(name)),
+    }
 }
 
 /// `GET /admin/prompts`.

@@ -1,5 +1,68 @@
 //! The error of every store operation.
 
+use std::fmt;
+
+/// What a store holds under a name: an upstream definition or a group. The two share one
+/// namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    /// An upstream definition.
+    Definition,
+    /// A group.
+    Group,
+}
+
+impl Kind {
+    /// `"definition"` or `"group"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Definition => "definition",
+            Self::Group => "group",
+        }
+    }
+}
+
+impl Kind {
+    /// The other kind (the one sharing the namespace).
+    pub(crate) fn other(self) -> Self {
+        match self {
+            Self::Definition => Self::Group,
+            Self::Group => Self::Definition,
+        }
+    }
+
+    /// Nothing of this kind is stored under `name`.
+    pub(crate) fn not_found(self, name: impl Into<String>) -> Error {
+        match self {
+            Self::Definition => Error::NotFound(name.into()),
+            Self::Group => Error::GroupNotFound(name.into()),
+        }
+    }
+
+    /// Something of this kind is stored under `name` already.
+    pub(crate) fn already_exists(self, name: impl Into<String>) -> Error {
+        match self {
+            Self::Definition => Error::AlreadyExists(name.into()),
+            Self::Group => Error::GroupAlreadyExists(name.into()),
+        }
+    }
+
+    /// Something of the other kind holds `name`.
+    pub(crate) fn name_taken(self, name: impl Into<String>) -> Error {
+        Error::NameTaken {
+            name: name.into(),
+            wanted: self,
+            taken: self.other(),
+        }
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// What went wrong in a store operation.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -12,10 +75,34 @@ pub enum Error {
     #[error("definition {0:?} already exists")]
     AlreadyExists(String),
 
+    /// No group of this name is stored.
+    #[error("group {0:?} not found")]
+    GroupNotFound(String),
+
+    /// A group of this name is already stored.
+    #[error("group {0:?} already exists")]
+    GroupAlreadyExists(String),
+
+    /// A create found the name taken by the other kind: groups and upstream definitions
+    /// share one namespace.
+    #[error(
+        "{wanted} {name:?} cannot be created: the name is taken by a {taken} (groups and definitions share one namespace)"
+    )]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// What was to be created.
+        wanted: Kind,
+        /// What holds the name.
+        taken: Kind,
+    },
+
     /// A conditional write found another version stored than the one it was made for.
-    #[error("definition {name:?} is at version {}, not {expected}", current.map_or_else(|| "none".to_owned(), |v| v.to_string()))]
+    #[error("{kind} {name:?} is at version {}, not {expected}", current.map_or_else(|| "none".to_owned(), |v| v.to_string()))]
     VersionMismatch {
-        /// The definition's name.
+        /// A definition or a group.
+        kind: Kind,
+        /// Its name.
         name: String,
         /// The version the write was made for.
         expected: u64,
@@ -64,14 +151,18 @@ impl Error {
         matches!(self, Self::Unavailable { .. })
     }
 
-    /// Whether the definition was not found.
+    /// Whether the definition (or group) was not found.
     pub fn is_not_found(&self) -> bool {
-        matches!(self, Self::NotFound(_))
+        matches!(self, Self::NotFound(_) | Self::GroupNotFound(_))
     }
 
-    /// Whether the definition already exists.
+    /// Whether the name is taken: by a definition or group of the same kind, or (see
+    /// [`Error::NameTaken`]) of the other.
     pub fn is_already_exists(&self) -> bool {
-        matches!(self, Self::AlreadyExists(_))
+        matches!(
+            self,
+            Self::AlreadyExists(_) | Self::GroupAlreadyExists(_) | Self::NameTaken { .. }
+        )
     }
 
     /// Whether a conditional write found another version.
@@ -110,5 +201,16 @@ mod tests {
         assert!(err.is_retryable() && !err.is_not_found());
         assert!(Error::NotFound("x".into()).is_not_found());
         assert!(!Error::NotFound("x".into()).is_retryable());
+        let taken = Error::NameTaken {
+            name: "fs".into(),
+            wanted: Kind::Group,
+            taken: Kind::Definition,
+        };
+        assert_eq!(
+            taken.to_string(),
+            r#"group "fs" cannot be created: the name is taken by a definition (groups and definitions share one namespace)"#
+        );
+        assert!(taken.is_already_exists());
+        assert!(Error::GroupNotFound("g".into()).is_not_found());
     }
 }

@@ -1,4 +1,4 @@
-//! Storage of MCP definitions and their status, with a change feed.
+//! Storage of MCP definitions, their status and groups, with a change feed.
 //!
 //! - [`Store`]: the trait every back-end implements; [`StoreEvent`] / [`WatchStream`]: its
 //!   change feed.
@@ -30,7 +30,7 @@ mod memory;
 pub mod redis;
 mod store;
 
-pub use error::Error;
+pub use error::{Error, Kind};
 pub use memory::MemoryStore;
 pub use redis::{RedisConfig, RedisStore};
 pub use store::{Store, StoreEvent, WatchStream};

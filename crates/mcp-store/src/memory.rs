@@ -1,15 +1,15 @@
-//! The in-memory back-end (the default): a map behind a lock and a broadcast change feed.
+//! The in-memory back-end (the default): maps behind a lock and a broadcast change feed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use mcp_types::{McpDefinition, McpStatus};
+use mcp_types::{GroupDefinition, McpDefinition, McpStatus};
 use tokio::sync::broadcast;
 
 use crate::store::{EVENT_CAPACITY, StoreEvent, WatchStream, broadcast_feed, next_version, now};
-use crate::{Error, Result, Store};
+use crate::{Error, Kind, Result, Store};
 
-/// Definitions and status kept in this process only; lost on exit.
+/// Definitions, status and groups kept in this process only; lost on exit.
 ///
 /// The lock is never held across an `.await`; events are sent while the write lock is held
 /// so every feed sees writes in the order they were applied.
@@ -23,6 +23,7 @@ pub struct MemoryStore {
 struct State {
     defs: BTreeMap<String, McpDefinition>,
     status: HashMap<String, McpStatus>,
+    groups: BTreeMap<String, GroupDefinition>,
     /// The version of the latest write.
     version: u64,
 }
@@ -34,13 +35,14 @@ impl State {
     }
 }
 
-/// Refuses a conditional write to a definition at another version.
-fn check_version(stored: &McpDefinition, expected: Option<u64>) -> Result<()> {
+/// Refuses a conditional write to a definition or group at another version.
+fn check_version(kind: Kind, name: &str, stored: Option<u64>, expected: Option<u64>) -> Result<()> {
     match expected {
-        Some(expected) if stored.version != Some(expected) => Err(Error::VersionMismatch {
-            name: stored.name.clone(),
+        Some(expected) if stored != Some(expected) => Err(Error::VersionMismatch {
+            kind,
+            name: name.to_owned(),
             expected,
-            current: stored.version,
+            current: stored,
         }),
         _ => Ok(()),
     }
@@ -94,6 +96,9 @@ impl Store for MemoryStore {
         if state.defs.contains_key(&def.name) {
             return Err(Error::AlreadyExists(def.name));
         }
+        if state.groups.contains_key(&def.name) {
+            return Err(Kind::Definition.name_taken(def.name));
+        }
         let t = now();
         def.created_at = Some(t);
         def.updated_at = Some(t);
@@ -113,7 +118,7 @@ impl Store for MemoryStore {
         let Some(stored) = state.defs.get(&def.name) else {
             return Err(Error::NotFound(def.name));
         };
-        check_version(stored, expected)?;
+        check_version(Kind::Definition, &def.name, stored.version, expected)?;
         def.created_at = stored.created_at;
         def.updated_at = Some(now());
         def.version = Some(state.next_version());
@@ -127,7 +132,7 @@ impl Store for MemoryStore {
         let Some(stored) = state.defs.get(name) else {
             return Err(Error::NotFound(name.to_owned()));
         };
-        check_version(stored, expected)?;
+        check_version(Kind::Definition, name, stored.version, expected)?;
         state.defs.remove(name);
         state.status.remove(name);
         let version = state.next_version();
@@ -140,6 +145,64 @@ impl Store for MemoryStore {
 
     async fn version(&self) -> Result<u64> {
         Ok(self.read().version)
+    }
+
+    async fn get_group(&self, name: &str) -> Result<Option<GroupDefinition>> {
+        Ok(self.read().groups.get(name).cloned())
+    }
+
+    async fn list_groups(&self) -> Result<Vec<GroupDefinition>> {
+        Ok(self.read().groups.values().cloned().collect())
+    }
+
+    async fn create_group(&self, mut group: GroupDefinition) -> Result<GroupDefinition> {
+        let mut state = self.write();
+        if state.groups.contains_key(&group.name) {
+            return Err(Error::GroupAlreadyExists(group.name));
+        }
+        if state.defs.contains_key(&group.name) {
+            return Err(Kind::Group.name_taken(group.name));
+        }
+        let t = now();
+        group.created_at = Some(t);
+        group.updated_at = Some(t);
+        group.version = Some(state.next_version());
+        state.groups.insert(group.name.clone(), group.clone());
+        self.publish(StoreEvent::GroupPut(group.clone()));
+        Ok(group)
+    }
+
+    async fn update_group_if(
+        &self,
+        mut group: GroupDefinition,
+        expected: Option<u64>,
+    ) -> Result<GroupDefinition> {
+        let mut state = self.write();
+        let Some(stored) = state.groups.get(&group.name) else {
+            return Err(Error::GroupNotFound(group.name));
+        };
+        check_version(Kind::Group, &group.name, stored.version, expected)?;
+        group.created_at = stored.created_at;
+        group.updated_at = Some(now());
+        group.version = Some(state.next_version());
+        state.groups.insert(group.name.clone(), group.clone());
+        self.publish(StoreEvent::GroupPut(group.clone()));
+        Ok(group)
+    }
+
+    async fn delete_group_if(&self, name: &str, expected: Option<u64>) -> Result<u64> {
+        let mut state = self.write();
+        let Some(stored) = state.groups.get(name) else {
+            return Err(Error::GroupNotFound(name.to_owned()));
+        };
+        check_version(Kind::Group, name, stored.version, expected)?;
+        state.groups.remove(name);
+        let version = state.next_version();
+        self.publish(StoreEvent::GroupDeleted {
+            name: name.to_owned(),
+            version: Some(version),
+        });
+        Ok(version)
     }
 
     async fn save_status(&self, name: &str, status: &McpStatus) -> Result<()> {

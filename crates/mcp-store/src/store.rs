@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
 use futures_util::stream::BoxStream;
-use mcp_types::{McpDefinition, McpStatus, Timestamp};
+use mcp_types::{GroupDefinition, McpDefinition, McpStatus, Timestamp};
 use tokio::sync::broadcast;
 use tokio_stream::wrappers::BroadcastStream;
 use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
@@ -31,27 +31,41 @@ pub enum StoreEvent {
         /// The version of the deletion.
         version: Option<u64>,
     },
+    /// A group was created or updated (the stored form, secrets included).
+    GroupPut(GroupDefinition),
+    /// The group of this name was deleted, by the write of this version.
+    GroupDeleted {
+        /// The group's name.
+        name: String,
+        /// The version of the deletion.
+        version: Option<u64>,
+    },
     /// The feed may have missed events (a slow consumer lagged, or the Redis subscription
-    /// was re-established): call [`Store::list`] and reconcile.
+    /// was re-established): call [`Store::list`] and [`Store::list_groups`] and reconcile.
     Resync,
 }
 
-/// Where MCP definitions and their status live.
+/// Where MCP definitions, their status and groups live.
 ///
 /// Every write publishes to [`watch`](Store::watch), including to the writing store's own
-/// feeds, so consumers must treat [`StoreEvent::Put`] idempotently.
+/// feeds, so consumers must treat [`StoreEvent::Put`] and [`StoreEvent::GroupPut`]
+/// idempotently.
+///
+/// Groups and upstream definitions share one namespace (both are served at `/{name}/…`):
+/// creating either under a name the other holds fails with
+/// [`Error::NameTaken`](crate::Error::NameTaken), atomically with the check.
 ///
 /// Timestamps set by the store have millisecond precision, as they are serialized, so a
 /// definition returned by a write equals the one read back later.
 ///
 /// # Versions
 ///
-/// Every write (create, update, delete) gets a version greater than that of every earlier
-/// write to the store, whatever the name: the microseconds since the epoch on the store's
+/// Every write (create, update, delete, of a definition or a group) gets a version greater
+/// than that of every earlier write to the store, whatever the name: the microseconds since the epoch on the store's
 /// clock, or one more than the last version when that is greater (so versions go on
 /// growing after the clock steps back, or after the store lost its counter). Created and
-/// updated definitions carry theirs in `version`; [`StoreEvent::Deleted`] carries the
-/// deletion's. Consumers of the change feed compare versions to apply only what is newer
+/// updated definitions and groups carry theirs in `version`; [`StoreEvent::Deleted`] and
+/// [`StoreEvent::GroupDeleted`] carry the deletion's. Consumers of the change feed compare versions to apply only what is newer
 /// than what they hold.
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug + 'static {
@@ -69,7 +83,8 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// form. Any status left over under this name is cleared.
     ///
     /// # Errors
-    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) if the name is taken.
+    /// [`Error::AlreadyExists`](crate::Error::AlreadyExists) if a definition has the name;
+    /// [`Error::NameTaken`](crate::Error::NameTaken) if a group has it.
     async fn create(&self, def: McpDefinition) -> Result<McpDefinition>;
 
     /// Replaces an existing definition, keeping its stored `createdAt` and setting
@@ -107,6 +122,57 @@ pub trait Store: Send + Sync + std::fmt::Debug + 'static {
     /// The version of the latest write (0 before the first). Reading it before
     /// [`list`](Store::list) tells which versions the listing reflects.
     async fn version(&self) -> Result<u64>;
+
+    /// The group of this name, if stored.
+    async fn get_group(&self, name: &str) -> Result<Option<GroupDefinition>>;
+
+    /// Every stored group, sorted by name (an entry that cannot be decoded is skipped with
+    /// a warning, as in [`list`](Store::list)).
+    async fn list_groups(&self) -> Result<Vec<GroupDefinition>>;
+
+    /// Stores a new group with `createdAt` = `updatedAt` = now and returns the stored form.
+    ///
+    /// # Errors
+    /// [`Error::GroupAlreadyExists`](crate::Error::GroupAlreadyExists) if a group has the
+    /// name; [`Error::NameTaken`](crate::Error::NameTaken) if a definition has it.
+    async fn create_group(&self, group: GroupDefinition) -> Result<GroupDefinition>;
+
+    /// Replaces an existing group, keeping its `createdAt`; returns the stored form.
+    ///
+    /// # Errors
+    /// [`Error::GroupNotFound`](crate::Error::GroupNotFound) if no group of that name
+    /// exists.
+    async fn update_group(&self, group: GroupDefinition) -> Result<GroupDefinition> {
+        self.update_group_if(group, None).await
+    }
+
+    /// [`update_group`](Store::update_group), only if the stored group is at version
+    /// `expected` (when given), atomically.
+    ///
+    /// # Errors
+    /// [`Error::GroupNotFound`](crate::Error::GroupNotFound);
+    /// [`Error::VersionMismatch`](crate::Error::VersionMismatch) if it is at another version.
+    async fn update_group_if(
+        &self,
+        group: GroupDefinition,
+        expected: Option<u64>,
+    ) -> Result<GroupDefinition>;
+
+    /// Deletes a group.
+    ///
+    /// # Errors
+    /// [`Error::GroupNotFound`](crate::Error::GroupNotFound) if no group of that name
+    /// exists.
+    async fn delete_group(&self, name: &str) -> Result<()> {
+        self.delete_group_if(name, None).await.map(drop)
+    }
+
+    /// [`delete_group`](Store::delete_group), only if the stored group is at version
+    /// `expected` (when given), atomically; returns the version of the deletion.
+    ///
+    /// # Errors
+    /// As [`update_group_if`](Store::update_group_if).
+    async fn delete_group_if(&self, name: &str, expected: Option<u64>) -> Result<u64>;
 
     /// Stores the status of an upstream (replacing the previous one). Status writes are not
     /// published on the change feed.

@@ -3,8 +3,9 @@
 //! `127.0.0.1` port, stopped on drop.
 //!
 //! It answers `initialize`, `ping`, `tools/list` (two pages: `echo`, then `slow`) and
-//! `tools/call` (`echo` answers with a `notifications/message` then the result; `ask`
-//! waits for a number of concurrent `ask` calls, see the streamable module) and records
+//! `tools/call` (`echo` answers with a `notifications/message` then the result; `big`
+//! with `{"bytes": n}` answers with a text of `n` bytes; `ask` waits for a number of
+//! concurrent `ask` calls, see the streamable module) and records
 //! every request it sees. A [`Fault`] picks a misbehaviour; [`MockServer`]
 //! methods inject others on demand (expire sessions, cut legacy streams).
 //!
@@ -110,9 +111,24 @@ pub struct MockServer {
 impl MockServer {
     /// Starts the mock on a free loopback port.
     pub async fn start(fault: Fault) -> Self {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
-            .expect("bind 127.0.0.1:0");
+        Self::start_on(fault, 0).await
+    }
+
+    /// Starts the mock on `port` of 127.0.0.1 (0: a free one) — again on the port of one
+    /// dropped before, say, to play a server restarted with no memory of its sessions.
+    /// Dropping a mock cuts its open connections, as a crash would.
+    pub async fn start_on(fault: Fault, port: u16) -> Self {
+        // A mock dropped a moment ago lets go of its port once its task notices.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        let listener = loop {
+            match TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
+                Ok(listener) => break listener,
+                Err(e) if tokio::time::Instant::now() >= deadline => {
+                    panic!("bind 127.0.0.1:{port}: {e}")
+                }
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            }
+        };
         let addr = listener.local_addr().expect("local addr");
         let state: Shared = Arc::new(Mutex::new(State {
             fault,
@@ -130,6 +146,11 @@ impl MockServer {
     /// The streamable HTTP endpoint: `http://127.0.0.1:<port>/mcp`.
     pub fn url(&self) -> String {
         format!("http://{}/mcp", self.addr)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
     }
 
     /// The legacy SSE endpoint: `http://127.0.0.1:<port>/sse`.
@@ -238,6 +259,11 @@ fn answer(msg: &Value) -> Option<Value> {
             "tools": [{"name": "echo", "inputSchema": {"type": "object"}}],
             "nextCursor": "2",
         }),
+        "tools/call" if msg["params"]["name"] == "big" => {
+            let bytes = msg["params"]["arguments"]["bytes"].as_u64().unwrap_or(0);
+            let text = "y".repeat(usize::try_from(bytes).unwrap_or(0));
+            json!({"content": [{"type": "text", "text": text}]})
+        }
         "tools/call" => {
             let text = msg["params"]["arguments"]["message"].clone();
             json!({"content": [{"type": "text", "text": text}]})

@@ -13,6 +13,15 @@ use tokio::process::{Child, Command};
 /// The admin token the spawner configures.
 pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
 
+/// How [`Proxyd::launch`] starts the process.
+#[derive(Debug, Clone, Default)]
+pub struct Launch {
+    /// `--port`; 0 (the default) picks a free one.
+    pub port: u16,
+    /// The open-file limit (soft and hard, `ulimit -n`) proxyd runs under.
+    pub open_files: Option<u64>,
+}
+
 /// A running `proxyd`; killed on drop.
 #[derive(Debug)]
 pub struct Proxyd {
@@ -34,8 +43,29 @@ impl Proxyd {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> anyhow::Result<Self> {
-        let mut cmd = Command::new(binary.as_ref());
-        cmd.args(["--host", "127.0.0.1", "--port", "0"])
+        Self::launch(binary, args, env, &Launch::default()).await
+    }
+
+    /// The same, with the [`Launch`] settings (a fixed port, an open-file limit).
+    pub async fn launch(
+        binary: impl AsRef<Path>,
+        args: &[&str],
+        env: &[(&str, &str)],
+        launch: &Launch,
+    ) -> anyhow::Result<Self> {
+        let mut cmd = match launch.open_files {
+            // The shell sets the limit and becomes proxyd (same pid).
+            Some(n) => {
+                let mut sh = Command::new("/bin/sh");
+                sh.arg("-c")
+                    .arg(format!("ulimit -n {n} && exec \"$0\" \"$@\""))
+                    .arg(binary.as_ref());
+                sh
+            }
+            None => Command::new(binary.as_ref()),
+        };
+        let port = launch.port.to_string();
+        cmd.args(["--host", "127.0.0.1", "--port", port.as_str()])
             .args(args)
             .env("MCP_PROXY_ADMIN_TOKENS", format!("[\"{ADMIN_TOKEN}\"]"))
             .env("RUST_LOG", "info")
@@ -87,6 +117,15 @@ impl Proxyd {
         format!("http://{}", self.addr)
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// The process id.
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
@@ -95,6 +134,11 @@ impl Proxyd {
     /// The log lines seen so far (the last 200).
     pub fn log(&self) -> Vec<String> {
         self.log.lock().expect("log lock").iter().cloned().collect()
+    }
+
+    /// Kills the process (SIGKILL, like a crash) and waits for it to exit.
+    pub async fn kill(&mut self) {
+        let _ = self.child.kill().await;
     }
 
     /// Sends SIGTERM and waits (at most `within`) for the exit status.

@@ -8,7 +8,10 @@
 //! ```
 //!
 //! Persistence is off (`--save "" --appendonly no`) and the working directory is a temporary
-//! directory, so a restarted server comes back empty.
+//! directory, so a restarted server comes back empty; [`RedisServer::start_persistent`]
+//! keeps an append-only file synced on every write instead, so a server killed and started
+//! again comes back with every acknowledged write. [`RedisServer::not_started`] reserves a
+//! port for a server started later.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -29,6 +32,7 @@ pub struct RedisServer {
     port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    persistent: bool,
 }
 
 impl RedisServer {
@@ -37,6 +41,34 @@ impl RedisServer {
     /// # Panics
     /// When `redis-server` is not installed or does not come up.
     pub async fn start() -> Self {
+        Self::start_with(false).await
+    }
+
+    /// Like [`start`](Self::start), with every write synced to an append-only file, so
+    /// that [`stop`](Self::stop) then [`start_again`](Self::start_again) loses nothing that
+    /// was acknowledged.
+    pub async fn start_persistent() -> Self {
+        Self::start_with(true).await
+    }
+
+    /// A harness on a port that was free a moment ago, with no server running: connections
+    /// are refused until [`start_again`](Self::start_again).
+    ///
+    /// # Panics
+    /// When `redis-server` is not installed.
+    pub fn not_started() -> Self {
+        Self {
+            program: find_redis_server().unwrap_or_else(|| {
+                panic!("redis-server not found: run scripts/install-test-deps.sh")
+            }),
+            port: free_port(),
+            dir: tempfile::tempdir().expect("redis harness: create temporary directory"),
+            child: None,
+            persistent: false,
+        }
+    }
+
+    async fn start_with(persistent: bool) -> Self {
         let program = find_redis_server()
             .unwrap_or_else(|| panic!("redis-server not found: run scripts/install-test-deps.sh"));
         let mut last_error = String::new();
@@ -47,6 +79,7 @@ impl RedisServer {
                 port: free_port(),
                 dir: tempfile::tempdir().expect("redis harness: create temporary directory"),
                 child: None,
+                persistent,
             };
             match server.spawn_and_wait().await {
                 Ok(()) => return server,
@@ -107,7 +140,8 @@ impl RedisServer {
         );
     }
 
-    /// Starts a fresh (empty) server on the same port and waits until it answers.
+    /// Starts a server on the same port (empty, unless persistent) and waits until it
+    /// answers.
     ///
     /// # Panics
     /// When the server does not come up.
@@ -131,7 +165,12 @@ impl RedisServer {
         let mut child = Command::new(&self.program)
             .arg("--port")
             .arg(self.port.to_string())
-            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--bind", "127.0.0.1", "--save", ""])
+            .args(if self.persistent {
+                ["--appendonly", "yes", "--appendfsync", "always"]
+            } else {
+                ["--appendonly", "no", "--appendfsync", "everysec"]
+            })
             .args(["--daemonize", "no", "--dir"])
             .arg(self.dir.path())
             .arg("--logfile")

@@ -255,3 +255,26 @@ pub fn free_port() -> u16 {
         .expect("bind 127.0.0.1:0")
         .port()
 }
+
+/// A free 127.0.0.1 port below the kernel's ephemeral range, for a server that is stopped
+/// and started again on the same port: between the two, an outgoing connection of anyone
+/// on the machine can take a free ephemeral port as its own and keep the server from
+/// binding it again.
+pub fn restartable_port() -> u16 {
+    let low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    let span = low.saturating_sub(10_000).max(1);
+    let seed = std::process::id() as u64
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    for i in 0..u64::from(span) {
+        let port = 10_000 + ((seed + i * 7919) % u64::from(span)) as u16;
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below {low}")
+}

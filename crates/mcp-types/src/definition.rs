@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::secret::{REDACTED, Secret};
 use crate::time::Timestamp;
 
-mod secrets;
+pub(crate) mod secrets;
 
 /// How the proxy talks to an upstream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -228,7 +228,11 @@ pub struct McpDefinition {
     #[serde(default = "default_health_interval", with = "crate::duration")]
     pub health_check_interval: Duration,
     /// Tool allow/block list.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::object::option"
+    )]
     pub tool_filter: Option<ToolFilter>,
     /// stdio: copy the child's stderr to the log.
     #[serde(default = "default_true")]

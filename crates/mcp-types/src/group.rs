@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::definition::ToolFilter;
-use crate::secret::{REDACTED, Secret};
+use crate::secret::{HANDLE_PREFIX, REDACTED, Secret};
 use crate::time::Timestamp;
 use crate::validate::ValidationErrors;
 
@@ -103,10 +103,18 @@ pub struct GroupDefinition {
     #[serde(default)]
     pub strict_names: bool,
     /// Per-tool changes, by `{member}.{tool}`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "crate::object::map_values"
+    )]
     pub overrides: BTreeMap<String, ToolOverride>,
     /// A filter over the group's tool names (after prefixes and overrides).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::object::option"
+    )]
     pub tool_filter: Option<ToolFilter>,
     /// Bearer tokens accepted on the group's endpoints (besides the global ones).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -126,6 +134,9 @@ pub struct GroupDefinition {
     /// Set by the server.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub updated_at: Option<Timestamp>,
+    /// Set by the store at every write (see the store's versions); the `ETag`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
 }
 
 fn default_separator() -> String {
@@ -151,6 +162,7 @@ impl GroupDefinition {
             fail_mode: FailMode::default(),
             created_at: None,
             updated_at: None,
+            version: None,
         }
     }
 
@@ -165,24 +177,42 @@ impl GroupDefinition {
         self.tool_filter.as_ref().is_none_or(|f| f.permits(name))
     }
 
-    /// A copy with secrets shown as `***`.
+    /// Forgets what the server sets (timestamps, version): a client's values are ignored.
+    pub fn clear_server_fields(&mut self) {
+        self.created_at = None;
+        self.updated_at = None;
+        self.version = None;
+    }
+
+    /// A copy fit for responses: each of `authTokens` becomes its handle `***:<digest>`
+    /// ([`Secret::handle`], scoped by the group's name), as for a definition, so that a
+    /// PUT can say which tokens to keep ([`GroupDefinition::restore_secrets`]).
     pub fn redacted(&self) -> Self {
         let mut g = self.clone();
-        g.auth_tokens = g
-            .auth_tokens
-            .iter()
-            .map(|_| Secret::new(REDACTED))
-            .collect();
+        for t in &mut g.auth_tokens {
+            *t = Secret::new(t.handle(&self.name));
+        }
         g
     }
 
-    /// Whether two versions of a group would serve the same catalog and rules (the
-    /// timestamps aside).
+    /// Replaces each handle in `authTokens` that names exactly one token of `stored` (the
+    /// group being replaced) by that token, wherever it stands in the list. Anything else
+    /// is left as it is, and validation refuses a placeholder left.
+    pub fn restore_secrets(&mut self, stored: &GroupDefinition) {
+        crate::definition::secrets::restore_tokens(
+            &mut self.auth_tokens,
+            &stored.auth_tokens,
+            &stored.name,
+        );
+    }
+
+    /// Whether two versions of a group would serve the same catalog and rules (what the
+    /// server sets aside).
     pub fn same_config(&self, other: &Self) -> bool {
-        let strip = |g: &Self| Self {
-            created_at: None,
-            updated_at: None,
-            ..g.clone()
+        let strip = |g: &Self| {
+            let mut g = g.clone();
+            g.clear_server_fields();
+            g
         };
         strip(self) == strip(other)
     }
@@ -210,7 +240,7 @@ impl GroupDefinition {
             }
         }
         for (i, t) in self.member_tags.iter().enumerate() {
-            if t.is_empty() || t.len() > 64 || t.chars().any(char::is_control) {
+            if t.is_empty() || t.chars().count() > 64 || t.chars().any(char::is_control) {
                 errs.push(format!("memberTags[{i}]"), "must be 1 to 64 characters");
             }
         }
@@ -258,14 +288,43 @@ impl GroupDefinition {
                 errs.push(format!("{field}.title"), "must be at most 256 characters");
             }
         }
+        if let Some(f) = &self.tool_filter {
+            for (i, t) in f.list.iter().enumerate() {
+                if t.trim().is_empty() {
+                    errs.push(format!("toolFilter.list[{i}]"), "must not be empty");
+                }
+            }
+        }
         for (i, t) in self.auth_tokens.iter().enumerate() {
+            let field = format!("authTokens[{i}]");
+            if t.expose() == REDACTED {
+                errs.push(
+                    field,
+                    format!(
+                        "a bare {REDACTED:?} cannot say which stored token to keep: send the \
+                         \"{HANDLE_PREFIX}…\" handle a GET shows for it, or a new token"
+                    ),
+                );
+                continue;
+            }
+            if t.expose().starts_with(HANDLE_PREFIX) {
+                errs.push(
+                    field,
+                    format!(
+                        "{:?} names no stored token (or several): send a handle a GET shows, \
+                         or a new token",
+                        t.expose()
+                    ),
+                );
+                continue;
+            }
             let t = t.expose();
             if t.is_empty()
                 || t.len() > 4096
                 || t.chars().any(|c| c.is_whitespace() || c.is_control())
             {
                 errs.push(
-                    format!("authTokens[{i}]"),
+                    field,
                     "must be 1 to 4096 characters without spaces or control characters",
                 );
             }
@@ -334,6 +393,38 @@ mod tests {
         ] {
             assert!(fields.contains(&f), "{f} missing from {fields:?}");
         }
+    }
+
+    #[test]
+    fn a_round_trip_of_the_redacted_form_keeps_the_tokens_it_names() {
+        let mut stored = GroupDefinition::new("team");
+        stored.auth_tokens = vec!["old-token-123".into(), "good-token-456".into()];
+        stored.version = Some(9);
+        let shown = stored.redacted();
+        assert!(shown.auth_tokens.iter().all(Secret::is_placeholder));
+        assert_ne!(shown.auth_tokens[0], shown.auth_tokens[1]);
+        let mut back = shown.clone();
+        back.restore_secrets(&stored);
+        assert_eq!(back, stored);
+        back.validate().unwrap();
+        // keep only the second token, by its handle
+        let mut kept = shown.clone();
+        kept.auth_tokens = vec![shown.auth_tokens[1].clone(), "***".into(), "***:0".into()];
+        kept.restore_secrets(&stored);
+        assert_eq!(kept.auth_tokens[0].expose(), "good-token-456");
+        let errs = kept.validate().unwrap_err();
+        assert!(
+            errs.has("authTokens[1]") && errs.has("authTokens[2]"),
+            "{errs}"
+        );
+        assert!(!errs.has("authTokens[0]"), "{errs}");
+        // a placeholder in a new group stands for nothing
+        assert!(shown.validate().unwrap_err().has("authTokens[0]"));
+        // what the server sets is not configuration
+        let mut later = stored.clone();
+        later.version = Some(10);
+        later.updated_at = Some(Timestamp::now());
+        assert!(later.same_config(&stored));
     }
 
     #[test]

@@ -26,6 +26,7 @@ pub mod group;
 pub mod jsonrpc;
 pub mod mcp;
 pub mod name;
+mod object;
 pub mod params;
 mod secret;
 pub mod status;

@@ -10,7 +10,7 @@ use crate::definition::{McpDefinition, TransportKind};
 
 mod draft;
 
-pub use draft::Draft;
+pub use draft::{Draft, GroupDraft, Lenient, Readable};
 
 /// One failing field.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

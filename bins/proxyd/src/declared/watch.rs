@@ -2,12 +2,14 @@
 //! of `servers_dir` seen by polling their metadata (debounced: the change must hold still
 //! for one poll interval). A reload that finds a problem keeps the running set.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use futures_util::StreamExt;
 use mcp_proxy_core::Manager;
-use mcp_store::Store;
+use mcp_store::{Store, StoreEvent};
 use tokio::signal::unix::Signal;
 use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
@@ -50,7 +52,12 @@ impl Reloader {
         let mut watched = self.watched(&cfg);
         let mut seen = fingerprint(&watched);
         let mut pending: Option<Fingerprint> = None;
-        let mut retry = managed && self.apply(&current).await;
+        // Declared servers served from memory while the store is down.
+        let mut unstored = BTreeSet::new();
+        // A resync (the store reconnected; it may have come back empty) applies the
+        // declarations again.
+        let mut feed = self.store.watch();
+        let mut retry = managed && self.apply(&current, &mut unstored).await;
         let _ = first_applied.send(());
         let mut poll = ticker(poll_every);
         let mut retry_tick = ticker(RETRY_AFTER);
@@ -72,7 +79,17 @@ impl Reloader {
                     "file change"
                 }
                 _ = retry_tick.tick(), if retry => {
-                    retry = self.apply(&current).await;
+                    retry = self.apply(&current, &mut unstored).await;
+                    continue;
+                }
+                event = feed.next() => {
+                    match event {
+                        Some(StoreEvent::Resync) if managed => {
+                            retry = self.apply(&current, &mut unstored).await;
+                        }
+                        Some(_) => {}
+                        None => feed = self.store.watch(),
+                    }
                     continue;
                 }
             };
@@ -87,7 +104,7 @@ impl Reloader {
                         poll = ticker(poll_every);
                     }
                     watched = self.watched(&cfg);
-                    retry = managed && self.apply(&current).await;
+                    retry = managed && self.apply(&current, &mut unstored).await;
                 }
                 Err(e) => error!(
                     error = %one_line(&format!("{e:#}")),
@@ -105,10 +122,38 @@ impl Reloader {
         Ok((cfg, set))
     }
 
-    /// Applies `set`; `true` when something must be tried again.
-    async fn apply(&self, set: &DeclaredSet) -> bool {
+    /// Applies `set`; `true` when something must be tried again. While the store cannot
+    /// be reached the declared servers are served from the configuration (in memory
+    /// only), and written to the store once it answers.
+    async fn apply(&self, set: &DeclaredSet, unstored: &mut BTreeSet<String>) -> bool {
         match reconcile(&*self.store, &self.manager, set, self.max_connections).await {
-            Ok(applied) => applied.needs_retry(),
+            Ok(applied) => {
+                unstored.clear();
+                applied.needs_retry()
+            }
+            Err(e) if e.is_retryable() => {
+                let declared: BTreeSet<String> = set
+                    .servers
+                    .iter()
+                    .map(|d| d.definition.name.clone())
+                    .collect();
+                for gone in unstored.difference(&declared) {
+                    self.manager.apply_delete(gone, None);
+                }
+                if unstored.is_empty() && !declared.is_empty() {
+                    warn!(
+                        error = %e,
+                        servers = declared.len(),
+                        "store unavailable: serving the declared servers from the \
+                         configuration until it answers"
+                    );
+                }
+                for decl in &set.servers {
+                    self.manager.apply_unstored(decl.definition.clone());
+                }
+                *unstored = declared;
+                true
+            }
             Err(e) => {
                 warn!(error = %e, "cannot apply the declared servers yet; retrying");
                 true

@@ -1,4 +1,5 @@
-//! The manager's table of upstreams, and the order in which changes apply to it.
+//! The manager's tables (of upstreams, and of groups), and the order in which changes
+//! apply to them.
 //!
 //! Changes reach a replica by two paths that can interleave: its own writes, applied as
 //! soon as the store has them, and the change feed (its own writes again, other replicas'
@@ -14,22 +15,30 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::upstream::Upstream;
-
 /// Deleted names whose deletion version is remembered.
 pub(crate) const MAX_TOMBSTONES: usize = 4096;
 
-/// The upstreams running, and the version of the newest change applied per name.
-#[derive(Debug, Default)]
-pub(crate) struct Table {
-    pub(crate) upstreams: HashMap<String, Arc<Upstream>>,
+/// What runs (upstreams, or groups), and the version of the newest change applied per
+/// name.
+#[derive(Debug)]
+pub(crate) struct Table<T> {
+    pub(crate) running: HashMap<String, Arc<T>>,
     /// For a running name, the version of its newest definition seen (it may be newer
     /// than the running one's when only timestamps changed); for a deleted name, the
     /// version of its deletion.
     applied: HashMap<String, u64>,
 }
 
-impl Table {
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Self {
+            running: HashMap::new(),
+            applied: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Table<T> {
     /// Whether a definition of `name` at `version` is newer than every change applied to
     /// `name` (always, without a version).
     pub(crate) fn admits_put(&self, name: &str, version: Option<u64>) -> bool {
@@ -54,21 +63,21 @@ impl Table {
         };
         let seen = self.applied.entry(name.to_owned()).or_default();
         *seen = (*seen).max(v);
-        if !self.upstreams.contains_key(name) {
+        if !self.running.contains_key(name) {
             self.prune_tombstones();
         }
     }
 
     /// Forgets the oldest tombstones beyond [`MAX_TOMBSTONES`] (give or take the running
-    /// upstreams without a version, which the cheap first check does not see).
+    /// entries without a version, which the cheap first check does not see).
     fn prune_tombstones(&mut self) {
-        if self.applied.len() <= MAX_TOMBSTONES + self.upstreams.len() {
+        if self.applied.len() <= MAX_TOMBSTONES + self.running.len() {
             return;
         }
         let mut dead: Vec<(u64, String)> = self
             .applied
             .iter()
-            .filter(|(name, _)| !self.upstreams.contains_key(*name))
+            .filter(|(name, _)| !self.running.contains_key(*name))
             .map(|(name, v)| (*v, name.clone()))
             .collect();
         if dead.len() <= MAX_TOMBSTONES {
@@ -85,7 +94,7 @@ impl Table {
     fn tombstones(&self) -> usize {
         self.applied
             .keys()
-            .filter(|n| !self.upstreams.contains_key(*n))
+            .filter(|n| !self.running.contains_key(*n))
             .count()
     }
 }
@@ -96,7 +105,7 @@ mod tests {
 
     #[test]
     fn only_newer_changes_are_admitted() {
-        let mut t = Table::default();
+        let mut t = Table::<()>::default();
         assert!(t.admits_put("a", Some(5)));
         t.record("a", Some(5));
         assert!(!t.admits_put("a", Some(5)), "the same version again");
@@ -130,7 +139,7 @@ mod tests {
             order in proptest::collection::vec(0usize..16, 1..24),
         ) {
             // writes[i]: true = put, false = delete, at version i + 1.
-            let mut t = Table::default();
+            let mut t = Table::<()>::default();
             let mut running: Option<u64> = None;
             let mut delivered: Vec<usize> = order.iter().map(|i| i % writes.len()).collect();
             delivered.extend(0..writes.len()); // every write arrives at least once
@@ -154,7 +163,7 @@ mod tests {
 
     #[test]
     fn tombstones_are_bounded_oldest_first() {
-        let mut t = Table::default();
+        let mut t = Table::<()>::default();
         for i in 0..(MAX_TOMBSTONES as u64 + 10) {
             t.record(&format!("n{i}"), Some(i + 1));
         }

@@ -813,6 +813,10 @@ impl ClientSession {
         related: Option<RequestId>,
     ) -> Result<(), Refused> {
         if let Some(missing) = self.lacks_capability_for(&request.method) {
+            let outlet = self.state().outlet.clone();
+            if let Some(outlet) = outlet {
+                outlet.unmet(related.as_ref(), missing);
+            }
             return Err(Refused(format!(
                 "the client did not declare the {missing} capability"
             )));

@@ -1,21 +1,50 @@
-//! `ETag` and `If-Match` on `/admin/mcps/{name}`: the entity tag of a definition is its
-//! store version, `"<version>"`, so a client can update or delete exactly the definition
-//! it read, and get 412 when someone changed it meanwhile.
+//! `ETag` and `If-Match` on `/admin/mcps/{name}` and `/admin/groups/{name}`: the entity
+//! tag of a definition or group is its store version, `"<version>"`, so a client can
+//! update or delete exactly what it read, and get 412 when someone changed it meanwhile.
 
 use http::HeaderMap;
 use http::header::{HeaderValue, IF_MATCH};
-use mcp_types::McpDefinition;
 
 use crate::error::Error;
 
-/// The strong entity tag of a definition, when it has a version.
-pub(crate) fn etag(def: &McpDefinition) -> Option<HeaderValue> {
-    HeaderValue::from_str(&format!("\"{}\"", def.version?)).ok()
+/// What carries a store version: a definition or a group.
+pub(crate) trait Versioned {
+    /// `mcp` or `group`, for messages.
+    const WHAT: &'static str;
+    /// Its name.
+    fn name(&self) -> &str;
+    /// Its store version, if it has one.
+    fn version(&self) -> Option<u64>;
 }
 
-/// Sets `ETag` on a response about `def`.
-pub(crate) fn set_etag(headers: &mut HeaderMap, def: &McpDefinition) {
-    if let Some(tag) = etag(def) {
+impl Versioned for mcp_types::McpDefinition {
+    const WHAT: &'static str = "mcp";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn version(&self) -> Option<u64> {
+        self.version
+    }
+}
+
+impl Versioned for mcp_types::GroupDefinition {
+    const WHAT: &'static str = "group";
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn version(&self) -> Option<u64> {
+        self.version
+    }
+}
+
+/// The strong entity tag of a definition or group, when it has a version.
+pub(crate) fn etag(value: &impl Versioned) -> Option<HeaderValue> {
+    HeaderValue::from_str(&format!("\"{}\"", value.version()?)).ok()
+}
+
+/// Sets `ETag` on a response about `value`.
+pub(crate) fn set_etag(headers: &mut HeaderMap, value: &impl Versioned) {
+    if let Some(tag) = etag(value) {
         headers.insert(http::header::ETAG, tag);
     }
 }
@@ -58,22 +87,27 @@ impl IfMatch {
         }
     }
 
-    /// Checks the precondition against the stored definition; the version a conditional
-    /// store write must find (`None`: the write need not be conditional).
-    pub(crate) fn check(&self, stored: &McpDefinition) -> Result<Option<u64>, Error> {
+    /// Checks the precondition against the stored definition or group; the version a
+    /// conditional store write must find (`None`: the write need not be conditional).
+    pub(crate) fn check<T: Versioned>(&self, stored: &T) -> Result<Option<u64>, Error> {
         match self {
             Self::Absent | Self::Any => Ok(None),
-            Self::Tags(tags) => match stored.version {
+            Self::Tags(tags) => match stored.version() {
                 Some(v) if tags.iter().any(|t| *t == v.to_string()) => Ok(Some(v)),
-                _ => Err(precondition_failed(&stored.name, stored.version)),
+                _ => Err(precondition_failed(
+                    T::WHAT,
+                    stored.name(),
+                    stored.version(),
+                )),
             },
         }
     }
 }
 
-/// The 412 for `name`, which is at `current`.
-pub(crate) fn precondition_failed(name: &str, current: Option<u64>) -> Error {
+/// The 412 for the `what` (`mcp` or `group`) called `name`, which is at `current`.
+pub(crate) fn precondition_failed(what: &'static str, name: &str, current: Option<u64>) -> Error {
     Error::PreconditionFailed {
+        what,
         name: name.to_owned(),
         etag: current.map(|v| format!("\"{v}\"")),
     }
@@ -106,7 +140,7 @@ mod tests {
 
     #[test]
     fn only_the_stored_version_matches() {
-        let mut def = McpDefinition::stdio("a", "echo", &[]);
+        let mut def = mcp_types::McpDefinition::stdio("a", "echo", &[]);
         def.version = Some(7);
         assert_eq!(parse(&["\"7\""]).check(&def).unwrap(), Some(7));
         assert_eq!(parse(&["*"]).check(&def).unwrap(), None);

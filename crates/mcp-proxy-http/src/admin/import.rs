@@ -361,24 +361,42 @@ fn merge(existing: &McpDefinition, new: &McpDefinition) -> McpDefinition {
     d
 }
 
-/// `POST /admin/mcps:import[?dryRun=true]`.
-pub(crate) async fn handle(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Error> {
-    let mut dry_run = false;
-    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()) {
-        if k != "dryRun" {
+/// `?dryRun=true|false` (every `dryRun` given must say the same); anything else is 400.
+fn dry_run(query: Option<&str>) -> Result<bool, Error> {
+    let mut found = None;
+    for (key, value) in query
+        .into_iter()
+        .flat_map(|q| url::form_urlencoded::parse(q.as_bytes()))
+    {
+        if key != "dryRun" {
             continue;
         }
-        dry_run = match v.as_ref() {
+        let this = match value.as_ref() {
             "true" => true,
             "false" => false,
             other => {
+                let message = format!("must be true or false, not {other:?}");
                 return Err(Error::Invalid {
-                    message: format!("dryRun must be true or false, not {other:?}"),
-                    details: serde_json::json!([{ "field": "dryRun", "message": "must be true or false" }]),
+                    message: format!("invalid request: dryRun: {message}"),
+                    details: serde_json::json!([{ "field": "dryRun", "message": message }]),
                 });
             }
         };
+        if found.is_some_and(|f| f != this) {
+            let message = "is given twice with different values";
+            return Err(Error::Invalid {
+                message: format!("invalid request: dryRun: {message}"),
+                details: serde_json::json!([{ "field": "dryRun", "message": message }]),
+            });
+        }
+        found = Some(this);
     }
+    Ok(found.unwrap_or(false))
+}
+
+/// `POST /admin/mcps:import[?dryRun=true]`.
+pub(crate) async fn handle(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Error> {
+    let dry_run = dry_run(req.uri().query())?;
     let (parts, incoming) = req.into_parts();
     body::require_json(&parts.headers)?;
     let bytes = body::read_limited(&parts.headers, incoming, app.config().max_body_bytes).await?;
@@ -447,6 +465,21 @@ async fn import_one(app: &App, name: &str, entry: &Value, dry_run: bool) -> Impo
         if let Err(e) = validate_definition(&def, allowed) {
             return ImportResult::skipped(name, invalid_skip(e), notes);
         }
+        match store.get_group(name).await {
+            Ok(Some(_)) => {
+                let skip = Skip {
+                    code: "already_exists",
+                    reason: format!(
+                        "a group is named {name:?}: groups and upstreams share one namespace"
+                    ),
+                    errors: Vec::new(),
+                    choices: Vec::new(),
+                };
+                return ImportResult::skipped(name, skip, notes);
+            }
+            Ok(None) => {}
+            Err(e) => return ImportResult::skipped(name, store_skip(&e), notes),
+        }
         match store.list().await {
             Ok(all) if all.len() >= app.config().max_connections => {
                 let skip = Skip {
@@ -467,6 +500,15 @@ async fn import_one(app: &App, name: &str, entry: &Value, dry_run: bool) -> Impo
             Ok(stored) => {
                 app.inner().manager.apply_put(stored);
                 done(Action::Created)
+            }
+            Err(e @ mcp_store::Error::NameTaken { .. }) => {
+                let skip = Skip {
+                    code: "already_exists",
+                    reason: e.to_string(),
+                    errors: Vec::new(),
+                    choices: Vec::new(),
+                };
+                ImportResult::skipped(name, skip, notes)
             }
             Err(mcp_store::Error::AlreadyExists(_)) => {
                 let skip = Skip {
@@ -574,6 +616,26 @@ mod tests {
         assert_eq!(skip.code, "disabled");
         let skip = map_entry("x", &json!({"args": ["a"]})).unwrap_err();
         assert!(skip.reason.contains("needs a command"), "{}", skip.reason);
+    }
+
+    #[test]
+    fn dry_run_is_true_or_false_and_nothing_else() {
+        assert!(!dry_run(None).unwrap());
+        assert!(!dry_run(Some("other=1")).unwrap());
+        assert!(dry_run(Some("dryRun=true")).unwrap());
+        assert!(dry_run(Some("dryRun=true&dryRun=true")).unwrap());
+        assert!(!dry_run(Some("dryRun=false")).unwrap());
+        for bad in [
+            "dryRun=null",
+            "dryRun",
+            "dryRun=1",
+            "dryRun=true&dryRun=false",
+        ] {
+            let Err(Error::Invalid { details, .. }) = dry_run(Some(bad)) else {
+                panic!("{bad} accepted")
+            };
+            assert_eq!(details[0]["field"], "dryRun", "{bad}");
+        }
     }
 
     #[test]

@@ -8,6 +8,8 @@
 //! `server/discover` is answered here; `subscriptions/listen` holds its stream open and
 //! carries the change notifications asked for.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -19,9 +21,9 @@ use mcp_types::mcp::methods;
 use mcp_types::params::Members;
 use mcp_types::{Message, Outcome, Request, RequestId};
 use serde_json::{Map, Value};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
-use super::sse;
+use super::{mrtr, sse};
 use crate::app::App;
 use crate::body::{Body, full};
 use crate::error::Error;
@@ -221,6 +223,26 @@ pub(crate) async fn post(
         Ok(c) => c,
         Err(resp) => return Ok(*resp),
     };
+    // Input-required retries: the answers are checked first, then the state.
+    let responses = match mrtr::input_responses(&req) {
+        Ok(r) => r,
+        Err(message) => return bad(Some(&id), codes::INVALID_PARAMS, message, None),
+    };
+    let state = match mrtr::request_state(&req) {
+        Ok(s) => s,
+        Err(message) => return bad(Some(&id), codes::INVALID_PARAMS, message, None),
+    };
+    if let Some(state) = state.filter(|s| s.starts_with(mrtr::STATE_PREFIX)) {
+        return Ok(resume(
+            app,
+            name,
+            headers,
+            req,
+            &state,
+            responses.unwrap_or_default(),
+        )
+        .await);
+    }
     let hub = &app.inner().sessions;
     let (tx, rx) = mpsc::channel(sse::LIVE_CAPACITY);
     let listen = req.method == "subscriptions/listen";
@@ -229,6 +251,7 @@ pub(crate) async fn post(
         log_level: client.log_level,
         listen: listen.then(|| Listen::from(&req)),
         subscription: listen.then(|| id.clone()),
+        parked: AtomicBool::new(false),
     });
     let session = match hub
         .open_stateless(
@@ -271,13 +294,51 @@ pub(crate) async fn post(
             Ok(json_answer(json))
         }
         "subscriptions/listen" => Ok(listen_stream(app, session, outlet, id, rx, guard)),
-        method => {
-            // The request goes as the client sent it: the session fits its `_meta` to
-            // the era of the upstream it reaches.
-            let method = method.to_owned();
-            Ok(answer_stream(app, session, req, rx, method, guard).await)
+        _ => {
+            let method = req.method.clone();
+            let binding = mrtr::Binding::of(name, headers, &req);
+            let call = Call::start(
+                session, outlet, rx, guard, &method,
+                // The request goes as the client sent it: the session fits its
+                // `_meta` to the era of the upstream it reaches.
+                req, binding,
+            );
+            Ok(answer_stream(app, call).await)
         }
     }
+}
+
+/// A retry carrying a `requestState` of ours: the call it names takes the answers and
+/// goes on.
+async fn resume(
+    app: &App,
+    name: &str,
+    headers: &HeaderMap,
+    req: Request,
+    state: &str,
+    responses: Map<String, Value>,
+) -> Response<Body> {
+    let waiting = &app.inner().waiting;
+    let binding = mrtr::Binding::of(name, headers, &req);
+    let refuse = |why: mrtr::Refusal| {
+        rpc_error(
+            StatusCode::BAD_REQUEST,
+            Some(&req.id),
+            codes::INVALID_PARAMS,
+            why.message(),
+            Some(serde_json::json!({ "code": why.code() })),
+        )
+    };
+    let mut call = match waiting
+        .check(state, &binding)
+        .and_then(|w| waiting.take(&w, &binding))
+    {
+        Ok(call) => call,
+        Err(why) => return refuse(why),
+    };
+    call.reply_id = req.id.clone();
+    call.answer_with(responses).await;
+    answer_stream(app, call).await
 }
 
 /// Reads and checks the request's `_meta`: the version (equal to the header, one we
@@ -519,63 +580,243 @@ fn error_status(message: &Message) -> StatusCode {
     }
 }
 
-/// The answer to a forwarded request: plain JSON when nothing came before the response,
-/// otherwise an event stream (no event ids: the revision has no resumption) of the
-/// request's notifications, ending with it. Closing the stream ends the request: it is
-/// the revision's cancellation.
-async fn answer_stream(
-    app: &App,
+/// A forwarded request in progress: the session serving it, what its upstream sent so
+/// far, the answer to come, and (for a 2025 upstream asking a 2026-07-28 client for
+/// input) the requests asked and not answered yet. It outlives one HTTP exchange when it
+/// waits for an input-required retry; dropping it ends its session (and so cancels the
+/// upstream request).
+pub(crate) struct Call {
     session: Arc<ClientSession>,
-    req: Request,
-    mut rx: mpsc::Receiver<Bytes>,
+    outlet: Arc<RequestOutlet>,
+    rx: mpsc::Receiver<Item>,
+    answer: oneshot::Receiver<Option<mcp_proxy_core::Reply>>,
+    /// Ends the session when the call goes.
+    _guard: sse::OnDrop,
     method: String,
-    guard: sse::OnDrop,
-) -> Response<Body> {
-    let (_, server_info, _) = session.identity();
-    let mut answer = Box::pin({
-        let session = session.clone();
-        async move { session.request(req).await }
-    });
-    let first = tokio::select! {
-        biased;
-        item = rx.recv() => Err(item),
-        reply = &mut answer => Ok(reply),
+    /// The id the answer goes out under: the original request's, then each retry's.
+    pub(crate) reply_id: RequestId,
+    /// Input requests asked of the client and not answered, by key.
+    asked: BTreeMap<String, Value>,
+    /// Notifications that came while input requests were gathered.
+    held: Vec<Bytes>,
+    /// A capability the upstream asked for, which the client did not declare (the
+    /// upstream was refused; if the call then fails, this is why).
+    unmet: Option<&'static str>,
+    binding: mrtr::Binding,
+}
+
+/// What a call did next.
+enum Step {
+    /// A notification for the client.
+    Note(Bytes),
+    /// The upstream asked for input (now in `asked`).
+    Inputs,
+    /// The answer (`None`: the session ended without one).
+    Done(Option<mcp_proxy_core::Reply>),
+}
+
+/// How long more input requests are waited for once one came, so a server that asks
+/// several things at once gets them asked in one round (each one that comes restarts
+/// the wait, up to [`GATHER_MAX`]).
+const GATHER: std::time::Duration = std::time::Duration::from_millis(50);
+const GATHER_MAX: std::time::Duration = std::time::Duration::from_millis(500);
+
+impl Call {
+    fn start(
+        session: Arc<ClientSession>,
+        outlet: Arc<RequestOutlet>,
+        rx: mpsc::Receiver<Item>,
+        guard: sse::OnDrop,
+        method: &str,
+        req: Request,
+        binding: mrtr::Binding,
+    ) -> Self {
+        let (tx, answer) = oneshot::channel();
+        let reply_id = req.id.clone();
+        let serving = session.clone();
+        tokio::spawn(async move {
+            let _ = tx.send(serving.request(req).await);
+        });
+        Self {
+            session,
+            outlet,
+            rx,
+            answer,
+            _guard: guard,
+            method: method.to_owned(),
+            reply_id,
+            asked: BTreeMap::new(),
+            held: Vec::new(),
+            unmet: None,
+            binding,
+        }
+    }
+
+    pub(crate) fn set_parked(&self, parked: bool) {
+        self.outlet.parked.store(parked, Ordering::Relaxed);
+    }
+
+    /// Hands the client's answers to the upstream, for the keys asked (others are
+    /// ignored); the keys left unanswered are asked again.
+    async fn answer_with(&mut self, mut responses: Map<String, Value>) {
+        let keys: Vec<String> = self.asked.keys().cloned().collect();
+        for key in keys {
+            let Some(result) = responses.remove(&key) else {
+                continue;
+            };
+            self.asked.remove(&key);
+            let response = mcp_types::Response {
+                id: RequestId::String(key),
+                outcome: Outcome::Result(to_raw(&result)),
+                extra: Default::default(),
+            };
+            self.session.respond(response).await;
+        }
+    }
+
+    async fn next(&mut self) -> Step {
+        loop {
+            if !self.held.is_empty() {
+                return Step::Note(self.held.remove(0));
+            }
+            let item = tokio::select! {
+                biased;
+                item = self.rx.recv() => item,
+                reply = &mut self.answer => return Step::Done(reply.ok().flatten()),
+            };
+            match item {
+                Some(Item::Note(note)) => return Step::Note(note),
+                Some(Item::Unmet(capability)) => self.unmet = Some(capability),
+                Some(Item::Input(key, request)) => {
+                    self.asked.insert(key, request);
+                    return self.gather().await;
+                }
+                None => return Step::Done((&mut self.answer).await.ok().flatten()),
+            }
+        }
+    }
+
+    /// Takes the input requests that follow the first closely. The answer coming
+    /// meanwhile wins: the questions then need no asking.
+    async fn gather(&mut self) -> Step {
+        let until = tokio::time::Instant::now() + GATHER_MAX;
+        loop {
+            let wait = GATHER.min(until.saturating_duration_since(tokio::time::Instant::now()));
+            let item = tokio::select! {
+                biased;
+                reply = &mut self.answer => return Step::Done(reply.ok().flatten()),
+                item = tokio::time::timeout(wait, self.rx.recv()) => item,
+            };
+            match item {
+                Ok(Some(Item::Input(key, request))) => {
+                    self.asked.insert(key, request);
+                }
+                Ok(Some(Item::Note(note))) => self.held.push(note),
+                Ok(Some(Item::Unmet(capability))) => self.unmet = Some(capability),
+                Ok(None) | Err(_) => return Step::Inputs,
+            }
+        }
+    }
+
+    /// What comes first on a retry that left questions unanswered: the answer if it is
+    /// already there, otherwise the questions again.
+    fn after_retry(&mut self) -> Step {
+        match self.answer.try_recv() {
+            Ok(reply) => Step::Done(reply),
+            Err(oneshot::error::TryRecvError::Closed) => Step::Done(None),
+            Err(oneshot::error::TryRecvError::Empty) => Step::Inputs,
+        }
+    }
+
+    /// Notifications already queued.
+    fn drain_notes(&mut self) -> Vec<Bytes> {
+        let mut notes = std::mem::take(&mut self.held);
+        while let Ok(item) = self.rx.try_recv() {
+            if let Item::Note(n) = item {
+                notes.push(n);
+            }
+        }
+        notes
+    }
+
+    /// The last message of an exchange, and its status when it is the whole answer. An
+    /// input-required answer parks the call until its retry.
+    fn conclude(self, app: &App, step: Step) -> (Bytes, StatusCode) {
+        let (_, server_info, _) = self.session.identity();
+        match step {
+            Step::Done(Some(reply)) => match (reply.message, self.unmet) {
+                (Message::Response(r), Some(capability)) if failed(&r.outcome) => {
+                    // It failed after asking for what the client cannot give.
+                    let message =
+                        missing_capability_message(self.reply_id.clone(), capability, &r.outcome);
+                    (Bytes::from(message.to_vec()), StatusCode::BAD_REQUEST)
+                }
+                (Message::Response(mut r), _) => {
+                    r.id = self.reply_id.clone();
+                    let message = Message::Response(r);
+                    let status = error_status(&message);
+                    (finish(message, &self.method, &server_info, None), status)
+                }
+                (other, _) => (
+                    finish(other, &self.method, &server_info, None),
+                    StatusCode::OK,
+                ),
+            },
+            Step::Done(None) => {
+                let message = Message::error(
+                    self.reply_id.clone(),
+                    codes::INTERNAL_ERROR,
+                    "the request ended without an answer: its session was closed",
+                );
+                (Bytes::from(message.to_vec()), StatusCode::OK)
+            }
+            Step::Inputs => {
+                let requests: Map<String, Value> = self
+                    .asked
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect();
+                let id = self.reply_id.clone();
+                let method = self.method.clone();
+                let binding = self.binding.clone();
+                let state = app.inner().waiting.park(self, binding);
+                let result = serde_json::json!({
+                    "resultType": "input_required",
+                    "inputRequests": requests,
+                    "requestState": state,
+                });
+                (
+                    finish(Message::result(id, &result), &method, &server_info, None),
+                    StatusCode::OK,
+                )
+            }
+            Step::Note(note) => (note, StatusCode::OK),
+        }
+    }
+}
+
+/// The answer to a forwarded request: plain JSON when nothing came before the last
+/// message, otherwise an event stream (no event ids: the revision has no resumption) of
+/// the request's notifications, ending with it. Closing the stream ends the request: it
+/// is the revision's cancellation.
+async fn answer_stream(app: &App, mut call: Call) -> Response<Body> {
+    let first = if call.asked.is_empty() {
+        call.next().await
+    } else {
+        // Answers were missing from the retry.
+        call.after_retry()
     };
-    let finished = |reply: Option<mcp_proxy_core::Reply>| {
-        reply.map(|r| finish(r.message, &method, &server_info, None))
-    };
-    let stream = |prelude: Vec<Bytes>, live, guard| {
-        let mut resp = sse::sse_response(prelude, live, app.config().sse_keepalive, guard);
+    let stream = |prelude: Vec<Bytes>, live| {
+        let mut resp = sse::sse_response(prelude, live, app.config().sse_keepalive, None);
         resp.headers_mut()
             .insert("x-accel-buffering", HeaderValue::from_static("no"));
         resp
     };
     match first {
-        Ok(reply) => {
-            let early: Vec<Bytes> = std::iter::from_fn(|| rx.try_recv().ok()).collect();
-            let status = reply
-                .as_ref()
-                .map_or(StatusCode::OK, |r| error_status(&r.message));
-            let last = finished(reply);
-            drop(guard);
-            match (early.is_empty(), last) {
-                (true, Some(json)) => json_answer_with(status, json),
-                (_, last) => {
-                    let mut events: Vec<Bytes> = early.iter().map(event).collect();
-                    events.extend(last.as_ref().map(event));
-                    stream(events, None, None)
-                }
-            }
-        }
-        Err(None) => {
-            let last = finished(answer.await);
-            drop(guard);
-            stream(last.iter().map(event).collect(), None, None)
-        }
-        Err(Some(item)) => {
-            // Something came first: relay the rest as it comes, then the response.
+        Step::Note(note) => {
+            // Something came first: relay the rest as it comes, then the last message.
             let (tx, live) = mpsc::channel(sse::LIVE_CAPACITY);
-            let method = method.clone();
+            let app = app.clone();
             tokio::spawn(async move {
                 let send = |json: Bytes, last: bool| {
                     let tx = tx.clone();
@@ -590,36 +831,42 @@ async fn answer_stream(
                     }
                 };
                 loop {
-                    tokio::select! {
+                    let step = tokio::select! {
                         biased;
-                        item = rx.recv() => match item {
-                            Some(json) => {
-                                if !send(json, false).await {
-                                    return;
-                                }
-                            }
-                            None => {
-                                if let Some(reply) = answer.await {
-                                    let json = finish(reply.message, &method, &server_info, None);
-                                    send(json, true).await;
-                                }
+                        () = tx.closed() => return,
+                        step = call.next() => step,
+                    };
+                    match step {
+                        Step::Note(note) => {
+                            if !send(note, false).await {
                                 return;
                             }
-                        },
-                        reply = &mut answer => {
-                            while let Ok(json) = rx.try_recv() {
-                                send(json, false).await;
+                        }
+                        step => {
+                            for note in call.drain_notes() {
+                                send(note, false).await;
                             }
-                            if let Some(reply) = reply {
-                                let json = finish(reply.message, &method, &server_info, None);
-                                send(json, true).await;
-                            }
+                            let (json, _) = call.conclude(&app, step);
+                            send(json, true).await;
                             return;
                         }
                     }
                 }
             });
-            stream(vec![event(&item)], Some(live), Some(guard))
+            stream(vec![event(&note)], Some(live))
+        }
+        step => {
+            let early = call.drain_notes();
+            let (json, status) = call.conclude(app, step);
+            if early.is_empty() {
+                let mut resp = json_answer(json);
+                *resp.status_mut() = status;
+                resp
+            } else {
+                let mut events: Vec<Bytes> = early.iter().map(event).collect();
+                events.push(event(&json));
+                stream(events, None)
+            }
         }
     }
 }
@@ -643,7 +890,7 @@ fn listen_stream(
     session: Arc<ClientSession>,
     outlet: Arc<RequestOutlet>,
     id: RequestId,
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Item>,
     guard: sse::OnDrop,
 ) -> Response<Body> {
     let listen = outlet.listen.clone().unwrap_or_default();
@@ -692,7 +939,8 @@ fn listen_stream(
     // complete result.
     tokio::spawn(async move {
         let mut rx = rx;
-        while let Some(json) = rx.recv().await {
+        while let Some(item) = rx.recv().await {
+            let Item::Note(json) = item else { continue };
             let item = sse::Item {
                 id: None,
                 json,
@@ -761,16 +1009,37 @@ impl Listen {
     }
 }
 
-/// Where a stateless session's messages go: the request's own stream. Log messages only
-/// at or above the level the request asked for (none without one); on a listen stream
-/// only the notification kinds asked for, tagged with the subscription id.
+/// What the outlet passes on to a modern request's exchange.
 #[derive(Debug)]
-struct RequestOutlet {
-    tx: Mutex<Option<mpsc::Sender<Bytes>>>,
+pub(crate) enum Item {
+    /// A notification, encoded.
+    Note(Bytes),
+    /// An upstream request for input (sampling, elicitation, roots): its key (the id the
+    /// session gave it) and `{method, params}`.
+    Input(String, Value),
+    /// The upstream asked for input needing a capability the client did not declare.
+    Unmet(&'static str),
+}
+
+/// Where a stateless session's messages go: the request's own exchange. Log messages
+/// only at or above the level the request asked for (none without one); on a listen
+/// stream only the notification kinds asked for, tagged with the subscription id. While
+/// its call waits for a retry (parked), notifications are dropped: no one could take them.
+#[derive(Debug)]
+pub(crate) struct RequestOutlet {
+    tx: Mutex<Option<mpsc::Sender<Item>>>,
     log_level: Option<usize>,
     listen: Option<Listen>,
     subscription: Option<RequestId>,
+    parked: AtomicBool,
 }
+
+/// Server→client requests a 2026-07-28 client answers as `inputRequests`.
+const INPUT_METHODS: &[&str] = &[
+    methods::ELICITATION_CREATE,
+    methods::SAMPLING_CREATE_MESSAGE,
+    methods::ROOTS_LIST,
+];
 
 impl RequestOutlet {
     fn wanted(&self, msg: &Message) -> bool {
@@ -789,6 +1058,9 @@ impl RequestOutlet {
                 _ => false,
             };
         }
+        if self.parked.load(Ordering::Relaxed) {
+            return false;
+        }
         match method {
             methods::LOG_MESSAGE => {
                 let Some(min) = self.log_level else {
@@ -805,10 +1077,30 @@ impl RequestOutlet {
             _ => false,
         }
     }
+
+    fn push(&self, item: Item) -> bool {
+        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        tx.is_some_and(|tx| tx.try_send(item).is_ok())
+    }
 }
 
 impl Outlet for RequestOutlet {
     fn send(&self, out: Outbound) -> bool {
+        if let Message::Request(r) = &out.message {
+            if self.listen.is_some() || !INPUT_METHODS.contains(&r.method.as_str()) {
+                return true;
+            }
+            let RequestId::String(key) = r.id.clone() else {
+                return true; // the session names them `mcp-proxy-N`
+            };
+            let params = r
+                .params
+                .as_deref()
+                .and_then(|p| serde_json::from_str::<Value>(p.get()).ok())
+                .unwrap_or_else(|| Value::Object(Map::new()));
+            let request = serde_json::json!({ "method": r.method, "params": params });
+            return self.push(Item::Input(key, request));
+        }
         if !self.wanted(&out.message) {
             return true;
         }
@@ -831,25 +1123,55 @@ impl Outlet for RequestOutlet {
                 &serde_json::json!({ "_meta": { META_SUBSCRIPTION: sub } }),
             ));
         }
-        let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        tx.is_some_and(|tx| tx.try_send(Bytes::from(message.to_vec())).is_ok())
+        self.push(Item::Note(Bytes::from(message.to_vec())))
     }
 
     fn ended(&self) {
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
+
+    fn unmet(&self, _related: Option<&RequestId>, capability: &'static str) {
+        if self.listen.is_none() {
+            self.push(Item::Unmet(capability));
+        }
+    }
 }
 
-/// `-32021`: a request needs a capability the client did not declare.
-#[allow(dead_code)]
-pub(crate) fn missing_capability(id: &RequestId, needed: &str) -> Response<Body> {
-    rpc_error(
-        StatusCode::BAD_REQUEST,
-        Some(id),
+/// Whether an outcome is a failure: a JSON-RPC error, or a tool result marked `isError`.
+fn failed(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Error(_) => true,
+        Outcome::Result(raw) => Members::parse(raw)
+            .ok()
+            .and_then(|m| m.get("isError").map(|v| v.get() == "true"))
+            .unwrap_or(false),
+    }
+}
+
+/// `-32021`: the request needs a capability the client did not declare (the upstream
+/// asked for it, was refused, and failed; what it answered is in `data.upstream`).
+fn missing_capability_message(id: RequestId, needed: &str, upstream: &Outcome) -> Message {
+    let mut error = mcp_types::ErrorObject::new(
         MISSING_CAPABILITY,
         format!("this request needs the client capability {needed:?}"),
-        Some(serde_json::json!({ "requiredCapabilities": { needed: {} } })),
-    )
+    );
+    let answered = match upstream {
+        Outcome::Error(e) => {
+            serde_json::json!({ "error": { "code": e.code, "message": e.message } })
+        }
+        Outcome::Result(raw) => serde_json::json!({
+            "result": serde_json::from_str::<Value>(raw.get()).unwrap_or(Value::Null)
+        }),
+    };
+    error.data = Some(to_raw(&serde_json::json!({
+        "requiredCapabilities": { needed: {} },
+        "upstream": answered,
+    })));
+    Message::Response(mcp_types::Response {
+        id,
+        outcome: Outcome::Error(error),
+        extra: Default::default(),
+    })
 }
 
 #[cfg(test)]

@@ -6,13 +6,14 @@ use std::time::Duration;
 
 use fred::prelude::{Client, ClientLike, ErrorKind, KeysInterface, Options, SetsInterface};
 use fred::types::CustomCommand;
-use mcp_types::{McpDefinition, McpStatus, Timestamp};
+use mcp_types::{McpStatus, Timestamp};
 use serde::de::DeserializeOwned;
 
 use super::keys::{Event, Keys};
+use super::record::Record;
 use super::scripts;
 use crate::store::now;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result};
 
 const BACKEND: &str = "redis";
 
@@ -101,20 +102,21 @@ impl Conn {
             .map(drop)
     }
 
-    pub(crate) async fn get(&self, name: &str) -> Result<Option<McpDefinition>> {
-        let key = self.keys.definition(name);
+    /// The definition or group of `name`.
+    pub(crate) async fn get<T: Record>(&self, name: &str) -> Result<Option<T>> {
+        let key = self.keys.record(T::KIND, name);
         self.get_raw(&key)
             .await?
-            .map(|text| decode_definition(&key, name, &text))
+            .map(|text| decode_record::<T>(&key, name, &text))
             .transpose()
     }
 
-    /// Every decodable definition, sorted by name. A corrupt entry is skipped with a warning
-    /// so that one bad value cannot hide all the others (`get` reports it as
-    /// [`Error::Corrupt`]); an index entry whose key is gone is skipped silently.
-    pub(crate) async fn list(&self) -> Result<Vec<McpDefinition>> {
+    /// Every decodable definition (or group), sorted by name. A corrupt entry is skipped
+    /// with a warning so that one bad value cannot hide all the others (`get` reports it
+    /// as [`Error::Corrupt`]); an index entry whose key is gone is skipped silently.
+    pub(crate) async fn list<T: Record>(&self) -> Result<Vec<T>> {
         let with = self.client.with_options(&self.options);
-        let index = self.keys.index();
+        let index = self.keys.index_of(T::KIND);
         let mut names: Vec<String> = self
             .call(|| format!("smembers {index:?}"), with.smembers(&index))
             .await?;
@@ -122,71 +124,85 @@ impl Conn {
             return Ok(Vec::new());
         }
         names.sort();
-        let keys: Vec<String> = names.iter().map(|n| self.keys.definition(n)).collect();
+        let keys: Vec<String> = names.iter().map(|n| self.keys.record(T::KIND, n)).collect();
         let values: Vec<Option<String>> = self
             .call(
-                || format!("mget {} definitions", keys.len()),
+                || format!("mget {} {}s", keys.len(), T::KIND),
                 with.mget(keys.clone()),
             )
             .await?;
-        let mut defs = Vec::with_capacity(values.len());
+        let mut out = Vec::with_capacity(values.len());
         for ((name, key), value) in names.iter().zip(&keys).zip(values) {
             let Some(text) = value else {
-                tracing::debug!(key = %key, "index names a missing definition, skipping");
+                tracing::debug!(key = %key, "index names a missing {}, skipping", T::KIND);
                 continue;
             };
-            match decode_definition(key, name, &text) {
-                Ok(def) => defs.push(def),
-                Err(err) => tracing::warn!(key = %key, error = %err, "skipping corrupt definition"),
+            match decode_record::<T>(key, name, &text) {
+                Ok(value) => out.push(value),
+                Err(err) => {
+                    tracing::warn!(key = %key, error = %err, "skipping corrupt {}", T::KIND)
+                }
             }
         }
-        Ok(defs)
+        Ok(out)
     }
 
-    pub(crate) async fn create(&self, mut def: McpDefinition) -> Result<McpDefinition> {
+    /// Creates a definition or group; the name must be free of both kinds.
+    pub(crate) async fn create<T: Record>(&self, mut value: T) -> Result<T> {
         let t = now();
-        def.created_at = Some(t);
-        def.updated_at = Some(t);
-        def.version = None;
-        let json = encode(&def)?;
-        let name = def.name.clone();
+        value.set_server_fields(Some(t), Some(t), None);
+        let json = encode(&value)?;
+        let kind = T::KIND;
+        let name = value.name().to_owned();
+        let mut keys = vec![
+            self.keys.record(kind, &name),
+            self.keys.index_of(kind),
+            self.keys.version(),
+            self.keys.record(kind.other(), &name),
+        ];
+        if kind == Kind::Definition {
+            keys.push(self.keys.status(&name));
+        }
         let created = self
             .eval(
-                &format!("create {name:?}"),
+                &format!("create {kind} {name:?}"),
                 scripts::CREATE,
-                &[
-                    self.keys.definition(&name),
-                    self.keys.status(&name),
-                    self.keys.index(),
-                    self.keys.version(),
-                ],
+                &keys,
                 &[
                     json,
                     name.clone(),
                     self.keys.channel(),
-                    Event::put(&name).encode(),
+                    Event::put(kind, &name).encode(),
                 ],
             )
             .await?;
-        match u64::try_from(created) {
-            Ok(version) if version > 0 => {
-                def.version = Some(version);
-                Ok(def)
+        match created {
+            -2 => Err(kind.name_taken(name)),
+            v if v > 0 => {
+                value.set_server_fields(Some(t), Some(t), u64::try_from(v).ok());
+                Ok(value)
             }
-            _ => Err(Error::AlreadyExists(name)),
+            _ => Err(kind.already_exists(name)),
         }
     }
 
     /// Reads the stored JSON of `name` for a compare-and-set, checking its version against
     /// `expected` first.
-    async fn current(&self, key: &str, name: &str, expected: Option<u64>) -> Result<String> {
+    async fn current(
+        &self,
+        kind: Kind,
+        key: &str,
+        name: &str,
+        expected: Option<u64>,
+    ) -> Result<String> {
         let Some(current) = self.get_raw(key).await? else {
-            return Err(Error::NotFound(name.to_owned()));
+            return Err(kind.not_found(name));
         };
         if let Some(expected) = expected {
             let stored = version_of(&current);
             if stored != Some(expected) {
                 return Err(Error::VersionMismatch {
+                    kind,
                     name: name.to_owned(),
                     expected,
                     current: stored,
@@ -196,87 +212,87 @@ impl Conn {
         Ok(current)
     }
 
-    pub(crate) async fn update(
-        &self,
-        mut def: McpDefinition,
-        expected: Option<u64>,
-    ) -> Result<McpDefinition> {
-        let name = def.name.clone();
-        let key = self.keys.definition(&name);
+    pub(crate) async fn update<T: Record>(&self, mut value: T, expected: Option<u64>) -> Result<T> {
+        let kind = T::KIND;
+        let name = value.name().to_owned();
+        let key = self.keys.record(kind, &name);
         for _ in 0..UPDATE_ATTEMPTS {
-            let current = self.current(&key, &name, expected).await?;
+            let current = self.current(kind, &key, &name, expected).await?;
             let t = now();
-            def.created_at = Some(created_at_of(&key, &current).unwrap_or(t));
-            def.updated_at = Some(t);
-            def.version = None;
-            let json = encode(&def)?;
+            let created_at = Some(created_at_of(&key, &current).unwrap_or(t));
+            value.set_server_fields(created_at, Some(t), None);
+            let json = encode(&value)?;
             let outcome = self
                 .eval(
-                    &format!("update {name:?}"),
+                    &format!("update {kind} {name:?}"),
                     scripts::UPDATE,
-                    &[key.clone(), self.keys.index(), self.keys.version()],
+                    &[key.clone(), self.keys.index_of(kind), self.keys.version()],
                     &[
                         current,
                         json,
                         name.clone(),
                         self.keys.channel(),
-                        Event::put(&name).encode(),
+                        Event::put(kind, &name).encode(),
                     ],
                 )
                 .await?;
             match outcome {
-                0 => return Err(Error::NotFound(name)),
+                0 => return Err(kind.not_found(name)),
                 v if v > 0 => {
-                    def.version = u64::try_from(v).ok();
-                    return Ok(def);
+                    value.set_server_fields(created_at, Some(t), u64::try_from(v).ok());
+                    return Ok(value);
                 }
-                _ => tracing::debug!(key = %key, "definition changed during update, retrying"),
+                _ => tracing::debug!(key = %key, "{kind} changed during update, retrying"),
             }
         }
         Err(Error::Unavailable {
             backend: BACKEND,
             message: format!(
-                "update {name:?}: changed concurrently {UPDATE_ATTEMPTS} times in a row"
+                "update {kind} {name:?}: changed concurrently {UPDATE_ATTEMPTS} times in a row"
             ),
         })
     }
 
-    pub(crate) async fn delete(&self, name: &str, expected: Option<u64>) -> Result<u64> {
-        let key = self.keys.definition(name);
+    pub(crate) async fn delete(
+        &self,
+        kind: Kind,
+        name: &str,
+        expected: Option<u64>,
+    ) -> Result<u64> {
+        let key = self.keys.record(kind, name);
+        let mut keys = vec![key.clone(), self.keys.index_of(kind), self.keys.version()];
+        if kind == Kind::Definition {
+            keys.push(self.keys.status(name));
+        }
         for _ in 0..UPDATE_ATTEMPTS {
             // Unconditional: delete whatever is stored. Conditional: only the value read.
             let current = match expected {
-                Some(_) => self.current(&key, name, expected).await?,
+                Some(_) => self.current(kind, &key, name, expected).await?,
                 None => String::new(),
             };
             let removed = self
                 .eval(
-                    &format!("delete {name:?}"),
+                    &format!("delete {kind} {name:?}"),
                     scripts::DELETE,
-                    &[
-                        key.clone(),
-                        self.keys.status(name),
-                        self.keys.index(),
-                        self.keys.version(),
-                    ],
+                    &keys,
                     &[
                         name.to_owned(),
                         self.keys.channel(),
-                        Event::deleted(name).encode(),
+                        Event::deleted(kind, name).encode(),
                         current,
                     ],
                 )
                 .await?;
             match removed {
-                0 => return Err(Error::NotFound(name.to_owned())),
+                0 => return Err(kind.not_found(name)),
                 v if v > 0 => return Ok(u64::try_from(v).unwrap_or_default()),
-                _ => tracing::debug!(key = %key, "definition changed during delete, retrying"),
+                _ => tracing::debug!(key = %key, "{kind} changed during delete, retrying"),
             }
         }
         Err(Error::Unavailable {
             backend: BACKEND,
             message: format!(
-                "delete {name:?}: changed concurrently {UPDATE_ATTEMPTS} times in a row"
+                "delete {kind} {name:?}: changed concurrently {UPDATE_ATTEMPTS} times in a row"
             ),
         })
     }
@@ -325,18 +341,18 @@ fn decode<T: DeserializeOwned>(key: &str, text: &str) -> Result<T> {
     })
 }
 
-fn decode_definition(key: &str, name: &str, text: &str) -> Result<McpDefinition> {
-    let def: McpDefinition = decode(key, text)?;
-    if def.name != name {
+fn decode_record<T: Record>(key: &str, name: &str, text: &str) -> Result<T> {
+    let value: T = decode(key, text)?;
+    if value.name() != name {
         return Err(Error::Corrupt {
             name: key.to_owned(),
-            message: format!("holds the definition of {:?}", def.name),
+            message: format!("holds the {} of {:?}", T::KIND, value.name()),
         });
     }
-    Ok(def)
+    Ok(value)
 }
 
-/// The `version` of a stored definition, read leniently (`None` when it has none).
+/// The `version` of a stored definition or group, read leniently (`None` when it has none).
 fn version_of(text: &str) -> Option<u64> {
     serde_json::from_str::<serde_json::Value>(text)
         .ok()?
@@ -344,14 +360,14 @@ fn version_of(text: &str) -> Option<u64> {
         .as_u64()
 }
 
-/// The `createdAt` of a stored definition, read leniently so that an update can repair an
-/// entry that no longer decodes as a whole.
+/// The `createdAt` of a stored definition or group, read leniently so that an update can
+/// repair an entry that no longer decodes as a whole.
 fn created_at_of(key: &str, text: &str) -> Option<Timestamp> {
     let parsed = serde_json::from_str::<serde_json::Value>(text)
         .ok()
         .and_then(|v| serde_json::from_value(v.get("createdAt")?.clone()).ok());
     if parsed.is_none() {
-        tracing::warn!(key = %key, "stored definition has no readable createdAt, using now");
+        tracing::warn!(key = %key, "stored value has no readable createdAt, using now");
     }
     parsed
 }

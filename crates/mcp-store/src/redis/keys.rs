@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::Kind;
+
 /// The names of everything the store keeps under one prefix.
 #[derive(Debug, Clone)]
 pub(crate) struct Keys {
@@ -18,6 +20,32 @@ impl Keys {
     /// `{prefix}mcps:{name}`: the definition JSON.
     pub(crate) fn definition(&self, name: &str) -> String {
         format!("{}mcps:{name}", self.prefix)
+    }
+
+    /// `{prefix}groups:{name}`: the group JSON.
+    pub(crate) fn group(&self, name: &str) -> String {
+        format!("{}groups:{name}", self.prefix)
+    }
+
+    /// `{prefix}group_index`: the set of stored group names.
+    pub(crate) fn group_index(&self) -> String {
+        format!("{}group_index", self.prefix)
+    }
+
+    /// The key of `name` of this kind.
+    pub(crate) fn record(&self, kind: Kind, name: &str) -> String {
+        match kind {
+            Kind::Definition => self.definition(name),
+            Kind::Group => self.group(name),
+        }
+    }
+
+    /// The index set of this kind.
+    pub(crate) fn index_of(&self, kind: Kind) -> String {
+        match kind {
+            Kind::Definition => self.index(),
+            Kind::Group => self.group_index(),
+        }
     }
 
     /// `{prefix}status:{name}`: the status JSON.
@@ -43,17 +71,26 @@ impl Keys {
 
 /// What a change event says happened.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
 pub(crate) enum Op {
-    /// Created or updated: fetch the definition.
+    /// A definition was created or updated: fetch it.
+    #[serde(rename = "put")]
     Put,
-    /// Deleted.
+    /// A definition was deleted.
+    #[serde(rename = "deleted")]
     Deleted,
+    /// A group was created or updated: fetch it. (Replicas that predate groups cannot
+    /// read the op and ignore the event.)
+    #[serde(rename = "group_put")]
+    GroupPut,
+    /// A group was deleted.
+    #[serde(rename = "group_deleted")]
+    GroupDeleted,
 }
 
 /// A change event on the channel: `{"op":"put","name":"fs"}`, or
-/// `{"op":"deleted","name":"fs","version":N}` (the delete script appends the version). It
-/// carries no definition (and so no secrets); receivers fetch the current value.
+/// `{"op":"deleted","name":"fs","version":N}` (the delete script appends the version);
+/// `group_put` and `group_deleted` for groups. It carries no definition (and so no
+/// secrets); receivers fetch the current value.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Event {
     pub(crate) op: Op,
@@ -63,17 +100,23 @@ pub(crate) struct Event {
 }
 
 impl Event {
-    pub(crate) fn put(name: &str) -> Self {
+    pub(crate) fn put(kind: Kind, name: &str) -> Self {
         Self {
-            op: Op::Put,
+            op: match kind {
+                Kind::Definition => Op::Put,
+                Kind::Group => Op::GroupPut,
+            },
             name: name.to_owned(),
             version: None,
         }
     }
 
-    pub(crate) fn deleted(name: &str) -> Self {
+    pub(crate) fn deleted(kind: Kind, name: &str) -> Self {
         Self {
-            op: Op::Deleted,
+            op: match kind {
+                Kind::Definition => Op::Deleted,
+                Kind::Group => Op::GroupDeleted,
+            },
             name: name.to_owned(),
             version: None,
         }
@@ -101,15 +144,26 @@ mod tests {
         assert_eq!(k.index(), "mcp_proxy:index");
         assert_eq!(k.channel(), "mcp_proxy:events");
         assert_eq!(k.version(), "mcp_proxy:version");
+        assert_eq!(k.group("team"), "mcp_proxy:groups:team");
+        assert_eq!(k.group_index(), "mcp_proxy:group_index");
     }
 
     #[test]
     fn events_are_small_json() {
-        assert_eq!(Event::put("x").encode(), r#"{"op":"put","name":"x"}"#);
+        assert_eq!(
+            Event::put(Kind::Definition, "x").encode(),
+            r#"{"op":"put","name":"x"}"#
+        );
         assert_eq!(
             Event::decode(r#"{"op":"deleted","name":"y"}"#),
-            Some(Event::deleted("y"))
+            Some(Event::deleted(Kind::Definition, "y"))
         );
+        assert_eq!(
+            Event::put(Kind::Group, "g").encode(),
+            r#"{"op":"group_put","name":"g"}"#
+        );
+        let deleted = Event::decode(r#"{"op":"group_deleted","name":"g","version":3}"#).unwrap();
+        assert_eq!((deleted.op, deleted.version), (Op::GroupDeleted, Some(3)));
         assert_eq!(Event::decode("garbage"), None);
         let with_version = Event::decode(r#"{"op":"deleted","name":"y","version":17}"#).unwrap();
         assert_eq!(with_version.version, Some(17));

@@ -6,15 +6,14 @@ use std::time::Duration;
 
 use fred::prelude::{Client, ClientLike, EventInterface, Options, PubsubInterface};
 use fred::types::Message;
-use mcp_types::McpDefinition;
+use mcp_types::{GroupDefinition, McpDefinition};
 use tokio::sync::broadcast;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
 use super::conn::Conn;
 use super::keys::{Event, Op};
-use crate::StoreEvent;
-use crate::{Error, Result};
+use crate::{Error, Kind, Result, StoreEvent};
 
 /// Pause between attempts to re-subscribe while the connection is up but SUBSCRIBE fails.
 const RESUBSCRIBE_PAUSE: Duration = Duration::from_millis(200);
@@ -128,23 +127,43 @@ impl Watcher {
                 name: event.name,
                 version: event.version,
             }),
-            Op::Put => match self.conn.get(&event.name).await {
-                Ok(Some(def)) => self.send_put(def),
-                // Deleted since: its own event follows (or came first).
-                Ok(None) => {}
-                Err(err) if err.is_retryable() => {
-                    tracing::warn!(mcp = %event.name, error = %err, "fetching a changed definition failed, asking for a resync");
-                    self.send(StoreEvent::Resync);
-                }
-                Err(err) => {
-                    tracing::warn!(mcp = %event.name, error = %err, "ignoring a change to an unreadable definition");
-                }
-            },
+            Op::GroupDeleted => self.send(StoreEvent::GroupDeleted {
+                name: event.name,
+                version: event.version,
+            }),
+            Op::Put => {
+                let fetched = self.conn.get::<McpDefinition>(&event.name).await;
+                self.send_put(
+                    Kind::Definition,
+                    &event.name,
+                    fetched.map(|d| d.map(StoreEvent::Put)),
+                );
+            }
+            Op::GroupPut => {
+                let fetched = self.conn.get::<GroupDefinition>(&event.name).await;
+                self.send_put(
+                    Kind::Group,
+                    &event.name,
+                    fetched.map(|g| g.map(StoreEvent::GroupPut)),
+                );
+            }
         }
     }
 
-    fn send_put(&self, def: McpDefinition) {
-        self.send(StoreEvent::Put(def));
+    /// Sends the put of what was fetched after a `put` event.
+    fn send_put(&self, kind: Kind, name: &str, fetched: Result<Option<StoreEvent>>) {
+        match fetched {
+            Ok(Some(event)) => self.send(event),
+            // Deleted since: its own event follows (or came first).
+            Ok(None) => {}
+            Err(err) if err.is_retryable() => {
+                tracing::warn!(%kind, %name, error = %err, "fetching a changed value failed, asking for a resync");
+                self.send(StoreEvent::Resync);
+            }
+            Err(err) => {
+                tracing::warn!(%kind, %name, error = %err, "ignoring a change to an unreadable value");
+            }
+        }
     }
 
     fn send(&self, event: StoreEvent) {

@@ -10,7 +10,10 @@ use mcp_test_support::assert_eventually;
 use mcp_test_support::redis::RedisServer;
 use mcp_types::{ConnectionState, McpStatus};
 
-use crate::support::{expect_deleted, expect_put, http_def, raw_client, redis_config, redis_store};
+use crate::support::{
+    expect_deleted, expect_group_deleted, expect_group_put, expect_put, group, http_def,
+    raw_client, redis_config, redis_store,
+};
 
 /// Upper bound for "fails fast": far above the 2 s command timeout, far below a hang.
 const FAIL_FAST_BOUND: Duration = Duration::from_secs(10);
@@ -231,6 +234,52 @@ async fn connect_to_a_dead_port_is_unavailable_quickly() {
 }
 
 #[tokio::test]
+async fn open_without_redis_fails_fast_until_it_starts_then_connects_and_asks_for_a_resync() {
+    let mut server = RedisServer::not_started();
+    let store = tokio::time::timeout(
+        FAIL_FAST_BOUND,
+        RedisStore::open(redis_config(&server, "late:")),
+    )
+    .await
+    .expect("open returns without redis")
+    .expect("open accepts an unreachable server");
+    let mut feed = store.watch();
+    for (op, err) in [
+        ("list", bounded(store.list()).await.err()),
+        (
+            "create",
+            bounded(store.create(http_def("early", "x"))).await.err(),
+        ),
+        ("ping", bounded(store.ping()).await.err()),
+    ] {
+        let err = err.unwrap_or_else(|| panic!("{op} succeeded with no redis"));
+        assert!(err.is_retryable(), "{op}: {err}");
+        assert!(
+            err.to_string()
+                .starts_with("redis unavailable: not connected yet: connect redis://"),
+            "{op}: {err}"
+        );
+    }
+    server.start_again().await;
+    expect_resync(&mut feed).await;
+    store.ping().await.unwrap();
+    store.create(http_def("late", "x")).await.unwrap();
+    expect_put(&mut feed, "late").await;
+    let other = redis_store(&server, "late:").await;
+    other.create(http_def("from-other", "x")).await.unwrap();
+    expect_put(&mut feed, "from-other").await;
+    assert_eq!(store.list().await.unwrap().len(), 2);
+}
+
+#[tokio::test]
+async fn open_rejects_a_bad_url_at_once() {
+    let err = RedisStore::open(RedisConfig::new("not a url"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err}");
+}
+
+#[tokio::test]
 async fn an_outage_fails_fast_then_everything_recovers_and_watchers_resync() {
     let mut server = RedisServer::start().await;
     let store = redis_store(&server, "outage:").await;
@@ -339,4 +388,115 @@ async fn a_frozen_server_times_out_instead_of_hanging_and_recovers_when_thawed()
     store.update(http_def("fs", "z")).await.unwrap();
     let stored = store.get("fs").await.unwrap().unwrap();
     assert_eq!(stored.description.as_deref(), Some("z"));
+}
+
+#[tokio::test]
+async fn replicas_see_each_others_groups_under_the_documented_keys() {
+    let server = RedisServer::start().await;
+    let a = redis_store(&server, "shared:").await;
+    let b = redis_store(&server, "shared:").await;
+    let mut feed_b = b.watch();
+    let created = a.create_group(group("team", "from a")).await.unwrap();
+    let seen = tokio::time::timeout(
+        Duration::from_secs(1),
+        expect_group_put(&mut feed_b, "team"),
+    )
+    .await
+    .expect("b sees a's group within a second");
+    assert_eq!(seen, created);
+    assert_eq!(b.get_group("team").await.unwrap(), Some(created));
+
+    let raw = raw_client(&server).await;
+    let text: String = raw.get("shared:groups:team").await.unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["name"], "team");
+    assert_eq!(json["members"], serde_json::json!(["alpha", "beta"]));
+    assert!(
+        raw.sismember::<bool, _, _>("shared:group_index", "team")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !raw.sismember::<bool, _, _>("shared:index", "team")
+            .await
+            .unwrap(),
+        "the definitions' index holds no group"
+    );
+    let version: String = raw.get("shared:version").await.unwrap();
+    assert_eq!(version.parse::<u64>().ok(), json["version"].as_u64());
+
+    let updated = b.update_group(group("team", "from b")).await.unwrap();
+    expect_group_put(&mut feed_b, "team").await;
+    let version = a.delete_group_if("team", updated.version).await.unwrap();
+    let deleted = tokio::time::timeout(
+        Duration::from_secs(1),
+        expect_group_deleted(&mut feed_b, "team"),
+    )
+    .await
+    .expect("b sees a's delete within a second");
+    assert_eq!(deleted, Some(version));
+    assert!(!raw.exists::<bool, _>("shared:groups:team").await.unwrap());
+}
+
+#[tokio::test]
+async fn a_definition_and_a_group_racing_for_one_name_on_two_replicas_let_one_win() {
+    let server = RedisServer::start().await;
+    let a = redis_store(&server, "race:").await;
+    let b = redis_store(&server, "race:").await;
+    for round in 0..4 {
+        let name = format!("n{round}");
+        let (def, grp) = tokio::join!(
+            a.create(http_def(&name, "upstream")),
+            b.create_group(group(&name, "group")),
+        );
+        match (&def, &grp) {
+            (Ok(_), Err(err)) | (Err(err), Ok(_)) => {
+                assert!(matches!(err, Error::NameTaken { .. }), "{err}");
+            }
+            other => panic!("exactly one must win: {other:?}"),
+        }
+        let stored = (
+            a.get(&name).await.unwrap().is_some(),
+            a.get_group(&name).await.unwrap().is_some(),
+        );
+        assert!(
+            stored == (true, false) || stored == (false, true),
+            "{stored:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_corrupt_group_is_reported_and_does_not_break_the_listing() {
+    let server = RedisServer::start().await;
+    let store = redis_store(&server, "cg:").await;
+    store.create_group(group("good", "x")).await.unwrap();
+    let raw = raw_client(&server).await;
+    let _: () = raw
+        .set(
+            "cg:groups:bad",
+            r#"{"name":"bad","colour":1}"#,
+            None,
+            None,
+            false,
+        )
+        .await
+        .unwrap();
+    let _: () = raw.sadd("cg:group_index", "bad").await.unwrap();
+    let err = store.get_group("bad").await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Corrupt { name, .. } if name == "cg:groups:bad"),
+        "{err}"
+    );
+    let names: Vec<String> = store
+        .list_groups()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|g| g.name)
+        .collect();
+    assert_eq!(names, ["good"]);
+    // an update repairs it
+    let repaired = store.update_group(group("bad", "fixed")).await.unwrap();
+    assert_eq!(store.get_group("bad").await.unwrap(), Some(repaired));
 }

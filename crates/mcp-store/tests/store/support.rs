@@ -6,7 +6,7 @@ use fred::prelude::{Builder, Client, ClientLike, Config};
 use futures_util::StreamExt;
 use mcp_store::{RedisConfig, RedisStore, StoreEvent, WatchStream};
 use mcp_test_support::redis::RedisServer;
-use mcp_types::{McpDefinition, TransportKind};
+use mcp_types::{GroupDefinition, McpDefinition, TransportKind};
 
 /// How long a change may take to show up on a feed.
 pub(crate) const FEED_DEADLINE: Duration = Duration::from_secs(5);
@@ -72,5 +72,29 @@ pub(crate) async fn expect_deleted(feed: &mut WatchStream, name: &str) -> Option
     match next_change(feed).await {
         StoreEvent::Deleted { name: n, version } if n == name => version,
         other => panic!("expected Deleted({name:?}), got {other:?}"),
+    }
+}
+
+/// A group over two members, with a description so updates have something to change.
+pub(crate) fn group(name: &str, description: &str) -> GroupDefinition {
+    let mut g = GroupDefinition::new(name);
+    g.description = Some(description.to_owned());
+    g.members = vec!["alpha".into(), "beta".into()];
+    g
+}
+
+/// Asserts the next change is a `GroupPut` of `name` and returns the group.
+pub(crate) async fn expect_group_put(feed: &mut WatchStream, name: &str) -> GroupDefinition {
+    match next_change(feed).await {
+        StoreEvent::GroupPut(g) if g.name == name => g,
+        other => panic!("expected GroupPut({name:?}), got {other:?}"),
+    }
+}
+
+/// Asserts the next change is the deletion of group `name` and returns its version.
+pub(crate) async fn expect_group_deleted(feed: &mut WatchStream, name: &str) -> Option<u64> {
+    match next_change(feed).await {
+        StoreEvent::GroupDeleted { name: n, version } if n == name => version,
+        other => panic!("expected GroupDeleted({name:?}), got {other:?}"),
     }
 }

@@ -43,20 +43,7 @@ impl McpDefinition {
                 *value = old.clone();
             }
         }
-        for token in &mut self.auth_tokens {
-            if !token.expose().starts_with(HANDLE_PREFIX) {
-                continue;
-            }
-            let mut matches: Vec<&Secret> = stored
-                .auth_tokens
-                .iter()
-                .filter(|t| t.handle(&stored.name) == token.expose())
-                .collect();
-            matches.dedup_by(|a, b| a.expose() == b.expose());
-            if let [one] = matches.as_slice() {
-                *token = (*one).clone();
-            }
-        }
+        restore_tokens(&mut self.auth_tokens, &stored.auth_tokens, &stored.name);
     }
 
     /// Refuses every placeholder: where it stood for a stored secret, it has been replaced
@@ -104,6 +91,24 @@ impl McpDefinition {
                     ),
                 );
             }
+        }
+    }
+}
+
+/// Replaces each handle in `tokens` that names exactly one of `stored` (handles scoped by
+/// `scope`, the name of what holds them) by that token, wherever it stands in the list.
+pub(crate) fn restore_tokens(tokens: &mut [Secret], stored: &[Secret], scope: &str) {
+    for token in tokens {
+        if !token.expose().starts_with(HANDLE_PREFIX) {
+            continue;
+        }
+        let mut matches: Vec<&Secret> = stored
+            .iter()
+            .filter(|t| t.handle(scope) == token.expose())
+            .collect();
+        matches.dedup_by(|a, b| a.expose() == b.expose());
+        if let [one] = matches.as_slice() {
+            *token = (*one).clone();
         }
     }
 }

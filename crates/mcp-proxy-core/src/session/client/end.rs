@@ -22,18 +22,23 @@ impl ClientSession {
     /// `notifications/cancelled` for them (in the background). Never waits.
     pub(crate) fn end(self: &Arc<Self>, ended: Ended) {
         let reason = ended.error();
-        let (inflight, outlet, links, subscriptions) = {
+        let (inflight, outlet, links, subscriptions, asked) = {
             let mut state = self.state();
             if state.phase == Phase::Ended {
                 return;
             }
             state.phase = Phase::Ended;
-            state.server_requests.clear();
+            let asked: Vec<(String, RequestId)> = state
+                .server_requests
+                .drain()
+                .map(|(_, target)| target)
+                .collect();
             (
                 std::mem::take(&mut state.inflight),
                 state.outlet.take(),
                 std::mem::take(&mut state.links),
                 std::mem::take(&mut state.subscriptions),
+                asked,
             )
         };
         let why = reason
@@ -71,6 +76,14 @@ impl ClientSession {
                 .map(|(_, id)| id.clone())
                 .collect();
             cancels.retain(|(m, _)| *m != member);
+            // What the upstream asked this client and got no answer to: answered (after
+            // the cancellations, so it stops first), so it does not wait for a client
+            // that is gone.
+            let unanswered: Vec<RequestId> = asked
+                .iter()
+                .filter(|(m, _)| *m == member)
+                .map(|(_, id)| id.clone())
+                .collect();
             let me = self.clone();
             self.hub.spawn_cleanup(async move {
                 if link.is_alive() {
@@ -90,6 +103,15 @@ impl ClientSession {
                             .client()
                             .cancel_request(&id, "the client session ended")
                             .await;
+                    }
+                    for id in unanswered {
+                        link.forget_server_request(&id);
+                        let error = mcp_types::ErrorObject::new(
+                            mcp_types::jsonrpc::codes::INTERNAL_ERROR,
+                            "the client session ended before answering",
+                        );
+                        let send = link.client().respond(id, mcp_types::Outcome::Error(error));
+                        let _ = tokio::time::timeout(crate::session::SEND_TIMEOUT, send).await;
                     }
                 }
                 link.detach(&me);
