@@ -87,6 +87,7 @@ async fn the_proxy_passes_the_2026_scenarios_the_modern_fixture_passes() {
     // `localhost`, as dns-rebinding-protection requires a localhost URL.
     let direct_url = fixture.url().replace("127.0.0.1", "localhost");
     let (direct, direct_summary) = conformance_2026(&direct_url, &direct_dir).await;
+    eprintln!("2026-07-28, the fixture directly:{direct_summary}");
     let input_required: Vec<&String> = direct
         .iter()
         .filter(|(s, passed)| s.starts_with("input-required-result-") && **passed)
@@ -114,6 +115,7 @@ async fn the_proxy_passes_the_2026_scenarios_the_modern_fixture_passes() {
         std::fs::create_dir_all(&out).unwrap();
         let url = format!("{}/{name}/mcp", proxyd.url()).replace("127.0.0.1", "localhost");
         let (proxied, proxied_summary) = conformance_2026(&url, &out).await;
+        eprintln!("2026-07-28, through the proxy ({name}):{proxied_summary}");
         let regressions: Vec<&String> = direct
             .iter()
             .filter(|(s, passed)| **passed && !proxied.get(*s).copied().unwrap_or(false))
