@@ -232,6 +232,21 @@ def test_input_required_result_capabilities(ctx: Context) -> str | types.InputRe
     return input_required(wanted, "capabilities")
 
 
+@server.tool(description="MRTR with progress: reports progress in each of two rounds")
+async def test_input_required_with_progress(ctx: Context) -> str | types.InputRequiredResult:
+    got = answers(ctx)
+    if "go_on" in got:
+        await ctx.report_progress(progress=2, total=2)
+        return f"progress-ok: {field(got['go_on'], 'ok')}"
+    await ctx.report_progress(progress=1, total=2)
+    return input_required({"go_on": elicit("Go on?", "ok", "boolean")})
+
+
+@server.tool(description="MRTR: never satisfied (asks again on every retry)")
+def test_input_required_forever(ctx: Context) -> types.InputRequiredResult:
+    return input_required({"again": elicit("Once more?", "ok", "boolean")}, "forever")
+
+
 @server.tool(description="Reports progress on its own stream")
 async def test_streaming_elicitation(ctx: Context) -> str:
     await ctx.report_progress(progress=50, total=100)

@@ -7,8 +7,6 @@
 
 mod era;
 
-pub(crate) use era::modern_capabilities;
-
 use std::fmt;
 use std::sync::Arc;
 

@@ -71,6 +71,11 @@ impl<'a> Members<'a> {
             .map_err(|e| Ambiguous(format!("params: {e}")))
     }
 
+    /// Every member, in the order written.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
+        self.entries.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+
     /// The raw value of `key`.
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
         self.entries

@@ -124,8 +124,8 @@ pub(super) async fn establish(
 /// The capabilities a modern connection declares on its own: none of those a server asks
 /// for with `input_required` results (sampling, elicitation, roots), which nobody behind
 /// the connection's own requests could answer. A 2026-07-28 client's requests carry its
-/// own `_meta`.
-pub(crate) fn modern_capabilities(capabilities: &serde_json::Value) -> serde_json::Value {
+/// own `_meta`, a 2025 client's the capabilities it declared (`session::client::era`).
+pub(super) fn modern_capabilities(capabilities: &serde_json::Value) -> serde_json::Value {
     let mut caps = capabilities.clone();
     if let Some(map) = caps.as_object_mut() {
         for key in modern::INPUT_CAPABILITIES {

@@ -6,12 +6,13 @@
 //! - To a modern upstream, a 2026-07-28 client's request goes as it is: its own `_meta`
 //!   (version, capabilities, identity, log level) speaks for it.
 //! - To a modern upstream, a 2025 client's request carries `_meta` built from its
-//!   `initialize` (identity, capabilities) and its `logging/setLevel`. The capabilities
-//!   leave out sampling, elicitation and roots: a modern upstream would ask for them with
-//!   an `input_required` result, which a 2025 client cannot read and the proxy does not
-//!   translate yet. `logging/setLevel` and `resources/(un)subscribe` never reach such an
-//!   upstream (the revision removed them): the level travels in `_meta`, the
-//!   subscriptions in the link's listen.
+//!   `initialize` (identity, capabilities) and its `logging/setLevel`. Sampling,
+//!   elicitation and roots are declared as the client declared them: the upstream asks
+//!   for them with `input_required` results, which the session turns into requests to
+//!   the client (`input`). The 2025 `tasks` capability is left out (the revision's tasks
+//!   are an extension of another shape). `logging/setLevel` and `resources/(un)subscribe`
+//!   never reach such an upstream (the revision removed them): the level travels in
+//!   `_meta`, the subscriptions in the link's listen.
 
 use mcp_types::jsonrpc::{Extra, codes, to_raw};
 use mcp_types::mcp::{methods, modern};
@@ -75,7 +76,7 @@ impl ClientSession {
         );
         meta.insert(
             modern::META_CAPABILITIES.into(),
-            crate::connector::modern_capabilities(&declared.capabilities),
+            translated_capabilities(&declared.capabilities),
         );
         meta.insert(
             modern::META_CLIENT.into(),
@@ -94,8 +95,8 @@ impl ClientSession {
     }
 
     /// A modern upstream's answer as a 2025 client can read it: an `input_required`
-    /// result (the upstream wants input the proxy cannot ask this client for yet) is an
-    /// error saying so.
+    /// result the session did not translate (to a method that may not ask for input) is
+    /// an error saying so.
     pub(super) fn for_client(&self, link: &Link, response: Response) -> Response {
         if self.stateless || !link.client().is_modern() {
             return response;
@@ -122,7 +123,7 @@ impl ClientSession {
             })
             .unwrap_or_default();
         let message = format!(
-            "upstream {:?} needs more input to answer ({}); the proxy cannot relay such requests to a {} client yet",
+            "upstream {:?} asked for input ({}) in answer to a request that may not ask for any; a {} client cannot give it",
             link.upstream().name(),
             if asked.is_empty() {
                 "a retry with its request state".to_owned()
@@ -138,6 +139,19 @@ impl ClientSession {
             outcome: Outcome::Error(error),
             extra: Extra::new(),
         }
+    }
+}
+
+/// A 2025 client's capabilities as a modern upstream reads them: as declared, without
+/// the 2025 `tasks` capability.
+fn translated_capabilities(capabilities: &Value) -> Value {
+    match capabilities {
+        Value::Object(map) => {
+            let mut map = map.clone();
+            map.remove("tasks");
+            Value::Object(map)
+        }
+        _ => Value::Object(Map::new()),
     }
 }
 
@@ -193,6 +207,16 @@ mod tests {
         let only = to_raw(&serde_json::json!({"_meta": {modern::META_VERSION: "2026-07-28"}}));
         assert_eq!(strip_modern_meta(&only).unwrap().get(), "{}");
         assert!(strip_modern_meta(&to_raw(&serde_json::json!({"a": 1}))).is_none());
+    }
+
+    #[test]
+    fn a_2025_clients_input_capabilities_reach_a_modern_upstream() {
+        let caps = serde_json::json!({"sampling": {}, "elicitation": {"form": {}}, "roots": {"listChanged": true}, "tasks": {"list": {}}});
+        assert_eq!(
+            translated_capabilities(&caps),
+            serde_json::json!({"sampling": {}, "elicitation": {"form": {}}, "roots": {"listChanged": true}})
+        );
+        assert_eq!(translated_capabilities(&Value::Null), serde_json::json!({}));
     }
 
     #[test]
