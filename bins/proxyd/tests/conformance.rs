@@ -5,17 +5,130 @@
 //!   direct run against server-everything in the same test: every scenario that passes
 //!   directly must pass through the proxy;
 //! - in front of our conformance fixture (`mcp-test-support`'s `conformance-fixture`, the
-//!   names the scenarios call), where every scenario must pass.
+//!   names the scenarios call), where every scenario must pass;
+//! - with `--requirements 2026-07-28` (suite 0.2.0-alpha.12), in front of the 2026-era
+//!   fixture on the official Python SDK over stdio and over streamable HTTP, compared with
+//!   a direct run against the same fixture: every scored scenario that passes directly
+//!   (the 14 input-required ones among them, by pass-through) must pass through the proxy.
 
 #[path = "conformance/suite.rs"]
 mod suite;
 #[path = "sessions/support.rs"]
 mod support;
 
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools::{self, EverythingMode, EverythingServer};
 use suite::conformance;
 use support::{Admin, BIN};
+
+/// The 2026-07-28 run against `url`: each scored scenario's verdict (the suite also runs
+/// ones it does not score, listed after the total; those are left out).
+async fn conformance_2026(url: &str, out: &Path) -> (BTreeMap<String, bool>, String) {
+    let mut cmd = tokio::process::Command::new(tools::node22());
+    cmd.arg(tools::conformance_2026_cli())
+        .args(["server", "--url", url, "--requirements", "2026-07-28", "-o"])
+        .arg(out)
+        .current_dir(out)
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(600), cmd.output())
+        .await
+        .expect("the conformance suite finished in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let summary = text
+        .split("=== SUMMARY ===")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no summary in the suite's output:\n{text}"))
+        .to_owned();
+    let (scored, unscored) = summary
+        .split_once("Not scored for")
+        .unwrap_or((summary.as_str(), ""));
+    let unscored: Vec<&str> = unscored
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let rest = l.strip_prefix("✓ ").or_else(|| l.strip_prefix("✗ "))?;
+            rest.split_whitespace().next()
+        })
+        .collect();
+    let mut verdicts = BTreeMap::new();
+    for line in scored.lines() {
+        let (passed, rest) = if let Some(r) = line.strip_prefix("✓ ") {
+            (true, r)
+        } else if let Some(r) = line.strip_prefix("✗ ") {
+            (false, r)
+        } else {
+            continue;
+        };
+        if let Some((name, _)) = rest.split_once(':')
+            && !unscored.contains(&name.trim())
+        {
+            verdicts.insert(name.trim().to_owned(), passed);
+        }
+    }
+    assert_eq!(
+        verdicts.len(),
+        37,
+        "the revision scores 37 scenarios:\n{summary}"
+    );
+    (verdicts, summary)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_passes_the_2026_scenarios_the_modern_fixture_passes() {
+    let dir = tempfile::tempdir().unwrap();
+    let fixture = mcp_test_support::conformance::Fixture2026::start().await;
+    let direct_dir = dir.path().join("direct");
+    std::fs::create_dir_all(&direct_dir).unwrap();
+    // `localhost`, as dns-rebinding-protection requires a localhost URL.
+    let direct_url = fixture.url().replace("127.0.0.1", "localhost");
+    let (direct, direct_summary) = conformance_2026(&direct_url, &direct_dir).await;
+    eprintln!("2026-07-28, the fixture directly:{direct_summary}");
+    let input_required: Vec<&String> = direct
+        .iter()
+        .filter(|(s, passed)| s.starts_with("input-required-result-") && **passed)
+        .map(|(s, _)| s)
+        .collect();
+    assert_eq!(
+        input_required.len(),
+        14,
+        "the fixture passes the 14 input-required scenarios directly:\n{direct_summary}"
+    );
+
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let stdio = mcp_test_support::conformance::fixture_2026_def("modern");
+    admin.register(serde_json::to_value(stdio).unwrap()).await;
+    admin
+        .register(serde_json::to_value(fixture.def("modern-http")).unwrap())
+        .await;
+    for name in ["modern", "modern-http"] {
+        admin.wait_connected(name).await;
+        let status = admin.status(name).await;
+        assert_eq!(status["era"], "modern", "{status}");
+        assert_eq!(status["protocolVersion"], "2026-07-28", "{status}");
+        let out = dir.path().join(name);
+        std::fs::create_dir_all(&out).unwrap();
+        let url = format!("{}/{name}/mcp", proxyd.url()).replace("127.0.0.1", "localhost");
+        let (proxied, proxied_summary) = conformance_2026(&url, &out).await;
+        eprintln!("2026-07-28, through the proxy ({name}):{proxied_summary}");
+        let regressions: Vec<&String> = direct
+            .iter()
+            .filter(|(s, passed)| **passed && !proxied.get(*s).copied().unwrap_or(false))
+            .map(|(s, _)| s)
+            .collect();
+        assert!(
+            regressions.is_empty(),
+            "scored scenarios passing directly but not through the proxy ({name}): {regressions:?}\n\
+             direct:{direct_summary}\nthrough the proxy:{proxied_summary}"
+        );
+        assert_eq!(proxied.len(), direct.len(), "{proxied_summary}");
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_proxy_passes_every_scenario_server_everything_passes() {

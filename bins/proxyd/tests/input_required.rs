@@ -3,6 +3,12 @@
 //! the answers go to the waiting upstream call, and a state that is changed, presented by
 //! someone else, on another request, after its expiry, twice, or on another replica is
 //! refused with the right error.
+//!
+//! And the other way: a 2025 client in front of a 2026-07-28 upstream (the dual-era
+//! fixture on the official Python SDK) that answers `input_required`: its input requests
+//! reach the client as real requests, the answers go back upstream in a retry, and the
+//! client sees one ordinary result; a cancellation stops the rounds and an error answer
+//! fails the call.
 
 #[path = "sessions/support.rs"]
 mod support;
@@ -419,4 +425,186 @@ async fn a_state_is_bound_to_its_principal_its_replica_its_key_and_its_lifetime(
 
 fn borrow<'a>(env: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
     env.iter().map(|(k, v)| (*k, v.as_str())).collect()
+}
+
+/// proxyd with the 2026-07-28 fixture over stdio as `modern`, and over streamable HTTP as
+/// `modern-http`, both found modern.
+async fn proxyd_with_modern() -> (Proxyd, Admin, mcp_test_support::conformance::Fixture2026) {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let fixture = mcp_test_support::conformance::Fixture2026::start().await;
+    let stdio = mcp_test_support::conformance::fixture_2026_def("modern");
+    admin.register(serde_json::to_value(stdio).unwrap()).await;
+    admin
+        .register(serde_json::to_value(fixture.def("modern-http")).unwrap())
+        .await;
+    for name in ["modern", "modern-http"] {
+        admin.wait_connected(name).await;
+        assert_eq!(admin.status(name).await["era"], "modern");
+    }
+    (proxyd, admin, fixture)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2025_python_client_answers_a_modern_upstreams_input_requests() {
+    let (proxyd, _admin, _fixture) = proxyd_with_modern().await;
+    let python = tools::venv_python();
+    let script = tools::workspace_root().join("tests/python/legacy_client.py");
+    for name in ["modern", "modern-http"] {
+        let url = format!("{}/{name}/mcp", proxyd.url());
+        let out = tokio::time::timeout(
+            std::time::Duration::from_secs(200),
+            tokio::process::Command::new(&python)
+                .arg(&script)
+                .arg(&url)
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("the python client finished in time")
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("all ok"),
+            "legacy python client through {name} failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+            out.status
+        );
+    }
+}
+
+/// A 2025 session declaring `capabilities`; its id.
+async fn legacy_session(mcp: &support::McpHttp, url: &str, capabilities: Value) -> String {
+    let mut init = support::McpHttp::initialize_body("2025-11-25");
+    init["params"]["capabilities"] = capabilities;
+    let (s, h, body) = mcp.post(url, None, &[], &init).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let sid = h["mcp-session-id"].to_str().unwrap().to_owned();
+    let note = json!({"jsonrpc": "2.0", "method": "notifications/initialized"});
+    assert_eq!(
+        mcp.post(url, Some(&sid), &[], &note).await.0,
+        StatusCode::ACCEPTED
+    );
+    sid
+}
+
+/// POSTs a request of session `sid` and returns its answer stream, unread.
+async fn open_call(
+    mcp: &support::McpHttp,
+    url: &str,
+    sid: &str,
+    body: &Value,
+) -> reqwest::Response {
+    let resp = mcp
+        .http
+        .post(url)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .header("mcp-session-id", sid)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    resp
+}
+
+/// The first server→client request in an SSE text.
+fn asked_request(text: &str) -> Value {
+    let headers = {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("content-type", "text/event-stream".parse().unwrap());
+        h
+    };
+    support::messages(&headers, text)
+        .into_iter()
+        .find(|m| m.get("method").is_some() && m.get("id").is_some())
+        .unwrap_or_else(|| panic!("no request in {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2025_clients_error_fails_the_call_and_its_cancel_stops_the_rounds() {
+    let (proxyd, admin, _fixture) = proxyd_with_modern().await;
+    let mcp = support::McpHttp::new();
+    let url = format!("{}/modern/mcp", proxyd.url());
+    let sid = legacy_session(&mcp, &url, json!({"elicitation": {}})).await;
+    let call = |id: i64| {
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+               "params": {"name": "test_input_required_result_elicitation", "arguments": {}}})
+    };
+
+    // The client answers the input request with an error: the call fails with it.
+    let mut stream = open_call(&mcp, &url, &sid, &call(7)).await;
+    let seen = support::read_until(&mut stream, "elicitation/create").await;
+    let asked = asked_request(&seen);
+    assert_eq!(asked["method"], "elicitation/create", "{asked}");
+    assert_eq!(asked["params"]["message"], "What is your name?", "{asked}");
+    let refusal = json!({"jsonrpc": "2.0", "id": asked["id"],
+                         "error": {"code": -32050, "message": "the user walked away"}});
+    assert_eq!(
+        mcp.post(&url, Some(&sid), &[], &refusal).await.0,
+        StatusCode::ACCEPTED
+    );
+    let rest = stream.text().await.unwrap();
+    let headers = {
+        let mut h = reqwest::header::HeaderMap::new();
+        h.insert("content-type", "text/event-stream".parse().unwrap());
+        h
+    };
+    let last = support::messages(&headers, &format!("{seen}{rest}"))
+        .last()
+        .cloned()
+        .unwrap();
+    assert_eq!(last["id"], 7, "{last}");
+    assert_eq!(last["error"]["code"], -32050, "{last}");
+    let message = last["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("user_name") && message.contains("the user walked away"),
+        "{message}"
+    );
+
+    // The client cancels while it is being asked: the question is withdrawn and the
+    // upstream is not asked again, even when the answer comes anyway.
+    let calls =
+        r#"mcp_proxy_upstream_requests_total{upstream="modern",method="tools/call",outcome="ok"}"#;
+    let before = admin.metric(calls).await;
+    let (status, _, mut events) = mcp.get_sse(&url, &[("mcp-session-id", &sid)]).await;
+    assert_eq!(status, StatusCode::OK);
+    let mut stream = open_call(&mcp, &url, &sid, &call(8)).await;
+    let seen = support::read_until(&mut stream, "elicitation/create").await;
+    let asked = asked_request(&seen);
+    let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": 8, "reason": "changed my mind"}});
+    assert_eq!(
+        mcp.post(&url, Some(&sid), &[], &cancel).await.0,
+        StatusCode::ACCEPTED
+    );
+    let withdrawn = support::read_until(&mut events, "notifications/cancelled").await;
+    let id = asked["id"].as_str().unwrap();
+    assert!(
+        withdrawn.contains(id),
+        "the withdrawal names {id}: {withdrawn}"
+    );
+    let late = json!({"jsonrpc": "2.0", "id": asked["id"],
+                      "result": {"action": "accept", "content": {"name": "Late"}}});
+    assert_eq!(
+        mcp.post(&url, Some(&sid), &[], &late).await.0,
+        StatusCode::ACCEPTED
+    );
+    // The session still serves, and the upstream saw no retry of the cancelled call.
+    let simple = json!({"jsonrpc": "2.0", "id": 9, "method": "tools/call",
+                        "params": {"name": "test_simple_text", "arguments": {}}});
+    let (s, _, answer) = mcp.post(&url, Some(&sid), &[], &simple).await;
+    assert_eq!(s, StatusCode::OK, "{answer}");
+    assert!(
+        answer["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("simple text")
+    );
+    assert_eq!(
+        admin.metric(calls).await,
+        before + 2.0,
+        "the upstream saw the cancelled call's first round and the plain call, no retry"
+    );
 }

@@ -1,20 +1,28 @@
 //! How a supervisor obtains an initialized connection. The default goes through
 //! `mcp-transport`; tests substitute their own to inject failures under paused time.
+//!
+//! Each connection finds out which era its upstream speaks (see `era`): a 2026-07-28
+//! upstream answers `server/discover` and needs no handshake; anything else is initialized
+//! as before.
+
+mod era;
 
 use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use mcp_transport::{Handler, McpClient, TransportOptions};
-use mcp_types::McpDefinition;
 use mcp_types::mcp::{Implementation, InitializeResult, LATEST_PROTOCOL_VERSION};
+use mcp_types::{Era, McpDefinition};
 
-/// An initialized upstream connection.
+/// An initialized upstream connection (or, for a modern upstream, one that answered
+/// `server/discover`: [`McpClient::is_modern`]).
 #[derive(Debug)]
 pub struct Connection {
     /// The JSON-RPC client.
     pub client: McpClient,
-    /// What the upstream answered to `initialize`.
+    /// What the upstream answered to `initialize`; for a modern upstream, its
+    /// `server/discover` answer in that shape (version 2026-07-28).
     pub init: InitializeResult,
 }
 
@@ -64,6 +72,10 @@ pub struct SessionParams {
     pub extra_headers: http::HeaderMap,
     /// HTTP upstreams: path segments appended to the URL path (already percent-encoded).
     pub path_suffix: Option<String>,
+    /// The era the upstream's primary connection found, when it found one: a legacy
+    /// upstream is initialized without a probe (a silent 2025 server would make every
+    /// session wait out the probe); otherwise the session probes for itself.
+    pub era: Option<Era>,
 }
 
 /// What the primary connection declares: sampling, elicitation and roots.
@@ -101,18 +113,17 @@ impl Connector for TransportConnector {
         def: &McpDefinition,
         handler: Arc<dyn Handler>,
     ) -> Result<Connection, mcp_transport::Error> {
-        let client = McpClient::connect_with(def, &self.options, handler).await?;
         // The primary connection serves discovery, health checks and the Admin API, never
         // a user. It declares the client capabilities most clients have, so discovery
         // sees the tools servers offer to such clients (groups serve that catalog);
         // server→client requests on it are refused.
-        initialized(
-            client,
-            LATEST_PROTOCOL_VERSION,
-            self.client_info.clone(),
-            PRIMARY_CAPABILITIES.clone(),
-        )
-        .await
+        let hello = era::Hello {
+            version: LATEST_PROTOCOL_VERSION,
+            client_info: &self.client_info,
+            capabilities: &PRIMARY_CAPABILITIES,
+            hint: None,
+        };
+        era::establish(def, &self.options, handler, &hello).await
     }
 
     async fn open_session(
@@ -124,32 +135,12 @@ impl Connector for TransportConnector {
         let mut options = self.options.clone();
         options.extra_headers.clone_from(&params.extra_headers);
         options.path_suffix.clone_from(&params.path_suffix);
-        let client = McpClient::connect_with(def, &options, handler).await?;
-        initialized(
-            client,
-            &params.protocol_version,
-            params.client_info.clone(),
-            params.capabilities.clone(),
-        )
-        .await
-    }
-}
-
-/// Runs `initialize` on a fresh connection; closes it when that fails.
-async fn initialized(
-    client: McpClient,
-    version: &str,
-    client_info: Implementation,
-    capabilities: serde_json::Value,
-) -> Result<Connection, mcp_transport::Error> {
-    match client
-        .initialize_as(version, client_info, capabilities)
-        .await
-    {
-        Ok(init) => Ok(Connection { client, init }),
-        Err(e) => {
-            let _ = client.close().await;
-            Err(e)
-        }
+        let hello = era::Hello {
+            version: &params.protocol_version,
+            client_info: &params.client_info,
+            capabilities: &params.capabilities,
+            hint: params.era,
+        };
+        era::establish(def, &options, handler, &hello).await
     }
 }

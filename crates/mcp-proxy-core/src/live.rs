@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use mcp_types::{ConnectionState, McpStatus, Timestamp};
+use mcp_types::{ConnectionState, Era, McpStatus, Timestamp};
 
 #[derive(Debug, Default)]
 struct Inner {
@@ -47,6 +47,11 @@ impl LiveStatus {
         self.with(|i| i.status.state)
     }
 
+    /// The era found on the current (or last) connection.
+    pub(crate) fn era(&self) -> Option<Era> {
+        self.with(|i| i.status.era)
+    }
+
     /// The last error, if any.
     pub(crate) fn last_error(&self) -> Option<String> {
         self.with(|i| i.status.last_error.clone())
@@ -68,6 +73,7 @@ impl LiveStatus {
     pub(crate) fn connected(
         &self,
         protocol_version: String,
+        era: Era,
         server_info: serde_json::Value,
         pid: Option<u32>,
     ) {
@@ -76,6 +82,7 @@ impl LiveStatus {
             i.status.last_connected = Some(Timestamp::now());
             i.status.reconnect_attempts = 0;
             i.status.protocol_version = Some(protocol_version);
+            i.status.era = Some(era);
             i.status.server_info = Some(server_info);
             i.status.pid = pid;
             i.connected_at = Some(Instant::now());
@@ -135,6 +142,7 @@ mod tests {
         assert_eq!(snap.last_error.as_deref(), Some("boom"));
         s.connected(
             "2025-11-25".into(),
+            Era::Legacy,
             serde_json::json!({"name": "x"}),
             Some(7),
         );
@@ -152,5 +160,6 @@ mod tests {
         assert_eq!(snap.avg_response_time, Some(Duration::from_millis(20)));
         assert!(snap.up_time.is_some());
         assert_eq!(snap.pid, Some(7));
+        assert_eq!(snap.era, Some(Era::Legacy));
     }
 }

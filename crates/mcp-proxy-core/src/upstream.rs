@@ -131,6 +131,12 @@ impl Upstream {
         self.status.state()
     }
 
+    /// The era its primary connection found (the last one's while reconnecting); `None`
+    /// until it first connected.
+    pub fn era(&self) -> Option<mcp_types::Era> {
+        self.status.era()
+    }
+
     /// The discovery cache.
     pub fn catalog(&self) -> Arc<Catalog> {
         self.catalog

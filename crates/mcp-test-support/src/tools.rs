@@ -142,6 +142,24 @@ pub fn mock_stdio_def(name: &str, args: &[&str]) -> McpDefinition {
     McpDefinition::stdio(name, mock_stdio().to_string_lossy(), args)
 }
 
+/// Python of the `.tools/venv` environment (the official `mcp` SDK is installed there).
+pub fn venv_python() -> PathBuf {
+    installed(
+        workspace_root().join(".tools/venv/bin/python"),
+        "the python venv",
+    )
+}
+
+/// The CLI of the conformance suite for revision 2026-07-28 (0.2.0-alpha, in its own npm
+/// prefix beside the 0.1 one the 2025 run uses).
+pub fn conformance_2026_cli() -> PathBuf {
+    installed(
+        workspace_root()
+            .join(".tools/npm-2026/node_modules/@modelcontextprotocol/conformance/dist/index.js"),
+        "@modelcontextprotocol/conformance 0.2.0-alpha",
+    )
+}
+
 /// The HTTP modes of server-everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EverythingMode {

@@ -11,6 +11,8 @@
 
 mod call;
 mod events;
+mod listen;
+mod modern;
 mod router;
 #[cfg(test)]
 mod tests;
@@ -32,6 +34,8 @@ use serde_json::value::RawValue;
 
 pub use call::Call;
 pub use events::{ClientEvent, ClientEvents, event_channel};
+pub use listen::{ListenFilter, Listener};
+pub use modern::{DiscoverResult, Probe, RequestMeta};
 
 use crate::error::{Error, Target};
 use crate::options::TransportOptions;
@@ -86,6 +90,8 @@ struct Shared {
     router: Arc<Router>,
     next_id: AtomicI64,
     request_timeout: Duration,
+    /// Set once the upstream speaks the modern revision: the `_meta` its requests get.
+    modern: std::sync::RwLock<Option<Arc<modern::RequestMeta>>>,
     /// Stops the pump of a channel-fed transport ([`McpClient::new`]).
     _pump: Option<tokio_util::sync::DropGuard>,
 }
@@ -191,6 +197,7 @@ impl McpClient {
                 router,
                 next_id: AtomicI64::new(1),
                 request_timeout,
+                modern: std::sync::RwLock::new(None),
                 _pump: pump,
             }),
         }
@@ -293,8 +300,14 @@ impl McpClient {
         .await
     }
 
-    /// Sends an arbitrary message (a notification or a response) as is.
+    /// Sends an arbitrary message (a notification or a response) as is. A modern
+    /// upstream gets only what its revision has (`notifications/cancelled` on stdio);
+    /// anything else is dropped here.
     pub async fn send_raw(&self, msg: Message) -> Result<()> {
+        if !self.modern_allows(&msg) {
+            tracing::debug!(upstream = %self.target().name, method = msg.method().unwrap_or("(response)"), "not sent: the upstream's revision has no such message");
+            return Ok(());
+        }
         self.shared.transport.send(msg).await
     }
 

@@ -3,7 +3,8 @@
 //!
 //! - [`stdio`]: a child process speaking newline-delimited JSON-RPC.
 //! - [`sse`]: the legacy HTTP+SSE transport (2024-11-05).
-//! - [`streamable_http`]: the streamable HTTP transport (2025-03-26 … 2025-11-25).
+//! - [`streamable_http`]: the streamable HTTP transport (2025-03-26 … 2025-11-25, and
+//!   2026-07-28 once [`McpClient::probe`] finds the upstream modern).
 //!
 //! ```no_run
 //! use mcp_transport::{McpClient, TransportOptions};
@@ -34,7 +35,8 @@ pub mod streamable_http;
 mod transport;
 
 pub use client::{
-    Call, ClientEvent, ClientEvents, Handler, McpClient, Refused, Sink, event_channel,
+    Call, ClientEvent, ClientEvents, DiscoverResult, Handler, ListenFilter, Listener, McpClient,
+    Probe, Refused, RequestMeta, Sink, event_channel,
 };
 pub use error::{Error, Target};
 pub use options::{DEFAULT_MAX_MESSAGE_BYTES, TransportOptions};

@@ -2,7 +2,13 @@
 //! answers come back as a JSON body or an SSE stream; a GET stream carries
 //! server-initiated messages; `Mcp-Session-Id` and `MCP-Protocol-Version` headers tie the
 //! requests of a session together.
+//!
+//! In the modern revision (2026-07-28, [`Transport::set_modern`]) there is no session and
+//! no GET stream: each POST names its version, method and target in headers
+//! (`MCP-Protocol-Version`, `Mcp-Method`, `Mcp-Name`), and an error the server answers
+//! with a 4xx status comes back as the JSON-RPC error it is.
 
+mod headers;
 mod stream;
 
 use std::sync::{Arc, Mutex};
@@ -48,6 +54,8 @@ struct Inner {
     headers: HeaderMap,
     session_id: Mutex<Option<String>>,
     protocol_version: Mutex<Option<String>>,
+    /// The modern revision spoken, when one is (no session, standard headers).
+    modern: Mutex<Option<String>>,
     closed: CloseLatch,
     inbox: Arc<dyn Inbox>,
     cancel: CancellationToken,
@@ -89,6 +97,7 @@ impl StreamableHttpTransport {
             headers,
             session_id: Mutex::new(None),
             protocol_version: Mutex::new(None),
+            modern: Mutex::new(None),
             closed: CloseLatch::default(),
             inbox,
             cancel: cancel.clone(),
@@ -146,6 +155,11 @@ impl Inner {
         }
     }
 
+    /// The modern revision spoken, if any.
+    fn modern(&self) -> Option<String> {
+        self.modern.lock().expect("era lock").clone()
+    }
+
     /// A request with the session's headers; `initialize` goes without a session id.
     fn request(
         &self,
@@ -156,6 +170,9 @@ impl Inner {
             .http
             .request(method, self.url.clone())
             .headers(self.headers.clone());
+        if let Some(version) = self.modern() {
+            return (req.header(PROTOCOL_VERSION_HEADER, version), None);
+        }
         let session = if with_session {
             self.session_id.lock().expect("session lock").clone()
         } else {
@@ -180,7 +197,11 @@ impl Inner {
             Message::Request(r) => Some(r.id.clone()),
             _ => None,
         };
-        let (req, session) = self.request(Method::POST, !is_initialize);
+        let (mut req, session) = self.request(Method::POST, !is_initialize);
+        let modern = self.modern().is_some();
+        if modern {
+            req = headers::standard(req, &msg);
+        }
         let req = req
             .header(ACCEPT, "application/json, text/event-stream")
             .header(CONTENT_TYPE, "application/json")
@@ -211,6 +232,12 @@ impl Inner {
             return Err(self.expire_with(&session, 400));
         }
         if !status.is_success() {
+            if modern
+                && status.is_client_error()
+                && let Some(id) = &request_id
+            {
+                return headers::rejected(self, response, id, &what.to_string()).await;
+            }
             return Err(net::status_error(response, &self.target, &what.to_string()).await);
         }
         match net::media_type(&response).as_str() {
@@ -346,8 +373,12 @@ impl Transport for StreamableHttpTransport {
         *self.inner.protocol_version.lock().expect("version lock") = Some(version.to_owned());
     }
 
+    fn set_modern(&self, version: Option<&str>) {
+        *self.inner.modern.lock().expect("era lock") = version.map(str::to_owned);
+    }
+
     fn on_initialized(&self) {
-        if self.inner.closed_reason().is_none() {
+        if self.inner.closed_reason().is_none() && self.inner.modern().is_none() {
             let span = self.inner.span.clone();
             tokio::spawn(stream::open_get(self.inner.clone()).instrument(span));
         }

@@ -142,6 +142,15 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// its GET stream for server-initiated messages.
     fn on_initialized(&self) {}
 
+    /// Speaks the modern revision `version` (2026-07-28), or the 2025 ones again with
+    /// `None`. Streamable HTTP then sends `MCP-Protocol-Version: {version}`, `Mcp-Method`
+    /// and `Mcp-Name` on every POST and no session id, reads the JSON-RPC error a modern
+    /// server puts in a 4xx answer, and opens no GET stream. Other transports carry
+    /// everything in the message itself.
+    fn set_modern(&self, version: Option<&str>) {
+        let _ = version;
+    }
+
     /// Closes gracefully: stdio closes stdin, then SIGTERM, then SIGKILL (bounded waits);
     /// streamable HTTP deletes the session. Idempotent.
     async fn close(&self) -> Result<()>;

@@ -44,7 +44,7 @@ pub use jsonrpc::{
 };
 pub use name::McpName;
 pub use secret::{HANDLE_PREFIX, REDACTED, Secret};
-pub use status::{ConnectionState, McpStatus};
+pub use status::{ConnectionState, Era, McpStatus};
 pub use time::Timestamp;
 pub use validate::{FieldError, ValidationErrors};
 

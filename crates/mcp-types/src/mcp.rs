@@ -17,6 +17,55 @@ pub fn is_supported_version(version: &str) -> bool {
     SUPPORTED_PROTOCOL_VERSIONS.contains(&version)
 }
 
+/// MCP 2026-07-28 (the modern era): no handshake, every request carries the client's
+/// version, capabilities and identity in `params._meta`.
+pub mod modern {
+    /// The modern revision the proxy speaks to upstreams.
+    pub const PROTOCOL_VERSION: &str = "2026-07-28";
+    /// Every modern revision the proxy speaks, newest first.
+    pub const PROTOCOL_VERSIONS: &[&str] = &["2026-07-28"];
+    /// `_meta` key: the request's protocol version (required).
+    pub const META_VERSION: &str = "io.modelcontextprotocol/protocolVersion";
+    /// `_meta` key: the client's capabilities for this request (required).
+    pub const META_CAPABILITIES: &str = "io.modelcontextprotocol/clientCapabilities";
+    /// `_meta` key: the client's name and version.
+    pub const META_CLIENT: &str = "io.modelcontextprotocol/clientInfo";
+    /// `_meta` key: the least severe log level the request wants messages for.
+    pub const META_LOG_LEVEL: &str = "io.modelcontextprotocol/logLevel";
+    /// Result `_meta` key: the server's name and version.
+    pub const META_SERVER: &str = "io.modelcontextprotocol/serverInfo";
+    /// Notification `_meta` key: the `subscriptions/listen` request it belongs to.
+    pub const META_SUBSCRIPTION: &str = "io.modelcontextprotocol/subscriptionId";
+    /// `server/discover`.
+    pub const DISCOVER: &str = "server/discover";
+    /// `subscriptions/listen`.
+    pub const LISTEN: &str = "subscriptions/listen";
+    /// `notifications/subscriptions/acknowledged`, the first message of a listen.
+    pub const LISTEN_ACKNOWLEDGED: &str = "notifications/subscriptions/acknowledged";
+    /// `HeaderMismatch`.
+    pub const HEADER_MISMATCH: i64 = -32020;
+    /// `MissingRequiredClientCapability`.
+    pub const MISSING_CAPABILITY: i64 = -32021;
+    /// `UnsupportedProtocolVersion`.
+    pub const UNSUPPORTED_VERSION: i64 = -32022;
+    /// Methods the revision removed (a modern server does not know them).
+    pub const REMOVED_METHODS: &[&str] = &[
+        super::methods::INITIALIZE,
+        super::methods::PING,
+        "logging/setLevel",
+        super::methods::RESOURCES_SUBSCRIBE,
+        super::methods::RESOURCES_UNSUBSCRIBE,
+    ];
+    /// Client capabilities a modern server asks for through `input_required` results
+    /// (and a 2025 server through requests of its own).
+    pub const INPUT_CAPABILITIES: &[&str] = &["sampling", "elicitation", "roots"];
+
+    /// Whether `version` is a modern revision the proxy speaks.
+    pub fn is_version(version: &str) -> bool {
+        PROTOCOL_VERSIONS.contains(&version)
+    }
+}
+
 /// Method names used by the proxy.
 pub mod methods {
     /// `initialize`.

@@ -71,6 +71,11 @@ impl<'a> Members<'a> {
             .map_err(|e| Ambiguous(format!("params: {e}")))
     }
 
+    /// Every member, in the order written.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &'a RawValue)> + '_ {
+        self.entries.iter().map(|(k, v)| (k.as_str(), *v))
+    }
+
     /// The raw value of `key`.
     pub fn get(&self, key: &str) -> Option<&'a RawValue> {
         self.entries
@@ -119,6 +124,22 @@ impl<'a> Members<'a> {
             }
             push_key(&mut out, key);
             out.push_str(value.get());
+        }
+        out.push('}');
+        RawValue::from_string(out).expect("members of valid JSON make valid JSON")
+    }
+}
+
+impl Members<'_> {
+    /// The object again, without `key`.
+    pub fn without(&self, key: &str) -> Box<RawValue> {
+        let mut out = String::from("{");
+        for (k, v) in self.entries.iter().filter(|(k, _)| k != key) {
+            if out.len() > 1 {
+                out.push(',');
+            }
+            push_key(&mut out, k);
+            out.push_str(v.get());
         }
         out.push('}');
         RawValue::from_string(out).expect("members of valid JSON make valid JSON")

@@ -33,6 +33,31 @@ impl ConnectionState {
     }
 }
 
+/// Which family of protocol revisions an upstream speaks, as found by probing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Era {
+    /// 2026-07-28 and later: stateless, every request carries its `_meta`.
+    Modern,
+    /// 2025-11-25 and earlier: an `initialize` handshake opens a session.
+    Legacy,
+}
+
+impl Era {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Modern => "modern",
+            Self::Legacy => "legacy",
+        }
+    }
+
+    /// Whether it is [`Era::Modern`].
+    pub fn is_modern(self) -> bool {
+        self == Self::Modern
+    }
+}
+
 /// The live status of an upstream.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -77,6 +102,9 @@ pub struct McpStatus {
     /// The protocol version negotiated with the upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol_version: Option<String>,
+    /// The era the upstream was found to speak on its current (or last) connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub era: Option<Era>,
     /// The upstream's `serverInfo`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_info: Option<serde_json::Value>,

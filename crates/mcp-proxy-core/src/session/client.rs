@@ -3,7 +3,9 @@
 //! its forwarded requests).
 
 mod end;
+mod era;
 mod group;
+mod input;
 mod relay;
 
 use std::collections::{HashMap, HashSet};
@@ -176,6 +178,9 @@ struct State {
     inflight: HashMap<RequestId, Inflight>,
     /// Id we gave a server→client request → the member and the upstream's id for it.
     server_requests: HashMap<RequestId, (String, RequestId)>,
+    /// Id of a request the proxy itself asked the client (a modern upstream's input
+    /// request, see `input`) → where its answer goes.
+    asked: HashMap<RequestId, tokio::sync::oneshot::Sender<mcp_types::Outcome>>,
     next_server_id: i64,
     /// Subscribed resources: (member, the member's URI).
     subscriptions: HashSet<(String, String)>,
@@ -216,6 +221,7 @@ impl ClientSession {
                 log_level: None,
                 inflight: HashMap::new(),
                 server_requests: HashMap::new(),
+                asked: HashMap::new(),
                 next_server_id: 0,
                 subscriptions: HashSet::new(),
             }),
@@ -426,6 +432,11 @@ impl ClientSession {
         self.touch();
         let (target, links) = {
             let mut state = self.state();
+            if let Some(waiting) = state.asked.remove(&r.id) {
+                drop(state);
+                let _ = waiting.send(r.outcome);
+                return;
+            }
             (state.server_requests.remove(&r.id), state.links.clone())
         };
         let Some((member, upstream_id)) = target else {
@@ -652,6 +663,7 @@ impl ClientSession {
                     capabilities: declared.capabilities.clone(),
                     extra_headers: self.options.extra_headers.clone(),
                     path_suffix: self.options.path_suffix.clone(),
+                    era: upstream.era(),
                 };
                 Link::open_per_client(&self.hub, upstream, sp).await
             }

@@ -6,6 +6,11 @@
 //! table hands them to that request's session directly (see `mcp_transport::client`).
 //! What comes here is session-wide (`list_changed`, `resources/updated`), a withdrawal of
 //! a server→client request, or something sent while no request was in flight.
+//!
+//! A link to a modern (2026-07-28) upstream holds a `subscriptions/listen` open for the
+//! list changes and the resource updates its sessions follow (see `modern`).
+
+mod modern;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
@@ -40,6 +45,8 @@ pub(crate) struct Link {
     routes: Mutex<Routes>,
     handler: Arc<LinkHandler>,
     cancel: CancellationToken,
+    /// A modern upstream's listen, once there is something to listen for.
+    listener: Mutex<Option<mcp_transport::Listener>>,
 }
 
 #[derive(Debug, Default)]
@@ -150,6 +157,7 @@ impl Link {
             }),
             extra_headers: http::HeaderMap::new(),
             path_suffix: None,
+            era: upstream.era(),
         };
         Self::open(hub, upstream, params, true).await
     }
@@ -188,8 +196,10 @@ impl Link {
             hub,
             routes: Mutex::new(Routes::default()),
             handler: handler.clone(),
+            listener: Mutex::new(None),
         });
         let _ = handler.link.set(Arc::downgrade(&link));
+        link.start_listening().await;
         let closed_early = handler.early().closed.take();
         if let Some(reason) = closed_early {
             link.on_closed(&reason);
@@ -300,22 +310,37 @@ impl Link {
         let mut routes = self.routes();
         let n = routes.subscriptions.entry(uri.to_owned()).or_default();
         *n += 1;
-        !self.shared || *n == 1
+        let first = *n == 1;
+        drop(routes);
+        if self.client.is_modern() {
+            // Never asked upstream: the link's listen carries the URI, and the request
+            // is answered once the listen has it (`session::client::era`).
+            if first {
+                self.listen_uri(uri, true);
+            }
+            return true;
+        }
+        !self.shared || first
     }
 
     /// Drops a subscriber of `uri`; whether the upstream must be told (always for a
     /// per-client link, for the last subscriber of a shared one).
     pub(crate) fn unsubscribe(&self, uri: &str) -> bool {
         let mut routes = self.routes();
+        let modern = self.client.is_modern();
         let Some(n) = routes.subscriptions.get_mut(uri) else {
-            return !self.shared;
+            return !self.shared || modern;
         };
         *n = n.saturating_sub(1);
         if *n == 0 {
             routes.subscriptions.remove(uri);
+            drop(routes);
+            if modern {
+                self.listen_uri(uri, false);
+            }
             return true;
         }
-        !self.shared
+        !self.shared || modern
     }
 
     /// Remembers which session got the server→client request `upstream_id`, for a later

@@ -3,10 +3,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use mcp_transport::{ClientEvent, ClientEvents, McpClient};
+use mcp_transport::{ClientEvent, ClientEvents, ListenFilter, McpClient};
 use mcp_types::jsonrpc::codes;
-use mcp_types::mcp::methods;
-use mcp_types::{ConnectionState, ErrorObject, Outcome};
+use mcp_types::mcp::{methods, modern};
+use mcp_types::{ConnectionState, Era, ErrorObject, Outcome};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
@@ -17,6 +17,9 @@ use crate::discovery::{self, Catalog, Lists};
 
 /// Upstream messages the primary connection's owner may have waiting.
 const EVENT_CAPACITY: usize = 64;
+/// Longest wait for a modern upstream to acknowledge the listen that keeps discovery
+/// current, before discovery runs anyway.
+const LISTEN_ACK_WAIT: Duration = Duration::from_secs(5);
 
 /// How a connected period ended.
 enum End {
@@ -116,6 +119,25 @@ async fn serve_connection(up: &Arc<Upstream>, conn: Connection, mut events: Clie
     let Connection { client, init } = conn;
     let name = up.def.name.clone();
     let capabilities = init.capabilities.clone();
+    // A modern upstream sends its list changes on a listen, opened before the lists are
+    // read so no change falls between the two.
+    let era = if client.is_modern() {
+        Era::Modern
+    } else {
+        Era::Legacy
+    };
+    let _listener = if era.is_modern() {
+        let listener = client.listen(ListenFilter::for_capabilities(&capabilities));
+        if !listener
+            .acknowledged(LISTEN_ACK_WAIT.min(up.def.timeout))
+            .await
+        {
+            warn!(upstream = %name, "the upstream did not acknowledge subscriptions/listen; list changes may be missed");
+        }
+        Some(listener)
+    } else {
+        None
+    };
     let mut catalog = Catalog::default();
     discovery::refresh(&client, &capabilities, Lists::All, &mut catalog).await;
     for e in &catalog.errors {
@@ -124,12 +146,13 @@ async fn serve_connection(up: &Arc<Upstream>, conn: Connection, mut events: Clie
     up.set_catalog(catalog);
     up.status.connected(
         init.protocol_version.clone(),
+        era,
         serde_json::to_value(&init.server_info).unwrap_or_default(),
         client.transport().pid(),
     );
     up.set_client(Some(client.clone()), Some(Arc::new(init)));
     up.persist_status();
-    info!(upstream = %name, "connected");
+    info!(upstream = %name, era = era.as_str(), "connected");
 
     let end = watch(up, &client, &mut events, &capabilities).await;
     up.set_client(None, None);
@@ -195,8 +218,11 @@ async fn watch(
                 ping_pending = true;
                 let client = client.clone();
                 let deadline = def.timeout.min(interval);
+                // Any answer means alive. The modern revision has no `ping`; its
+                // `server/discover` is as cheap.
+                let probe = if client.is_modern() { modern::DISCOVER } else { methods::PING };
                 tasks.spawn(async move {
-                    let r = client.request_with_timeout(methods::PING, None, deadline).await;
+                    let r = client.request_with_timeout(probe, None, deadline).await;
                     Task::Ping(r.map(|_| ()).map_err(|e| e.to_string()))
                 });
             }

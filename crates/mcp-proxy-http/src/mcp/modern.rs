@@ -298,13 +298,10 @@ pub(crate) async fn post(
             let method = req.method.clone();
             let binding = mrtr::Binding::of(name, headers, &req);
             let call = Call::start(
-                session,
-                outlet,
-                rx,
-                guard,
-                &method,
-                strip_meta(req),
-                binding,
+                session, outlet, rx, guard, &method,
+                // The request goes as the client sent it: the session fits its
+                // `_meta` to the era of the upstream it reaches.
+                req, binding,
             );
             Ok(answer_stream(app, call).await)
         }
@@ -493,10 +490,10 @@ fn check_param_headers(headers: &HeaderMap, members: &Members<'_>) -> Result<(),
     Ok(())
 }
 
-/// `-32022` with the versions served, HTTP 400.
+/// `-32022` with the versions served, HTTP 400. They are the versions `server/discover`
+/// lists (the 2025 ones need no listing: `initialize` negotiates them).
 pub(crate) fn unsupported(id: Option<&RequestId>, version: &str) -> Response<Body> {
-    let mut supported: Vec<&str> = MODERN_VERSIONS.to_vec();
-    supported.extend(mcp_types::mcp::SUPPORTED_PROTOCOL_VERSIONS);
+    let supported: Vec<&str> = MODERN_VERSIONS.to_vec();
     rpc_error(
         StatusCode::BAD_REQUEST,
         id,
@@ -508,25 +505,6 @@ pub(crate) fn unsupported(id: Option<&RequestId>, version: &str) -> Response<Bod
             "code": "unsupported_protocol_version",
         })),
     )
-}
-
-/// The request as a 2025 upstream gets it: the revision's `_meta` keys removed
-/// (`progressToken` and others kept).
-fn strip_meta(mut req: Request) -> Request {
-    let Some(params) = req.params.as_deref() else {
-        return req;
-    };
-    let Ok(mut value) = serde_json::from_str::<Map<String, Value>>(params.get()) else {
-        return req;
-    };
-    if let Some(Value::Object(meta)) = value.get_mut("_meta") {
-        meta.retain(|k, _| !k.starts_with("io.modelcontextprotocol/"));
-        if meta.is_empty() {
-            value.remove("_meta");
-        }
-    }
-    req.params = Some(to_raw(&value));
-    req
 }
 
 /// The response as a modern client reads it: `resultType` on every result,
@@ -574,10 +552,32 @@ fn finish(
 }
 
 fn json_answer(json: Bytes) -> Response<Body> {
+    json_answer_with(StatusCode::OK, json)
+}
+
+fn json_answer_with(status: StatusCode, json: Bytes) -> Response<Body> {
     let mut resp = Response::new(full(json));
+    *resp.status_mut() = status;
     resp.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     resp
+}
+
+/// The HTTP status of an answer: errors the revision gives a status keep it, wherever
+/// they came from (an upstream over stdio cannot say it): `404` for an unknown method,
+/// `400` for the revision's request errors. Everything else is `200`.
+fn error_status(message: &Message) -> StatusCode {
+    match message {
+        Message::Response(mcp_types::Response {
+            outcome: Outcome::Error(e),
+            ..
+        }) => match e.code {
+            codes::METHOD_NOT_FOUND => StatusCode::NOT_FOUND,
+            HEADER_MISMATCH | MISSING_CAPABILITY | UNSUPPORTED_VERSION => StatusCode::BAD_REQUEST,
+            _ => StatusCode::OK,
+        },
+        _ => StatusCode::OK,
+    }
 }
 
 /// A forwarded request in progress: the session serving it, what its upstream sent so
@@ -754,10 +754,8 @@ impl Call {
                 (Message::Response(mut r), _) => {
                     r.id = self.reply_id.clone();
                     let message = Message::Response(r);
-                    (
-                        finish(message, &self.method, &server_info, None),
-                        StatusCode::OK,
-                    )
+                    let status = error_status(&message);
+                    (finish(message, &self.method, &server_info, None), status)
                 }
                 (other, _) => (
                     finish(other, &self.method, &server_info, None),
@@ -1190,6 +1188,20 @@ mod tests {
         );
         assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
         assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
+    }
+
+    #[test]
+    fn revision_errors_keep_their_http_status() {
+        let answer = |code: i64| error_status(&Message::error(RequestId::number(1), code, "m"));
+        assert_eq!(answer(MISSING_CAPABILITY), StatusCode::BAD_REQUEST);
+        assert_eq!(answer(UNSUPPORTED_VERSION), StatusCode::BAD_REQUEST);
+        assert_eq!(answer(codes::METHOD_NOT_FOUND), StatusCode::NOT_FOUND);
+        assert_eq!(answer(codes::INVALID_PARAMS), StatusCode::OK);
+        let ok = Message::result(
+            RequestId::number(1),
+            &serde_json::json!({"error": {"code": -32601}}),
+        );
+        assert_eq!(error_status(&ok), StatusCode::OK);
     }
 
     #[test]

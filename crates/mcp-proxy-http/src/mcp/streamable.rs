@@ -52,7 +52,13 @@ pub(crate) async fn post(
         && !modern::is_modern(h)
         && !is_supported_version(h)
     {
-        return Ok(modern::unsupported(None, h));
+        // The answer keeps the request's id when the body says it.
+        let bytes = read_limited(&headers, req.into_body(), app.config().max_body_bytes).await?;
+        let id = match parse(&bytes) {
+            Ok((messages, false)) => messages.first().and_then(|m| m.id().cloned()),
+            _ => None,
+        };
+        return Ok(modern::unsupported(id.as_ref(), h));
     }
     let version = protocol_version(&headers)?;
     let bytes = read_limited(&headers, req.into_body(), app.config().max_body_bytes).await?;

@@ -25,6 +25,8 @@ pub struct Call {
     client_id: Option<RequestId>,
     request: Option<Request>,
     answer: Option<oneshot::Receiver<Answer>>,
+    /// Answered without asking the upstream (a method its revision does not have).
+    local: Option<Response>,
     done: bool,
 }
 
@@ -39,7 +41,30 @@ impl McpClient {
     ///
     /// Fails when the connection is closed, or when a progress token cannot be read
     /// unambiguously (the request is refused rather than forwarded half-understood).
-    pub fn begin(&self, mut request: Request, sink: Option<Arc<dyn Sink>>) -> Result<Call> {
+    pub fn begin(&self, request: Request, sink: Option<Arc<dyn Sink>>) -> Result<Call> {
+        self.begin_as(request, sink, true)
+    }
+
+    /// [`McpClient::begin`]; `in_order: false` keeps a forwarded request out of the
+    /// connection-wide order that claims messages the transport cannot place.
+    pub(super) fn begin_as(
+        &self,
+        mut request: Request,
+        sink: Option<Arc<dyn Sink>>,
+        in_order: bool,
+    ) -> Result<Call> {
+        // A modern upstream: `_meta` filled in, removed methods answered here.
+        if let Some(answer) = self.prepare_modern(&mut request)? {
+            return Ok(Call {
+                client: self.clone(),
+                id: request.id.clone(),
+                client_id: sink.is_some().then(|| request.id.clone()),
+                request: Some(request),
+                answer: None,
+                local: Some(answer),
+                done: true,
+            });
+        }
         let id = self.next_request_id();
         let client_id = std::mem::replace(&mut request.id, id.clone());
         let forward = match sink {
@@ -50,6 +75,7 @@ impl McpClient {
                     client_id: client_id.clone(),
                     sink,
                     progress,
+                    in_order,
                 })
             }
         };
@@ -65,6 +91,7 @@ impl McpClient {
             client_id: is_forward.then_some(client_id),
             request: Some(request),
             answer: Some(answer),
+            local: None,
             done: false,
         })
     }
@@ -111,6 +138,10 @@ impl Call {
     /// request did not complete (timeout, connection lost).
     pub async fn run(mut self, timeout: Duration) -> Result<Response> {
         let request = self.request.take().expect("a call runs once");
+        if let Some(mut answer) = self.local.take() {
+            answer.id = request.id;
+            return Ok(answer);
+        }
         let method = request.method.clone();
         let result = match tokio::time::timeout(timeout, self.exchange(request)).await {
             Ok(result) => result,

@@ -49,6 +49,10 @@ pub(super) struct Forward {
     pub(super) sink: Arc<dyn Sink>,
     /// (upstream token, the client's token) of `_meta.progressToken`.
     pub(super) progress: Option<(RequestId, RequestId)>,
+    /// Whether it takes part in the connection-wide order that claims messages the
+    /// transport cannot place (a `subscriptions/listen` does not: what belongs to it is
+    /// tagged with its id).
+    pub(super) in_order: bool,
 }
 
 #[derive(Debug)]
@@ -153,7 +157,9 @@ impl Router {
         table.next_seq += 1;
         let seq = table.next_seq;
         if let Some(f) = &forward {
-            table.order.insert(seq, id.clone());
+            if f.in_order {
+                table.order.insert(seq, id.clone());
+            }
             if let Some((token, _)) = &f.progress {
                 table.tokens.insert(token.clone(), id.clone());
             }
@@ -199,6 +205,7 @@ impl Router {
                 }
             }
             Message::Notification(n) if n.method == methods::PROGRESS => self.progress(n),
+            Message::Notification(n) if super::listen::is_tagged(&n) => self.subscribed(n),
             Message::Notification(n) => {
                 let forward = if SESSION_WIDE.contains(&n.method.as_str()) {
                     None
@@ -261,6 +268,7 @@ impl Router {
             client_id,
             sink,
             progress: Some((_, original)),
+            ..
         }) = forward
         else {
             // Not a forwarded request's: the owner's own request, or one that completed
@@ -275,6 +283,33 @@ impl Router {
             }
         }
         let _ = sink.related(&client_id, Message::Notification(n));
+    }
+
+    /// A notification of a `subscriptions/listen` (tagged with its id): change
+    /// notifications go to the connection's owner without the tag (it names our request,
+    /// nobody else's); the rest (the acknowledgement) to the listen request itself.
+    fn subscribed(&self, mut n: Notification) {
+        let Some(id) = super::listen::subscription_id(&n) else {
+            return;
+        };
+        if SESSION_WIDE.contains(&n.method.as_str()) {
+            super::listen::untag(&mut n);
+            let _ = self.handler.unrelated(Message::Notification(n));
+            return;
+        }
+        let forward = self
+            .table()
+            .pending
+            .get(&id)
+            .and_then(|e| e.forward.clone());
+        match forward {
+            Some(f) => {
+                let _ = f.sink.related(&f.client_id, Message::Notification(n));
+            }
+            None => {
+                tracing::debug!(upstream = %self.target.name, method = %n.method, subscription = %id, "message of no listen in flight; dropped");
+            }
+        }
     }
 
     /// Answers the upstream's `ping`.

@@ -10,7 +10,7 @@ use mcp_types::{Message, Outcome, Request};
 use tracing::Instrument;
 
 use super::group::Route;
-use super::{ClientSession, Inflight, Reply, Serves};
+use super::{ClientSession, Inflight, Reply, Serves, input};
 use crate::session::{rewrite, told};
 
 impl ClientSession {
@@ -104,6 +104,11 @@ impl ClientSession {
         let method = req.method.clone();
         let mut spare = (self.is_group() && !is_subscription).then(|| req.clone());
         let mut next = Some(req);
+        // A 2025 client's request to a modern upstream that may ask for input: the
+        // request as the client sent it (retries are built from it), and the rounds so
+        // far (see `input`).
+        let mut original: Option<Request> = None;
+        let mut rounds = 0;
         loop {
             let req = next.take().expect("a request to send");
             let link = match self.link_for(&member).await {
@@ -141,6 +146,16 @@ impl ClientSession {
             }
             // A client that sends requests is ready for everything else too.
             link.release_early();
+            if original.is_none() && self.translates_input(&link, &method) {
+                original = Some(req.clone());
+            }
+            let req = match self.for_link(&link, req).await {
+                super::era::Shaped::Send(req) => req,
+                super::era::Shaped::Answered(message) => {
+                    self.state().inflight.remove(&id);
+                    return Some(Reply::new(message));
+                }
+            };
             let call = match link
                 .client()
                 .begin(req, Some(self.clone() as Arc<dyn Sink>))
@@ -211,6 +226,52 @@ impl ClientSession {
                 continue;
             }
             self.touch();
+            // The upstream asks for input: the client is asked, and the request goes
+            // again with the answers.
+            if let (Some(Ok(response)), Some(original)) = (&result, &original)
+                && let Some(asked) = Self::input_required(response)
+            {
+                let gathered = if rounds == input::MAX_ROUNDS {
+                    input::Gathered::Failed(mcp_types::ErrorObject::new(
+                        codes::INTERNAL_ERROR,
+                        format!(
+                            "upstream {member:?} still asked for input after {} rounds",
+                            input::MAX_ROUNDS
+                        ),
+                    ))
+                } else {
+                    let wait = upstream.definition().timeout;
+                    self.gather_inputs(&member, asked, original, &id, &token, wait)
+                        .await
+                };
+                match gathered {
+                    input::Gathered::Retry(params) => {
+                        rounds += 1;
+                        let mut retry = original.clone();
+                        retry.params = Some(params);
+                        if self.is_group() {
+                            spare = Some(retry.clone());
+                        }
+                        next = Some(retry);
+                        continue;
+                    }
+                    input::Gathered::Gone => {
+                        self.state().inflight.remove(&id);
+                        return None;
+                    }
+                    input::Gathered::Failed(error) => {
+                        self.state().inflight.remove(&id)?;
+                        return Some(Reply {
+                            message: Message::Response(mcp_types::Response {
+                                id,
+                                outcome: Outcome::Error(error),
+                                extra: mcp_types::jsonrpc::Extra::new(),
+                            }),
+                            _inflight: Some(inflight),
+                        });
+                    }
+                }
+            }
             {
                 let mut state = self.state();
                 let refused =
@@ -227,7 +288,8 @@ impl ClientSession {
                 state.inflight.remove(&id)?;
             }
             let message = match result? {
-                Ok(mut response) => {
+                Ok(response) => {
+                    let mut response = self.for_client(&link, response);
                     if method == methods::TOOLS_LIST
                         && let Outcome::Result(raw) = response.outcome
                     {
