@@ -187,10 +187,26 @@ impl AnswerStream {
     /// The stream is lost for good: the request it was answering fails now.
     fn give_up(&mut self, why: &str) -> Option<Message> {
         self.done = true;
-        tracing::warn!(upstream = %self.inner.target.name, reason = %why, "sse stream lost");
+        // Told as if the server had answered, so it reaches the client as it is: the
+        // reason (URLs, statuses, transport errors) stays in the log, under a reference.
+        let reference = format!("{:08x}", rand::random::<u32>());
+        tracing::warn!(upstream = %self.inner.target.name, reference = %reference, reason = %why, "sse stream lost");
         let id = self.request_id.clone()?;
-        let message = format!("{}: response stream lost: {why}", self.inner.target);
-        Some(Message::error(id, codes::CONNECTION_CLOSED, message))
+        let error = mcp_types::ErrorObject {
+            code: codes::CONNECTION_CLOSED,
+            message: format!(
+                "{}: response stream lost and not resumed (ref {reference})",
+                self.inner.target
+            ),
+            data: Some(mcp_types::jsonrpc::to_raw(
+                &serde_json::json!({ "ref": reference }),
+            )),
+        };
+        Some(Message::Response(mcp_types::Response {
+            id,
+            outcome: mcp_types::Outcome::Error(error),
+            extra: mcp_types::jsonrpc::Extra::new(),
+        }))
     }
 }
 
