@@ -57,7 +57,11 @@ async fn post(url: &str, token: Option<&str>, body: &Value) -> (StatusCode, Valu
         .post(url)
         .header("accept", "application/json, text/event-stream")
         .header("content-type", "application/json")
-        .header("mcp-protocol-version", MODERN);
+        .header("mcp-protocol-version", MODERN)
+        .header("mcp-method", body["method"].as_str().unwrap_or_default());
+    if let Some(name) = body["params"]["name"].as_str() {
+        req = req.header("mcp-name", name);
+    }
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }

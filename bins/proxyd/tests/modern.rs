@@ -20,7 +20,43 @@ fn meta() -> Value {
     })
 }
 
+/// The standard headers a 2026-07-28 client sends beside `MCP-Protocol-Version`:
+/// `Mcp-Method` always, `Mcp-Name` for the named methods, from the body.
+fn mirrored(body: &Value) -> Vec<(&'static str, String)> {
+    let method = body["method"].as_str().unwrap_or_default().to_owned();
+    let name = match method.as_str() {
+        "tools/call" | "prompts/get" => body["params"]["name"].as_str(),
+        "resources/read" => body["params"]["uri"].as_str(),
+        _ => None,
+    };
+    let mut out = vec![("mcp-method", method.clone())];
+    if let Some(n) = name {
+        out.push(("mcp-name", n.to_owned()));
+    }
+    out
+}
+
+/// POSTs `body` with `headers`; when they name a protocol version, the standard headers
+/// they leave out are added from the body, as a 2026-07-28 client does.
 async fn post(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &Value,
+) -> (StatusCode, reqwest::header::HeaderMap, String) {
+    let mut all: Vec<(&str, String)> = headers.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    if headers.iter().any(|(k, _)| *k == "mcp-protocol-version") {
+        for (k, v) in mirrored(body) {
+            if !headers.iter().any(|(h, _)| *h == k) {
+                all.push((k, v));
+            }
+        }
+    }
+    let all: Vec<(&str, &str)> = all.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    post_exact(url, &all, body).await
+}
+
+/// POSTs `body` with exactly `headers`.
+async fn post_exact(
     url: &str,
     headers: &[(&str, &str)],
     body: &Value,
@@ -176,6 +212,30 @@ async fn modern_requests_are_served_statelessly_and_checked_like_the_revision_sa
                     .contains(&json!(MODERN))
             );
         }
+    }
+    // the standard headers are required: Mcp-Method always, Mcp-Name for a tool call
+    let list = json!({"jsonrpc":"2.0","id":7,"method":"tools/list","params":{"_meta": meta()}});
+    for (headers, body) in [
+        (vec![("mcp-protocol-version", MODERN)], &list),
+        (
+            vec![
+                ("mcp-protocol-version", MODERN),
+                ("mcp-method", "tools/call"),
+            ],
+            &call,
+        ),
+    ] {
+        let (s, h, text) = post_exact(&url, &headers, body).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{headers:?}: {text}");
+        let v = last_json(&h, &text);
+        assert_eq!(v["error"]["code"], -32020, "{headers:?}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("is required"),
+            "{v}"
+        );
     }
     // GET and DELETE with a modern header: 405
     for method in [reqwest::Method::GET, reqwest::Method::DELETE] {

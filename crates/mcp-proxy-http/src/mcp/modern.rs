@@ -423,26 +423,45 @@ fn client_of(
         Ok(None) => None,
         Err(e) => return Err(invalid(e.to_string())),
     };
-    // Mirrored headers must say what the body says.
-    if let Some(m) = headers.get("mcp-method").and_then(header_text)
-        && m != req.method
-    {
+    // The standard headers are required and must say what the body says (a gateway
+    // in front may have routed on them).
+    let m = match headers.get("mcp-method") {
+        None => return Err(mismatch("the Mcp-Method header is required".into())),
+        Some(v) => header_text(v).ok_or_else(|| mismatch("Mcp-Method is not readable".into()))?,
+    };
+    if m != req.method {
         return Err(mismatch(format!(
             "Mcp-Method {m:?} does not match the method {:?}",
             req.method
         )));
     }
-    if let Some(n) = headers.get("mcp-name").and_then(header_text) {
-        let key = if req.method == methods::RESOURCES_READ {
-            "uri"
-        } else {
-            "name"
-        };
-        let body = members.string(key).ok().flatten();
-        if body.as_deref() != Some(n.as_str()) {
+    let named = [
+        methods::TOOLS_CALL,
+        methods::PROMPTS_GET,
+        methods::RESOURCES_READ,
+    ]
+    .contains(&req.method.as_str());
+    match headers.get("mcp-name") {
+        None if named => {
             return Err(mismatch(format!(
-                "Mcp-Name {n:?} does not match params.{key} {body:?}"
+                "the Mcp-Name header is required for {}",
+                req.method
             )));
+        }
+        None => {}
+        Some(v) => {
+            let n = header_text(v).ok_or_else(|| mismatch("Mcp-Name is not readable".into()))?;
+            let key = if req.method == methods::RESOURCES_READ {
+                "uri"
+            } else {
+                "name"
+            };
+            let body = members.string(key).ok().flatten();
+            if body.as_deref() != Some(n.as_str()) {
+                return Err(mismatch(format!(
+                    "Mcp-Name {n:?} does not match params.{key} {body:?}"
+                )));
+            }
         }
     }
     if let Err(message) = check_param_headers(headers, &members) {
