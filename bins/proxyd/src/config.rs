@@ -179,6 +179,9 @@ pub(crate) struct ProxydConfig {
     pub(crate) session_keys: Vec<Secret>,
     #[serde(with = "mcp_types::duration")]
     pub(crate) input_wait: Duration,
+    /// With `session_keys`: how long a session token stays valid after `initialize`.
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) session_token_lifetime: Duration,
     pub(crate) max_connections: usize,
     pub(crate) aggregate_all: bool,
     pub(crate) strict_names: bool,
@@ -222,6 +225,7 @@ impl Default for ProxydConfig {
             session_replay_bytes: 4 * 1024 * 1024,
             session_keys: Vec::new(),
             input_wait: mcp_proxy_http::DEFAULT_INPUT_WAIT,
+            session_token_lifetime: mcp_proxy_http::DEFAULT_SESSION_TOKEN_LIFETIME,
             max_connections: mcp_proxy_http::DEFAULT_MAX_CONNECTIONS,
             aggregate_all: true,
             strict_names: false,
@@ -489,6 +493,7 @@ impl ProxydConfig {
                 .map_err(anyhow::Error::msg)
                 .context("session_keys")?,
             input_wait: self.input_wait,
+            session_token_lifetime: self.session_token_lifetime,
         })
     }
 

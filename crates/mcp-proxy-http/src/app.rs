@@ -38,6 +38,8 @@ pub(crate) struct Inner {
     pub(crate) http_sessions: Arc<mcp::Registry>,
     /// Upstream calls waiting for a 2026-07-28 client's input-required retry.
     pub(crate) waiting: Arc<mcp::mrtr::Waiting>,
+    /// Session tokens as client session ids (with `session_keys`).
+    pub(crate) tokens: Option<mcp::token::Tokens>,
 }
 
 impl App {
@@ -56,6 +58,10 @@ impl App {
                 sessions,
                 http_sessions: Arc::default(),
                 waiting: mcp::mrtr::Waiting::new(&config.session_keys, config.input_wait),
+                tokens: mcp::token::Tokens::new(
+                    &config.session_keys,
+                    config.session_token_lifetime,
+                ),
                 config,
                 store,
                 manager,

@@ -12,9 +12,11 @@ mod guard;
 mod legacy_sse;
 mod modern;
 pub(crate) mod mrtr;
+mod seal;
 mod session;
 mod sse;
 mod streamable;
+pub(crate) mod token;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -242,7 +242,11 @@ async fn initialize_session(
     }
     guard.disarm();
     inner.http_sessions.insert(session);
-    Ok(json_response(json, Some(core.id())))
+    let client_id = match &inner.tokens {
+        Some(tokens) => tokens.issue(core.id(), name, headers),
+        None => core.id().to_owned(),
+    };
+    Ok(json_response(json, Some(&client_id)))
 }
 
 /// `GET /{name}/stream`: the standalone stream, or a resume with `Last-Event-ID`.
@@ -312,9 +316,20 @@ fn session_of(
         ));
     };
     let id = id.to_str().unwrap_or("");
+    let id = match &app.inner().tokens {
+        Some(tokens) => {
+            tokens
+                .open(id, &endpoint.name, headers)
+                .map_err(|r| Error::SessionRefused {
+                    reason: r.reason(),
+                    message: r.message(),
+                })?
+        }
+        None => id.to_owned(),
+    };
     app.inner()
         .http_sessions
-        .get(&endpoint.name, id, Transport::Streamable)
+        .get(&endpoint.name, &id, Transport::Streamable)
         .ok_or(Error::SessionNotFound)
 }
 
