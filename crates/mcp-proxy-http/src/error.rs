@@ -126,6 +126,9 @@ pub enum Error {
     /// now (Redis away): the client may retry, or initialize a new session.
     #[error("session registry unavailable: {0}")]
     RegistryUnavailable(String),
+    /// The session's upstream lives in another replica's process, which is alive.
+    #[error("{0}")]
+    SessionElsewhere(String),
     /// The `Accept` header does not allow what the endpoint answers with.
     #[error("{0}")]
     NotAcceptable(String),
@@ -206,6 +209,11 @@ impl Error {
                 StatusCode::NOT_FOUND,
                 "session_not_found",
                 Some(serde_json::json!({ "reason": reason })),
+            ),
+            Self::SessionElsewhere(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session_on_other_replica",
+                None,
             ),
             Self::RegistryUnavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,

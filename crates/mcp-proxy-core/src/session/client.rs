@@ -5,6 +5,9 @@
 mod end;
 mod group;
 mod relay;
+mod resume;
+
+pub use resume::Released;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -48,6 +51,8 @@ pub struct ClientSession {
     last_active: AtomicU64,
     /// Event streams the client holds open (a GET stream, say): not idle meanwhile.
     streams: AtomicUsize,
+    /// Whether other replicas may go on with it, and how it let go of its upstreams.
+    replica: resume::Replica,
 }
 
 /// An event stream the client holds open; the session is not idle while it lives.
@@ -196,10 +201,11 @@ impl ClientSession {
         outlet: Arc<dyn Outlet>,
         cancel: CancellationToken,
         stateless: bool,
+        id: Option<String>,
     ) -> Arc<Self> {
         let now = hub.now_ms();
         let session = Arc::new_cyclic(|me| Self {
-            id: format!("{:032x}", rand::random::<u128>()),
+            id: id.unwrap_or_else(|| format!("{:032x}", rand::random::<u128>())),
             me: me.clone(),
             hub,
             serves,
@@ -223,6 +229,7 @@ impl ClientSession {
             permit: Mutex::new(None),
             last_active: AtomicU64::new(now),
             streams: AtomicUsize::new(0),
+            replica: resume::Replica::default(),
         });
         // Ends the session when its upstream or group is removed or replaced, or at
         // shutdown.

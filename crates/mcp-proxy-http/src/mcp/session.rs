@@ -42,6 +42,8 @@ pub(crate) struct HttpSession {
     legacy: Mutex<Option<mpsc::Sender<Item>>>,
     registry: Weak<Registry>,
     metrics: Arc<Metrics>,
+    /// Its entry in the session registry, when other replicas may continue it.
+    replication: OnceLock<super::replicas::Replication>,
 }
 
 impl HttpSession {
@@ -62,7 +64,21 @@ impl HttpSession {
             legacy: Mutex::new(legacy),
             registry: Arc::downgrade(registry),
             metrics: metrics.clone(),
+            replication: OnceLock::new(),
         })
+    }
+
+    /// Other replicas may continue the session (it is in the session registry).
+    pub(crate) fn replicate(&self, replication: super::replicas::Replication) {
+        let _ = self.replication.set(replication);
+    }
+
+    /// After each client request: keeps the registry entry current (in the background,
+    /// rarely).
+    pub(crate) fn after_request(&self) {
+        if let Some(r) = self.replication.get() {
+            r.after_request(self);
+        }
     }
 
     pub(crate) fn bind(&self, core: Arc<ClientSession>) {
@@ -143,6 +159,9 @@ impl Outlet for HttpSession {
     fn ended(&self) {
         if let (Some(registry), Some(core)) = (self.registry.upgrade(), self.core.get()) {
             registry.remove(core.id());
+        }
+        if let (Some(r), Some(core)) = (self.replication.get(), self.core.get()) {
+            r.ended(core.id(), core.released());
         }
         self.metrics.session_closed(self.transport.metric());
         self.streams().close_all();
