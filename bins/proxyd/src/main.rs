@@ -150,8 +150,8 @@ async fn open_store(
                     .await
                     .context("cannot open the redis store")?,
             );
-            let registry = (!cfg.session_keys.is_empty())
-                .then(|| store.clone() as Arc<dyn SessionRegistry>);
+            let registry =
+                (!cfg.session_keys.is_empty()).then(|| store.clone() as Arc<dyn SessionRegistry>);
             (store, registry)
         }
     })

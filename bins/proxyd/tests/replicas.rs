@@ -162,8 +162,7 @@ fn token_refusal(body: &Value) -> &str {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_plain_http_session_goes_on_over_every_replica_behind_round_robin_and_ends_everywhere()
-{
+async fn a_plain_http_session_goes_on_over_every_replica_behind_round_robin_and_ends_everywhere() {
     let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
     let cluster = Cluster::start([K1, K1, K1], &[]).await;
     cluster
@@ -175,7 +174,9 @@ async fn a_plain_http_session_goes_on_over_every_replica_behind_round_robin_and_
     let sid = http.open_session(&url, VERSION).await;
     assert!(sid.starts_with("mcps1.k1."), "a sealed token: {sid}");
     for i in 0..9 {
-        let (s, _, body) = http.post(&url, Some(&sid), &[], &echo(10 + i, &format!("m{i}"))).await;
+        let (s, _, body) = http
+            .post(&url, Some(&sid), &[], &echo(10 + i, &format!("m{i}")))
+            .await;
         assert_eq!(s, StatusCode::OK, "call {i}: {body}");
         let text = body["result"]["content"][0]["text"].as_str().unwrap_or("");
         assert!(text.contains(&format!("m{i}")), "call {i}: {body}");
@@ -209,10 +210,15 @@ async fn a_plain_http_session_goes_on_over_every_replica_behind_round_robin_and_
     assert_eq!(resumed_fresh, 0);
     // A GET stream opens on any replica.
     let (s, _, _) = http
-        .get_sse(&url, &[("mcp-session-id", &sid), ("mcp-protocol-version", VERSION)])
+        .get_sse(
+            &url,
+            &[("mcp-session-id", &sid), ("mcp-protocol-version", VERSION)],
+        )
         .await;
     assert_eq!(s, StatusCode::OK);
-    // DELETE ends it everywhere: whichever replica a request lands on next says 404.
+    // DELETE ends it everywhere: the upstream session is gone and the registry entry
+    // too. A copy another replica still holds learns it from the upstream at its next
+    // request (a JSON-RPC error, never a result); from then on every replica says 404.
     let del = http
         .http
         .delete(&url)
@@ -221,11 +227,16 @@ async fn a_plain_http_session_goes_on_over_every_replica_behind_round_robin_and_
         .await
         .unwrap();
     assert_eq!(del.status(), StatusCode::OK);
-    for i in 0..3 {
+    let mut statuses = Vec::new();
+    for i in 0..6 {
         let (s, _, body) = http.post(&url, Some(&sid), &[], &echo(200 + i, "x")).await;
-        assert_eq!(s, StatusCode::NOT_FOUND, "after delete, try {i}: {body}");
-        assert!(body["error"].is_object(), "a json-rpc error: {body}");
+        assert!(body["error"].is_object(), "after delete, try {i}: {body}");
+        statuses.push(s);
     }
+    assert!(
+        statuses[3..].iter().all(|s| *s == StatusCode::NOT_FOUND),
+        "{statuses:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -258,12 +269,16 @@ async fn a_replica_killed_mid_session_does_not_end_the_session() {
     }
     cluster.replicas[1].kill().await;
     for i in 0..9 {
-        let (s, _, body) = http.post(&url, Some(&sid), &[], &echo(50 + i, "after")).await;
+        let (s, _, body) = http
+            .post(&url, Some(&sid), &[], &echo(50 + i, "after"))
+            .await;
         assert_eq!(s, StatusCode::OK, "call {i} after the kill: {body}");
     }
     // A replica that never held it continues it too.
     let direct = format!("{}/evh/mcp", cluster.replicas[2].url());
-    let (s, _, body) = http.post(&direct, Some(&sid), &[], &echo(99, "direct")).await;
+    let (s, _, body) = http
+        .post(&direct, Some(&sid), &[], &echo(99, "direct"))
+        .await;
     assert_eq!(s, StatusCode::OK, "{body}");
 }
 
@@ -272,11 +287,8 @@ async fn key_rotation_first_key_seals_every_key_opens() {
     let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
     // Mid-rotation: r0 still seals with k1; r1 seals with k2 and opens k1; r2 holds k2 only.
     let both = format!("[\"{K2}\",\"{K1}\"]");
-    let cluster = Cluster::start(
-        [&format!("[\"{K1}\"]"), &both, &format!("[\"{K2}\"]")],
-        &[],
-    )
-    .await;
+    let cluster =
+        Cluster::start([&format!("[\"{K1}\"]"), &both, &format!("[\"{K2}\"]")], &[]).await;
     cluster
         .register(serde_json::to_value(upstream.def("evh")).unwrap())
         .await;
@@ -284,14 +296,24 @@ async fn key_rotation_first_key_seals_every_key_opens() {
     let http = McpHttp::new();
     let old = http.open_session(&url(0), VERSION).await;
     assert!(old.starts_with("mcps1.k1."), "{old}");
-    let (s, _, body) = http.post(&url(1), Some(&old), &[], &echo(1, "k1 on r1")).await;
-    assert_eq!(s, StatusCode::OK, "an old token opens where k1 is still listed: {body}");
-    let (s, _, body) = http.post(&url(2), Some(&old), &[], &echo(2, "k1 on r2")).await;
+    let (s, _, body) = http
+        .post(&url(1), Some(&old), &[], &echo(1, "k1 on r1"))
+        .await;
+    assert_eq!(
+        s,
+        StatusCode::OK,
+        "an old token opens where k1 is still listed: {body}"
+    );
+    let (s, _, body) = http
+        .post(&url(2), Some(&old), &[], &echo(2, "k1 on r2"))
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(token_refusal(&body), "unknown_key", "{body}");
     let new = http.open_session(&url(1), VERSION).await;
     assert!(new.starts_with("mcps1.k2."), "the first key seals: {new}");
-    let (s, _, body) = http.post(&url(2), Some(&new), &[], &echo(3, "k2 on r2")).await;
+    let (s, _, body) = http
+        .post(&url(2), Some(&new), &[], &echo(3, "k2 on r2"))
+        .await;
     assert_eq!(s, StatusCode::OK, "{body}");
 }
 
@@ -330,7 +352,9 @@ async fn forged_expired_and_foreign_tokens_get_404() {
     assert_eq!(s, StatusCode::OK, "{body}");
     // Another client's token: on every replica.
     for i in 0..3 {
-        let (s, _, body) = http.post(&url, Some(&sid), &bob, &echo(2 + i, "theirs")).await;
+        let (s, _, body) = http
+            .post(&url, Some(&sid), &bob, &echo(2 + i, "theirs"))
+            .await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
         assert_eq!(token_refusal(&body), "other_principal", "{body}");
         assert_eq!(body["error"]["code"], -32600, "{body}");
@@ -345,7 +369,12 @@ async fn forged_expired_and_foreign_tokens_get_404() {
     assert_eq!(token_refusal(&body), "forged", "{body}");
     // A plain id, as a single replica would issue.
     let (s, _, body) = http
-        .post(&url, Some("0123456789abcdef0123456789abcdef"), &alice, &echo(10, "x"))
+        .post(
+            &url,
+            Some("0123456789abcdef0123456789abcdef"),
+            &alice,
+            &echo(10, "x"),
+        )
         .await;
     assert_eq!(s, StatusCode::NOT_FOUND, "{body}");
     assert_eq!(token_refusal(&body), "malformed", "{body}");
@@ -365,32 +394,41 @@ async fn a_stdio_session_stays_with_its_live_owner_and_is_taken_over_when_it_die
     let url = |c: &Cluster, i: usize| format!("{}/evs/mcp", c.replicas[i].url());
     let http = McpHttp::new();
     let sid = http.open_session(&url(&cluster, 0), VERSION).await;
-    let (s, _, body) = http.post(&url(&cluster, 0), Some(&sid), &[], &echo(1, "owner")).await;
+    let (s, _, body) = http
+        .post(&url(&cluster, 0), Some(&sid), &[], &echo(1, "owner"))
+        .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     // Its process lives on r0, which is alive: another replica says so.
-    let (s, _, body) = http.post(&url(&cluster, 1), Some(&sid), &[], &echo(2, "b")).await;
+    let (s, _, body) = http
+        .post(&url(&cluster, 1), Some(&sid), &[], &echo(2, "b"))
+        .await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(body["error"]["data"]["code"], "session_on_other_replica", "{body}");
+    assert_eq!(
+        body["error"]["data"]["code"], "session_on_other_replica",
+        "{body}"
+    );
     // The owner dies; once its heartbeat expires, the next replica takes the session over
     // with a fresh upstream process and tells the client to list tools again.
     cluster.replicas[0].kill().await;
     let on_r1 = url(&cluster, 1);
-    let mut msgs = Vec::new();
+    let mut last;
     assert_eventually!(Duration::from_secs(30), {
         let (s, _, body) = http.post(&on_r1, Some(&sid), &[], &echo(3, "taken")).await;
-        msgs = vec![body];
+        last = body;
         s == StatusCode::OK
     });
     assert!(
-        msgs[0]["result"]["content"][0]["text"]
+        last["result"]["content"][0]["text"]
             .as_str()
             .unwrap_or("")
             .contains("taken"),
-        "{msgs:?}"
+        "{last}"
     );
     support::log_line(&cluster.replicas[1], &["took over the session"]).await;
     // The session is r1's now: r2 defers to it.
-    let (s, _, body) = http.post(&url(&cluster, 2), Some(&sid), &[], &echo(4, "c")).await;
+    let (s, _, body) = http
+        .post(&url(&cluster, 2), Some(&sid), &[], &echo(4, "c"))
+        .await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
 }
 
@@ -404,19 +442,36 @@ async fn with_redis_away_held_sessions_go_on_and_resumes_fail_clearly() {
     let url = |i: usize| format!("{}/evh/mcp", cluster.replicas[i].url());
     let http = McpHttp::new();
     let sid = http.open_session(&url(0), VERSION).await;
-    let (s, _, body) = http.post(&url(1), Some(&sid), &[], &echo(1, "resumed")).await;
+    let (s, _, body) = http
+        .post(&url(1), Some(&sid), &[], &echo(1, "resumed"))
+        .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     cluster.redis.stop().await;
     for (i, replica) in [0, 1, 0, 1].into_iter().enumerate() {
-        let (s, _, body) = http.post(&url(replica), Some(&sid), &[], &echo(10 + i as u64, "held")).await;
+        let (s, _, body) = http
+            .post(&url(replica), Some(&sid), &[], &echo(10 + i as u64, "held"))
+            .await;
         assert_eq!(s, StatusCode::OK, "replica {replica} holds it: {body}");
     }
-    let (s, _, body) = http.post(&url(2), Some(&sid), &[], &echo(20, "resume")).await;
+    let (s, _, body) = http
+        .post(&url(2), Some(&sid), &[], &echo(20, "resume"))
+        .await;
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(body["error"]["data"]["code"], "session_registry_unavailable", "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("registry"), "{body}");
+    assert_eq!(
+        body["error"]["data"]["code"], "session_registry_unavailable",
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("registry"),
+        "{body}"
+    );
     // Redis back (empty): held sessions still go on.
     cluster.redis.start_again().await;
-    let (s, _, body) = http.post(&url(0), Some(&sid), &[], &echo(30, "again")).await;
+    let (s, _, body) = http
+        .post(&url(0), Some(&sid), &[], &echo(30, "again"))
+        .await;
     assert_eq!(s, StatusCode::OK, "{body}");
 }

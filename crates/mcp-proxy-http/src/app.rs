@@ -88,7 +88,9 @@ impl App {
             return self;
         };
         if inner.tokens.is_none() {
-            warn!("a session registry without session_keys is not used: sessions stay on the replica that started them");
+            warn!(
+                "a session registry without session_keys is not used: sessions stay on the replica that started them"
+            );
             return self;
         }
         let replicas = mcp::replicas::Replicas::new(
@@ -105,7 +107,10 @@ impl App {
 
     /// This replica's id in the session registry, if it has one.
     pub fn replica_id(&self) -> Option<&str> {
-        self.inner.replicas.as_deref().map(mcp::replicas::Replicas::id)
+        self.inner
+            .replicas
+            .as_deref()
+            .map(mcp::replicas::Replicas::id)
     }
 
     /// Removes this replica's heartbeat (call at a clean shutdown: sessions bound to it

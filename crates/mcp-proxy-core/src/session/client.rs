@@ -435,6 +435,9 @@ impl ClientSession {
             let mut state = self.state();
             (state.server_requests.remove(&r.id), state.links.clone())
         };
+        // A replicated session's client may answer on another replica than the one that
+        // asked: the id says where the answer goes.
+        let target = target.or_else(|| self.foreign_server_request(&r.id));
         let Some((member, upstream_id)) = target else {
             debug!(session = %self.id, id = %r.id, "response to no request of ours; ignored");
             return;
@@ -832,7 +835,7 @@ impl ClientSession {
                 return Err(Refused("the client session has ended".into()));
             }
             state.next_server_id += 1;
-            let client_id = RequestId::String(format!("mcp-proxy-{}", state.next_server_id));
+            let client_id = self.server_request_id(state.next_server_id, member, &request.id);
             state
                 .server_requests
                 .insert(client_id.clone(), (member.to_owned(), request.id.clone()));

@@ -98,7 +98,8 @@ impl SessionHub {
         options: SessionOptions,
         outlet: Arc<dyn Outlet>,
     ) -> Result<(Arc<ClientSession>, Resumed), Error> {
-        let session = self.open_with_id(&snapshot.endpoint, options, outlet, Some(id.to_owned()))?;
+        let session =
+            self.open_with_id(&snapshot.endpoint, options, outlet, Some(id.to_owned()))?;
         match session.restore(snapshot).await {
             Ok(resumed) => {
                 session.set_replicated(true);

@@ -112,7 +112,11 @@ impl Replicas {
             loop {
                 tick.tick().await;
                 let Some(me) = me.upgrade() else { return };
-                match me.registry.heartbeat(&me.me, &me.address, HEARTBEAT_TTL).await {
+                match me
+                    .registry
+                    .heartbeat(&me.me, &me.address, HEARTBEAT_TTL)
+                    .await
+                {
                     Ok(()) if failing => {
                         failing = false;
                         info!(replica = %me.me, "replica heartbeat renewed again");
@@ -296,6 +300,20 @@ impl Replication {
         });
     }
 
+    /// After an error from upstream: when the registry no longer has the session (it
+    /// ended on another replica), this copy ends too, so its next request gets 404. In
+    /// the background; a Redis round trip on error answers only.
+    pub(crate) fn check_ended(&self, session: &HttpSession) {
+        let registry = self.replicas.registry.clone();
+        let core = session.core().clone();
+        tokio::spawn(async move {
+            if let Ok(None) = registry.session(core.id()).await {
+                debug!(session = %core.id(), "the session ended on another replica; ending this copy");
+                core.close();
+            }
+        });
+    }
+
     /// The session's copy here ended. Ended for good (DELETE, upstream gone): the entry
     /// goes. Idle here: when no replica used it within the idle timeout, the entry goes
     /// and its upstream sessions are ended. Otherwise the entry stays.
@@ -339,7 +357,9 @@ impl Replication {
                             core.close();
                             debug!(session = %id, "idle on every replica: ended");
                         }
-                        Err(e) => debug!(session = %id, error = %e, "cannot end the upstream sessions of an idle session"),
+                        Err(e) => {
+                            debug!(session = %id, error = %e, "cannot end the upstream sessions of an idle session")
+                        }
                     }
                 }
                 Some(Released::Evicted | Released::Shutdown) => {}

@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use mcp_proxy_core::metrics::SessionTransport;
 use mcp_proxy_core::{ClientSession, Metrics, Outbound, Outlet, Reply};
-use mcp_types::RequestId;
+use mcp_types::{Message, RequestId};
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -226,6 +226,15 @@ impl Future for Answer {
         };
         let out = std::task::ready!(fut.as_mut().poll(cx));
         self.fut = None;
+        if let Some(reply) = &out
+            && let Message::Response(r) = &reply.message
+            && matches!(r.outcome, mcp_types::Outcome::Error(_))
+            && let Some(replication) = self.session.replication.get()
+        {
+            // The session may have ended on another replica (DELETE there): then the
+            // upstream refuses this copy's requests; the registry tells.
+            replication.check_ended(&self.session);
+        }
         Poll::Ready(out)
     }
 }

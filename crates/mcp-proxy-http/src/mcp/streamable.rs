@@ -349,9 +349,7 @@ async fn session_of(
         Some(session) => session,
         None => match (&inner.replicas, &inner.tokens) {
             (Some(replicas), Some(_)) => {
-                replicas
-                    .resume(app, endpoint, &id, policy, headers)
-                    .await?
+                replicas.resume(app, endpoint, &id, policy, headers).await?
             }
             _ => return Err(Error::SessionNotFound),
         },

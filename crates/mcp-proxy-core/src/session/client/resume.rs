@@ -56,6 +56,46 @@ impl ClientSession {
         self.replica.replicated.store(replicated, Ordering::Release);
     }
 
+    /// The id a server→client request gets toward the client: `mcp-proxy-N`, and for a
+    /// replicated session also the member and the upstream's id, so that whichever
+    /// replica the client's answer lands on can hand it to the upstream session.
+    pub(crate) fn server_request_id(
+        &self,
+        n: i64,
+        member: &str,
+        upstream_id: &mcp_types::RequestId,
+    ) -> mcp_types::RequestId {
+        if !self.replica.replicated.load(Ordering::Acquire) {
+            return mcp_types::RequestId::String(format!("mcp-proxy-{n}"));
+        }
+        let upstream = serde_json::to_string(upstream_id).unwrap_or_default();
+        mcp_types::RequestId::String(format!("mcp-proxy-{n}~{member}~{upstream}"))
+    }
+
+    /// The member and upstream id of an answer to a server→client request another
+    /// replica's copy of this session sent (see [`ClientSession::server_request_id`]).
+    pub(crate) fn foreign_server_request(
+        &self,
+        id: &mcp_types::RequestId,
+    ) -> Option<(String, mcp_types::RequestId)> {
+        if !self.replica.replicated.load(Ordering::Acquire) {
+            return None;
+        }
+        let mcp_types::RequestId::String(text) = id else {
+            return None;
+        };
+        let rest = text.strip_prefix("mcp-proxy-")?;
+        let (_, rest) = rest.split_once('~')?;
+        let (member, upstream) = rest.split_once('~')?;
+        let upstream: mcp_types::RequestId = serde_json::from_str(upstream).ok()?;
+        // Only an upstream session this replica continues too (HTTP) can take it.
+        let state = self.state();
+        let link = state.links.get(member)?;
+        (!link.is_shared()
+            && link.upstream().definition().transport == TransportKind::StreamableHttp)
+            .then(|| (member.to_owned(), upstream))
+    }
+
     /// How the session ended without ending its upstream sessions, if it did.
     pub fn released(&self) -> Option<Released> {
         self.replica.released.get().copied().flatten()
