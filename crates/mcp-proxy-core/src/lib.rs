@@ -38,13 +38,14 @@ mod session;
 mod upstream;
 
 pub use backoff::{Backoff, HEALTH_FAILURES_FOR_LOSS, HealthCounter, JITTER, MAX_BACKOFF};
-pub use connector::{Connection, Connector, SessionParams, TransportConnector};
+pub use connector::{Connection, Connector, ResumeParams, SessionParams, TransportConnector};
 pub use discovery::Catalog;
 pub use error::Error;
 pub use manager::{Listing, ListingError, Manager, ManagerConfig, MetricsSnapshot, Tagged};
 pub use metrics::Metrics;
 pub use session::{
-    ClientSession, Outbound, Outlet, Reply, SessionHub, SessionLimits, SessionOptions, StreamGuard,
+    ClientSession, LinkSnapshot, Outbound, Outlet, Released, Reply, Resumed, SessionHub,
+    SessionLimits, SessionOptions, SessionSnapshot, StreamGuard,
 };
 pub use upstream::Upstream;
 

@@ -22,6 +22,7 @@
 mod client;
 mod link;
 mod rewrite;
+mod snapshot;
 mod told;
 
 use std::collections::HashMap;
@@ -32,7 +33,8 @@ use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use client::{ClientSession, Reply, StreamGuard};
+pub use client::{ClientSession, Released, Reply, StreamGuard};
+pub use snapshot::{LinkSnapshot, Resumed, SessionSnapshot};
 
 use crate::error::Error;
 use crate::manager::Manager;
@@ -237,7 +239,19 @@ impl SessionHub {
         options: SessionOptions,
         outlet: Arc<dyn Outlet>,
     ) -> Result<Arc<ClientSession>, Error> {
-        self.open_as(name, options, outlet, false)
+        self.open_as(name, options, outlet, false, None)
+    }
+
+    /// [`SessionHub::open`] under a given session id (a session resumed from the registry
+    /// keeps the id it has there).
+    pub(crate) fn open_with_id(
+        &self,
+        name: &str,
+        options: SessionOptions,
+        outlet: Arc<dyn Outlet>,
+        id: Option<String>,
+    ) -> Result<Arc<ClientSession>, Error> {
+        self.open_as(name, options, outlet, false, id)
     }
 
     /// A session for one 2026-07-28 request: ready at once (no `initialize`; the client's
@@ -251,7 +265,7 @@ impl SessionHub {
         version: &str,
         outlet: Arc<dyn Outlet>,
     ) -> Result<Arc<ClientSession>, Error> {
-        let session = self.open_as(name, SessionOptions::default(), outlet, true)?;
+        let session = self.open_as(name, SessionOptions::default(), outlet, true, None)?;
         if let Err(e) = session
             .ready_stateless(client_info, capabilities, version)
             .await
@@ -268,6 +282,7 @@ impl SessionHub {
         options: SessionOptions,
         outlet: Arc<dyn Outlet>,
         stateless: bool,
+        id: Option<String>,
     ) -> Result<Arc<ClientSession>, Error> {
         if self.inner.cancel.is_cancelled() {
             return Err(Error::ShuttingDown);
@@ -291,6 +306,7 @@ impl SessionHub {
             outlet,
             self.inner.cancel.child_token(),
             stateless,
+            id,
         );
         let mut permit = permit;
         self.register(&session, &mut permit);

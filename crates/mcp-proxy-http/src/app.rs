@@ -38,6 +38,10 @@ pub(crate) struct Inner {
     pub(crate) http_sessions: Arc<mcp::Registry>,
     /// Upstream calls waiting for a 2026-07-28 client's input-required retry.
     pub(crate) waiting: Arc<mcp::mrtr::Waiting>,
+    /// Session tokens as client session ids (with `session_keys`).
+    pub(crate) tokens: Option<mcp::token::Tokens>,
+    /// This replica in the session registry (with `session_keys` and Redis).
+    pub(crate) replicas: Option<Arc<mcp::replicas::Replicas>>,
 }
 
 impl App {
@@ -56,11 +60,64 @@ impl App {
                 sessions,
                 http_sessions: Arc::default(),
                 waiting: mcp::mrtr::Waiting::new(&config.session_keys, config.input_wait),
+                tokens: mcp::token::Tokens::new(
+                    &config.session_keys,
+                    config.session_token_lifetime,
+                ),
+                replicas: None,
                 config,
                 store,
                 manager,
                 started: Instant::now(),
             }),
+        }
+    }
+
+    /// Shares streamable-HTTP sessions with the other replicas through `registry`, as
+    /// replica `replica_id` reachable at `address` (see `docs/deployment.md`); it renews
+    /// the replica's heartbeat from now on. Needs `session_keys` (session tokens):
+    /// without them it does nothing. Call it before the application serves.
+    pub fn with_registry(
+        mut self,
+        registry: Arc<dyn mcp_store::SessionRegistry>,
+        replica_id: &str,
+        address: &str,
+    ) -> Self {
+        let Some(inner) = Arc::get_mut(&mut self.inner) else {
+            warn!("the session registry must be set before the application is shared; ignored");
+            return self;
+        };
+        if inner.tokens.is_none() {
+            warn!(
+                "a session registry without session_keys is not used: sessions stay on the replica that started them"
+            );
+            return self;
+        }
+        let replicas = mcp::replicas::Replicas::new(
+            registry,
+            replica_id.to_owned(),
+            address.to_owned(),
+            inner.config.session_idle_timeout,
+            inner.sessions.clone(),
+        );
+        replicas.spawn_heartbeat();
+        inner.replicas = Some(replicas);
+        self
+    }
+
+    /// This replica's id in the session registry, if it has one.
+    pub fn replica_id(&self) -> Option<&str> {
+        self.inner
+            .replicas
+            .as_deref()
+            .map(mcp::replicas::Replicas::id)
+    }
+
+    /// Removes this replica's heartbeat (call at a clean shutdown: sessions bound to it
+    /// may be taken over at once).
+    pub async fn retire(&self) {
+        if let Some(r) = &self.inner.replicas {
+            r.retire().await;
         }
     }
 

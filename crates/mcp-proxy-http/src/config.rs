@@ -8,6 +8,8 @@ use crate::security::{IpSet, TokenSet};
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Default `input_wait`: 5 minutes (a person may be answering).
 pub const DEFAULT_INPUT_WAIT: Duration = Duration::from_secs(300);
+/// Default `session_token_lifetime`: 24 hours.
+pub const DEFAULT_SESSION_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 /// Default `max_connections` (upstream definitions).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
@@ -112,6 +114,9 @@ pub struct HttpConfig {
     /// How long an upstream call asking a 2026-07-28 client for input waits for the
     /// client's retry (the `requestState`'s lifetime too).
     pub input_wait: Duration,
+    /// With `session_keys`: how long a streamable-HTTP session token (the client's
+    /// `Mcp-Session-Id`) stays valid after `initialize`, however active the session.
+    pub session_token_lifetime: Duration,
 }
 
 impl Default for HttpConfig {
@@ -140,6 +145,7 @@ impl Default for HttpConfig {
             session_replay_bytes: 4 * 1024 * 1024,
             session_keys: Vec::new(),
             input_wait: DEFAULT_INPUT_WAIT,
+            session_token_lifetime: DEFAULT_SESSION_TOKEN_LIFETIME,
         }
     }
 }

@@ -113,6 +113,22 @@ pub enum Error {
     /// The MCP session id is unknown or the session ended.
     #[error("session not found: it ended or never existed; send initialize to start a new one")]
     SessionNotFound,
+    /// The session token names no session here: it does not open, has expired, or was
+    /// issued to another client or endpoint (the reason goes in the details).
+    #[error("{message}")]
+    SessionRefused {
+        /// Machine-readable reason (`expired`, `forged`, …).
+        reason: &'static str,
+        /// What the client is told.
+        message: &'static str,
+    },
+    /// The session is not held by this replica and the session registry cannot be read
+    /// now (Redis away): the client may retry, or initialize a new session.
+    #[error("session registry unavailable: {0}")]
+    RegistryUnavailable(String),
+    /// The session's upstream lives in another replica's process, which is alive.
+    #[error("{0}")]
+    SessionElsewhere(String),
     /// The `Accept` header does not allow what the endpoint answers with.
     #[error("{0}")]
     NotAcceptable(String),
@@ -189,6 +205,21 @@ impl Error {
             ),
             Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, None),
             Self::SessionNotFound => (StatusCode::NOT_FOUND, "session_not_found", None),
+            Self::SessionRefused { reason, .. } => (
+                StatusCode::NOT_FOUND,
+                "session_not_found",
+                Some(serde_json::json!({ "reason": reason })),
+            ),
+            Self::SessionElsewhere(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session_on_other_replica",
+                None,
+            ),
+            Self::RegistryUnavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "session_registry_unavailable",
+                None,
+            ),
             Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable", None),
             Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
             Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", None),

@@ -31,8 +31,8 @@ mod upstreams;
 pub use admin::{import, validate_definition};
 pub use app::App;
 pub use config::{
-    DEFAULT_INPUT_WAIT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS, HttpConfig,
-    ListenerLimits, StateKey,
+    DEFAULT_INPUT_WAIT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_SESSION_TOKEN_LIFETIME, HttpConfig, ListenerLimits, StateKey,
 };
 pub use error::Error;
 pub use server::serve;

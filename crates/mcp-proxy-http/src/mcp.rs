@@ -12,9 +12,12 @@ mod guard;
 mod legacy_sse;
 mod modern;
 pub(crate) mod mrtr;
+pub(crate) mod replicas;
+mod seal;
 mod session;
 mod sse;
 mod streamable;
+pub(crate) mod token;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -267,8 +270,8 @@ async fn serve(
     const STREAM_METHODS: &[Method] = &[Method::GET, Method::POST, Method::DELETE];
     match (endpoint.kind, req.method()) {
         (Kind::Stream, &Method::POST) => streamable::post(app, endpoint, name, &policy, req).await,
-        (Kind::Stream, &Method::GET) => streamable::get(app, endpoint, req),
-        (Kind::Stream, &Method::DELETE) => streamable::delete(app, endpoint, req).await,
+        (Kind::Stream, &Method::GET) => streamable::get(app, endpoint, &policy, req).await,
+        (Kind::Stream, &Method::DELETE) => streamable::delete(app, endpoint, &policy, req).await,
         (Kind::Sse, &Method::GET) => legacy_sse::open(app, endpoint, name, &policy, req),
         (Kind::Message, &Method::POST) => legacy_sse::post(app, endpoint, req).await,
         (kind, method) => Err(Error::MethodNotAllowed {

@@ -5,6 +5,8 @@
 //! - [`MemoryStore`]: in this process only (the default).
 //! - [`RedisStore`]: shared by several replicas through Redis; see [`redis`] for the key
 //!   layout and the failure behaviour.
+//! - [`SessionRegistry`]: client sessions any replica can continue, and replica
+//!   heartbeats; implemented by [`RedisStore`] and [`MemorySessions`].
 //!
 //! ```
 //! use futures_util::StreamExt;
@@ -28,11 +30,13 @@
 mod error;
 mod memory;
 pub mod redis;
+pub mod sessions;
 mod store;
 
 pub use error::{Error, Kind};
 pub use memory::MemoryStore;
 pub use redis::{RedisConfig, RedisStore};
+pub use sessions::{MemorySessions, SessionEntry, SessionRegistry};
 pub use store::{Store, StoreEvent, WatchStream};
 
 /// Result alias of this crate.

@@ -12,6 +12,8 @@
 //! | `{prefix}groups:{name}` | string | the group as JSON, **secrets included** |
 //! | `{prefix}group_index` | set | the names of the stored groups |
 //! | `{prefix}version` | string | the version of the latest write, definitions and groups alike (see [`Store`](crate::Store#versions)) |
+//! | `{prefix}session:{id}` | hash, TTL | a client session of the [`SessionRegistry`](crate::SessionRegistry): `owner` (replica id), `state` (JSON written by the proxy); the TTL slides with use |
+//! | `{prefix}replica:{id}` | string, TTL | a replica's heartbeat: the address other replicas reach it at |
 //! | `{prefix}events` | pub/sub channel | `{"op":"put","name":"fs"}` or `{"op":"deleted","name":"fs","version":N}`; `group_put` / `group_deleted` for groups |
 //!
 //! Protect the Redis instance accordingly (password, network). Events carry no value: on
@@ -51,6 +53,7 @@ mod conn;
 mod keys;
 mod record;
 mod scripts;
+mod sessions;
 mod watcher;
 
 use std::sync::{Arc, Mutex, OnceLock};

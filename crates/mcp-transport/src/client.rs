@@ -405,6 +405,28 @@ impl McpClient {
         })
     }
 
+    /// Goes on with an upstream session that was initialized elsewhere (another process
+    /// of ours, which negotiated `version`): nothing is sent; the transport was opened
+    /// with [`TransportOptions::resume_session`]. Streamable HTTP opens its GET stream.
+    pub fn resume(&self, version: &str) {
+        self.shared.transport.set_protocol_version(version);
+        self.shared.router.set_protocol_version(version);
+        self.shared.transport.on_initialized();
+    }
+
+    /// The upstream's session id (streamable HTTP), to go on with it elsewhere.
+    pub fn session_id(&self) -> Option<String> {
+        self.shared.transport.session_id()
+    }
+
+    /// Lets go of the connection, leaving the upstream's session open for another process
+    /// to go on with (see [`Transport::release`]). Pending requests fail.
+    pub async fn release(&self) -> Result<()> {
+        let released = self.shared.transport.release().await;
+        self.shared.router.close(CloseReason::local());
+        released
+    }
+
     /// Closes the connection gracefully (see [`Transport::close`]). Pending requests fail.
     pub async fn close(&self) -> Result<()> {
         let closed = self.shared.transport.close().await;

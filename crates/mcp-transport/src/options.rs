@@ -46,6 +46,10 @@ pub struct TransportOptions {
     /// (`stdio_allowed_commands`), checked right before each spawn whatever the
     /// definition's origin (Admin API, store, an older configuration).
     pub allowed_commands: std::sync::Arc<[String]>,
+    /// Streamable HTTP: go on with this existing upstream session (its `Mcp-Session-Id`)
+    /// instead of starting one; the caller then skips `initialize`
+    /// ([`McpClient::resume`](crate::McpClient::resume)). Ignored by other transports.
+    pub resume_session: Option<String>,
 }
 
 impl Default for TransportOptions {
@@ -63,6 +67,7 @@ impl Default for TransportOptions {
             extra_headers: HeaderMap::new(),
             path_suffix: None,
             allowed_commands: std::sync::Arc::from(Vec::new()),
+            resume_session: None,
         }
     }
 }

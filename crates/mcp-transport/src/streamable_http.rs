@@ -95,7 +95,7 @@ impl StreamableHttpTransport {
             http: client,
             url,
             headers,
-            session_id: Mutex::new(None),
+            session_id: Mutex::new(opts.resume_session.clone()),
             protocol_version: Mutex::new(None),
             modern: Mutex::new(None),
             closed: CloseLatch::default(),
@@ -390,6 +390,17 @@ impl Transport for StreamableHttpTransport {
         }
         self.inner.delete_session().await;
         self.inner.inbox.closed(CloseReason::local());
+        Ok(())
+    }
+
+    fn session_id(&self) -> Option<String> {
+        StreamableHttpTransport::session_id(self)
+    }
+
+    async fn release(&self) -> Result<()> {
+        if self.inner.finish(&CloseReason::local()) {
+            self.inner.inbox.closed(CloseReason::local());
+        }
         Ok(())
     }
 }

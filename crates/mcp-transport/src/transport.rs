@@ -154,6 +154,18 @@ pub trait Transport: Send + Sync + fmt::Debug {
     /// Closes gracefully: stdio closes stdin, then SIGTERM, then SIGKILL (bounded waits);
     /// streamable HTTP deletes the session. Idempotent.
     async fn close(&self) -> Result<()>;
+
+    /// The upstream's session id (streamable HTTP, once initialized or resumed).
+    fn session_id(&self) -> Option<String> {
+        None
+    }
+
+    /// Lets go of the connection without ending the upstream's session, so that another
+    /// process may go on with it (streamable HTTP: no DELETE). Transports whose session
+    /// is the connection itself (stdio, legacy SSE) close, as [`Transport::close`].
+    async fn release(&self) -> Result<()> {
+        self.close().await
+    }
 }
 
 /// Connects to the upstream `def` describes, with the transport it names; what the

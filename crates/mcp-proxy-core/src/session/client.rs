@@ -7,6 +7,9 @@ mod era;
 mod group;
 mod input;
 mod relay;
+mod resume;
+
+pub use resume::Released;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -50,6 +53,8 @@ pub struct ClientSession {
     last_active: AtomicU64,
     /// Event streams the client holds open (a GET stream, say): not idle meanwhile.
     streams: AtomicUsize,
+    /// Whether other replicas may go on with it, and how it let go of its upstreams.
+    replica: resume::Replica,
 }
 
 /// An event stream the client holds open; the session is not idle while it lives.
@@ -201,10 +206,11 @@ impl ClientSession {
         outlet: Arc<dyn Outlet>,
         cancel: CancellationToken,
         stateless: bool,
+        id: Option<String>,
     ) -> Arc<Self> {
         let now = hub.now_ms();
         let session = Arc::new_cyclic(|me| Self {
-            id: format!("{:032x}", rand::random::<u128>()),
+            id: id.unwrap_or_else(|| format!("{:032x}", rand::random::<u128>())),
             me: me.clone(),
             hub,
             serves,
@@ -229,6 +235,7 @@ impl ClientSession {
             permit: Mutex::new(None),
             last_active: AtomicU64::new(now),
             streams: AtomicUsize::new(0),
+            replica: resume::Replica::default(),
         });
         // Ends the session when its upstream or group is removed or replaced, or at
         // shutdown.
@@ -439,6 +446,9 @@ impl ClientSession {
             }
             (state.server_requests.remove(&r.id), state.links.clone())
         };
+        // A replicated session's client may answer on another replica than the one that
+        // asked: the id says where the answer goes.
+        let target = target.or_else(|| self.foreign_server_request(&r.id));
         let Some((member, upstream_id)) = target else {
             debug!(session = %self.id, id = %r.id, "response to no request of ours; ignored");
             return;
@@ -842,7 +852,7 @@ impl ClientSession {
                 return Err(Refused("the client session has ended".into()));
             }
             state.next_server_id += 1;
-            let client_id = RequestId::String(format!("mcp-proxy-{}", state.next_server_id));
+            let client_id = self.server_request_id(state.next_server_id, member, &request.id);
             state
                 .server_requests
                 .insert(client_id.clone(), (member.to_owned(), request.id.clone()));

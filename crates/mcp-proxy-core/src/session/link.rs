@@ -176,6 +176,36 @@ impl Link {
             connector.open_session(def, &params, handler.clone()),
         )
         .await;
+        Self::assemble(hub, upstream, opened, handler, shared).await
+    }
+
+    /// Goes on with a per-client upstream session another replica opened (see
+    /// [`crate::Connector::resume_session`]).
+    pub(crate) async fn resume_per_client(
+        hub: &SessionHub,
+        upstream: &Arc<Upstream>,
+        params: SessionParams,
+        resume: &crate::connector::ResumeParams,
+    ) -> Result<Arc<Self>, Error> {
+        let def = upstream.definition();
+        let connector = hub.manager().connector();
+        let handler = Arc::new(LinkHandler::new());
+        let opened = tokio::time::timeout(
+            def.timeout,
+            connector.resume_session(def, &params, resume, handler.clone()),
+        )
+        .await;
+        Self::assemble(hub.clone(), upstream.clone(), opened, handler, false).await
+    }
+
+    async fn assemble(
+        hub: SessionHub,
+        upstream: Arc<Upstream>,
+        opened: Result<Result<Connection, mcp_transport::Error>, tokio::time::error::Elapsed>,
+        handler: Arc<LinkHandler>,
+        shared: bool,
+    ) -> Result<Arc<Self>, Error> {
+        let def = upstream.definition();
         let Connection { client, init } = match opened {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => return Err(Error::Upstream(e)),
@@ -283,6 +313,29 @@ impl Link {
         if !self.shared {
             self.close();
         }
+    }
+
+    /// Removes a session without ending a per-client upstream session: it is let go of
+    /// (see [`McpClient::release`]) for another replica to go on with.
+    pub(crate) fn release(self: &Arc<Self>, session: &ClientSession) {
+        self.routes()
+            .members
+            .retain(|m| m.upgrade().is_some_and(|m| !std::ptr::eq(&*m, session)));
+        if self.shared {
+            return;
+        }
+        {
+            let mut routes = self.routes();
+            if routes.closed {
+                return;
+            }
+            routes.closed = true;
+        }
+        self.cancel.cancel();
+        let client = self.client.clone();
+        self.hub.spawn_cleanup(async move {
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, client.release()).await;
+        });
     }
 
     /// Closes the upstream connection (in the background, bounded).

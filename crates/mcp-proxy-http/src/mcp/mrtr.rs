@@ -20,17 +20,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use http::HeaderMap;
 use mcp_types::Request;
-use ring::aead::{Aad, CHACHA20_POLY1305, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::modern::Call;
+use super::seal::{Keys, hex};
 use crate::config::StateKey;
 
 /// What every state this proxy issues starts with; a state without it is not ours.
@@ -164,10 +161,6 @@ fn canonical(value: &Value, h: &mut Sha256) {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -176,70 +169,8 @@ fn now_ms() -> u64 {
 }
 
 /// The keys states are sealed with: the first seals, all open.
-struct Keys {
-    keys: Vec<(String, LessSafeKey)>,
-    rng: SystemRandom,
-}
-
-impl Keys {
-    fn new(configured: &[StateKey]) -> Self {
-        let rng = SystemRandom::new();
-        let mut keys: Vec<(String, LessSafeKey)> = configured
-            .iter()
-            .map(|k| (k.id.clone(), derive(&k.key)))
-            .collect();
-        if keys.is_empty() {
-            // One replica, no key configured: a key of this process's own.
-            let mut key = [0u8; 32];
-            rng.fill(&mut key)
-                .expect("the system random source is available");
-            keys.push(("local".to_owned(), derive(&key)));
-        }
-        Self { keys, rng }
-    }
-
-    fn seal(&self, claims: &Claims) -> String {
-        let (id, key) = &self.keys[0];
-        let mut nonce = [0u8; NONCE_LEN];
-        self.rng
-            .fill(&mut nonce)
-            .expect("the system random source is available");
-        let mut data = serde_json::to_vec(claims).expect("claims serialize");
-        key.seal_in_place_append_tag(
-            Nonce::assume_unique_for_key(nonce),
-            Aad::from(AAD),
-            &mut data,
-        )
-        .expect("sealing fits");
-        let mut sealed = nonce.to_vec();
-        sealed.extend_from_slice(&data);
-        format!("{STATE_PREFIX}{id}.{}", URL_SAFE_NO_PAD.encode(sealed))
-    }
-
-    fn open(&self, state: &str) -> Option<Claims> {
-        let rest = state.strip_prefix(STATE_PREFIX)?;
-        let (id, body) = rest.split_once('.')?;
-        let (_, key) = self.keys.iter().find(|(k, _)| k == id)?;
-        let mut sealed = URL_SAFE_NO_PAD.decode(body).ok()?;
-        if sealed.len() < NONCE_LEN {
-            return None;
-        }
-        let data = sealed.split_off(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(&sealed).ok()?;
-        let mut data = data;
-        let plain = key.open_in_place(nonce, Aad::from(AAD), &mut data).ok()?;
-        serde_json::from_slice(plain).ok()
-    }
-}
-
-/// The key the states are sealed with: derived from the configured one, so the same
-/// configured key never serves two purposes as it is.
-fn derive(key: &[u8; 32]) -> LessSafeKey {
-    let mut h = Sha256::new();
-    h.update(b"mcp-proxy/request-state\0");
-    h.update(key);
-    let derived: [u8; 32] = h.finalize().into();
-    LessSafeKey::new(UnboundKey::new(&CHACHA20_POLY1305, &derived).expect("a 32-byte key"))
+fn state_keys(configured: &[StateKey]) -> Keys {
+    Keys::new(configured, "mcp-proxy/request-state", AAD, STATE_PREFIX)
 }
 
 /// Upstream calls waiting for a client's retry, by waiting id.
@@ -268,7 +199,7 @@ impl Waiting {
     pub(crate) fn new(keys: &[StateKey], wait: Duration) -> Arc<Self> {
         Arc::new(Self {
             calls: Mutex::new(HashMap::new()),
-            keys: Keys::new(keys),
+            keys: state_keys(keys),
             wait,
         })
     }
@@ -285,12 +216,7 @@ impl Waiting {
     /// Keeps `call` until its retry (or its expiry: then it is dropped, which ends its
     /// session and cancels the upstream request) and returns the state naming it.
     pub(crate) fn park(self: &Arc<Self>, call: Call, binding: Binding) -> String {
-        let mut id = [0u8; 16];
-        self.keys
-            .rng
-            .fill(&mut id)
-            .expect("the system random source is available");
-        let id = hex(&id);
+        let id = self.keys.random_id();
         let claims = Claims {
             w: id.clone(),
             p: binding.principal.clone(),
@@ -320,7 +246,7 @@ impl Waiting {
     /// Checks a presented state against the request it came with; the waiting call is
     /// not taken (see [`Waiting::take`]).
     pub(crate) fn check(&self, state: &str, binding: &Binding) -> Result<String, Refusal> {
-        let claims = self.keys.open(state).ok_or(Refusal::Invalid)?;
+        let claims: Claims = self.keys.open(state).map_err(|_| Refusal::Invalid)?;
         if claims.e < now_ms() {
             return Err(Refusal::Expired);
         }
@@ -445,7 +371,7 @@ mod tests {
             id: "two".into(),
             key: [9; 32],
         };
-        let keys = Keys::new(std::slice::from_ref(&one));
+        let keys = state_keys(std::slice::from_ref(&one));
         let claims = Claims {
             w: "abc".into(),
             p: "p".into(),
@@ -454,19 +380,25 @@ mod tests {
         };
         let state = keys.seal(&claims);
         assert!(state.starts_with("mcpp1.one."));
-        assert_eq!(keys.open(&state).unwrap().w, "abc");
+        assert_eq!(keys.open::<Claims>(&state).unwrap().w, "abc");
         // Rotation: a replica that seals with a new key still opens the old one's states.
-        let rotated = Keys::new(&[two.clone(), one]);
-        assert_eq!(rotated.open(&state).unwrap().w, "abc");
+        let rotated = state_keys(&[two.clone(), one]);
+        assert_eq!(rotated.open::<Claims>(&state).unwrap().w, "abc");
         // A key it does not know, a changed byte, a changed key id: refused.
-        assert!(Keys::new(&[two]).open(&state).is_none());
+        assert!(state_keys(&[two]).open::<Claims>(&state).is_err());
         let mut bytes = state.clone().into_bytes();
         let last = bytes.len() - 3;
         bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
-        assert!(keys.open(&String::from_utf8(bytes).unwrap()).is_none());
-        assert!(keys.open(&state.replacen("one", "two", 1)).is_none());
-        assert!(keys.open(&format!("{state}-TAMPERED")).is_none());
-        assert!(keys.open("mcpp1.one.").is_none());
+        assert!(
+            keys.open::<Claims>(&String::from_utf8(bytes).unwrap())
+                .is_err()
+        );
+        assert!(
+            keys.open::<Claims>(&state.replacen("one", "two", 1))
+                .is_err()
+        );
+        assert!(keys.open::<Claims>(&format!("{state}-TAMPERED")).is_err());
+        assert!(keys.open::<Claims>("mcpp1.one.").is_err());
         // Two seals of the same claims differ (fresh nonces).
         assert_ne!(keys.seal(&claims), state);
     }

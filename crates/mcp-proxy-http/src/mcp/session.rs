@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use bytes::Bytes;
 use mcp_proxy_core::metrics::SessionTransport;
 use mcp_proxy_core::{ClientSession, Metrics, Outbound, Outlet, Reply};
-use mcp_types::RequestId;
+use mcp_types::{Message, RequestId};
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -42,6 +42,8 @@ pub(crate) struct HttpSession {
     legacy: Mutex<Option<mpsc::Sender<Item>>>,
     registry: Weak<Registry>,
     metrics: Arc<Metrics>,
+    /// Its entry in the session registry, when other replicas may continue it.
+    replication: OnceLock<super::replicas::Replication>,
 }
 
 impl HttpSession {
@@ -62,7 +64,21 @@ impl HttpSession {
             legacy: Mutex::new(legacy),
             registry: Arc::downgrade(registry),
             metrics: metrics.clone(),
+            replication: OnceLock::new(),
         })
+    }
+
+    /// Other replicas may continue the session (it is in the session registry).
+    pub(crate) fn replicate(&self, replication: super::replicas::Replication) {
+        let _ = self.replication.set(replication);
+    }
+
+    /// After each client request: keeps the registry entry current (in the background,
+    /// rarely).
+    pub(crate) fn after_request(&self) {
+        if let Some(r) = self.replication.get() {
+            r.after_request(self);
+        }
     }
 
     pub(crate) fn bind(&self, core: Arc<ClientSession>) {
@@ -144,6 +160,9 @@ impl Outlet for HttpSession {
         if let (Some(registry), Some(core)) = (self.registry.upgrade(), self.core.get()) {
             registry.remove(core.id());
         }
+        if let (Some(r), Some(core)) = (self.replication.get(), self.core.get()) {
+            r.ended(core.id(), core.released());
+        }
         self.metrics.session_closed(self.transport.metric());
         self.streams().close_all();
         self.legacy.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -207,6 +226,15 @@ impl Future for Answer {
         };
         let out = std::task::ready!(fut.as_mut().poll(cx));
         self.fut = None;
+        if let Some(reply) = &out
+            && let Message::Response(r) = &reply.message
+            && matches!(r.outcome, mcp_types::Outcome::Error(_))
+            && let Some(replication) = self.session.replication.get()
+        {
+            // The session may have ended on another replica (DELETE there): then the
+            // upstream refuses this copy's requests; the registry tells.
+            replication.check_ended(&self.session);
+        }
         Poll::Ready(out)
     }
 }

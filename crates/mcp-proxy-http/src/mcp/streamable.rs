@@ -86,7 +86,7 @@ pub(crate) async fn post(
         let msg = messages.into_iter().next().expect("one message");
         return initialize_session(app, endpoint, name, policy, &headers, msg).await;
     }
-    let session = session_of(app, endpoint, &headers)?;
+    let session = session_of(app, endpoint, policy, &headers).await?;
     if is_batch {
         let negotiated = session.core().protocol_version().unwrap_or_default();
         if version.as_deref().unwrap_or(&negotiated) != BATCH_VERSION {
@@ -247,14 +247,24 @@ async fn initialize_session(
         return Ok(json_response(json, None));
     }
     guard.disarm();
-    inner.http_sessions.insert(session);
-    Ok(json_response(json, Some(core.id())))
+    inner.http_sessions.insert(session.clone());
+    if let Some(replicas) = &inner.replicas
+        && inner.tokens.is_some()
+    {
+        replicas.register(&session).await;
+    }
+    let client_id = match &inner.tokens {
+        Some(tokens) => tokens.issue(core.id(), name, headers),
+        None => core.id().to_owned(),
+    };
+    Ok(json_response(json, Some(&client_id)))
 }
 
 /// `GET /{name}/stream`: the standalone stream, or a resume with `Last-Event-ID`.
-pub(crate) fn get(
+pub(crate) async fn get(
     app: &App,
     endpoint: &Endpoint,
+    policy: &guard::Policy,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     let headers = req.headers();
@@ -267,7 +277,7 @@ pub(crate) fn get(
         ));
     }
     protocol_version(headers)?;
-    let session = session_of(app, endpoint, headers)?;
+    let session = session_of(app, endpoint, policy, headers).await?;
     let last = headers.get(LAST_EVENT_ID).and_then(|v| v.to_str().ok());
     let attached = session.streams().attach(last);
     match attached {
@@ -286,7 +296,9 @@ pub(crate) fn get(
         )),
         Err(AttachError::Unknown) => Err(bad(
             "unknown_event_id",
-            "last-event-id names no stream of this session that can be resumed",
+            "last-event-id names no stream of this session that can be resumed here: its events \
+             are gone from the replay buffer, or were sent by another replica (replay is not \
+             shared between replicas); open the stream again without last-event-id",
         )),
     }
 }
@@ -295,20 +307,26 @@ pub(crate) fn get(
 pub(crate) async fn delete(
     app: &App,
     endpoint: &Endpoint,
+    policy: &guard::Policy,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     if modern_header(req.headers()) {
         return Ok(modern_method_not_allowed());
     }
-    let session = session_of(app, endpoint, req.headers())?;
+    // A session held by another replica is resumed here first, so that its upstream
+    // sessions end too.
+    let session = session_of(app, endpoint, policy, req.headers()).await?;
     app.inner().http_sessions.remove(session.id());
     session.core().close();
     Ok(Response::new(empty()))
 }
 
-fn session_of(
+/// The session the request names: held here, or (with a session registry) resumed from
+/// it.
+async fn session_of(
     app: &App,
     endpoint: &Endpoint,
+    policy: &guard::Policy,
     headers: &HeaderMap,
 ) -> Result<Arc<HttpSession>, Error> {
     let Some(id) = headers.get(SESSION_HEADER) else {
@@ -318,10 +336,32 @@ fn session_of(
         ));
     };
     let id = id.to_str().unwrap_or("");
-    app.inner()
+    let id = match &app.inner().tokens {
+        Some(tokens) => {
+            tokens
+                .open(id, &endpoint.name, headers)
+                .map_err(|r| Error::SessionRefused {
+                    reason: r.reason(),
+                    message: r.message(),
+                })?
+        }
+        None => id.to_owned(),
+    };
+    let inner = app.inner();
+    let session = match inner
         .http_sessions
-        .get(&endpoint.name, id, Transport::Streamable)
-        .ok_or(Error::SessionNotFound)
+        .get(&endpoint.name, &id, Transport::Streamable)
+    {
+        Some(session) => session,
+        None => match (&inner.replicas, &inner.tokens) {
+            (Some(replicas), Some(_)) => {
+                replicas.resume(app, endpoint, &id, policy, headers).await?
+            }
+            _ => return Err(Error::SessionNotFound),
+        },
+    };
+    session.after_request();
+    Ok(session)
 }
 
 /// The `MCP-Protocol-Version` header, refused when it names a version we do not speak.

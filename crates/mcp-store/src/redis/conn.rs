@@ -51,8 +51,17 @@ impl Conn {
         &self.client
     }
 
+    /// The client with this connection's options (fail fast, one attempt, the timeout).
+    pub(super) fn with(&self) -> fred::clients::WithOptions<Client> {
+        self.client.with_options(&self.options)
+    }
+
+    pub(super) fn keys(&self) -> &Keys {
+        &self.keys
+    }
+
     /// Runs one command with the timeout, mapping every failure onto the store's error.
-    async fn call<T>(
+    pub(super) async fn call<T>(
         &self,
         what: impl FnOnce() -> String,
         fut: impl Future<Output = Result<T, fred::error::Error>>,
@@ -68,7 +77,7 @@ impl Conn {
     }
 
     /// `EVAL script keys args` with this client's options; returns the script's integer.
-    async fn eval(
+    pub(super) async fn eval(
         &self,
         what: &str,
         script: &str,

@@ -63,6 +63,17 @@ impl Keys {
         format!("{}version", self.prefix)
     }
 
+    /// `{prefix}session:{id}`: a client session of the registry (a hash: `owner`,
+    /// `state`), with a sliding TTL.
+    pub(crate) fn session(&self, id: &str) -> String {
+        format!("{}session:{id}", self.prefix)
+    }
+
+    /// `{prefix}replica:{id}`: a replica's heartbeat (its address), with a TTL.
+    pub(crate) fn replica(&self, id: &str) -> String {
+        format!("{}replica:{id}", self.prefix)
+    }
+
     /// `{prefix}events`: the pub/sub channel of change events.
     pub(crate) fn channel(&self) -> String {
         format!("{}events", self.prefix)

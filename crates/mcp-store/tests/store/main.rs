@@ -32,4 +32,5 @@ macro_rules! contract_tests {
 mod contract;
 mod groups;
 mod redis;
+mod sessions;
 mod support;

@@ -22,6 +22,7 @@ impl ClientSession {
     /// `notifications/cancelled` for them (in the background). Never waits.
     pub(crate) fn end(self: &Arc<Self>, ended: Ended) {
         let reason = ended.error();
+        let keep = self.replica.keeps_upstream(&ended);
         let (inflight, outlet, links, subscriptions, asked) = {
             let mut state = self.state();
             if state.phase == Phase::Ended {
@@ -114,7 +115,11 @@ impl ClientSession {
                         let _ = tokio::time::timeout(crate::session::SEND_TIMEOUT, send).await;
                     }
                 }
-                link.detach(&me);
+                if keep {
+                    link.release(&me);
+                } else {
+                    link.detach(&me);
+                }
             });
         }
         self.cancel.cancel();
