@@ -187,6 +187,7 @@ async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
             max_connections: cfg.max_connections,
             aggregate_all: cfg.aggregate_all,
             strict_names: cfg.strict_names,
+            stdio_allowed_commands: cfg.stdio_allowed_commands.clone(),
         },
     );
     manager.start().await;
@@ -203,7 +204,6 @@ async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
         flags: reload.flags,
         store: store.clone(),
         manager: manager.clone(),
-        max_connections: cfg.max_connections,
     };
     // The first application happens before the listener opens, so the Admin API never
     // answers without the declared servers.

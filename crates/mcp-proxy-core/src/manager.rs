@@ -21,27 +21,39 @@ use crate::metrics::Metrics;
 use crate::upstream::Upstream;
 
 mod groups;
+mod registration;
 mod table;
+
+pub use registration::validate_definition;
 
 use table::Table;
 
 /// Settings of the manager.
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
-    /// Most upstream definitions served at once.
+    /// Most upstream definitions: [`Manager::register`] refuses one more (its docs say
+    /// how this holds across replicas), and a replica never runs more.
     pub max_connections: usize,
     /// Serve the built-in group of every upstream (`/mcp`).
     pub aggregate_all: bool,
     /// Keep the built-in group's names within `^[A-Za-z0-9_-]{1,64}$`.
     pub strict_names: bool,
+    /// When non-empty, the only programs stdio definitions may name (checked at
+    /// registration; the connector checks again before each spawn, see
+    /// `mcp_transport::TransportOptions::allowed_commands`).
+    pub stdio_allowed_commands: Vec<String>,
 }
+
+/// Default `max_connections` (upstream definitions).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 impl Default for ManagerConfig {
     fn default() -> Self {
         Self {
-            max_connections: 256,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             aggregate_all: true,
             strict_names: false,
+            stdio_allowed_commands: Vec::new(),
         }
     }
 }
@@ -110,6 +122,8 @@ struct Inner {
     /// Upstreams served without being in the store (see [`Manager::apply_unstored`]).
     unstored: Mutex<HashSet<String>>,
     cancel: CancellationToken,
+    /// Held from the count to the write of a registration (see [`registration`]).
+    registering: tokio::sync::Mutex<()>,
     loaded: AtomicBool,
     started: Instant,
     prometheus: Arc<Metrics>,
@@ -146,6 +160,7 @@ impl Manager {
                 table: RwLock::new(Table::default()),
                 unstored: Mutex::default(),
                 cancel,
+                registering: tokio::sync::Mutex::new(()),
                 loaded: AtomicBool::new(false),
                 started: Instant::now(),
                 prometheus: Arc::new(Metrics::new()),
@@ -331,6 +346,11 @@ impl Manager {
             old.stop();
             self.inner.prometheus.forget_upstream(name);
         }
+    }
+
+    /// The settings this manager was made with.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.inner.config
     }
 
     /// The connector upstream connections are opened with (client sessions use it too).

@@ -8,8 +8,6 @@ use crate::security::{IpSet, TokenSet};
 pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Default `input_wait`: 5 minutes (a person may be answering).
 pub const DEFAULT_INPUT_WAIT: Duration = Duration::from_secs(300);
-/// Default `max_connections` (upstream definitions).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// Limits and deadlines of client connections (`[listener]` in `proxyd.toml`).
 ///
@@ -79,12 +77,8 @@ pub struct HttpConfig {
     pub check_host: bool,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
-    /// Most upstream definitions.
-    pub max_connections: usize,
     /// Serve `/metrics` without admin credentials.
     pub metrics_public: bool,
-    /// When non-empty, the only programs stdio definitions may name.
-    pub stdio_allowed_commands: Vec<String>,
     /// Limits and deadlines of client connections.
     pub listener: ListenerLimits,
     /// How long in-flight requests get to finish at shutdown.
@@ -126,9 +120,7 @@ impl Default for HttpConfig {
             extra_hosts: Vec::new(),
             check_host: true,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
             metrics_public: false,
-            stdio_allowed_commands: Vec::new(),
             listener: ListenerLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
             allowed_origins: Vec::new(),
