@@ -216,7 +216,11 @@ async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
         first_applied,
     ));
     let _ = applied.await;
-    let app = App::new(cfg.http_config()?, store.clone(), manager.clone());
+    let http_config = cfg.http_config()?;
+    if http_config.admin_allow_ips.is_empty() {
+        warn!("admin_allow_ips is empty: the admin api is closed to every client");
+    }
+    let app = App::new(http_config, store.clone(), manager.clone());
     let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;

@@ -199,6 +199,9 @@ impl App {
         if !cfg.admin_allow_ips.contains(client) {
             self.metrics().auth_failure(AuthFailure::IpNotAllowed);
             return Err(Error::Forbidden(match client {
+                _ if cfg.admin_allow_ips.is_empty() => {
+                    "the admin api is closed to every client: admin_allow_ips is empty".into()
+                }
                 ClientAddr::Known(ip) => {
                     format!("client address {ip} is not allowed to use the admin api")
                 }

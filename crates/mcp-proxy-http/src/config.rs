@@ -64,7 +64,8 @@ impl Default for ListenerLimits {
 pub struct HttpConfig {
     /// Tokens accepted on the Admin API.
     pub admin_tokens: TokenSet,
-    /// Client addresses allowed on the Admin API (after trusted-proxy resolution).
+    /// Client addresses allowed on the Admin API (after trusted-proxy resolution). Empty:
+    /// nobody (the Admin API is closed; the proxy endpoints are not affected).
     pub admin_allow_ips: IpSet,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: IpSet,

@@ -571,6 +571,34 @@ async fn stdio_allowed_commands_restricts_programs() {
 }
 
 #[tokio::test]
+async fn an_empty_admin_allow_list_closes_the_admin_api_and_nothing_else() {
+    let s = start_with(|c| c.admin_allow_ips = IpSet::default()).await;
+    let (status, body) = s.call(reqwest::Method::GET, "/admin/mcps").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "forbidden");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("admin_allow_ips is empty"),
+        "{body}"
+    );
+    let (status, _) = s.post(echo_def("e")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "writes too");
+    let health = s
+        .http
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.status(),
+        StatusCode::OK,
+        "the rest of the proxy is served"
+    );
+}
+
+#[tokio::test]
 async fn foreign_host_header_is_refused_on_loopback() {
     let s = start().await;
     let resp = s
