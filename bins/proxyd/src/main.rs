@@ -242,7 +242,11 @@ async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
         stopping.cancelled().await;
         sessions.shutdown();
     });
-    mcp_proxy_http::serve(listener, app, shutdown.cancelled_owned()).await?;
+    mcp_proxy_http::serve(listener, app.clone(), shutdown.cancelled_owned()).await?;
+    // The sessions' own tasks (closing their upstream sessions) end before the upstreams.
+    if !app.sessions().wait(cfg.shutdown_timeout).await {
+        warn!("client session tasks still running after shutdown_timeout");
+    }
     // Upstreams last: stdio children get closed stdin, SIGTERM, then SIGKILL.
     manager.shutdown(cfg.shutdown_timeout).await;
     info!("proxyd stopped");
