@@ -5,7 +5,7 @@
 
 mod stream;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -109,7 +109,11 @@ impl StreamableHttpTransport {
 
     /// The session id the server assigned, once initialized.
     pub fn session_id(&self) -> Option<String> {
-        self.inner.session_id.lock().expect("session lock").clone()
+        self.inner
+            .session_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -152,14 +156,22 @@ impl Inner {
             .request(method, self.url.clone())
             .headers(self.headers.clone());
         let session = if with_session {
-            self.session_id.lock().expect("session lock").clone()
+            self.session_id
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
         } else {
             None
         };
         if let Some(id) = &session {
             req = req.header(SESSION_HEADER, id);
         }
-        if let Some(version) = self.protocol_version.lock().expect("version lock").clone() {
+        if let Some(version) = self
+            .protocol_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
             req = req.header(PROTOCOL_VERSION_HEADER, version);
         }
         (req, session)
@@ -188,7 +200,10 @@ impl Inner {
                 .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            *self.session_id.lock().expect("session lock") = id;
+            *self
+                .session_id
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = id;
         }
         let status = response.status();
         if status == StatusCode::NOT_FOUND
@@ -254,7 +269,12 @@ impl Inner {
     }
 
     async fn delete_session(&self) {
-        let Some(session) = self.session_id.lock().expect("session lock").clone() else {
+        let Some(session) = self
+            .session_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        else {
             return;
         };
         let (req, _) = self.request(Method::DELETE, true);
@@ -310,7 +330,11 @@ impl Transport for StreamableHttpTransport {
     }
 
     fn set_protocol_version(&self, version: &str) {
-        *self.inner.protocol_version.lock().expect("version lock") = Some(version.to_owned());
+        *self
+            .inner
+            .protocol_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(version.to_owned());
     }
 
     fn on_initialized(&self) {
