@@ -51,9 +51,7 @@ struct InflightGuard<'a>(&'a Upstream);
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
+        self.0.request_ended();
     }
 }
 
@@ -63,13 +61,18 @@ pub(crate) struct OwnedInflight(Arc<Upstream>);
 
 impl Drop for OwnedInflight {
     fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
+        self.0.request_ended();
     }
 }
 
 impl Upstream {
+    /// One request in flight fewer; wakes retirement when it was the last.
+    fn request_ended(&self) {
+        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
     /// Creates the upstream and spawns its supervisor, which connects right away.
     pub(crate) fn spawn(
         def: McpDefinition,

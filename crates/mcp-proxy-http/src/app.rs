@@ -211,10 +211,7 @@ impl App {
             }));
         }
         security::check_bearer(req.headers(), &cfg.admin_tokens).map_err(|f| {
-            self.metrics().auth_failure(match f {
-                security::AuthFailure::Missing => AuthFailure::MissingToken,
-                security::AuthFailure::Invalid => AuthFailure::InvalidToken,
-            });
+            self.metrics().auth_failure(f.metric());
             Error::Unauthorized(f.message())
         })
     }

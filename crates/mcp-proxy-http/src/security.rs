@@ -198,6 +198,15 @@ impl AuthFailure {
             Self::Invalid => "invalid bearer token",
         }
     }
+
+    /// The reason counted in `mcp_proxy_auth_failures_total`.
+    pub(crate) fn metric(self) -> mcp_proxy_core::metrics::AuthFailure {
+        use mcp_proxy_core::metrics::AuthFailure as M;
+        match self {
+            Self::Missing => M::MissingToken,
+            Self::Invalid => M::InvalidToken,
+        }
+    }
 }
 
 /// Checks the request's bearer token against `tokens`.

@@ -27,7 +27,7 @@ use crate::transport::{CloseKind, CloseLatch, CloseReason, Inbox, Sent, Transpor
 pub use stream::AnswerStream;
 
 /// The session header (HTTP headers are case-insensitive).
-pub const SESSION_HEADER: &str = "mcp-session-id";
+pub use mcp_types::mcp::SESSION_HEADER;
 /// The negotiated-version header.
 pub const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
 /// The resumption header.

@@ -12,6 +12,9 @@ pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
 pub const SUPPORTED_PROTOCOL_VERSIONS: &[&str] =
     &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
+/// The HTTP header carrying a streamable-HTTP session id (clients ↔ proxy ↔ upstreams).
+pub const SESSION_HEADER: &str = "mcp-session-id";
+
 /// Whether `version` is one this proxy speaks.
 pub fn is_supported_version(version: &str) -> bool {
     SUPPORTED_PROTOCOL_VERSIONS.contains(&version)
