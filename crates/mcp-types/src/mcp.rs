@@ -66,6 +66,18 @@ pub mod methods {
     pub const ELICITATION_CREATE: &str = "elicitation/create";
     /// `roots/list` (server → client).
     pub const ROOTS_LIST: &str = "roots/list";
+    /// `completion/complete`.
+    pub const COMPLETION_COMPLETE: &str = "completion/complete";
+    /// `logging/setLevel`.
+    pub const LOGGING_SET_LEVEL: &str = "logging/setLevel";
+    /// `tasks/get`.
+    pub const TASKS_GET: &str = "tasks/get";
+    /// `tasks/result`.
+    pub const TASKS_RESULT: &str = "tasks/result";
+    /// `tasks/list`.
+    pub const TASKS_LIST: &str = "tasks/list";
+    /// `tasks/cancel`.
+    pub const TASKS_CANCEL: &str = "tasks/cancel";
 }
 
 /// `name`/`version` of a client or server (`Implementation`).
