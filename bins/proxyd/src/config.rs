@@ -215,7 +215,7 @@ impl Default for ProxydConfig {
             allowed_origins: Vec::new(),
             storage: StorageConfig::default(),
             max_body_bytes: mcp_proxy_http::DEFAULT_MAX_BODY_BYTES,
-            max_message_bytes: 16 * 1024 * 1024,
+            max_message_bytes: mcp_transport::DEFAULT_MAX_MESSAGE_BYTES,
             max_sessions: 4096,
             session_idle_timeout: Duration::from_secs(30 * 60),
             max_inflight_per_session: 64,
