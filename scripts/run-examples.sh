@@ -2,6 +2,8 @@
 # Runs the three examples against a real proxyd on a free loopback port, with real
 # upstreams from .tools (mcp-server-time, server-everything): engine_client,
 # register_from_yaml (examples/workflow.yaml, --once and a short sync loop), embed_core,
+# embed_http (proxyd's router mounted under /gateway of a host service with its own auth;
+# it checks the host's 401, the proxy's own admin 401, and a tools/call through the prefix),
 # and proxyctl (add, call, import of examples/mcp_servers.json, export, rm).
 # Fails when any example fails or leaves an MCP registered. proxyd is always stopped.
 set -euo pipefail
@@ -21,6 +23,7 @@ echo "== building proxyd and the examples"
 cargo build --quiet --locked -p proxyd --bin proxyd
 cargo build --quiet --locked -p mcp-proxy-client --example engine_client --example register_from_yaml
 cargo build --quiet --locked -p mcp-proxy-core --example embed_core
+cargo build --quiet --locked -p mcp-proxy-http --example embed_http
 cargo build --quiet --locked -p proxyctl --bin proxyctl
 TARGET_DIR=$(cargo metadata --format-version 1 --no-deps --locked \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
@@ -85,6 +88,8 @@ run embed_core_time "get_current_time → " "$BIN/examples/embed_core" -- "$TIME
 run embed_core_everything "echo → Echo: hello from embed_core" \
   "$BIN/examples/embed_core" --tool echo --arguments '{"message":"hello from embed_core"}' \
   -- "$NODE_BIN" "$EVERYTHING" stdio
+
+run embed_http "embed_http: all checks passed" "$BIN/examples/embed_http" -- "$TIME_SERVER"
 
 export MCP_PROXY_URL="$URL" MCP_PROXY_TOKEN="$TOKEN"
 CTL="$BIN/proxyctl"

@@ -210,6 +210,7 @@ async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
             max_connections: cfg.max_connections,
             aggregate_all: cfg.aggregate_all,
             strict_names: cfg.strict_names,
+            stdio_allowed_commands: cfg.stdio_allowed_commands.clone(),
         },
     );
     manager.start().await;
@@ -226,7 +227,6 @@ async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
         flags: reload.flags,
         store: store.clone(),
         manager: manager.clone(),
-        max_connections: cfg.max_connections,
     };
     // The first application happens before the listener opens, so the Admin API never
     // answers without the declared servers.
@@ -239,7 +239,11 @@ async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
         first_applied,
     ));
     let _ = applied.await;
-    let app = App::new(cfg.http_config()?, store.clone(), manager.clone());
+    let http_config = cfg.http_config()?;
+    if http_config.admin_allow_ips.is_empty() {
+        warn!("admin_allow_ips is empty: the admin api is closed to every client");
+    }
+    let app = App::new(http_config, store.clone(), manager.clone());
     let listener = TcpListener::bind((cfg.host.as_str(), cfg.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", cfg.host, cfg.port))?;
@@ -273,9 +277,12 @@ async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
         stopping.cancelled().await;
         sessions.shutdown();
     });
-    let retiring = app.clone();
-    mcp_proxy_http::serve(listener, app, shutdown.cancelled_owned()).await?;
-    retiring.retire().await;
+    mcp_proxy_http::serve(listener, app.clone(), shutdown.cancelled_owned()).await?;
+    app.retire().await;
+    // The sessions' own tasks (closing their upstream sessions) end before the upstreams.
+    if !app.sessions().wait(cfg.shutdown_timeout).await {
+        warn!("client session tasks still running after shutdown_timeout");
+    }
     // Upstreams last: stdio children get closed stdin, SIGTERM, then SIGKILL.
     manager.shutdown(cfg.shutdown_timeout).await;
     info!("proxyd stopped");

@@ -132,7 +132,7 @@ pub enum Error {
     InvalidRetryPolicy(&'static str),
     /// Some MCPs did not reach `connected` in time.
     #[error("wait for connections: {} not connected after {}: {}", .pending.len(),
-        fmt_duration(.after), PendingList(.pending))]
+        mcp_types::duration::format(*.after), PendingList(.pending))]
     NotConnected {
         /// How long was waited.
         after: Duration,
@@ -226,10 +226,6 @@ impl fmt::Display for PendingMcp {
             None => f.write_str(", no error reported)"),
         }
     }
-}
-
-fn fmt_duration(d: &Duration) -> String {
-    mcp_types::duration::format(*d)
 }
 
 struct PendingList<'a>(&'a [PendingMcp]);

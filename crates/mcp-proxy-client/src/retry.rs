@@ -9,8 +9,7 @@ use tracing::debug;
 
 use crate::error::Error;
 
-/// Relative jitter applied to every delay (±20 %).
-pub const JITTER: f64 = 0.2;
+pub use mcp_types::duration::JITTER;
 
 /// When to try a failed call again.
 ///

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 /// Longest wait between two reconnect attempts.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// Relative jitter applied to every delay (±20 %).
-pub const JITTER: f64 = 0.2;
+pub use mcp_types::duration::JITTER;
 
 /// Exponential back-off: `base`, ×2 per attempt, capped at [`MAX_BACKOFF`], ±20 % jitter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

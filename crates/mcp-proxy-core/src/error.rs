@@ -63,8 +63,18 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] mcp_store::Error),
     /// `max_connections` reached.
-    #[error("max_connections ({0}) reached")]
+    #[error("max_connections ({0}) reached: delete an mcp before adding another")]
     TooManyUpstreams(usize),
+    /// The definition fails validation (every failing field).
+    #[error("{0}")]
+    Invalid(mcp_types::ValidationErrors),
+    /// The definition is declared in the configuration of the program that embeds the
+    /// core (`proxyd`'s `[[servers]]`); its registrant may not change it.
+    #[error(
+        "mcp {0:?} is declared in the proxy's configuration ([[servers]] or servers_dir): \
+         change it there and reload proxyd (SIGHUP), or remove the declaration"
+    )]
+    Declared(String),
     /// The upstream's `maxSessions` is reached.
     #[error("mcp {mcp:?}: max sessions ({limit}) reached")]
     TooManySessions {

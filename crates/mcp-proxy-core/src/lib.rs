@@ -41,7 +41,10 @@ pub use backoff::{Backoff, HEALTH_FAILURES_FOR_LOSS, HealthCounter, JITTER, MAX_
 pub use connector::{Connection, Connector, ResumeParams, SessionParams, TransportConnector};
 pub use discovery::Catalog;
 pub use error::Error;
-pub use manager::{Listing, ListingError, Manager, ManagerConfig, MetricsSnapshot, Tagged};
+pub use manager::{
+    DEFAULT_MAX_CONNECTIONS, Listing, ListingError, Manager, ManagerConfig, MetricsSnapshot,
+    Tagged, validate_definition,
+};
 pub use metrics::Metrics;
 pub use session::{
     ClientSession, LinkSnapshot, Outbound, Outlet, Released, Reply, Resumed, SessionHub,

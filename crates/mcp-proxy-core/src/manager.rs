@@ -13,6 +13,7 @@ use mcp_types::{ConnectionState, McpDefinition, McpStatus};
 use serde::Serialize;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use crate::connector::Connector;
@@ -21,27 +22,39 @@ use crate::metrics::Metrics;
 use crate::upstream::Upstream;
 
 mod groups;
+mod registration;
 mod table;
+
+pub use registration::validate_definition;
 
 use table::Table;
 
 /// Settings of the manager.
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
-    /// Most upstream definitions served at once.
+    /// Most upstream definitions: [`Manager::register`] refuses one more (its docs say
+    /// how this holds across replicas), and a replica never runs more.
     pub max_connections: usize,
     /// Serve the built-in group of every upstream (`/mcp`).
     pub aggregate_all: bool,
     /// Keep the built-in group's names within `^[A-Za-z0-9_-]{1,64}$`.
     pub strict_names: bool,
+    /// When non-empty, the only programs stdio definitions may name (checked at
+    /// registration; the connector checks again before each spawn, see
+    /// `mcp_transport::TransportOptions::allowed_commands`).
+    pub stdio_allowed_commands: Vec<String>,
 }
+
+/// Default `max_connections` (upstream definitions).
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 impl Default for ManagerConfig {
     fn default() -> Self {
         Self {
-            max_connections: 256,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             aggregate_all: true,
             strict_names: false,
+            stdio_allowed_commands: Vec::new(),
         }
     }
 }
@@ -110,6 +123,11 @@ struct Inner {
     /// Upstreams served without being in the store (see [`Manager::apply_unstored`]).
     unstored: Mutex<HashSet<String>>,
     cancel: CancellationToken,
+    /// Every task the manager owns: the change-feed follower, each upstream's supervisor
+    /// and status writes, retiring connections. [`Manager::shutdown`] awaits them.
+    tasks: TaskTracker,
+    /// Held from the count to the write of a registration (see [`registration`]).
+    registering: tokio::sync::Mutex<()>,
     loaded: AtomicBool,
     started: Instant,
     prometheus: Arc<Metrics>,
@@ -146,6 +164,8 @@ impl Manager {
                 table: RwLock::new(Table::default()),
                 unstored: Mutex::default(),
                 cancel,
+                tasks: TaskTracker::new(),
+                registering: tokio::sync::Mutex::new(()),
                 loaded: AtomicBool::new(false),
                 started: Instant::now(),
                 prometheus: Arc::new(Metrics::new()),
@@ -164,7 +184,7 @@ impl Manager {
             warn!(error = %e, "cannot load definitions yet; retrying in the background");
         }
         let me = self.clone();
-        tokio::spawn(async move {
+        self.inner.tasks.spawn(async move {
             let mut retry = tokio::time::interval(Duration::from_secs(2));
             retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -294,6 +314,7 @@ impl Manager {
             self.inner.prometheus.clone(),
             &self.inner.cancel,
             self.inner.changes.clone(),
+            &self.inner.tasks,
         );
         table.running.insert(name.clone(), up);
         table.record(&name, version);
@@ -303,7 +324,9 @@ impl Manager {
                 old.detach_metrics();
                 info!(upstream = %name, "definition changed; replacing the connection");
                 let grace = old.definition().timeout;
-                tokio::spawn(async move { old.retire(grace).await });
+                self.inner
+                    .tasks
+                    .spawn(async move { old.retire(grace).await });
             }
             None => info!(upstream = %name, "upstream added"),
         }
@@ -331,6 +354,11 @@ impl Manager {
             old.stop();
             self.inner.prometheus.forget_upstream(name);
         }
+    }
+
+    /// The settings this manager was made with.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.inner.config
     }
 
     /// The connector upstream connections are opened with (client sessions use it too).
@@ -498,19 +526,26 @@ impl Manager {
         m
     }
 
-    /// Stops every upstream and the change-feed follower. Waits (at most `grace`) for
-    /// the supervisors to close their connections.
-    pub async fn shutdown(&self, grace: Duration) {
+    /// Stops every upstream and the change-feed follower, and waits (at most `grace`)
+    /// for every task the manager owns to end: supervisors closing their connections
+    /// (stdio children: stdin closed, SIGTERM, SIGKILL), retiring connections, status
+    /// writes. Returns whether they all ended in time; those that did not are left to
+    /// the runtime (their children are killed on drop).
+    pub async fn shutdown(&self, grace: Duration) -> bool {
         self.inner.cancel.cancel();
-        let ups: Vec<_> = self.write().running.drain().map(|(_, u)| u).collect();
-        let deadline = tokio::time::Instant::now() + grace;
-        for up in ups {
-            while up.state() != ConnectionState::Disconnected
-                && tokio::time::Instant::now() < deadline
-            {
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
+        self.inner.tasks.close();
+        drop(std::mem::take(&mut self.write().running));
+        let ended = tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_ok();
+        if !ended {
+            warn!(
+                left = self.inner.tasks.len(),
+                grace = %mcp_types::duration::format(grace),
+                "upstream tasks still running after the shutdown deadline"
+            );
         }
+        ended
     }
 }
 

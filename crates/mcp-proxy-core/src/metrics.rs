@@ -8,6 +8,7 @@ use std::time::Duration;
 
 pub use connections::{ConnectionClose, ConnectionMetrics};
 use mcp_types::ConnectionState;
+use mcp_types::mcp::methods;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -17,26 +18,26 @@ use prometheus_client::registry::Registry;
 
 /// Methods that get their own label value; every other method is `other`.
 const KNOWN_METHODS: &[&str] = &[
-    "initialize",
-    "ping",
-    "tools/list",
-    "tools/call",
-    "prompts/list",
-    "prompts/get",
-    "resources/list",
-    "resources/read",
-    "resources/templates/list",
-    "resources/subscribe",
-    "resources/unsubscribe",
-    "completion/complete",
-    "logging/setLevel",
-    "sampling/createMessage",
-    "elicitation/create",
-    "roots/list",
-    "tasks/get",
-    "tasks/result",
-    "tasks/list",
-    "tasks/cancel",
+    methods::INITIALIZE,
+    methods::PING,
+    methods::TOOLS_LIST,
+    methods::TOOLS_CALL,
+    methods::PROMPTS_LIST,
+    methods::PROMPTS_GET,
+    methods::RESOURCES_LIST,
+    methods::RESOURCES_READ,
+    methods::RESOURCE_TEMPLATES_LIST,
+    methods::RESOURCES_SUBSCRIBE,
+    methods::RESOURCES_UNSUBSCRIBE,
+    methods::COMPLETION_COMPLETE,
+    methods::LOGGING_SET_LEVEL,
+    methods::SAMPLING_CREATE_MESSAGE,
+    methods::ELICITATION_CREATE,
+    methods::ROOTS_LIST,
+    methods::TASKS_GET,
+    methods::TASKS_RESULT,
+    methods::TASKS_LIST,
+    methods::TASKS_CANCEL,
 ];
 
 /// How a forwarded request ended.

@@ -14,6 +14,7 @@ use mcp_types::{ConnectionState, McpDefinition, McpStatus, Outcome, Response};
 use serde_json::value::RawValue;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::connector::Connector;
 use crate::discovery::Catalog;
@@ -41,6 +42,8 @@ pub struct Upstream {
     derived: crate::derived::Derived,
     /// Bumped whenever its catalog or state changes (groups recompute their catalogs).
     changes: Arc<tokio::sync::watch::Sender<u64>>,
+    /// Its owner's tasks (the manager's): the supervisor and the status writes.
+    tasks: TaskTracker,
 }
 
 /// Counts a request in flight; wakes retirement when the last one ends.
@@ -48,9 +51,7 @@ struct InflightGuard<'a>(&'a Upstream);
 
 impl Drop for InflightGuard<'_> {
     fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
+        self.0.request_ended();
     }
 }
 
@@ -60,13 +61,18 @@ pub(crate) struct OwnedInflight(Arc<Upstream>);
 
 impl Drop for OwnedInflight {
     fn drop(&mut self) {
-        if self.0.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.0.idle.notify_waiters();
-        }
+        self.0.request_ended();
     }
 }
 
 impl Upstream {
+    /// One request in flight fewer; wakes retirement when it was the last.
+    fn request_ended(&self) {
+        if self.inflight.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.idle.notify_waiters();
+        }
+    }
+
     /// Creates the upstream and spawns its supervisor, which connects right away.
     pub(crate) fn spawn(
         def: McpDefinition,
@@ -75,6 +81,7 @@ impl Upstream {
         metrics: Arc<Metrics>,
         parent: &CancellationToken,
         changes: Arc<tokio::sync::watch::Sender<u64>>,
+        tasks: &TaskTracker,
     ) -> Arc<Self> {
         let up = Arc::new(Self {
             def,
@@ -91,11 +98,12 @@ impl Upstream {
             reporting: std::sync::atomic::AtomicBool::new(true),
             derived: crate::derived::Derived::default(),
             changes,
+            tasks: tasks.clone(),
         });
         // Connecting from the first moment, so a registration's answer says so.
         up.status.set_state(ConnectionState::Connecting);
         up.report_state(ConnectionState::Connecting);
-        tokio::spawn(supervisor::run(up.clone(), connector));
+        up.tasks.spawn(supervisor::run(up.clone(), connector));
         up
     }
 
@@ -329,7 +337,7 @@ impl Upstream {
         self.report_state(self.status.state());
         self.changed();
         let up = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn(async move {
             let snapshot = up.status.snapshot();
             let save = up.store.save_status(&up.def.name, &snapshot);
             match tokio::time::timeout(Duration::from_secs(5), save).await {

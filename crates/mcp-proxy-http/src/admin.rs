@@ -7,12 +7,8 @@ use http::header::{HeaderValue, LOCATION};
 use http::{Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use mcp_types::validate::Draft;
-use mcp_types::{
-    CommandSpec, DefinitionSource, FieldError, McpDefinition, McpStatus, TransportKind,
-    ValidationErrors,
-};
+use mcp_types::{McpDefinition, McpStatus, ValidationErrors};
 use serde::Serialize;
-use tracing::info;
 
 use crate::app::App;
 use crate::body::{self, Body, json_response};
@@ -178,75 +174,23 @@ fn renamed(what: &str, sent: &str, name: &str) -> Error {
     }
 }
 
-/// Every problem of the draft at once (reading, [`McpDefinition::validate`], the checks of
-/// [`validate_definition`]), or the definition to store.
+/// Every problem of the draft at once (reading, [`McpDefinition::validate`], the
+/// manager's [`extra_checks`](mcp_proxy_core::Manager::extra_checks)), or the definition
+/// to register.
 fn finish(app: &App, draft: Draft) -> Result<McpDefinition, Error> {
-    let allowed = &app.config().stdio_allowed_commands;
+    let manager = &app.inner().manager;
     draft
-        .finish(|def, errors| errors.0.extend(admin_checks(def, allowed)))
+        .finish(|def, errors| errors.0.extend(manager.extra_checks(def)))
         .map_err(invalid)
 }
 
-/// Every check a definition must pass before it is stored, whoever brings it (the Admin
-/// API, an import, or `proxyd`'s declared servers): [`McpDefinition::validate`], the
-/// `stdio_allowed_commands` list, and a `command` string that is really a command line.
-pub fn validate_definition(
-    def: &McpDefinition,
-    stdio_allowed_commands: &[String],
-) -> Result<(), ValidationErrors> {
-    let mut errors = match def.validate() {
-        Ok(()) => Vec::new(),
-        Err(e) => e.0,
-    };
-    errors.extend(admin_checks(def, stdio_allowed_commands));
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ValidationErrors(errors))
+/// A failed registration (see [`mcp_proxy_core::Manager::register`]) as the HTTP error:
+/// store refusals as for every write, the rest as the core said.
+fn registration_error(e: mcp_proxy_core::Error) -> Error {
+    match e {
+        mcp_proxy_core::Error::Store(s) => write_error(s),
+        e => Error::Core(e),
     }
-}
-
-/// The checks beyond [`McpDefinition::validate`]: the `stdio_allowed_commands` list, and a
-/// `command` string that is really a command line.
-fn admin_checks(def: &McpDefinition, stdio_allowed_commands: &[String]) -> Vec<FieldError> {
-    let mut errors = Vec::new();
-    if def.transport == TransportKind::Stdio
-        && let Some(CommandSpec::Program(line)) = &def.command
-        && let Some(hint) = command_line_hint(line, &def.args)
-    {
-        errors.push(FieldError {
-            field: "command".into(),
-            message: hint,
-        });
-    }
-    errors.extend(mcp_types::validate::check_stdio_allowed(
-        def,
-        stdio_allowed_commands,
-    ));
-    errors
-}
-
-/// A `command` string is one program and is never split; `"npx -y pkg"` names a program
-/// that cannot exist, so it is refused with the array form to write instead. A path with
-/// spaces (`/opt/My Tools/server`, `./my server`) is a program and passes.
-fn command_line_hint(line: &str, args: &[String]) -> Option<String> {
-    let trimmed = line.trim();
-    let is_path = ["/", "./", "../", "~/"]
-        .iter()
-        .any(|p| trimmed.starts_with(p));
-    if !trimmed.contains(char::is_whitespace) || is_path {
-        return None;
-    }
-    let words: Vec<String> = trimmed.split_whitespace().map(str::to_owned).collect();
-    let mut argv = words.clone();
-    argv.extend(args.iter().cloned());
-    let array = serde_json::to_string(&argv).unwrap_or_default();
-    let tail = serde_json::to_string(&argv[1..]).unwrap_or_default();
-    Some(format!(
-        "{line:?} is one program name (a command string is not split on spaces): write \
-         the array form \"command\": {array}, or \"command\": {:?} with \"args\": {tail}",
-        words[0]
-    ))
 }
 
 /// The 400 answer for failing fields.
@@ -257,27 +201,16 @@ pub(crate) fn invalid(errors: ValidationErrors) -> Error {
     }
 }
 
-/// Refuses a change through the Admin API to a definition declared in the configuration.
-fn refuse_declared(def: &McpDefinition) -> Result<(), Error> {
-    match def.source {
-        DefinitionSource::Config => Err(Error::Declared(def.name.clone())),
-        DefinitionSource::Api => Ok(()),
-    }
-}
-
 async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Error> {
     // Nothing is stored: a placeholder for a kept secret stands for nothing, and
     // validation refuses it.
     let def = finish(app, read_draft(app, req).await?)?;
-    let store = &app.inner().store;
-    let max = app.config().max_connections;
-    if store.list().await?.len() >= max {
-        return Err(Error::TooManyDefinitions(max));
-    }
-    let stored = store.create(def).await.map_err(write_error)?;
-    info!(mcp = %stored.name, transport = stored.transport.as_str(), "mcp registered");
-    // The change feed brings the same event; applying it now makes the answer current.
-    app.inner().manager.apply_put(stored.clone());
+    let stored = app
+        .inner()
+        .manager
+        .register(def)
+        .await
+        .map_err(registration_error)?;
     let location = format!("/admin/mcps/{}", stored.name);
     let mut resp = json_response(StatusCode::CREATED, &entry(app, stored.clone()).await?);
     set_etag(resp.headers_mut(), &stored);
@@ -294,12 +227,8 @@ async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Respons
     if draft.is_readable("name") && sent != name {
         return Err(renamed("a definition", sent, name));
     }
-    let store = &app.inner().store;
-    let existing = store
-        .get(name)
-        .await?
-        .ok_or_else(|| Error::McpNotFound(name.to_owned()))?;
-    refuse_declared(&existing)?;
+    let manager = &app.inner().manager;
+    let existing = manager.registered(name).await.map_err(registration_error)?;
     if draft.is_readable("name") {
         draft.definition_mut().restore_secrets(&existing);
     }
@@ -307,50 +236,24 @@ async fn update(app: &App, name: &str, req: Request<Incoming>) -> Result<Respons
     // An invalid body is a 400 whatever the precondition; the store checks the version
     // again, atomically with the write.
     let expected = if_match.check(&existing)?;
-    let stored = store.update_if(def, expected).await.map_err(write_error)?;
-    info!(mcp = %stored.name, "mcp updated");
-    app.inner().manager.apply_put(stored.clone());
+    let stored = manager
+        .update(def, expected)
+        .await
+        .map_err(registration_error)?;
     let mut resp = json_response(StatusCode::OK, &entry(app, stored.clone()).await?);
     set_etag(resp.headers_mut(), &stored);
     Ok(resp)
 }
 
 async fn delete(app: &App, name: &str, req: &Request<Incoming>) -> Result<Response<Body>, Error> {
-    let store = &app.inner().store;
-    let if_match = IfMatch::parse(req.headers());
-    let expected = match store.get(name).await? {
-        Some(existing) => {
-            refuse_declared(&existing)?;
-            if_match.check(&existing)?
-        }
-        // Not found: the delete says so.
-        None => None,
-    };
-    let version = store.delete_if(name, expected).await.map_err(write_error)?;
-    info!(mcp = %name, "mcp deleted");
-    app.inner().manager.apply_delete(name, Some(version));
+    let manager = &app.inner().manager;
+    let existing = manager.registered(name).await.map_err(registration_error)?;
+    let expected = IfMatch::parse(req.headers()).check(&existing)?;
+    manager
+        .remove(name, expected)
+        .await
+        .map_err(registration_error)?;
     let mut resp = Response::new(body::empty());
     *resp.status_mut() = StatusCode::NO_CONTENT;
     Ok(resp)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_command_line_in_the_string_form_gets_the_array_form_as_a_hint() {
-        let def = McpDefinition::stdio("e", "npx -y @scope/pkg", &["stdio"]);
-        let err = validate_definition(&def, &[]).unwrap_err();
-        let msg = &err.0[0].message;
-        assert!(
-            msg.contains(r#""command": ["npx","-y","@scope/pkg","stdio"]"#),
-            "{msg}"
-        );
-        assert!(msg.contains(r#""command": "npx" with "args": ["-y","@scope/pkg","stdio"]"#));
-        for fine in ["npx", "/opt/My Tools/server", "./bin/my server"] {
-            let def = McpDefinition::stdio("e", fine, &[]);
-            validate_definition(&def, &[]).unwrap();
-        }
-    }
 }

@@ -256,6 +256,9 @@ impl App {
         if !cfg.admin_allow_ips.contains(client) {
             self.metrics().auth_failure(AuthFailure::IpNotAllowed);
             return Err(Error::Forbidden(match client {
+                _ if cfg.admin_allow_ips.is_empty() => {
+                    "the admin api is closed to every client: admin_allow_ips is empty".into()
+                }
                 ClientAddr::Known(ip) => {
                     format!("client address {ip} is not allowed to use the admin api")
                 }
@@ -265,10 +268,7 @@ impl App {
             }));
         }
         security::check_bearer(req.headers(), &cfg.admin_tokens).map_err(|f| {
-            self.metrics().auth_failure(match f {
-                security::AuthFailure::Missing => AuthFailure::MissingToken,
-                security::AuthFailure::Invalid => AuthFailure::InvalidToken,
-            });
+            self.metrics().auth_failure(f.metric());
             Error::Unauthorized(f.message())
         })
     }

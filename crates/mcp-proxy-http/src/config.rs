@@ -10,8 +10,6 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 pub const DEFAULT_INPUT_WAIT: Duration = Duration::from_secs(300);
 /// Default `session_token_lifetime`: 24 hours.
 pub const DEFAULT_SESSION_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 3600);
-/// Default `max_connections` (upstream definitions).
-pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 
 /// Limits and deadlines of client connections (`[listener]` in `proxyd.toml`).
 ///
@@ -68,7 +66,8 @@ impl Default for ListenerLimits {
 pub struct HttpConfig {
     /// Tokens accepted on the Admin API.
     pub admin_tokens: TokenSet,
-    /// Client addresses allowed on the Admin API (after trusted-proxy resolution).
+    /// Client addresses allowed on the Admin API (after trusted-proxy resolution). Empty:
+    /// nobody (the Admin API is closed; the proxy endpoints are not affected).
     pub admin_allow_ips: IpSet,
     /// Peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: IpSet,
@@ -81,12 +80,8 @@ pub struct HttpConfig {
     pub check_host: bool,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
-    /// Most upstream definitions.
-    pub max_connections: usize,
     /// Serve `/metrics` without admin credentials.
     pub metrics_public: bool,
-    /// When non-empty, the only programs stdio definitions may name.
-    pub stdio_allowed_commands: Vec<String>,
     /// Limits and deadlines of client connections.
     pub listener: ListenerLimits,
     /// How long in-flight requests get to finish at shutdown.
@@ -131,9 +126,7 @@ impl Default for HttpConfig {
             extra_hosts: Vec::new(),
             check_host: true,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            max_connections: DEFAULT_MAX_CONNECTIONS,
             metrics_public: false,
-            stdio_allowed_commands: Vec::new(),
             listener: ListenerLimits::default(),
             shutdown_timeout: Duration::from_secs(10),
             allowed_origins: Vec::new(),

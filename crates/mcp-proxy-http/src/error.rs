@@ -81,13 +81,6 @@ pub enum Error {
     /// The number of groups reached the limit.
     #[error("max_groups ({0}) reached: delete a group before adding another")]
     TooManyGroups(usize),
-    /// The definition is declared in `proxyd`'s configuration; the Admin API does not
-    /// change it.
-    #[error(
-        "mcp {0:?} is declared in the proxy's configuration ([[servers]] or servers_dir): \
-         change it there and reload proxyd (SIGHUP), or remove the declaration"
-    )]
-    Declared(String),
     /// `If-Match` names another version than the one stored.
     #[error("{what} {name:?} has changed: If-Match does not name its current ETag ({})", etag.as_deref().unwrap_or("none"))]
     PreconditionFailed {
@@ -98,9 +91,6 @@ pub enum Error {
         /// Its current entity tag, if it has one.
         etag: Option<String>,
     },
-    /// The number of definitions reached `max_connections`.
-    #[error("max_connections ({0}) reached: delete an mcp before adding another")]
-    TooManyDefinitions(usize),
     /// A proxy-endpoint request that is not acceptable as sent (no session id, an
     /// unsupported protocol version, a batch where none is allowed, …).
     #[error("{message}")]
@@ -196,8 +186,6 @@ impl Error {
             }
             Self::ReadOnly(_) => (StatusCode::CONFLICT, "read_only", None),
             Self::TooManyGroups(_) => (StatusCode::CONFLICT, "max_groups_reached", None),
-            Self::TooManyDefinitions(_) => (StatusCode::CONFLICT, "max_connections_reached", None),
-            Self::Declared(_) => (StatusCode::CONFLICT, "declared_in_config", None),
             Self::PreconditionFailed { etag, .. } => (
                 StatusCode::PRECONDITION_FAILED,
                 "precondition_failed",
@@ -253,6 +241,12 @@ fn core_parts(e: &mcp_proxy_core::Error) -> (StatusCode, &'static str, Option<Va
         e if e.is_timeout() => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", None),
         C::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error", None),
         C::TooManyUpstreams(_) => (StatusCode::CONFLICT, "max_connections_reached", None),
+        C::Invalid(errors) => (
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            Some(serde_json::to_value(&errors.0).unwrap_or_default()),
+        ),
+        C::Declared(_) => (StatusCode::CONFLICT, "declared_in_config", None),
         C::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", None),
         C::TooManySessions { .. } | C::SessionLimit(_) => {
             (StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions", None)

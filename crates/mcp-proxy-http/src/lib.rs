@@ -28,11 +28,11 @@ mod server;
 mod system;
 mod upstreams;
 
-pub use admin::{import, validate_definition};
+pub use admin::import;
 pub use app::App;
 pub use config::{
-    DEFAULT_INPUT_WAIT, DEFAULT_MAX_BODY_BYTES, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_SESSION_TOKEN_LIFETIME, HttpConfig, ListenerLimits, StateKey,
+    DEFAULT_INPUT_WAIT, DEFAULT_MAX_BODY_BYTES, DEFAULT_SESSION_TOKEN_LIFETIME, HttpConfig,
+    ListenerLimits, StateKey,
 };
 pub use error::Error;
 pub use server::serve;

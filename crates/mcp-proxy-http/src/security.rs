@@ -10,7 +10,10 @@ use mcp_types::Secret;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// A set of IP networks; empty means "anyone" where used as an allow-list.
+/// A set of IP networks. An empty set contains nobody ([`IpSet::contains`] is `false`):
+/// `admin_allow_ips = []` closes the Admin API to every client. Where an empty list means
+/// "no restriction" instead (a definition's `allowedIPs`), the caller checks
+/// [`IpSet::is_empty`] first and says so.
 #[derive(Debug, Clone, Default)]
 pub struct IpSet(Vec<IpNet>);
 
@@ -193,6 +196,15 @@ impl AuthFailure {
         match self {
             Self::Missing => "missing bearer token: send Authorization: Bearer <token>",
             Self::Invalid => "invalid bearer token",
+        }
+    }
+
+    /// The reason counted in `mcp_proxy_auth_failures_total`.
+    pub(crate) fn metric(self) -> mcp_proxy_core::metrics::AuthFailure {
+        use mcp_proxy_core::metrics::AuthFailure as M;
+        match self {
+            Self::Missing => M::MissingToken,
+            Self::Invalid => M::InvalidToken,
         }
     }
 }

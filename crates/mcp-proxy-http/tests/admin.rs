@@ -27,6 +27,10 @@ impl Drop for Server {
 }
 
 async fn start_with(tweak: impl FnOnce(&mut HttpConfig)) -> Server {
+    start_full(tweak, ManagerConfig::default()).await
+}
+
+async fn start_full(tweak: impl FnOnce(&mut HttpConfig), manager: ManagerConfig) -> Server {
     let token = Secret::new(TOKEN);
     let mut cfg = HttpConfig {
         admin_tokens: TokenSet::new([&token]),
@@ -43,7 +47,7 @@ async fn start_with(tweak: impl FnOnce(&mut HttpConfig)) -> Server {
     let manager = Manager::new(
         dyn_store.clone(),
         Arc::new(TransportConnector::default()),
-        ManagerConfig::default(),
+        manager,
     );
     manager.start().await;
     let app = App::new(cfg, dyn_store, manager);
@@ -537,13 +541,17 @@ async fn health_readiness_and_metrics() {
     assert_eq!(states, 1, "{m}");
     assert_eq!(
         m["max_connections"],
-        mcp_proxy_http::DEFAULT_MAX_CONNECTIONS
+        mcp_proxy_core::DEFAULT_MAX_CONNECTIONS
     );
 }
 
 #[tokio::test]
 async fn max_connections_caps_definitions() {
-    let s = start_with(|c| c.max_connections = 1).await;
+    let config = ManagerConfig {
+        max_connections: 1,
+        ..ManagerConfig::default()
+    };
+    let s = start_full(|_| {}, config).await;
     assert_eq!(s.post(echo_def("one")).await.0, StatusCode::CREATED);
     let (status, body) = s.post(echo_def("two")).await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -552,10 +560,42 @@ async fn max_connections_caps_definitions() {
 
 #[tokio::test]
 async fn stdio_allowed_commands_restricts_programs() {
-    let s = start_with(|c| c.stdio_allowed_commands = vec!["npx".into()]).await;
+    let config = ManagerConfig {
+        stdio_allowed_commands: vec!["npx".into()],
+        ..ManagerConfig::default()
+    };
+    let s = start_full(|_| {}, config).await;
     let (status, body) = s.post(echo_def("e")).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["details"][0]["field"], "command", "{body}");
+}
+
+#[tokio::test]
+async fn an_empty_admin_allow_list_closes_the_admin_api_and_nothing_else() {
+    let s = start_with(|c| c.admin_allow_ips = IpSet::default()).await;
+    let (status, body) = s.call(reqwest::Method::GET, "/admin/mcps").await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["code"], "forbidden");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("admin_allow_ips is empty"),
+        "{body}"
+    );
+    let (status, _) = s.post(echo_def("e")).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "writes too");
+    let health = s
+        .http
+        .get(format!("{}/healthz", s.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        health.status(),
+        StatusCode::OK,
+        "the rest of the proxy is served"
+    );
 }
 
 #[tokio::test]

@@ -164,16 +164,8 @@ fn fmt_body(body: &str) -> String {
     }
 }
 
-/// `10s`, `1.5s`, `250ms`.
-pub(crate) fn fmt_duration(d: Duration) -> String {
-    if d.as_millis() < 1000 {
-        format!("{}ms", d.as_millis())
-    } else if d.subsec_millis() == 0 {
-        format!("{}s", d.as_secs())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
-    }
-}
+/// `10s`, `1.5s`, `250ms`: durations as definitions write them.
+pub(crate) use mcp_types::duration::format as fmt_duration;
 
 impl Error {
     /// The upstream this error is about.

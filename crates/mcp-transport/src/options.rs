@@ -5,8 +5,9 @@ use std::time::Duration;
 use http::HeaderMap;
 use mcp_types::McpDefinition;
 
-/// Default [`TransportOptions::max_message_bytes`]: 4 MiB.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
+/// Default [`TransportOptions::max_message_bytes`]: 16 MiB, `proxyd`'s default too (tool
+/// results carrying images or files pass 4 MiB; one message is still bounded).
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How a transport behaves; [`Default`] gives the documented defaults.
 ///

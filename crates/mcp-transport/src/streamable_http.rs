@@ -11,7 +11,7 @@
 mod headers;
 mod stream;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -33,7 +33,7 @@ use crate::transport::{CloseKind, CloseLatch, CloseReason, Inbox, Sent, Transpor
 pub use stream::AnswerStream;
 
 /// The session header (HTTP headers are case-insensitive).
-pub const SESSION_HEADER: &str = "mcp-session-id";
+pub use mcp_types::mcp::SESSION_HEADER;
 /// The negotiated-version header.
 pub const PROTOCOL_VERSION_HEADER: &str = "mcp-protocol-version";
 /// The resumption header.
@@ -118,7 +118,11 @@ impl StreamableHttpTransport {
 
     /// The session id the server assigned, once initialized.
     pub fn session_id(&self) -> Option<String> {
-        self.inner.session_id.lock().expect("session lock").clone()
+        self.inner
+            .session_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -174,14 +178,22 @@ impl Inner {
             return (req.header(PROTOCOL_VERSION_HEADER, version), None);
         }
         let session = if with_session {
-            self.session_id.lock().expect("session lock").clone()
+            self.session_id
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .clone()
         } else {
             None
         };
         if let Some(id) = &session {
             req = req.header(SESSION_HEADER, id);
         }
-        if let Some(version) = self.protocol_version.lock().expect("version lock").clone() {
+        if let Some(version) = self
+            .protocol_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        {
             req = req.header(PROTOCOL_VERSION_HEADER, version);
         }
         (req, session)
@@ -214,7 +226,10 @@ impl Inner {
                 .get(SESSION_HEADER)
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned);
-            *self.session_id.lock().expect("session lock") = id;
+            *self
+                .session_id
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = id;
         }
         let status = response.status();
         if status == StatusCode::NOT_FOUND
@@ -314,7 +329,12 @@ impl Inner {
     }
 
     async fn delete_session(&self) {
-        let Some(session) = self.session_id.lock().expect("session lock").clone() else {
+        let Some(session) = self
+            .session_id
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        else {
             return;
         };
         let (req, _) = self.request(Method::DELETE, true);
@@ -370,7 +390,11 @@ impl Transport for StreamableHttpTransport {
     }
 
     fn set_protocol_version(&self, version: &str) {
-        *self.inner.protocol_version.lock().expect("version lock") = Some(version.to_owned());
+        *self
+            .inner
+            .protocol_version
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(version.to_owned());
     }
 
     fn set_modern(&self, version: Option<&str>) {

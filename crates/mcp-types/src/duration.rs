@@ -5,6 +5,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serializer, de};
 
+/// Relative jitter applied to every retry and reconnect delay in the workspace (±20 %):
+/// the core's reconnect back-off and the Admin API client's retries.
+pub const JITTER: f64 = 0.2;
+
 /// Formats a duration the way it is written in definitions: `1h2m3s`, `1m30s`, `500ms`,
 /// `1.5s`, `250µs`, `0s`.
 pub fn format(d: Duration) -> String {

@@ -12,6 +12,9 @@ pub const LATEST_PROTOCOL_VERSION: &str = "2025-11-25";
 pub const SUPPORTED_PROTOCOL_VERSIONS: &[&str] =
     &["2025-11-25", "2025-06-18", "2025-03-26", "2024-11-05"];
 
+/// The HTTP header carrying a streamable-HTTP session id (clients ↔ proxy ↔ upstreams).
+pub const SESSION_HEADER: &str = "mcp-session-id";
+
 /// Whether `version` is one this proxy speaks.
 pub fn is_supported_version(version: &str) -> bool {
     SUPPORTED_PROTOCOL_VERSIONS.contains(&version)
@@ -112,6 +115,18 @@ pub mod methods {
     pub const ELICITATION_CREATE: &str = "elicitation/create";
     /// `roots/list` (server → client).
     pub const ROOTS_LIST: &str = "roots/list";
+    /// `completion/complete`.
+    pub const COMPLETION_COMPLETE: &str = "completion/complete";
+    /// `logging/setLevel`.
+    pub const LOGGING_SET_LEVEL: &str = "logging/setLevel";
+    /// `tasks/get`.
+    pub const TASKS_GET: &str = "tasks/get";
+    /// `tasks/result`.
+    pub const TASKS_RESULT: &str = "tasks/result";
+    /// `tasks/list`.
+    pub const TASKS_LIST: &str = "tasks/list";
+    /// `tasks/cancel`.
+    pub const TASKS_CANCEL: &str = "tasks/cancel";
 }
 
 /// `name`/`version` of a client or server (`Implementation`).

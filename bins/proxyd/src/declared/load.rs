@@ -85,7 +85,7 @@ pub(crate) fn load(
                 continue;
             }
         };
-        if let Err(e) = mcp_proxy_http::validate_definition(&def, &cfg.stdio_allowed_commands) {
+        if let Err(e) = mcp_proxy_core::validate_definition(&def, &cfg.stdio_allowed_commands) {
             for f in e.0 {
                 problems.push(format!("{origin}: {}: {}", f.field, f.message));
             }

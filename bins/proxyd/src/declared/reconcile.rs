@@ -30,7 +30,8 @@ impl Applied {
     }
 }
 
-/// Makes the store's `source: config` definitions equal to `set`: creates the new ones,
+/// Makes the store's `source: config` definitions equal to `set`: registers the new ones
+/// ([`Manager::register`]: `max_connections` holds for them as for any other),
 /// updates the changed ones, deletes the ones no longer declared. A declared name that an
 /// Admin-API registration holds is left alone and reported. Fails only when the store
 /// cannot be listed; single writes that fail are reported in [`Applied::failed`].
@@ -38,30 +39,17 @@ pub(crate) async fn reconcile(
     store: &dyn Store,
     manager: &Manager,
     set: &DeclaredSet,
-    max_connections: usize,
 ) -> Result<Applied, mcp_store::Error> {
     let stored = store.list().await?;
-    let mut count = stored.len();
     let mut out = Applied::default();
     for decl in &set.servers {
         let def = &decl.definition;
         let name = def.name.clone();
         match stored.iter().find(|s| s.name == def.name) {
-            None => {
-                if count >= max_connections {
-                    out.failed
-                        .push((name, format!("max_connections ({max_connections}) reached")));
-                    continue;
-                }
-                match store.create(def.clone()).await {
-                    Ok(s) => {
-                        count += 1;
-                        manager.apply_put(s);
-                        out.added.push(name);
-                    }
-                    Err(e) => out.failed.push((name, e.to_string())),
-                }
-            }
+            None => match manager.register(def.clone()).await {
+                Ok(_) => out.added.push(name),
+                Err(e) => out.failed.push((name, e.to_string())),
+            },
             Some(s) if s.source == DefinitionSource::Api => {
                 warn!(
                     mcp = %name,
@@ -165,23 +153,20 @@ mod tests {
         let manager = Manager::new(
             store.clone(),
             Arc::new(TransportConnector::default()),
-            ManagerConfig::default(),
+            ManagerConfig {
+                max_connections: 3,
+                ..ManagerConfig::default()
+            },
         );
         store.create(def("api-one", 1)).await.unwrap();
-        let r = reconcile(
-            &*store,
-            &manager,
-            &declared(&[def("a", 1), def("b", 1)]),
-            10,
-        )
-        .await
-        .unwrap();
+        let r = reconcile(&*store, &manager, &declared(&[def("a", 1), def("b", 1)]))
+            .await
+            .unwrap();
         assert_eq!(r.added, ["a", "b"]);
         let r = reconcile(
             &*store,
             &manager,
             &declared(&[def("a", 1), def("b", 2), def("api-one", 3)]),
-            10,
         )
         .await
         .unwrap();
@@ -192,7 +177,7 @@ mod tests {
         assert_eq!(r.conflicts, ["api-one"]);
         let api = store.get("api-one").await.unwrap().unwrap();
         assert_eq!(api.timeout, std::time::Duration::from_secs(1), "untouched");
-        let r = reconcile(&*store, &manager, &declared(&[def("b", 2)]), 10)
+        let r = reconcile(&*store, &manager, &declared(&[def("b", 2)]))
             .await
             .unwrap();
         assert_eq!(r.removed, ["a"]);
@@ -204,10 +189,19 @@ mod tests {
             .map(|d| d.name)
             .collect();
         assert_eq!(names, ["api-one", "b"]);
-        let r = reconcile(&*store, &manager, &declared(&[def("b", 2), def("c", 1)]), 2)
-            .await
-            .unwrap();
-        assert_eq!(r.failed.len(), 1, "max_connections is respected");
+        let r = reconcile(
+            &*store,
+            &manager,
+            &declared(&[def("b", 2), def("c", 1), def("d", 1)]),
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.added, ["c"]);
+        assert_eq!(r.failed.len(), 1, "max_connections is respected: {r:?}");
+        assert!(
+            r.failed[0].1.contains("max_connections (3) reached"),
+            "{r:?}"
+        );
         manager.shutdown(std::time::Duration::from_secs(1)).await;
     }
 }

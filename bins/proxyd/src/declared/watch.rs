@@ -30,7 +30,6 @@ pub(crate) struct Reloader {
     pub(crate) flags: FlagOverrides,
     pub(crate) store: Arc<dyn Store>,
     pub(crate) manager: Manager,
-    pub(crate) max_connections: usize,
 }
 
 /// The metadata the watcher compares: path, length, modification time, inode.
@@ -137,7 +136,7 @@ impl Reloader {
     /// be reached the declared servers are served from the configuration (in memory
     /// only), and written to the store once it answers.
     async fn apply(&self, set: &DeclaredSet, unstored: &mut BTreeSet<String>) -> bool {
-        match reconcile(&*self.store, &self.manager, set, self.max_connections).await {
+        match reconcile(&*self.store, &self.manager, set).await {
             Ok(applied) => {
                 unstored.clear();
                 applied.needs_retry()

@@ -167,7 +167,7 @@ async fn create(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Err
         .finish(|_, _| {})
         .map_err(invalid)?;
     let store = &app.inner().store;
-    let max = app.config().max_connections;
+    let max = app.inner().manager.config().max_connections;
     if store.list_groups().await?.len() >= max {
         return Err(Error::TooManyGroups(max));
     }

@@ -14,7 +14,6 @@ use serde::Serialize;
 use serde_json::{Map, Value};
 use tracing::info;
 
-use super::validate_definition;
 use crate::app::App;
 use crate::body::{self, Body, json_response};
 use crate::error::Error;
@@ -456,13 +455,13 @@ async fn import_one(app: &App, name: &str, entry: &Value, dry_run: bool) -> Impo
         choices: Vec::new(),
     };
     let store = &app.inner().store;
-    let allowed = &app.config().stdio_allowed_commands;
+    let manager = &app.inner().manager;
     let existing = match store.get(name).await {
         Ok(e) => e,
         Err(e) => return ImportResult::skipped(name, store_skip(&e), notes),
     };
     let Some(existing) = existing else {
-        if let Err(e) = validate_definition(&def, allowed) {
+        if let Err(e) = manager.validate(&def) {
             return ImportResult::skipped(name, invalid_skip(e), notes);
         }
         match store.get_group(name).await {
@@ -480,46 +479,14 @@ async fn import_one(app: &App, name: &str, entry: &Value, dry_run: bool) -> Impo
             Ok(None) => {}
             Err(e) => return ImportResult::skipped(name, store_skip(&e), notes),
         }
-        match store.list().await {
-            Ok(all) if all.len() >= app.config().max_connections => {
-                let skip = Skip {
-                    code: "max_connections_reached",
-                    reason: Error::TooManyDefinitions(app.config().max_connections).to_string(),
-                    errors: Vec::new(),
-                    choices: Vec::new(),
-                };
-                return ImportResult::skipped(name, skip, notes);
-            }
-            Ok(_) => {}
-            Err(e) => return ImportResult::skipped(name, store_skip(&e), notes),
-        }
-        if dry_run {
-            return done(Action::Created);
-        }
-        return match store.create(def).await {
-            Ok(stored) => {
-                app.inner().manager.apply_put(stored);
-                done(Action::Created)
-            }
-            Err(e @ mcp_store::Error::NameTaken { .. }) => {
-                let skip = Skip {
-                    code: "already_exists",
-                    reason: e.to_string(),
-                    errors: Vec::new(),
-                    choices: Vec::new(),
-                };
-                ImportResult::skipped(name, skip, notes)
-            }
-            Err(mcp_store::Error::AlreadyExists(_)) => {
-                let skip = Skip {
-                    code: "already_exists",
-                    reason: "registered by someone else during the import; import again".into(),
-                    errors: Vec::new(),
-                    choices: Vec::new(),
-                };
-                ImportResult::skipped(name, skip, notes)
-            }
-            Err(e) => ImportResult::skipped(name, store_skip(&e), notes),
+        let registered = if dry_run {
+            manager.check_room().await
+        } else {
+            manager.register(def).await.map(drop)
+        };
+        return match registered {
+            Ok(()) => done(Action::Created),
+            Err(e) => ImportResult::skipped(name, registration_skip(e), notes),
         };
     };
     let merged = merge(&existing, &def);
@@ -527,26 +494,49 @@ async fn import_one(app: &App, name: &str, entry: &Value, dry_run: bool) -> Impo
         return done(Action::Unchanged);
     }
     if existing.source == DefinitionSource::Config {
-        let skip = Skip {
-            code: "declared_in_config",
-            reason: Error::Declared(name.to_owned()).to_string(),
-            errors: Vec::new(),
-            choices: Vec::new(),
-        };
-        return ImportResult::skipped(name, skip, notes);
+        let e = mcp_proxy_core::Error::Declared(name.to_owned());
+        return ImportResult::skipped(name, registration_skip(e), notes);
     }
-    if let Err(e) = validate_definition(&merged, allowed) {
+    if let Err(e) = manager.validate(&merged) {
         return ImportResult::skipped(name, invalid_skip(e), notes);
     }
     if dry_run {
         return done(Action::Updated);
     }
-    match store.update(merged).await {
-        Ok(stored) => {
-            app.inner().manager.apply_put(stored);
-            done(Action::Updated)
+    match manager.update(merged, None).await {
+        Ok(_) => done(Action::Updated),
+        Err(e) => ImportResult::skipped(name, registration_skip(e), notes),
+    }
+}
+
+/// A refused registration or update as the entry's skip.
+fn registration_skip(e: mcp_proxy_core::Error) -> Skip {
+    use mcp_proxy_core::Error as C;
+    let code = match &e {
+        C::Invalid(errors) => return invalid_skip(errors.clone()),
+        C::TooManyUpstreams(_) => "max_connections_reached",
+        C::Declared(_) => "declared_in_config",
+        C::Store(mcp_store::Error::NameTaken { .. }) => "already_exists",
+        C::Store(mcp_store::Error::AlreadyExists(_)) => {
+            return Skip {
+                code: "already_exists",
+                reason: "registered by someone else during the import; import again".into(),
+                errors: Vec::new(),
+                choices: Vec::new(),
+            };
         }
-        Err(e) => ImportResult::skipped(name, store_skip(&e), notes),
+        _ => "store_unavailable",
+    };
+    let reason = match &e {
+        C::Store(s) if code == "store_unavailable" => format!("the store failed: {s}"),
+        _ if code == "store_unavailable" => format!("the proxy failed: {e}"),
+        _ => e.to_string(),
+    };
+    Skip {
+        code,
+        reason,
+        errors: Vec::new(),
+        choices: Vec::new(),
     }
 }
 

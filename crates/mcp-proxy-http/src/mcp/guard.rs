@@ -90,10 +90,7 @@ pub(crate) fn check(
     }
     if policy.requires_auth() {
         security::check_bearer(headers, &policy.tokens).map_err(|f| {
-            metrics.auth_failure(match f {
-                security::AuthFailure::Missing => AuthFailure::MissingToken,
-                security::AuthFailure::Invalid => AuthFailure::InvalidToken,
-            });
+            metrics.auth_failure(f.metric());
             Error::Unauthorized(f.message())
         })?;
     }

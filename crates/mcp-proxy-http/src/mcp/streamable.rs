@@ -21,7 +21,7 @@ use crate::body::{Body, empty, full, read_limited};
 use crate::error::Error;
 
 /// The session header.
-pub(crate) const SESSION_HEADER: &str = "mcp-session-id";
+pub(crate) use mcp_types::mcp::SESSION_HEADER;
 const VERSION_HEADER: &str = "mcp-protocol-version";
 const LAST_EVENT_ID: &str = "last-event-id";
 /// Sessions negotiated at or after this get a priming event on each POST stream.
