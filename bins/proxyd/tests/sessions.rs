@@ -454,8 +454,21 @@ async fn a_per_client_upstream_that_dies_mid_call_fails_the_call_then_the_sessio
     let url = format!("{}/dies/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-06-18").await;
     let call = json!({"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"echo","arguments":{"message":"x"}}});
-    let answer = mcp.post_collect(&url, Some(&sid), &call).await;
-    let response = answer.last().unwrap();
+    let resp = mcp
+        .request(&url, Some(&sid), &[])
+        .body(call.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let text = resp.text().await.unwrap();
+    let answer = support::messages(&headers, &text);
+    let response = answer.last().unwrap_or_else(|| {
+        panic!(
+            "no answer ({status}): {text:?}\n{}",
+            proxyd.log().join("\n")
+        )
+    });
     assert_eq!(response["id"], 5, "{answer:?}");
     assert_eq!(response["error"]["code"], -32000, "{response}");
     let message = response["error"]["message"].as_str().unwrap();

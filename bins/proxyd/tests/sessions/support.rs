@@ -22,8 +22,11 @@ impl Admin {
     pub(crate) fn new(p: &Proxyd) -> Self {
         Self {
             base: p.url(),
+            // A connection per call: a proxyd with a short `listener.idle_timeout` closes
+            // idle ones, and a pooled connection closed just as it is reused fails the call.
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(0)
                 .build()
                 .unwrap(),
         }
@@ -132,7 +135,7 @@ impl McpHttp {
             "clientInfo": {"name": "raw-test", "version": "1"}}})
     }
 
-    fn request(
+    pub(crate) fn request(
         &self,
         url: &str,
         session: Option<&str>,

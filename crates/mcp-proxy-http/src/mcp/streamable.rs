@@ -170,13 +170,15 @@ pub(crate) async fn post(
         }
         // No answer is due here: the session ended and answered through its outlet, or
         // the request was cancelled.
-        First::Reply(None) => match rx.try_recv() {
-            Ok(item) if item.last => {
+        // The session's end files its error on the stream and then closes it; a
+        // cancellation closes it at once: wait for either (bounded, in case neither).
+        First::Reply(None) => match tokio::time::timeout(ANSWER_AFTER_END, rx.recv()).await {
+            Ok(Some(item)) if item.last => {
                 session.streams().forget(stream);
                 return Ok(json_response(item.json, None));
             }
-            Ok(item) => prelude.push(item.encode()),
-            Err(_) => {
+            Ok(Some(item)) => prelude.push(item.encode()),
+            Ok(None) | Err(_) => {
                 session.streams().forget(stream);
                 return Ok(sse::sse_response(prelude, None, keepalive, None));
             }
@@ -199,6 +201,10 @@ pub(crate) async fn post(
     }
     Ok(sse::sse_response(prelude, Some(rx), keepalive, None))
 }
+
+/// How long a request the session answers through its outlet (it ended) waits for
+/// that answer to be filed on its stream.
+const ANSWER_AFTER_END: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What came first for a POSTed request.
 enum First {

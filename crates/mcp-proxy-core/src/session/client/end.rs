@@ -47,9 +47,9 @@ impl ClientSession {
             .map_or("closed by the client", |e| e.message.as_str());
         debug!(session = %self.id, endpoint = %self.serves.name(), reason = why, "client session ended");
         self.hub.metrics().client_session_ended(ended.metric());
-        for entry in inflight.values() {
-            entry.token.cancel();
-        }
+        // The errors go out before the requests' own tasks are cancelled: a cancelled
+        // task answers nothing and its HTTP stream may end at once, so the error must
+        // already be on it.
         if let (Some(reason), Some(outlet)) = (&reason, &outlet) {
             for id in inflight.keys() {
                 let error = Message::Response(mcp_types::Response {
@@ -62,6 +62,9 @@ impl ClientSession {
                     related: Some(id.clone()),
                 });
             }
+        }
+        for entry in inflight.values() {
+            entry.token.cancel();
         }
         let mut cancels: Vec<(String, RequestId)> =
             inflight.into_values().filter_map(|e| e.upstream).collect();
