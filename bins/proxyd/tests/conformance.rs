@@ -19,7 +19,6 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Duration;
 
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools::{self, EverythingMode, EverythingServer};
@@ -29,25 +28,14 @@ use support::{Admin, BIN};
 /// The 2026-07-28 run against `url`: each scenario's verdict, the 37 it scores and the
 /// ones it runs without scoring (pending ones, extensions), listed after the total.
 async fn conformance_2026(url: &str, out: &Path) -> (BTreeMap<String, bool>, String) {
-    let mut cmd = tokio::process::Command::new(tools::node22());
-    cmd.arg(tools::conformance_2026_cli())
-        .args(["server", "--url", url, "--requirements", "2026-07-28", "-o"])
-        .arg(out)
-        .current_dir(out)
-        .kill_on_drop(true);
-    let output = tokio::time::timeout(Duration::from_secs(600), cmd.output())
-        .await
-        .expect("the conformance suite finished in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stdout).into_owned();
-    let summary = text
-        .split("=== SUMMARY ===")
-        .nth(1)
-        .unwrap_or_else(|| panic!("no summary in the suite's output:\n{text}"))
-        .to_owned();
-    let (scored, unscored) = summary
-        .split_once("Not scored for")
-        .unwrap_or((summary.as_str(), ""));
+    let (verdicts, summary) = suite::run(
+        &tools::conformance_2026_cli(),
+        &["--requirements", "2026-07-28"],
+        url,
+        out,
+    )
+    .await;
+    let unscored = summary.split_once("Not scored for").map_or("", |(_, u)| u);
     let unscored: Vec<&str> = unscored
         .lines()
         .filter_map(|l| {
@@ -56,19 +44,6 @@ async fn conformance_2026(url: &str, out: &Path) -> (BTreeMap<String, bool>, Str
             rest.split_whitespace().next()
         })
         .collect();
-    let mut verdicts = BTreeMap::new();
-    for line in scored.lines() {
-        let (passed, rest) = if let Some(r) = line.strip_prefix("✓ ") {
-            (true, r)
-        } else if let Some(r) = line.strip_prefix("✗ ") {
-            (false, r)
-        } else {
-            continue;
-        };
-        if let Some((name, _)) = rest.split_once(':') {
-            verdicts.insert(name.trim().to_owned(), passed);
-        }
-    }
     let scored_count = verdicts
         .keys()
         .filter(|name| !unscored.contains(&name.as_str()))

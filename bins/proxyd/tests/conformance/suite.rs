@@ -15,9 +15,24 @@ pub(crate) async fn conformance(url: &str, out: &Path) -> (BTreeMap<String, bool
         cli.exists(),
         "conformance suite missing: run scripts/install-test-deps.sh"
     );
+    let (verdicts, summary) = run(&cli, &["--suite", "all"], url, out).await;
+    assert!(verdicts.len() >= 30, "too few scenarios parsed:\n{summary}");
+    (verdicts, summary)
+}
+
+/// Runs the suite's `cli` (`server --url URL ARGS… -o OUT`) and reads the verdict of each
+/// scenario in its summary (`✓ name: …` / `✗ name: …` lines), and the summary itself.
+pub(crate) async fn run(
+    cli: &Path,
+    args: &[&str],
+    url: &str,
+    out: &Path,
+) -> (BTreeMap<String, bool>, String) {
     let mut cmd = tokio::process::Command::new(tools::node22());
     cmd.arg(cli)
-        .args(["server", "--url", url, "--suite", "all", "-o"])
+        .args(["server", "--url", url])
+        .args(args)
+        .arg("-o")
         .arg(out)
         .current_dir(out)
         .kill_on_drop(true);
@@ -44,6 +59,5 @@ pub(crate) async fn conformance(url: &str, out: &Path) -> (BTreeMap<String, bool
             verdicts.insert(name.trim().to_owned(), passed);
         }
     }
-    assert!(verdicts.len() >= 30, "too few scenarios parsed:\n{summary}");
     (verdicts, summary)
 }
