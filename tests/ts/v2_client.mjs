@@ -148,6 +148,12 @@ async function everything() {
   const off = await c.callTool({ name: "toggle-subscriber-updates", arguments: {} });
   check(textOf(off).includes("Stopped"), `updates switched off: ${textOf(off).slice(0, 80)}`);
   await sub.close();
+  // a client that declared no elicitation capability is never asked: -32021 from the proxy
+  const refused = await c.callTool({ name: "trigger-elicitation-request", arguments: {} }).then(
+    () => null,
+    (err) => err,
+  );
+  check(refused?.code === -32021, `undeclared elicitation refused: ${refused?.code} ${refused?.message}`);
   await c.close();
 
   // elicitation and sampling asked by the 2025 upstream mid-call: the proxy turns them into
@@ -236,6 +242,9 @@ async function fixture() {
   await changed.promise;
   check(true, "tools/list_changed arrived on the listen stream");
   await sub.close();
+  // the upstream sees the client's own (empty) capabilities and asks for nothing
+  const none = await c.callTool({ name: "test_input_required_result_capabilities", arguments: {} });
+  check(textOf(none) === "No supported capabilities declared", `no capabilities: ${textOf(none)}`);
   await c.close();
 
   // input_required results from the 2026 upstream pass through; the client fulfils them
@@ -248,11 +257,17 @@ async function fixture() {
   check(textOf(roots) === "roots: file:///ts-root", `input_required roots: ${textOf(roots)}`);
   const rounds = await h.callTool({ name: "test_input_required_result_multi_round", arguments: {} });
   check(textOf(rounds) === "Ada likes teal", `two rounds with requestState: ${textOf(rounds)}`);
+  const declared = await h.callTool({ name: "test_input_required_result_capabilities", arguments: {} });
+  check(
+    textOf(declared) === "capabilities-ok: received elicit_input,sample_input",
+    `declared capabilities reach the upstream: ${textOf(declared)}`,
+  );
   const prompt = await h.getPrompt({ name: "test_input_required_result_prompt" });
   check(prompt.messages[0]?.content?.text === "Use this context: Ada", "input_required on prompts/get");
-  const kinds = asked.map(([k]) => k);
+  // (the order within one round is the client's business)
+  const kinds = asked.map(([k]) => k).sort();
   check(
-    JSON.stringify(kinds) === JSON.stringify(["elicit", "sample", "roots", "elicit", "elicit", "elicit"]),
+    JSON.stringify(kinds) === JSON.stringify(["elicit", "elicit", "elicit", "elicit", "elicit", "roots", "sample", "sample"]),
     `handlers ran once per input request: ${JSON.stringify(kinds)}`,
   );
   await h.close();
