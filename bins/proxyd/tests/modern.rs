@@ -1,9 +1,11 @@
 //! MCP 2026-07-28 clients on the same endpoints as 2025 ones: stateless requests over a
-//! 2025 upstream, the revision's errors, `server/discover`, `subscriptions/listen`.
+//! 2025 upstream, the revision's errors, `server/discover`, `subscriptions/listen`; the
+//! official Python (2.3.0) and TypeScript (v2, 2.4.0) clients in front of both eras.
 
 #[path = "sessions/support.rs"]
 mod support;
 
+use mcp_test_support::conformance;
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools;
 use reqwest::StatusCode;
@@ -280,5 +282,62 @@ async fn the_python_sdk_speaks_2026_07_28_through_the_proxy_pinned_and_auto() {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
+    }
+}
+
+/// Runs `tests/ts/v2_client.mjs KIND MODE URL` (the official TypeScript client v2) under
+/// Node 22 and asserts that every check passed.
+async fn ts_v2_client(kind: &str, mode: &str, url: &str) {
+    let root = tools::workspace_root();
+    let out = tokio::time::timeout(
+        std::time::Duration::from_secs(200),
+        tokio::process::Command::new(tools::node22())
+            .arg(root.join("tests/ts/v2_client.mjs"))
+            .args([kind, mode, url])
+            .env("MCP_TS_NODE_MODULES", tools::ts_client_v2_modules())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the typescript client finished in time")
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.lines().last() == Some("all ok"),
+        "typescript v2 client ({kind}, {mode}, {url}) failed: {}\n{stdout}\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_typescript_client_v2_speaks_2026_07_28_through_the_proxy_to_both_eras() {
+    let fixture_http = conformance::Fixture2026::start().await;
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    let defs = [
+        tools::everything_stdio_def("ev"),
+        conformance::fixture_2026_def("fxs"),
+        fixture_http.def("fxh"),
+    ];
+    for def in defs {
+        admin.register(serde_json::to_value(def).unwrap()).await;
+    }
+    for (name, era) in [("ev", "legacy"), ("fxs", "modern"), ("fxh", "modern")] {
+        admin.wait_connected(name).await;
+        assert_eq!(admin.status(name).await["era"], era, "{name}");
+    }
+    // the control: the same checks straight against the fixture, so a failure through the
+    // proxy below is the proxy's
+    ts_v2_client("fixture", "pinned", &fixture_http.url()).await;
+    for mode in ["pinned", "auto"] {
+        // a 2025-11-25 upstream: the proxy serves the 2026 client statelessly and turns the
+        // upstream's elicitation and sampling into input_required rounds
+        ts_v2_client("everything", mode, &format!("{}/ev/mcp", proxyd.url())).await;
+        // a 2026-07-28 upstream over stdio and over streamable HTTP: input_required passes
+        // through, subscriptions/listen reaches the upstream's notifications
+        for name in ["fxs", "fxh"] {
+            ts_v2_client("fixture", mode, &format!("{}/{name}/mcp", proxyd.url())).await;
+        }
     }
 }

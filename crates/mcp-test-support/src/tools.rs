@@ -160,6 +160,17 @@ pub fn conformance_2026_cli() -> PathBuf {
     )
 }
 
+/// The `node_modules` directory holding the official TypeScript client v2
+/// (`@modelcontextprotocol/client` 2.4.0, in the 2026 npm prefix).
+pub fn ts_client_v2_modules() -> PathBuf {
+    let modules = workspace_root().join(".tools/npm-2026/node_modules");
+    installed(
+        modules.join("@modelcontextprotocol/client/package.json"),
+        "@modelcontextprotocol/client 2.4.0",
+    );
+    modules
+}
+
 /// The HTTP modes of server-everything.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EverythingMode {
