@@ -45,12 +45,15 @@ trap cleanup EXIT INT TERM
 TOKEN="examples-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')"
 export ENGINE_PROXY_TOKEN="$TOKEN"
 MCP_PROXY_ADMIN_TOKENS="[\"$TOKEN\"]" RUST_LOG=info \
-  "$BIN/proxyd" --host 127.0.0.1 --port 0 >"$WORK/proxyd.log" 2>&1 &
+  "$BIN/proxyd" --host 127.0.0.1 --port 0 --ready-file "$WORK/ready.json" >"$WORK/proxyd.log" 2>&1 &
 PROXYD_PID=$!
 URL=""
 for _ in $(seq 300); do
-  URL=$(grep -o 'listening on http://[0-9.:]*' "$WORK/proxyd.log" | head -1 | sed 's/listening on //' || true)
-  [[ -n "$URL" ]] && break
+  # proxyd renames the ready file into place: once it exists it is whole.
+  if [[ -f "$WORK/ready.json" ]]; then
+    URL=$(grep -o '"url":"[^"]*"' "$WORK/ready.json" | sed 's/"url":"//; s/"$//')
+    break
+  fi
   kill -0 "$PROXYD_PID" 2>/dev/null || break
   sleep 0.1
 done

@@ -50,6 +50,10 @@ struct Cli {
     /// Print the effective configuration (secrets redacted) and exit; non-zero when invalid.
     #[arg(long)]
     check_config: bool,
+    /// Once listening, write `{"url": ..., "pid": ...}` to FILE (atomically: a temporary
+    /// file renamed into place); removed again at a clean exit.
+    #[arg(long, value_name = "FILE")]
+    ready_file: Option<PathBuf>,
 }
 
 impl Cli {
@@ -112,7 +116,7 @@ fn main() -> std::process::ExitCode {
         flags: cli.overrides(),
         declared,
     };
-    match runtime.block_on(run(cfg, reload)) {
+    match runtime.block_on(run(cfg, reload, cli.ready_file.as_deref())) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             error!(error = %format!("{e:#}"), "proxyd failed");
@@ -181,7 +185,11 @@ struct Reload {
     declared: DeclaredSet,
 }
 
-async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
+async fn run(
+    mut cfg: ProxydConfig,
+    reload: Reload,
+    ready_file: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     // Before anything can send it: SIGHUP's default action would end the process.
     let hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
         .context("cannot install the SIGHUP handler")?;
@@ -269,6 +277,9 @@ async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "proxyd listening on http://{addr}"
     );
+    if let Some(path) = ready_file {
+        write_ready_file(path, addr)?;
+    }
     tokio::spawn(signals.watch(shutdown.clone()));
     // Client sessions end first, so their SSE streams do not hold the drain up.
     let sessions = app.sessions().clone();
@@ -285,8 +296,35 @@ async fn run(mut cfg: ProxydConfig, reload: Reload) -> anyhow::Result<()> {
     }
     // Upstreams last: stdio children get closed stdin, SIGTERM, then SIGKILL.
     manager.shutdown(cfg.shutdown_timeout).await;
+    if let Some(path) = ready_file
+        && let Err(e) = std::fs::remove_file(path)
+    {
+        warn!(path = %path.display(), error = %e, "cannot remove the ready file");
+    }
     info!("proxyd stopped");
     Ok(())
+}
+
+/// Writes `{"url": "http://ADDR", "pid": PID}` to `path` through a temporary file in the
+/// same directory and a rename, so a reader sees either no file or the whole of it.
+fn write_ready_file(path: &std::path::Path, addr: SocketAddr) -> anyhow::Result<()> {
+    let body = serde_json::json!({"url": format!("http://{addr}"), "pid": std::process::id()});
+    let name = path
+        .file_name()
+        .with_context(|| format!("ready file {} names no file", path.display()))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".{}.tmp", std::process::id()));
+    let tmp = path.with_file_name(tmp_name);
+    std::fs::write(&tmp, format!("{body}\n"))
+        .with_context(|| format!("cannot write the ready file {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| {
+        let _ = std::fs::remove_file(&tmp);
+        format!(
+            "cannot move the ready file into place at {}",
+            path.display()
+        )
+    })
 }
 
 /// Raises the soft open-file limit to the hard one (as servers commonly do: the soft

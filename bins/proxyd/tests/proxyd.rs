@@ -212,3 +212,64 @@ async fn sigterm_stops_it_cleanly_and_json_logs_are_json() {
         assert!(v["level"].is_string(), "{line}");
     }
 }
+
+#[tokio::test]
+async fn the_ready_file_names_the_url_and_pid_and_goes_away_at_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let ready = dir.path().join("ready.json");
+    let mut child = tokio::process::Command::new(BIN)
+        .args(["--host", "127.0.0.1", "--port", "0", "--ready-file"])
+        .arg(&ready)
+        .env("MCP_PROXY_ADMIN_TOKENS", format!("[\"{ADMIN_TOKEN}\"]"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    assert_eventually!(Duration::from_secs(30), ready.exists());
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&ready).unwrap()).unwrap();
+    assert_eq!(v["pid"].as_u64(), child.id().map(u64::from), "{v}");
+    let url = v["url"].as_str().unwrap();
+    assert!(url.starts_with("http://127.0.0.1:"), "{v}");
+    // Written once listening: the address answers right away.
+    let resp = client().get(format!("{url}/healthz")).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    // No temporary file is left beside it.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["ready.json"], "{names:?}");
+
+    let pid = child.id().unwrap().to_string();
+    let kill = tokio::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .await
+        .unwrap();
+    assert!(kill.success());
+    let status = tokio::time::timeout(Duration::from_secs(15), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(!ready.exists(), "a stopped proxyd leaves no ready file");
+}
+
+#[tokio::test]
+async fn an_unwritable_ready_file_stops_the_start_with_a_clear_error() {
+    let out = tokio::process::Command::new(BIN)
+        .args(["--host", "127.0.0.1", "--port", "0"])
+        .args([
+            "--ready-file",
+            "/nonexistent-dir-of-proxyd-tests/ready.json",
+        ])
+        .env("MCP_PROXY_ADMIN_TOKENS", format!("[\"{ADMIN_TOKEN}\"]"))
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success(), "{:?}", out.status);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot write the ready file"), "{stderr}");
+}

@@ -7,11 +7,12 @@ mod support;
 
 use std::time::Duration;
 
+use mcp_test_support::assert_eventually;
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools::{self, EverythingMode, EverythingServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Admin, BIN, McpHttp, python_client, read_until};
+use support::{Admin, BIN, McpHttp, log_line, python_client, read_until};
 
 const GLOBAL_TOKEN: &str = "global-proxy-token-0123456789";
 
@@ -360,18 +361,19 @@ async fn deleting_the_upstream_ends_its_sessions_and_a_dead_stdio_session_errors
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     admin
-        .register(serde_json::to_value(tools::everything_stdio_def("gone")).unwrap())
+        .register(serde_json::to_value(tools::mock_stdio_def("gone", &[])).unwrap())
         .await;
     let mcp = McpHttp::new();
     let url = format!("{}/gone/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-06-18").await;
     // a call in flight when the definition is deleted gets a json-rpc error, then 404
-    let call = json!({"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"trigger-long-running-operation","arguments":{"duration":30,"steps":30}}});
+    let call = json!({"jsonrpc":"2.0","id":41,"method":"tools/call","params":{"name":"hold","arguments":{}}});
     let pending = {
         let (mcp, url, sid, call) = (mcp.clone(), url.clone(), sid.clone(), call.clone());
         tokio::spawn(async move { mcp.post_collect(&url, Some(&sid), &call).await })
     };
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // the session's child reports the call on stderr, which proxyd logs: it is in flight
+    log_line(&proxyd, &["got tools/call", "hold"]).await;
     let (s, _) = admin
         .send(reqwest::Method::DELETE, "/admin/mcps/gone", None)
         .await;
@@ -500,7 +502,7 @@ async fn a_client_cancellation_reaches_the_upstream_under_the_upstream_id() {
         let (mcp, url, sid) = (mcp.clone(), url.clone(), sid.clone());
         tokio::spawn(async move { mcp.post_collect(&url, Some(&sid), &call).await })
     };
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    log_line(&proxyd, &["got tools/call", "echo"]).await;
     let cancel = json!({"jsonrpc":"2.0","method":"notifications/cancelled","params":{"requestId":"mine","reason":"changed my mind"}});
     let (s, _, _) = mcp.post(&url, Some(&sid), &[], &cancel).await;
     assert_eq!(s, StatusCode::ACCEPTED);
@@ -573,20 +575,15 @@ async fn losing_a_legacy_sse_stream_ends_the_session_and_cancels_its_upstream_re
     read_until(&mut sse, "\"protocolVersion\":\"2024-11-05\"").await;
     let call = json!({"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"echo","arguments":{}}});
     assert_eq!(post(call).await, StatusCode::ACCEPTED);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    log_line(&proxyd, &["got tools/call", "echo"]).await;
     drop(sse);
     read_until(&mut log, "cancelled ").await;
     // the session is gone
     let ping = json!({"jsonrpc":"2.0","id":2,"method":"ping"});
-    let mut status = StatusCode::ACCEPTED;
-    for _ in 0..50 {
-        status = post(ping.clone()).await;
-        if status == StatusCode::NOT_FOUND {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eventually!(
+        Duration::from_secs(5),
+        post(ping.clone()).await == StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -745,15 +742,10 @@ async fn extra_path_and_passthrough_headers_reach_an_http_upstream_but_the_token
     assert_eq!(s, StatusCode::OK, "{body}");
     assert_eq!(body["error"]["code"], -32000, "{body}");
     let ping = json!({"jsonrpc":"2.0","id":3,"method":"ping"});
-    let mut status = StatusCode::OK;
-    for _ in 0..50 {
-        status = mcp.post(&url, Some(&sid), &headers, &ping).await.0;
-        if status == StatusCode::NOT_FOUND {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eventually!(
+        Duration::from_secs(5),
+        mcp.post(&url, Some(&sid), &headers, &ping).await.0 == StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

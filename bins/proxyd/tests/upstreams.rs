@@ -231,7 +231,8 @@ async fn after_max_reconnects_it_rests_in_error_until_reconnect_is_asked() {
         )
         .await;
     assert_eventually!(LONG, admin.status("down").await["reconnectAttempts"] == 2);
-    // resting: no further attempts
+    // Resting: no further attempts. An absence has no event to wait on, so this is a
+    // window (ten reconnect delays) to catch one, not synchronisation.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let s = admin.status("down").await;
     assert_eq!(s["state"], "error", "{s}");
@@ -239,6 +240,7 @@ async fn after_max_reconnects_it_rests_in_error_until_reconnect_is_asked() {
     assert!(s["lastError"].as_str().unwrap().contains("down"), "{s}");
 
     let _server = EverythingServer::start_on(EverythingMode::StreamableHttp, port).await;
+    // Again a window for an absence (a revival), five reconnect delays long.
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         admin.state("down").await,
@@ -320,17 +322,14 @@ async fn a_put_lets_a_call_in_flight_finish() {
     let p = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&p);
     admin
-        .register(def_json(&tools::everything_stdio_def("busy")))
+        .register(def_json(&tools::mock_stdio_def("busy", &["slow"])))
         .await;
     assert_eventually!(LONG, admin.state("busy").await == "connected");
-    let call = admin.call(
-        "busy",
-        "trigger-long-running-operation",
-        json!({"duration": 2, "steps": 2}),
-    );
+    let call = admin.call("busy", "slow", json!({"ms": 2000}));
     let put = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut changed = def_json(&tools::everything_stdio_def("busy"));
+        // The mock reports the call on stderr, which proxyd logs: it is in flight.
+        support::log_line(&p, &["got tools/call", "slow"]).await;
+        let mut changed = def_json(&tools::mock_stdio_def("busy", &["slow"]));
         changed["description"] = json!("reloaded while busy");
         admin
             .send(reqwest::Method::PUT, "/admin/mcps/busy", Some(changed))
@@ -494,19 +493,11 @@ async fn a_call_in_flight_at_sigterm_completes_before_exit() {
     let mut p = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&p);
     admin
-        .register(def_json(&tools::everything_stdio_def("drain")))
+        .register(def_json(&tools::mock_stdio_def("drain", &["slow"])))
         .await;
     assert_eventually!(LONG, admin.state("drain").await == "connected");
-    let call = tokio::spawn(async move {
-        admin
-            .call(
-                "drain",
-                "trigger-long-running-operation",
-                json!({"duration": 2, "steps": 2}),
-            )
-            .await
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let call = tokio::spawn(async move { admin.call("drain", "slow", json!({"ms": 2000})).await });
+    support::log_line(&p, &["got tools/call", "slow"]).await;
     let exit = p.terminate(Duration::from_secs(20)).await.unwrap();
     assert!(exit.success(), "{exit:?}");
     let (status, body) = call.await.unwrap();
@@ -625,7 +616,7 @@ async fn a_put_lets_a_client_session_call_in_flight_finish() {
     let p = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&p);
     admin
-        .register(def_json(&tools::everything_stdio_def("busy-session")))
+        .register(def_json(&tools::mock_stdio_def("busy-session", &["slow"])))
         .await;
     assert_eventually!(LONG, admin.state("busy-session").await == "connected");
     let mut via = mcp_types::McpDefinition::http(
@@ -641,12 +632,12 @@ async fn a_put_lets_a_client_session_call_in_flight_finish() {
         .initialize(Implementation::new("busy", "1"), json!({}))
         .await
         .unwrap();
-    let params = json!({"name": "trigger-long-running-operation",
-                        "arguments": {"duration": 2, "steps": 2}});
+    let params = json!({"name": "slow", "arguments": {"ms": 2000}});
     let call = client.request("tools/call", Some(mcp_types::jsonrpc::to_raw(&params)));
     let put = async {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let mut changed = def_json(&tools::everything_stdio_def("busy-session"));
+        // The session's own child reports the call on stderr, which proxyd logs.
+        support::log_line(&p, &["got tools/call", "slow"]).await;
+        let mut changed = def_json(&tools::mock_stdio_def("busy-session", &["slow"]));
         changed["description"] = json!("reloaded while a session call runs");
         admin
             .send(

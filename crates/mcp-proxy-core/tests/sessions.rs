@@ -169,12 +169,7 @@ async fn shared_mode_remaps_ids_tokens_and_routes_server_requests() {
     def.session_mode = SessionMode::Shared;
     def.health_check_enabled = false;
     store.create(def).await.unwrap();
-    for _ in 0..100 {
-        if manager.upstream("x").is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    mcp_test_support::assert_eventually!(Duration::from_secs(5), manager.upstream("x").is_some());
     let hub = SessionHub::new(manager.clone(), 16);
     let (a, mut a_rx) = hub.open_channel("x", SessionOptions::default()).unwrap();
     let (b, mut b_rx) = hub.open_channel("x", SessionOptions::default()).unwrap();

@@ -151,7 +151,7 @@ fn stale(mut resp: Response<Body>, why: &mcp_store::Error) -> Response<Body> {
 /// The JSON body of a write, within `max_body_bytes`.
 async fn read_body(app: &App, req: Request<Incoming>) -> Result<bytes::Bytes, Error> {
     let (parts, incoming) = req.into_parts();
-    body::require_json(&parts.headers)?;
+    body::require_json(&parts.headers, body::Untyped::Json)?;
     body::read_limited(&parts.headers, incoming, app.config().max_body_bytes).await
 }
 

@@ -118,19 +118,30 @@ async fn read_all(headers: &HeaderMap, mut body: Incoming, limit: usize) -> Resu
     Ok(buf.freeze())
 }
 
-/// Refuses a body whose declared content type is not JSON. A missing content type is
-/// accepted (curl without `-H`).
-pub(crate) fn require_json(headers: &HeaderMap) -> Result<(), Error> {
-    match headers.get(CONTENT_TYPE).map(|v| v.to_str().unwrap_or("")) {
-        None => Ok(()),
-        Some(ct) => {
-            let mime = ct.split(';').next().unwrap_or("").trim();
-            if mime.eq_ignore_ascii_case("application/json") || mime.ends_with("+json") {
-                Ok(())
-            } else {
-                Err(Error::UnsupportedMediaType(ct.to_owned()))
-            }
-        }
+/// What a body without a `Content-Type` header is taken for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Untyped {
+    /// JSON: the Admin API and legacy SSE messages (curl without `-H`).
+    Json,
+    /// Refused: streamable HTTP, whose clients must say `application/json`.
+    Refused,
+}
+
+/// Refuses a body whose content type is not JSON (`application/json` or a `+json` type,
+/// any parameters); a missing one is judged by `untyped`. The one content-type check.
+pub(crate) fn require_json(headers: &HeaderMap, untyped: Untyped) -> Result<(), Error> {
+    let ct = match headers.get(CONTENT_TYPE) {
+        None if untyped == Untyped::Json => return Ok(()),
+        None => "",
+        Some(v) => v.to_str().unwrap_or(""),
+    };
+    let mime = ct.split(';').next().unwrap_or("").trim();
+    let (kind, sub) = mime.split_once('/').unwrap_or((mime, ""));
+    let sub = sub.to_ascii_lowercase();
+    if kind.eq_ignore_ascii_case("application") && (sub == "json" || sub.ends_with("+json")) {
+        Ok(())
+    } else {
+        Err(Error::UnsupportedMediaType(ct.to_owned()))
     }
 }
 
@@ -211,6 +222,37 @@ fn strip_position(message: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_json_content_type_rule_and_a_stated_one_for_no_type() {
+        let with = |ct: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(CONTENT_TYPE, HeaderValue::from_str(ct).unwrap());
+            h
+        };
+        for ct in [
+            "application/json",
+            "Application/JSON; charset=utf-8",
+            "application/merge-patch+json",
+        ] {
+            for untyped in [Untyped::Json, Untyped::Refused] {
+                assert!(require_json(&with(ct), untyped).is_ok(), "{ct}");
+            }
+        }
+        for ct in ["text/plain", "text/json", "application/jsonx", ""] {
+            for untyped in [Untyped::Json, Untyped::Refused] {
+                assert!(
+                    matches!(
+                        require_json(&with(ct), untyped),
+                        Err(Error::UnsupportedMediaType(_))
+                    ),
+                    "{ct}"
+                );
+            }
+        }
+        assert!(require_json(&HeaderMap::new(), Untyped::Json).is_ok());
+        assert!(require_json(&HeaderMap::new(), Untyped::Refused).is_err());
+    }
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]

@@ -77,7 +77,7 @@ struct CallBody {
 /// `POST /admin/tools/call`: the whole `CallToolResult`.
 pub(crate) async fn call_tool(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Error> {
     let (parts, incoming) = req.into_parts();
-    body::require_json(&parts.headers)?;
+    body::require_json(&parts.headers, body::Untyped::Json)?;
     let bytes = body::read_limited(&parts.headers, incoming, app.config().max_body_bytes).await?;
     let call: CallBody = body::parse_json(&bytes)?;
     if let Some(args) = &call.arguments

@@ -28,11 +28,13 @@ pub struct Proxyd {
     child: Child,
     addr: String,
     log: Arc<Mutex<VecDeque<String>>>,
+    /// Holds the ready file proxyd writes (`--ready-file`).
+    _dir: tempfile::TempDir,
 }
 
 impl Proxyd {
     /// Starts `binary` with `--port 0`, the test admin token and `args`, and waits (at most
-    /// 30 s) until it logs the address it listens on.
+    /// 30 s) until it writes its ready file (`--ready-file`) with the address it listens on.
     pub async fn start(binary: impl AsRef<Path>, args: &[&str]) -> anyhow::Result<Self> {
         Self::start_with_env(binary, args, &[]).await
     }
@@ -65,7 +67,11 @@ impl Proxyd {
             None => Command::new(binary.as_ref()),
         };
         let port = launch.port.to_string();
+        let dir = tempfile::tempdir().context("cannot create the ready file's directory")?;
+        let ready = dir.path().join("ready.json");
         cmd.args(["--host", "127.0.0.1", "--port", port.as_str()])
+            .arg("--ready-file")
+            .arg(&ready)
             .args(args)
             .env("MCP_PROXY_ADMIN_TOKENS", format!("[\"{ADMIN_TOKEN}\"]"))
             .env("RUST_LOG", "info")
@@ -77,18 +83,11 @@ impl Proxyd {
         let mut child = cmd.spawn().context("cannot spawn proxyd")?;
         let stderr = child.stderr.take().context("no stderr")?;
         let log = Arc::new(Mutex::new(VecDeque::new()));
-        let (tx, rx) = tokio::sync::oneshot::channel();
         let sink = log.clone();
         // Drain stderr for the whole life of the process so it never blocks on a full pipe.
         tokio::spawn(async move {
-            let mut tx = Some(tx);
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                if let Some(addr) = listening_addr(&line)
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(addr);
-                }
                 let mut log = sink.lock().expect("log lock");
                 if log.len() == 200 {
                     log.pop_front();
@@ -96,7 +95,7 @@ impl Proxyd {
                 log.push_back(line);
             }
         });
-        let Ok(Ok(addr)) = tokio::time::timeout(Duration::from_secs(30), rx).await else {
+        let Some(addr) = ready_addr(&mut child, &ready, Duration::from_secs(30)).await else {
             let status = child.try_wait().ok().flatten();
             let lines = log
                 .lock()
@@ -109,7 +108,12 @@ impl Proxyd {
                 lines.join("\n")
             );
         };
-        Ok(Self { child, addr, log })
+        Ok(Self {
+            child,
+            addr,
+            log,
+            _dir: dir,
+        })
     }
 
     /// `http://127.0.0.1:PORT`.
@@ -161,12 +165,21 @@ impl Proxyd {
     }
 }
 
-fn listening_addr(line: &str) -> Option<String> {
-    let rest = &line[line.find("listening on http://")? + "listening on http://".len()..];
-    let end = rest
-        .find(|c: char| c.is_whitespace() || c == '"')
-        .unwrap_or(rest.len());
-    Some(rest[..end].to_owned())
+/// The address in proxyd's ready file, once it is written; `None` when the process exits
+/// first or `within` passes. The file appears whole (proxyd renames it into place).
+async fn ready_addr(child: &mut Child, ready: &Path, within: Duration) -> Option<String> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(ready) {
+            let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+            let url = value["url"].as_str()?;
+            return Some(url.strip_prefix("http://").unwrap_or(url).to_owned());
+        }
+        if child.try_wait().ok().flatten().is_some() || tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// The `proxyd` binary, built on first use, for tests of crates that cannot depend on it.
@@ -186,21 +199,4 @@ pub fn proxyd_binary() -> std::path::PathBuf {
 
 fn build_proxyd() -> std::path::PathBuf {
     crate::tools::cargo_bin("proxyd", "proxyd")
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn finds_the_address_in_text_and_json_logs() {
-        assert_eq!(
-            super::listening_addr("INFO proxyd: proxyd listening on http://127.0.0.1:4000 addr=x")
-                .as_deref(),
-            Some("127.0.0.1:4000")
-        );
-        assert_eq!(
-            super::listening_addr(r#"{"message":"proxyd listening on http://127.0.0.1:5"}"#)
-                .as_deref(),
-            Some("127.0.0.1:5")
-        );
-    }
 }

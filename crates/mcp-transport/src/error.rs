@@ -3,7 +3,6 @@
 use std::fmt;
 use std::time::Duration;
 
-use mcp_types::jsonrpc::codes;
 use mcp_types::{ErrorObject, TransportKind};
 
 use crate::transport::CloseReason;
@@ -225,32 +224,6 @@ impl Error {
             | Self::BadRequest { .. } => false,
         }
     }
-
-    /// The JSON-RPC error to give a client whose request failed because of this error:
-    /// the upstream's own error for [`Error::Rpc`], `-32001` for timeouts, `-32602` for a
-    /// request that cannot be forwarded as it is, `-32603` for a definition the proxy
-    /// cannot use, and `-32000` when the upstream failed or went away. The message is
-    /// this error's text.
-    pub fn to_error_object(&self) -> ErrorObject {
-        match self {
-            Self::Rpc { error, .. } => error.clone(),
-            _ if self.is_timeout() => ErrorObject::new(codes::REQUEST_TIMEOUT, self.to_string()),
-            Self::BadRequest { message, .. } => {
-                ErrorObject::new(codes::INVALID_PARAMS, message.clone())
-            }
-            Self::Config { .. } | Self::Spawn { .. } => {
-                ErrorObject::new(codes::INTERNAL_ERROR, self.to_string())
-            }
-            Self::Closed { .. }
-            | Self::NotDelivered { .. }
-            | Self::SessionExpired { .. }
-            | Self::Http { .. }
-            | Self::Status { .. }
-            | Self::Timeout { .. }
-            | Self::Protocol { .. }
-            | Self::Io { .. } => ErrorObject::new(codes::CONNECTION_CLOSED, self.to_string()),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -270,7 +243,6 @@ mod tests {
             r#"upstream "fs" (stdio): initialize timed out after 10s"#
         );
         assert!(e.is_timeout() && e.is_retryable() && !e.is_session_expired());
-        assert_eq!(e.to_error_object().code, codes::REQUEST_TIMEOUT);
     }
 
     #[test]
@@ -280,7 +252,6 @@ mod tests {
             reason: CloseReason::new(CloseKind::SessionExpired, "session expired"),
         };
         assert!(e.is_session_expired() && e.is_retryable());
-        assert_eq!(e.to_error_object().code, codes::CONNECTION_CLOSED);
         assert_eq!(fmt_duration(Duration::from_millis(1500)), "1.5s");
         assert_eq!(fmt_duration(Duration::from_millis(250)), "250ms");
     }

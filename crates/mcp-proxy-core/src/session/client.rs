@@ -742,7 +742,7 @@ impl ClientSession {
         link.release_early();
         if let Some(level) = level {
             let set = link.client().request_with_timeout(
-                "logging/setLevel",
+                methods::LOGGING_SET_LEVEL,
                 Some(level),
                 super::SEND_TIMEOUT,
             );

@@ -116,6 +116,70 @@ mod tests {
     use mcp_transport::Target;
     use mcp_types::TransportKind;
 
+    /// `docs/transports.md` ("What a client is told") says what this module tells.
+    #[test]
+    fn the_transports_doc_tells_what_the_code_tells() {
+        let doc = include_str!("../../../../docs/transports.md");
+        let section = doc
+            .split("## What a client is told")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("docs/transports.md has a section on what a client is told");
+        let target = Target::new("NAME", TransportKind::Stdio);
+        let mut phrases: Vec<String> = [
+            CloseKind::Exited,
+            CloseKind::StreamLost,
+            CloseKind::SessionExpired,
+            CloseKind::Protocol,
+            CloseKind::Local,
+        ]
+        .into_iter()
+        .map(|kind| close_kind(&CloseReason::new(kind, "x")).to_owned())
+        .collect();
+        let errors = [
+            mcp_transport::Error::SessionExpired {
+                target: target.clone(),
+                session_id: "s".into(),
+            },
+            mcp_transport::Error::Status {
+                target: target.clone(),
+                what: "x".into(),
+                status: http::StatusCode::BAD_GATEWAY,
+                body: String::new(),
+            },
+            mcp_transport::Error::Protocol {
+                target: target.clone(),
+                message: "x".into(),
+            },
+            mcp_transport::Error::Timeout {
+                target: target.clone(),
+                what: "x".into(),
+                after: std::time::Duration::from_secs(30),
+            },
+        ];
+        for err in &errors {
+            let told = request_failed("NAME", err);
+            let message = told.message.split(" (ref ").next().unwrap().to_owned();
+            let code = format!("`{}`", told.code);
+            assert!(section.contains(&code), "{code} is not in the doc");
+            phrases.push(message);
+        }
+        phrases.push(
+            session_ended("NAME", &CloseReason::new(CloseKind::Exited, "x"))
+                .message
+                .split(": the upstream process")
+                .next()
+                .unwrap()
+                .to_owned(),
+        );
+        for phrase in phrases {
+            assert!(
+                section.contains(&phrase),
+                "docs/transports.md does not say {phrase:?}"
+            );
+        }
+    }
+
     #[test]
     fn details_stay_out_of_what_the_client_reads() {
         let target = Target::new("fs", TransportKind::Stdio);

@@ -397,7 +397,7 @@ fn dry_run(query: Option<&str>) -> Result<bool, Error> {
 pub(crate) async fn handle(app: &App, req: Request<Incoming>) -> Result<Response<Body>, Error> {
     let dry_run = dry_run(req.uri().query())?;
     let (parts, incoming) = req.into_parts();
-    body::require_json(&parts.headers)?;
+    body::require_json(&parts.headers, body::Untyped::Json)?;
     let bytes = body::read_limited(&parts.headers, incoming, app.config().max_body_bytes).await?;
     let doc: Value = body::parse_json(&bytes)?;
     let entries = document_entries(&doc).map_err(|message| Error::Invalid {

@@ -85,7 +85,7 @@ pub(crate) async fn post(
         .http_sessions
         .get(&endpoint.name, &id, Transport::Legacy)
         .ok_or(Error::SessionNotFound)?;
-    require_json(req.headers())?;
+    require_json(req.headers(), crate::body::Untyped::Json)?;
     let headers = req.headers().clone();
     let bytes = read_limited(&headers, req.into_body(), app.config().max_body_bytes).await?;
     let (messages, is_batch) = parse(&bytes)?;

@@ -17,7 +17,7 @@ use http::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use http::{Response, StatusCode};
 use mcp_proxy_core::{ClientSession, Outbound, Outlet};
 use mcp_types::jsonrpc::{codes, to_raw};
-use mcp_types::mcp::methods;
+use mcp_types::mcp::{methods, modern};
 use mcp_types::params::Members;
 use mcp_types::{Message, Outcome, Request, RequestId};
 use serde_json::{Map, Value};
@@ -45,7 +45,7 @@ const UNSUPPORTED_VERSION: i64 = -32022;
 const REMOVED: &[&str] = &[
     methods::INITIALIZE,
     methods::PING,
-    "logging/setLevel",
+    methods::LOGGING_SET_LEVEL,
     methods::RESOURCES_SUBSCRIBE,
     methods::RESOURCES_UNSUBSCRIBE,
 ];
@@ -58,7 +58,7 @@ const FORWARDED: &[&str] = &[
     methods::RESOURCES_LIST,
     methods::RESOURCES_READ,
     methods::RESOURCE_TEMPLATES_LIST,
-    "completion/complete",
+    methods::COMPLETION_COMPLETE,
 ];
 /// Results that carry caching hints.
 const CACHEABLE: &[&str] = &[
@@ -67,7 +67,7 @@ const CACHEABLE: &[&str] = &[
     methods::RESOURCES_LIST,
     methods::RESOURCES_READ,
     methods::RESOURCE_TEMPLATES_LIST,
-    "server/discover",
+    modern::DISCOVER,
 ];
 /// Log levels, least severe first (RFC 5424 names, as MCP uses them).
 const LEVELS: &[&str] = &[
@@ -203,8 +203,8 @@ pub(crate) async fn post(
     let id = req.id.clone();
     // Removed and unknown methods are 404 with -32601, whatever else is wrong.
     let known = FORWARDED.contains(&req.method.as_str())
-        || req.method == "server/discover"
-        || req.method == "subscriptions/listen";
+        || req.method == modern::DISCOVER
+        || req.method == modern::LISTEN;
     if REMOVED.contains(&req.method.as_str()) || !known {
         let why = if REMOVED.contains(&req.method.as_str()) {
             format!("{} does not exist in protocol 2026-07-28", req.method)
@@ -245,7 +245,7 @@ pub(crate) async fn post(
     }
     let hub = &app.inner().sessions;
     let (tx, rx) = mpsc::channel(sse::LIVE_CAPACITY);
-    let listen = req.method == "subscriptions/listen";
+    let listen = req.method == modern::LISTEN;
     let outlet = Arc::new(RequestOutlet {
         tx: Mutex::new(Some(tx)),
         log_level: client.log_level,
@@ -279,7 +279,7 @@ pub(crate) async fn post(
     let closer = session.clone();
     let guard = sse::OnDrop::new(move || closer.close());
     match req.method.as_str() {
-        "server/discover" => {
+        modern::DISCOVER => {
             let (capabilities, server_info, instructions) = session.identity();
             let mut result = serde_json::json!({
                 "supportedVersions": MODERN_VERSIONS,
@@ -289,11 +289,11 @@ pub(crate) async fn post(
                 result["instructions"] = Value::String(i);
             }
             let response = Message::result(id, &result);
-            let json = finish(response, "server/discover", &server_info, None);
+            let json = finish(response, modern::DISCOVER, &server_info, None);
             drop(guard);
             Ok(json_answer(json))
         }
-        "subscriptions/listen" => Ok(listen_stream(app, session, outlet, id, rx, guard)),
+        modern::LISTEN => Ok(listen_stream(app, session, outlet, id, rx, guard)),
         _ => {
             let method = req.method.clone();
             let binding = mrtr::Binding::of(name, headers, &req);
@@ -931,7 +931,7 @@ fn listen_stream(
     }
     let ack = serde_json::json!({
         "jsonrpc": "2.0",
-        "method": "notifications/subscriptions/acknowledged",
+        "method": modern::LISTEN_ACKNOWLEDGED,
         "params": {
             "_meta": { META_SUBSCRIPTION: id },
             "notifications": accepted,

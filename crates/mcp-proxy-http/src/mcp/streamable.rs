@@ -43,7 +43,7 @@ pub(crate) async fn post(
             "the accept header must list both application/json and text/event-stream".into(),
         ));
     }
-    require_json_content(&headers)?;
+    crate::body::require_json(&headers, crate::body::Untyped::Refused)?;
     // The era is classified by the version header first, then by the body's `_meta`.
     let header = headers
         .get(VERSION_HEADER)
@@ -410,19 +410,6 @@ pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> Error {
     Error::BadRequest {
         code,
         message: message.into(),
-    }
-}
-
-fn require_json_content(headers: &HeaderMap) -> Result<(), Error> {
-    let ct = headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mime = ct.split(';').next().unwrap_or("").trim();
-    if mime.eq_ignore_ascii_case("application/json") {
-        Ok(())
-    } else {
-        Err(Error::UnsupportedMediaType(ct.to_owned()))
     }
 }
 

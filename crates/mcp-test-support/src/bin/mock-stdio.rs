@@ -6,11 +6,15 @@
 //! - `hang`: answers `initialize` and nothing else; reports each
 //!   `notifications/cancelled` as a `notifications/message` notification.
 //! - `silent`: never writes anything.
+//! - `slow`: like `echo`, and also lists its `slow` tool (for Admin API calls, which
+//!   check the catalog).
 //! - `big <bytes>`: like `echo`, but first sends a notification of about `<bytes>` bytes
 //!   (default 2 MiB) on one line.
 //!
 //! `tools/call` of `big` with `{"bytes": n}` answers with a text of `n` bytes;
-//! `tools/call` of `hold` is never answered. Every `tools/call` is reported on stderr
+//! `tools/call` of `hold` is never answered; `tools/call` of `slow` with `{"ms": n}` is
+//! answered (`slow call completed after n ms`) n ms later, other requests meanwhile.
+//! Every `tools/call` is reported on stderr
 //! (`mock-stdio: got tools/call "<name>" id <id> pid <pid>`), and so is every
 //! `notifications/cancelled` (`mock-stdio: pid <pid> cancelled <requestId>`); the first line
 //! says `mock-stdio: started in mode <mode> pid <pid>`.
@@ -33,7 +37,9 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let mode = args.first().map_or("echo", String::as_str);
     let stdin = std::io::stdin();
-    let mut out = std::io::stdout().lock();
+    // Not locked for good: a `slow` answer is written from its own thread (each `writeln!`
+    // takes the lock once, so lines never interleave).
+    let mut out = std::io::stdout();
     match mode {
         "garbage" => {
             writeln!(out, "this is not json").unwrap();
@@ -122,7 +128,11 @@ fn main() {
             ("tools/list", Some(id)) => {
                 let tool = |name: &str| json!({"name": name, "inputSchema": {"type": "object"}});
                 let result = if msg["params"]["cursor"] == "page-2" {
-                    json!({"tools": [tool("big")]})
+                    let mut page = vec![tool("big")];
+                    if mode == "slow" {
+                        page.push(tool("slow"));
+                    }
+                    json!({"tools": page})
                 } else {
                     json!({"tools": [tool("echo")], "nextCursor": "page-2"})
                 };
@@ -148,6 +158,19 @@ fn main() {
                         continue;
                     }
                 }
+            }
+            ("tools/call", Some(id)) if msg["params"]["name"] == "slow" => {
+                let ms = msg["params"]["arguments"]["ms"].as_u64().unwrap_or(1000);
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(ms));
+                    let answer = json!({"jsonrpc": "2.0", "id": id, "result": {
+                        "content": [{"type": "text", "text": format!("slow call completed after {ms} ms")}]
+                    }});
+                    let mut out = std::io::stdout();
+                    writeln!(out, "{answer}").unwrap();
+                    out.flush().unwrap();
+                });
+                continue;
             }
             ("tools/call", Some(id)) if msg["params"]["name"] == "ask" => {
                 let args = &msg["params"]["arguments"];

@@ -44,7 +44,7 @@ impl ClientSession {
         }
         let ok = || Shaped::Answered(Message::result(req.id.clone(), &serde_json::json!({})));
         match req.method.as_str() {
-            "logging/setLevel" => {
+            methods::LOGGING_SET_LEVEL => {
                 self.state().log_level = req.params.clone();
                 return ok();
             }

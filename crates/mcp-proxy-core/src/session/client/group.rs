@@ -72,7 +72,7 @@ impl ClientSession {
                 "resourceTemplates",
                 resources,
             ),
-            "logging/setLevel" => {
+            methods::LOGGING_SET_LEVEL => {
                 let links: Vec<_> = {
                     let mut state = self.state();
                     state.log_level = req.params.clone();
@@ -80,7 +80,7 @@ impl ClientSession {
                 };
                 for link in links {
                     let set = link.client().request_with_timeout(
-                        "logging/setLevel",
+                        methods::LOGGING_SET_LEVEL,
                         req.params.clone(),
                         crate::session::SEND_TIMEOUT,
                     );
@@ -151,7 +151,7 @@ impl ClientSession {
                     Err(e) => refuse(codes::INVALID_PARAMS, e),
                 }
             }
-            "completion/complete" => match route_completion(req, &catalog, group, manager) {
+            methods::COMPLETION_COMPLETE => match route_completion(req, &catalog, group, manager) {
                 Ok(member) => Route::Member(member),
                 Err(e) => refuse(codes::INVALID_PARAMS, e),
             },
