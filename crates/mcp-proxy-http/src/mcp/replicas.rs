@@ -88,6 +88,11 @@ impl Replicas {
         &self.me
     }
 
+    /// The address of replica `replica` while its heartbeat is current.
+    pub(crate) async fn address_of(&self, replica: &str) -> mcp_store::Result<Option<String>> {
+        self.registry.replica(replica).await
+    }
+
     /// A registry entry's time to live: the idle timeout, plus the refresh period.
     fn ttl(&self) -> Duration {
         self.idle + self.period()
