@@ -551,3 +551,33 @@ async fn a_legacy_message_on_another_replica_names_the_replica_holding_its_strea
         resp.status() == StatusCode::NOT_FOUND
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_moves_again_after_redis_comes_back_empty() {
+    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
+    let mut cluster = Cluster::start([K1, K1, K1], &[]).await;
+    cluster
+        .register(serde_json::to_value(upstream.def("evh")).unwrap())
+        .await;
+    let url = |c: &Cluster, i: usize| format!("{}/evh/mcp", c.replicas[i].url());
+    let http = McpHttp::new();
+    let sid = http.open_session(&url(&cluster, 0), VERSION).await;
+    // Redis restarts without its data: the session's entry is gone.
+    cluster.redis.stop().await;
+    cluster.redis.start_again().await;
+    // r0 sees its heartbeat vanished and writes the entry back; r1 then resumes it.
+    let line = support::log_line(&cluster.replicas[0], &["the registry came back empty"]).await;
+    assert!(line.contains("written=1"), "{line}");
+    let (s, _, body) = http
+        .post(&url(&cluster, 1), Some(&sid), &[], &echo(1, "moved"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(
+        body["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("moved"),
+        "{body}"
+    );
+    assert_eq!(resumed(&cluster.replicas[1]), 1);
+}
