@@ -8,7 +8,7 @@
 #   BENCH_QUICK=1 scripts/bench.sh   smoke run (one repeat, short windows)
 #
 # Knobs: BENCH_REPEATS (3), BENCH_DURATION (2s), BENCH_WARMUP (500ms), BENCH_SECTIONS
-# (the sections to run, of "forward scale groups memory"; all by default).
+# (the sections to run, of "forward scale groups replicas memory"; all by default).
 #
 # Everything listens on 127.0.0.1 (server-everything and supergateway have no such option,
 # so a preload makes Node bind there); every run is bounded in time and stops by itself.
@@ -64,7 +64,7 @@ measure() {
     scale_levels="1 10 100"; idle_small=100; idle_big=1000; startups=3
   fi
   local v_old="2025-03-26" v_new="2025-11-25"
-  want() { [[ " ${BENCH_SECTIONS:-forward scale groups memory} " == *" $1 "* ]]; }
+  want() { [[ " ${BENCH_SECTIONS:-forward scale groups replicas memory} " == *" $1 "* ]]; }
 
   # 10,000 idle SSE sessions hold a socket each on both sides.
   ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -269,6 +269,137 @@ JS
   done
   fi
 
+  # --- replicas (issue 15): 3 proxyd on one Redis behind nginx round robin, against 1 ----
+  local replicas_section="Replicas: tools/call echo through nginx round robin, medians of $repeats"
+  if want replicas; then
+    local redis_bin; redis_bin="$(command -v redis-server)" || { log "redis-server missing"; return 1; }
+    local nginx_bin=/usr/sbin/nginx; [ -x "$nginx_bin" ] || nginx_bin="$(command -v nginx)"
+    local p_redis p_r0 p_r1 p_r2 p_n3 p_n1
+    read -r p_redis p_r0 p_r1 p_r2 p_n3 p_n1 <<<"$("$mb" free-ports 6 | tr '\n' ' ')"
+    mkdir -p "$out/redis"
+    bg redis "$redis_bin" --bind 127.0.0.1 --port "$p_redis" --save '' --appendonly no --dir "$out/redis"
+    local i
+    for i in $(seq 100); do
+      [ "$(redis-cli -p "$p_redis" ping 2>/dev/null)" = PONG ] && break
+      sleep 0.05
+    done
+    # A key only for this run: 64 hex digits.
+    local bench_key; bench_key="bench:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+    local r_ports=("$p_r0" "$p_r1" "$p_r2") r_pids=()
+    for i in 0 1 2; do
+      bg "replica$i" env MCP_PROXY_MAX_SESSIONS=20000 MCP_PROXY_SESSION_KEYS="[\"$bench_key\"]" \
+        MCP_PROXY_REPLICA_ID="r$i" "$proxyd" --host 127.0.0.1 --port "${r_ports[$i]}" \
+        --storage redis --redis-url "redis://127.0.0.1:$p_redis"
+      r_pids+=("$last_pid")
+    done
+    for i in 0 1 2; do wait_http "http://127.0.0.1:${r_ports[$i]}/healthz"; done
+    local r0="http://127.0.0.1:$p_r0" r1="http://127.0.0.1:$p_r1"
+    say "POST $r0/admin/mcps evh (streamable-http $seh/mcp, per-client); every replica reads it from Redis"
+    register "$r0" "{\"name\":\"evh\",\"transport\":\"streamable-http\",\"url\":\"$seh/mcp\",\"sessionMode\":\"per-client\",\"maxSessions\":4000}"
+    for i in 0 1 2; do wait_connected "http://127.0.0.1:${r_ports[$i]}" evh; done
+
+    # nginx as in bins/proxyd/tests/replicas.rs (round robin, no stickiness), one process
+    # with its own prefix under the output directory: nginx_conf DIR PORT BACKEND_PORT…
+    nginx_conf() {
+      local d="$1" port="$2"; shift 2
+      mkdir -p "$d"
+      local servers="" b
+      for b in "$@"; do servers+="    server 127.0.0.1:$b max_fails=0;"$'\n'; done
+      cat >"$d/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  upstream proxyd {
+$servers  }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://proxyd;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host 127.0.0.1;
+      proxy_buffering off;
+      proxy_read_timeout 300s;
+      proxy_next_upstream error timeout non_idempotent;
+    }
+  }
+}
+NGINX
+    }
+    nginx_conf "$out/nginx-3" "$p_n3" "$p_r0" "$p_r1" "$p_r2"
+    nginx_conf "$out/nginx-1" "$p_n1" "$p_r0"
+    bg nginx-3 "$nginx_bin" -p "$out/nginx-3" -c "$out/nginx-3/nginx.conf" -e "$out/nginx-3/error.log"
+    bg nginx-1 "$nginx_bin" -p "$out/nginx-1" -c "$out/nginx-1/nginx.conf" -e "$out/nginx-1/error.log"
+    local n3="http://127.0.0.1:$p_n3" n1="http://127.0.0.1:$p_n1"
+    wait_http "$n3/healthz"; wait_http "$n1/healthz"
+
+    local replica_rows=(
+      "nginx-1-replica|nginx → 1 proxyd (Redis, session_keys) → server-everything streamable HTTP, per-client|-|${r_pids[0]}|$n1/evh/mcp"
+      "nginx-3-replicas|nginx round robin → 3 proxyd on one Redis (each call on the next replica)|nginx-1-replica|-|$n3/evh/mcp"
+    )
+    for rep in $(seq "$repeats"); do
+      for sessions in 1 32; do
+        log "replicas, repeat $rep/$repeats: $sessions sessions"
+        for row in "${replica_rows[@]}"; do
+          IFS='|' read -r id title ref pid tgt <<<"$row"
+          bench "$replicas_section" "$id" "$title" "$ref" "$pid" "$v_old" "$sessions" small "$rep" "$tgt"
+        done
+      done
+    done
+
+    # A resume costs once per session and replica (the replica then holds a copy), so a
+    # closed loop through the balancer hides it. Timed by hand, straight to the replicas:
+    # a session opened on r0, its first call on r1 (a resume from the registry), its
+    # second call on r1 (a held copy). curl's time_total of each, N sessions.
+    local samples=30; [ "$quick" = 1 ] && samples=5
+    local hdr=(-H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream')
+    local resume_times="$out/logs/resume-times.txt"; : > "$resume_times"
+    say "resume: $samples × (initialize on $r0/evh/mcp, tools/call echo on $r1/evh/mcp twice), curl time_total"
+    local sid t_first t_second
+    for i in $(seq "$samples"); do
+      sid=$(curl -sS --max-time 10 -D - -o /dev/null "${hdr[@]}" -X POST "$r0/evh/mcp" \
+        -d "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"initialize\",\"params\":{\"protocolVersion\":\"$v_old\",\"capabilities\":{},\"clientInfo\":{\"name\":\"bench-resume\",\"version\":\"1\"}}}" \
+        | awk 'tolower($1) == "mcp-session-id:" {print $2}' | tr -d '\r')
+      [ -n "$sid" ] || { log "resume: initialize on r0 gave no session id"; continue; }
+      curl -sS --max-time 10 -o /dev/null "${hdr[@]}" -H "Mcp-Session-Id: $sid" -X POST "$r0/evh/mcp" \
+        -d '{"jsonrpc":"2.0","method":"notifications/initialized"}'
+      call_on() { # call_on URL ID: prints time_total (s), fails unless the echo came back
+        local body; body="$out/logs/resume-call.out"
+        local t; t=$(curl -sS --max-time 10 -o "$body" -w '%{time_total}' "${hdr[@]}" -H "Mcp-Session-Id: $sid" \
+          -X POST "$1" -d "{\"jsonrpc\":\"2.0\",\"id\":$2,\"method\":\"tools/call\",\"params\":{\"name\":\"echo\",\"arguments\":{\"message\":\"hi\"}}}")
+        grep -q 'Echo: hi' "$body" || { log "resume: call $2 on $1 failed: $(head -c 300 "$body")"; return 1; }
+        printf '%s' "$t"
+      }
+      t_first=$(call_on "$r1/evh/mcp" 2) || continue
+      t_second=$(call_on "$r1/evh/mcp" 3) || continue
+      printf '%s %s\n' "$t_first" "$t_second" >>"$resume_times"
+      curl -sS --max-time 10 -o /dev/null -H "Mcp-Session-Id: $sid" -X DELETE "$r0/evh/mcp" || true
+    done
+    local resumes; resumes=$(grep -c 'resumed a session started on another replica' "$out/logs/replica1.log" || true)
+    median_ms() { sort -n | awk '{v[NR]=$1} END {if (NR == 0) {print "n/a"; exit} m = (NR % 2) ? v[(NR+1)/2] : (v[NR/2] + v[NR/2+1]) / 2; printf "%.2f", m * 1000}'; }
+    local n_ok p_first p_second
+    n_ok=$(wc -l <"$resume_times")
+    p_first=$(cut -d' ' -f1 "$resume_times" | median_ms)
+    p_second=$(cut -d' ' -f2 "$resume_times" | median_ms)
+    {
+      printf '\n### Resume on another replica (p50 of %s sessions, curl time_total, ms)\n\n' "$n_ok"
+      printf '| call | p50 ms |\n|---|---|\n'
+      printf '| first call on r1 of a session opened on r0 (resume from Redis) | %s |\n' "$p_first"
+      printf '| second call on r1 (its copy held) | %s |\n' "$p_second"
+      printf '| added by the resume | %s |\n\n' "$(awk -v a="$p_first" -v b="$p_second" 'BEGIN {if (a == "n/a" || b == "n/a") print "n/a"; else printf "%.2f", a - b}')"
+      printf 'r1 logged %s resumes.\n' "$resumes"
+    } >"$out/resume.md"
+  fi
+
   for p in "${pids[@]}"; do stop "$p"; done
   pids=()
 
@@ -356,6 +487,7 @@ load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
     "$load_before" "$load_after"
   printf -- '- wall time: %s s; every command: `commands.txt`; every run: `results.jsonl`\n\n' "$(( $(date +%s) - started ))"
   cat "$out/tables.md"
+  [ ! -f "$out/resume.md" ] || cat "$out/resume.md"
 } >"$out/summary.md"
 cat "$out/summary.md"
 log "results in $out (summary.md, summary.json, results.jsonl, commands.txt, logs/)"

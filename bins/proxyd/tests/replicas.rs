@@ -475,3 +475,109 @@ async fn with_redis_away_held_sessions_go_on_and_resumes_fail_clearly() {
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_legacy_message_on_another_replica_names_the_replica_holding_its_stream() {
+    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
+    let mut cluster = Cluster::start([K1, K1, K1], &[]).await;
+    cluster
+        .register(serde_json::to_value(upstream.def("evh")).unwrap())
+        .await;
+    let http = McpHttp::new();
+    let (s, _, mut stream) = http
+        .get_sse(&format!("{}/evh/sse", cluster.replicas[0].url()), &[])
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let first = support::read_until(&mut stream, "\n\n").await;
+    let path = first
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_else(|| panic!("no endpoint event: {first}"))
+        .trim()
+        .to_owned();
+    assert!(path.ends_with("&replica=r0"), "{first}");
+    let post = |i: usize, body: &Value| {
+        http.http
+            .post(format!("{}{path}", cluster.replicas[i].url()))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    // Another replica does not hold the stream: 503 naming the one that does.
+    let resp = post(1, &init).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(
+        body["error"]["data"]["code"], "session_on_other_replica",
+        "{body}"
+    );
+    let port = cluster.replicas[0].port().to_string();
+    let message = body["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.contains("replica r0") && message.contains(&port),
+        "{body}"
+    );
+    // The replica holding it serves it; the refused post reached nothing.
+    let resp = post(0, &init).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let seen = support::read_until(&mut stream, "protocolVersion").await;
+    assert_eq!(seen.matches("\"id\":1").count(), 1, "{seen}");
+    // A session id this replica never issued, naming itself: plain 404.
+    let own = path.replace("&replica=r0", "&replica=r1");
+    let resp = http
+        .http
+        .post(format!("{}{own}", cluster.replicas[1].url()))
+        .header("content-type", "application/json")
+        .body(init.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    // The holder dies: once its heartbeat is gone, the session is gone too (404).
+    drop(stream);
+    cluster.replicas[0].kill().await;
+    let url1 = format!("{}{path}", cluster.replicas[1].url());
+    assert_eventually!(Duration::from_secs(30), {
+        let resp = http
+            .http
+            .post(&url1)
+            .header("content-type", "application/json")
+            .body(init.to_string())
+            .send()
+            .await
+            .unwrap();
+        resp.status() == StatusCode::NOT_FOUND
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_session_moves_again_after_redis_comes_back_empty() {
+    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
+    let mut cluster = Cluster::start([K1, K1, K1], &[]).await;
+    cluster
+        .register(serde_json::to_value(upstream.def("evh")).unwrap())
+        .await;
+    let url = |c: &Cluster, i: usize| format!("{}/evh/mcp", c.replicas[i].url());
+    let http = McpHttp::new();
+    let sid = http.open_session(&url(&cluster, 0), VERSION).await;
+    // Redis restarts without its data: the session's entry is gone.
+    cluster.redis.stop().await;
+    cluster.redis.start_again().await;
+    // r0 sees its heartbeat vanished and writes the entry back; r1 then resumes it.
+    let line = support::log_line(&cluster.replicas[0], &["the registry came back empty"]).await;
+    assert!(line.contains("written=1"), "{line}");
+    let (s, _, body) = http
+        .post(&url(&cluster, 1), Some(&sid), &[], &echo(1, "moved"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(
+        body["result"]["content"][0]["text"]
+            .as_str()
+            .unwrap_or("")
+            .contains("moved"),
+        "{body}"
+    );
+    assert_eq!(resumed(&cluster.replicas[1]), 1);
+}

@@ -99,6 +99,7 @@ impl App {
             address.to_owned(),
             inner.config.session_idle_timeout,
             inner.sessions.clone(),
+            Arc::downgrade(&inner.http_sessions),
         );
         replicas.spawn_heartbeat();
         inner.replicas = Some(replicas);

@@ -124,6 +124,11 @@ impl Registry {
         self.lock().insert(session.id().to_owned(), session);
     }
 
+    /// Every session held now (a copy of the list).
+    pub(crate) fn all(&self) -> Vec<Arc<HttpSession>> {
+        self.lock().values().cloned().collect()
+    }
+
     /// The session `id` of upstream `name` on `transport`, if it is still open.
     pub(crate) fn get(
         &self,

@@ -2,6 +2,10 @@
 //! event stream (first event `endpoint`), `POST /{name}/message?sessionId=` carries each
 //! client message (202), and answers come back as `message` events. Losing the stream ends
 //! the session; its upstream requests are cancelled.
+//!
+//! With a session registry the endpoint uri also names the replica holding the stream
+//! (`&replica=`): a `POST /message` that lands on another replica is answered 503
+//! `session_on_other_replica` naming it (no forwarding between replicas), not 404.
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -41,12 +45,16 @@ pub(crate) fn open(
     let core = inner.sessions.open(name, options, session.clone())?;
     session.bind(core.clone());
     inner.http_sessions.insert(session);
-    let uri = format!(
+    let mut uri = format!(
         "{}/{}/message?sessionId={}",
         app.config().base_path,
         name,
         core.id()
     );
+    if let Some(me) = app.replica_id() {
+        uri.push_str("&replica=");
+        uri.extend(url::form_urlencoded::byte_serialize(me.as_bytes()));
+    }
     tracing::debug!(session = %core.id(), endpoint = %name, "legacy sse session opened");
     // The event stream is the session: it does not expire while the stream is open, and
     // ends when the client drops it.
@@ -69,22 +77,28 @@ pub(crate) async fn post(
     endpoint: &Endpoint,
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
-    let id = req.uri().query().and_then(|q| {
-        url::form_urlencoded::parse(q.as_bytes())
-            .find(|(k, _)| k == "sessionId" || k == "session_id")
-            .map(|(_, v)| v.into_owned())
-    });
+    let query = |names: &[&str]| {
+        req.uri().query().and_then(|q| {
+            url::form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| names.contains(&k.as_ref()))
+                .map(|(_, v)| v.into_owned())
+        })
+    };
+    let id = query(&["sessionId", "session_id"]);
+    let holder = query(&["replica"]);
     let Some(id) = id else {
         return Err(bad(
             "session_required",
             "missing sessionId query parameter: use the endpoint uri sent by GET /{name}/sse",
         ));
     };
-    let session = app
+    let Some(session) = app
         .inner()
         .http_sessions
         .get(&endpoint.name, &id, Transport::Legacy)
-        .ok_or(Error::SessionNotFound)?;
+    else {
+        return Err(not_here(app, holder.as_deref()).await);
+    };
     require_json(req.headers(), crate::body::Untyped::Json)?;
     let headers = req.headers().clone();
     let bytes = read_limited(&headers, req.into_body(), app.config().max_body_bytes).await?;
@@ -116,4 +130,28 @@ pub(crate) async fn post(
     let mut resp = Response::new(full("Accepted"));
     *resp.status_mut() = StatusCode::ACCEPTED;
     Ok(resp)
+}
+
+/// Why a legacy session is not served here: its stream is on another replica that lives
+/// (503 naming it), or it is gone (404).
+async fn not_here(app: &App, holder: Option<&str>) -> Error {
+    let (Some(replicas), Some(holder)) = (&app.inner().replicas, holder) else {
+        return Error::SessionNotFound;
+    };
+    if holder == replicas.id() {
+        return Error::SessionNotFound;
+    }
+    match replicas.address_of(holder).await {
+        Ok(Some(address)) => Error::SessionElsewhere(format!(
+            "this legacy sse session's event stream is on replica {holder} ({address}): send its \
+             /message posts to that replica (route /sse and /message with stickiness; forwarding \
+             between replicas is not available)"
+        )),
+        // The replica that held the stream is gone, and the session with it.
+        Ok(None) => Error::SessionNotFound,
+        Err(e) => Error::RegistryUnavailable(format!(
+            "this replica does not hold the session and cannot read the session registry ({e}); \
+             retry, or open a new event stream"
+        )),
+    }
 }

@@ -19,6 +19,10 @@
 //!   the registry says no replica used the session meanwhile.
 //! - **Redis away.** Sessions a replica holds go on from memory; resuming on another
 //!   replica fails with a JSON-RPC error (503, `session_registry_unavailable`).
+//! - **Redis back empty.** A replica whose heartbeat vanished from Redis while it was
+//!   current (a restart without persistence, a flush), or that could not renew it for a
+//!   while, writes back the entries missing of the sessions it holds, so they can move
+//!   again.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -50,6 +54,8 @@ pub(crate) struct Replicas {
     idle: Duration,
     /// The client sessions of this replica.
     hub: mcp_proxy_core::SessionHub,
+    /// Their HTTP side (weak: the application owns it).
+    held: std::sync::Weak<super::Registry>,
     /// Resumes on this replica, one at a time (two requests for one session resume it once).
     resuming: tokio::sync::Mutex<()>,
     epoch: Instant,
@@ -72,6 +78,7 @@ impl Replicas {
         address: String,
         idle: Duration,
         hub: mcp_proxy_core::SessionHub,
+        held: std::sync::Weak<super::Registry>,
     ) -> Arc<Self> {
         Arc::new(Self {
             registry,
@@ -79,6 +86,7 @@ impl Replicas {
             address,
             idle,
             hub,
+            held,
             resuming: tokio::sync::Mutex::new(()),
             epoch: Instant::now(),
         })
@@ -86,6 +94,11 @@ impl Replicas {
 
     pub(crate) fn id(&self) -> &str {
         &self.me
+    }
+
+    /// The address of replica `replica` while its heartbeat is current.
+    pub(crate) async fn address_of(&self, replica: &str) -> mcp_store::Result<Option<String>> {
+        self.registry.replica(replica).await
     }
 
     /// A registry entry's time to live: the idle timeout, plus the refresh period.
@@ -109,19 +122,31 @@ impl Replicas {
             let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut failing = false;
+            // When the heartbeat was last renewed: until its TTL it must be in Redis.
+            let mut renewed: Option<Instant> = None;
             loop {
                 tick.tick().await;
                 let Some(me) = me.upgrade() else { return };
+                let current =
+                    renewed.is_some_and(|t| t.elapsed() + HEARTBEAT_EVERY < HEARTBEAT_TTL);
+                let vanished = current && matches!(me.registry.replica(&me.me).await, Ok(None));
                 match me
                     .registry
                     .heartbeat(&me.me, &me.address, HEARTBEAT_TTL)
                     .await
                 {
-                    Ok(()) if failing => {
+                    Ok(()) if failing || vanished => {
+                        if failing {
+                            info!(replica = %me.me, "replica heartbeat renewed again");
+                        }
                         failing = false;
-                        info!(replica = %me.me, "replica heartbeat renewed again");
+                        renewed = Some(Instant::now());
+                        // In a task of its own: many sessions must not delay the
+                        // next heartbeat.
+                        let me = me.clone();
+                        tokio::spawn(async move { me.write_back(vanished).await });
                     }
-                    Ok(()) => {}
+                    Ok(()) => renewed = Some(Instant::now()),
                     Err(e) if !failing => {
                         failing = true;
                         warn!(replica = %me.me, error = %e, "cannot renew the replica heartbeat");
@@ -130,6 +155,52 @@ impl Replicas {
                 }
             }
         });
+    }
+
+    /// Writes back the registry entries missing of the sessions this replica holds (Redis
+    /// came back empty, or was away). An entry still there is left as it is.
+    async fn write_back(&self, vanished: bool) {
+        let Some(held) = self.held.upgrade() else {
+            return;
+        };
+        let mut written = 0usize;
+        for session in held.all() {
+            if !session.is_replicated() || session.is_ended() {
+                continue;
+            }
+            let Some(snapshot) = session.core().snapshot() else {
+                continue;
+            };
+            let Ok(state) = serde_json::to_string(&snapshot) else {
+                continue;
+            };
+            let id = session.id();
+            match self.registry.session(id).await {
+                Ok(None) => {}
+                Ok(Some(_)) => continue,
+                Err(e) => {
+                    debug!(session = %id, error = %e, "cannot read the session registry; not written back");
+                    return;
+                }
+            }
+            match self
+                .registry
+                .put_session(id, &self.me, &state, self.ttl())
+                .await
+            {
+                Ok(()) => written += 1,
+                Err(e) => {
+                    debug!(session = %id, error = %e, "cannot write the session back to the registry");
+                    return;
+                }
+            }
+        }
+        let why = if vanished {
+            "the registry came back empty"
+        } else {
+            "the registry was away"
+        };
+        info!(replica = %self.me, written, "{why}: wrote back the missing entries of the sessions held here");
     }
 
     /// Removes this replica's heartbeat (a clean shutdown).

@@ -73,6 +73,11 @@ impl HttpSession {
         let _ = self.replication.set(replication);
     }
 
+    /// Whether the session is in the session registry (other replicas may continue it).
+    pub(crate) fn is_replicated(&self) -> bool {
+        self.replication.get().is_some()
+    }
+
     /// After each client request: keeps the registry entry current (in the background,
     /// rarely).
     pub(crate) fn after_request(&self) {
