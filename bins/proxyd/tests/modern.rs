@@ -341,3 +341,87 @@ async fn the_typescript_client_v2_speaks_2026_07_28_through_the_proxy_to_both_er
         }
     }
 }
+
+/// A 2026-07-28 client on `/mcp` (the built-in group of every upstream) and on a group
+/// made through the Admin API: `server/discover` is the group's, the listing has the
+/// merged names, and a call by merged name reaches its member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groups_serve_2026_07_28_clients_by_merged_name() {
+    let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
+    let admin = Admin::new(&proxyd);
+    for name in ["one", "two"] {
+        admin
+            .register(serde_json::to_value(tools::mock_stdio_def(name, &[])).unwrap())
+            .await;
+        admin.wait_connected(name).await;
+    }
+    let (s, body) = admin
+        .send(
+            reqwest::Method::POST,
+            "/admin/groups",
+            Some(json!({"name": "pair", "members": ["one", "two"], "prefix": "always"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let modern = [("mcp-protocol-version", MODERN)];
+    for (path, info) in [("mcp", "mcp"), ("pair/mcp", "pair")] {
+        let url = format!("{}/{path}", proxyd.url());
+        let discover = json!({"jsonrpc":"2.0","id":"d","method":"server/discover",
+            "params":{"_meta": meta()}});
+        let (s, h, text) = post(&url, &modern, &discover).await;
+        assert_eq!(s, StatusCode::OK, "{path}: {text}");
+        let v = last_json(&h, &text);
+        assert_eq!(v["result"]["supportedVersions"], json!([MODERN]), "{v}");
+        assert!(v["result"]["capabilities"]["tools"].is_object(), "{v}");
+        assert_eq!(
+            v["result"]["_meta"]["io.modelcontextprotocol/serverInfo"]["name"], info,
+            "{v}"
+        );
+        // every page of the merged listing
+        let mut names = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params = json!({"_meta": meta()});
+            if let Some(c) = &cursor {
+                params["cursor"] = json!(c);
+            }
+            let list = json!({"jsonrpc":"2.0","id":"l","method":"tools/list","params": params});
+            let (s, h, text) = post(&url, &modern, &list).await;
+            assert_eq!(s, StatusCode::OK, "{path}: {text}");
+            let v = last_json(&h, &text);
+            assert_eq!(v["result"]["resultType"], "complete", "{v}");
+            names.extend(
+                v["result"]["tools"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|t| t["name"].as_str().unwrap().to_owned()),
+            );
+            match v["result"]["nextCursor"].as_str() {
+                Some(c) => cursor = Some(c.to_owned()),
+                None => break,
+            }
+        }
+        for merged in ["one__echo", "two__echo"] {
+            assert!(names.contains(&merged.to_owned()), "{path}: {names:?}");
+        }
+        for (id, member) in [(1, "one"), (2, "two")] {
+            let call = json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{
+                "name": format!("{member}__echo"),
+                "arguments": {"message": format!("via {path} to {member}")},
+                "_meta": meta()}});
+            let (s, h, text) = post(&url, &modern, &call).await;
+            assert_eq!(s, StatusCode::OK, "{path}: {text}");
+            let v = last_json(&h, &text);
+            assert_eq!(v["id"], id, "{v}");
+            assert_eq!(v["result"]["resultType"], "complete", "{v}");
+            assert!(
+                v["result"]["content"][0]["text"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(&format!("via {path} to {member}")),
+                "{v}"
+            );
+        }
+    }
+}
