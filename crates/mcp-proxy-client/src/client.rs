@@ -113,10 +113,7 @@ impl ProxyClient {
     /// Retried only when the proxy was not reached or answered that it did nothing
     /// (502/503): a retry after an unanswered request could find its own creation.
     pub async fn register(&self, def: &McpDefinition) -> Result<McpEntry, Error> {
-        let body = serde_json::to_value(def).map_err(|e| Error::Decode {
-            op: "POST /admin/mcps".into(),
-            message: format!("cannot serialize the definition: {e}"),
-        })?;
+        let body = encode("POST /admin/mcps", "definition", def)?;
         self.call(
             Safety::AnsweredOrUnsent,
             Method::POST,
@@ -129,10 +126,7 @@ impl ProxyClient {
     /// `PUT /admin/mcps/{name}`: replaces a definition (the proxy hot-reloads the
     /// connection when it changed). [`Error::NotFound`] when absent.
     pub async fn update(&self, def: &McpDefinition) -> Result<McpEntry, Error> {
-        let body = serde_json::to_value(def).map_err(|e| Error::Decode {
-            op: format!("PUT /admin/mcps/{}", def.name),
-            message: format!("cannot serialize the definition: {e}"),
-        })?;
+        let body = encode(&format!("PUT /admin/mcps/{}", def.name), "definition", def)?;
         self.call(
             Safety::Idempotent,
             Method::PUT,
@@ -270,6 +264,14 @@ pub(crate) fn parse_http_url(text: &str) -> Result<Url, Error> {
         });
     }
     Ok(url)
+}
+
+/// `value` as the JSON body of `op` (`what` names it in the error).
+pub(crate) fn encode(op: &str, what: &str, value: &impl serde::Serialize) -> Result<Value, Error> {
+    serde_json::to_value(value).map_err(|e| Error::Decode {
+        op: op.to_owned(),
+        message: format!("cannot serialize the {what}: {e}"),
+    })
 }
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ impl ProxyClient {
     /// upstream has the name (they share one namespace); [`Error::Invalid`] names every
     /// failing field. Retried only when it cannot have been applied.
     pub async fn create_group(&self, group: &GroupDefinition) -> Result<GroupEntry, Error> {
-        let body = encode("POST /admin/groups", group)?;
+        let body = super::encode("POST /admin/groups", "group", group)?;
         self.call(
             Safety::AnsweredOrUnsent,
             Method::POST,
@@ -27,7 +27,7 @@ impl ProxyClient {
     /// `PUT /admin/groups/{name}`: replaces a group (live: its sessions carry on unless
     /// its auth fields changed). [`Error::NotFound`] when absent.
     pub async fn update_group(&self, group: &GroupDefinition) -> Result<GroupEntry, Error> {
-        let body = encode(&format!("PUT /admin/groups/{}", group.name), group)?;
+        let body = super::encode(&format!("PUT /admin/groups/{}", group.name), "group", group)?;
         self.call(
             Safety::Idempotent,
             Method::PUT,
@@ -85,11 +85,4 @@ impl ProxyClient {
             errors: http::decode_value(&op, body["errors"].take())?,
         })
     }
-}
-
-fn encode(op: &str, group: &GroupDefinition) -> Result<Value, Error> {
-    serde_json::to_value(group).map_err(|e| Error::Decode {
-        op: op.to_owned(),
-        message: format!("cannot serialize the group: {e}"),
-    })
 }
