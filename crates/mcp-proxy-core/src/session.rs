@@ -20,10 +20,10 @@
 //! precedes.
 
 mod client;
-mod link;
 mod rewrite;
 mod snapshot;
 mod told;
+mod upstream_session;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -38,7 +38,7 @@ pub use snapshot::{LinkSnapshot, Resumed, SessionSnapshot};
 
 use crate::error::Error;
 use crate::manager::Manager;
-use link::Link;
+use upstream_session::UpstreamSession;
 
 /// Deadline for a notification or response a session sends upstream on its own.
 pub(crate) const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
@@ -119,7 +119,7 @@ struct HubInner {
     counts: Mutex<Counts>,
     /// When the hub started: sessions keep their last activity relative to it.
     epoch: std::time::Instant,
-    shared: Mutex<HashMap<String, Arc<OnceCell<Arc<Link>>>>>,
+    shared: Mutex<HashMap<String, Arc<OnceCell<Arc<UpstreamSession>>>>>,
     cancel: CancellationToken,
     /// Every task a session or link spawns (cleanup, upstream sends, watchers).
     tasks: TaskTracker,
@@ -409,7 +409,7 @@ impl SessionHub {
     pub(crate) async fn shared_link(
         &self,
         upstream: &Arc<crate::Upstream>,
-    ) -> Result<Arc<Link>, Error> {
+    ) -> Result<Arc<UpstreamSession>, Error> {
         let name = upstream.name().to_owned();
         loop {
             let cell = self
@@ -421,7 +421,7 @@ impl SessionHub {
                 .or_default()
                 .clone();
             let link = cell
-                .get_or_try_init(|| Link::open_shared(self.clone(), upstream.clone()))
+                .get_or_try_init(|| UpstreamSession::open_shared(self.clone(), upstream.clone()))
                 .await?
                 .clone();
             if link.is_alive() && Arc::ptr_eq(link.upstream(), upstream) {
@@ -440,7 +440,7 @@ impl SessionHub {
     }
 
     /// Forgets the shared link if it is this one.
-    pub(crate) fn forget_shared(&self, name: &str, link: &Link) {
+    pub(crate) fn forget_shared(&self, name: &str, link: &UpstreamSession) {
         let mut shared = self.inner.shared.lock().unwrap_or_else(|p| p.into_inner());
         if shared
             .get(name)

@@ -30,6 +30,7 @@ use crate::app::App;
 use crate::body::Body;
 use crate::error::Error;
 use crate::security::ClientAddr;
+use mcp_proxy_core::metrics::SessionTransport;
 use session::HttpSession;
 
 /// Names that can never be upstream names (they are the proxy's own paths).
@@ -134,7 +135,7 @@ impl Registry {
         &self,
         name: &str,
         id: &str,
-        transport: session::Transport,
+        transport: SessionTransport,
     ) -> Option<Arc<HttpSession>> {
         self.lock()
             .get(id)

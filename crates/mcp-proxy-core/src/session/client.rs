@@ -25,7 +25,7 @@ use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use super::link::Link;
+use super::upstream_session::UpstreamSession;
 use super::{Outbound, Outlet, Permit, SessionHub, SessionOptions};
 use crate::Upstream;
 use crate::connector::SessionParams;
@@ -173,7 +173,7 @@ struct State {
     outlet: Option<Arc<dyn Outlet>>,
     /// Upstream links by member name (one, named after the upstream, for an upstream's
     /// endpoint).
-    links: HashMap<String, Arc<Link>>,
+    links: HashMap<String, Arc<UpstreamSession>>,
     protocol_version: Option<String>,
     capabilities: Value,
     declared: Option<Declared>,
@@ -387,7 +387,7 @@ impl ClientSession {
     /// the upstream's id (and ends the request: no answer is due), others are forwarded.
     pub async fn notify(self: &Arc<Self>, n: Notification) {
         self.touch();
-        let links: Vec<(String, Arc<Link>)> = {
+        let links: Vec<(String, Arc<UpstreamSession>)> = {
             let state = self.state();
             if state.phase != Phase::Ready {
                 return;
@@ -661,7 +661,7 @@ impl ClientSession {
         &self,
         upstream: &Arc<Upstream>,
         declared: &Declared,
-    ) -> Result<Arc<Link>, crate::Error> {
+    ) -> Result<Arc<UpstreamSession>, crate::Error> {
         if self.stateless {
             return self.hub.shared_link(upstream).await;
         }
@@ -675,7 +675,7 @@ impl ClientSession {
                     path_suffix: self.options.path_suffix.clone(),
                     era: upstream.era(),
                 };
-                Link::open_per_client(&self.hub, upstream, sp).await
+                UpstreamSession::open_per_client(&self.hub, upstream, sp).await
             }
             SessionMode::Shared => self.hub.shared_link(upstream).await,
         }
@@ -687,12 +687,12 @@ impl ClientSession {
     pub(crate) async fn link_for(
         self: &Arc<Self>,
         member: &str,
-    ) -> Result<Arc<Link>, crate::Error> {
+    ) -> Result<Arc<UpstreamSession>, crate::Error> {
         let current = |me: &Self| {
             let state = me.state();
             state.links.get(member).cloned()
         };
-        let fresh = |link: &Arc<Link>| {
+        let fresh = |link: &Arc<UpstreamSession>| {
             link.is_alive()
                 && self
                     .hub
@@ -755,7 +755,11 @@ impl ClientSession {
     /// A link of this session lost its upstream session. An upstream's endpoint ends
     /// with it; a group drops that member's link (its requests in flight have failed)
     /// and opens a new one on next use.
-    pub(crate) fn link_lost(self: &Arc<Self>, link: &Link, error: mcp_types::ErrorObject) {
+    pub(crate) fn link_lost(
+        self: &Arc<Self>,
+        link: &UpstreamSession,
+        error: mcp_types::ErrorObject,
+    ) {
         match &self.serves {
             Serves::Upstream(_) => self.end(Ended::UpstreamLost(error)),
             Serves::Group(_) => {

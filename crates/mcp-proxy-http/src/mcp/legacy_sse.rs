@@ -13,13 +13,14 @@ use mcp_proxy_core::SessionOptions;
 use mcp_types::Message;
 use tokio::sync::mpsc;
 
-use super::session::{HttpSession, Transport};
+use super::session::HttpSession;
 use super::sse::{self, LIVE_CAPACITY, OnDrop};
 use super::streamable::{bad, parse};
 use super::{Endpoint, guard};
 use crate::app::App;
 use crate::body::{Body, full, read_limited, require_json};
 use crate::error::Error;
+use mcp_proxy_core::metrics::SessionTransport;
 
 /// `GET /{name}/sse[/{extra}]`.
 pub(crate) fn open(
@@ -38,7 +39,7 @@ pub(crate) fn open(
     let session = HttpSession::new(
         &inner.http_sessions,
         app.metrics(),
-        Transport::Legacy,
+        SessionTransport::Sse,
         Some(tx),
         0,
     );
@@ -95,7 +96,7 @@ pub(crate) async fn post(
     let Some(session) = app
         .inner()
         .http_sessions
-        .get(&endpoint.name, &id, Transport::Legacy)
+        .get(&endpoint.name, &id, SessionTransport::Sse)
     else {
         return Err(not_here(app, holder.as_deref()).await);
     };

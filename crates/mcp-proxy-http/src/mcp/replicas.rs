@@ -33,10 +33,11 @@ use mcp_proxy_core::{Released, SessionOptions, SessionSnapshot};
 use mcp_store::SessionRegistry;
 use tracing::{debug, info, warn};
 
-use super::session::{HttpSession, Transport};
+use super::session::HttpSession;
 use super::{Endpoint, guard};
 use crate::app::App;
 use crate::error::Error;
+use mcp_proxy_core::metrics::SessionTransport;
 
 /// How often a replica renews its heartbeat, and how long one lasts.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
@@ -250,9 +251,10 @@ impl Replicas {
     ) -> Result<Arc<HttpSession>, Error> {
         let _one_at_a_time = self.resuming.lock().await;
         let inner = app.inner();
-        if let Some(session) = inner
-            .http_sessions
-            .get(&endpoint.name, id, Transport::Streamable)
+        if let Some(session) =
+            inner
+                .http_sessions
+                .get(&endpoint.name, id, SessionTransport::StreamableHttp)
         {
             return Ok(session);
         }
@@ -305,7 +307,7 @@ impl Replicas {
         let session = HttpSession::new(
             &inner.http_sessions,
             app.metrics(),
-            Transport::Streamable,
+            SessionTransport::StreamableHttp,
             None,
             app.config().session_replay_bytes,
         );

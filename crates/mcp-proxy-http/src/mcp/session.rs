@@ -16,27 +16,11 @@ use tracing::debug;
 use super::Registry;
 use super::sse::{Item, Streams};
 
-/// The transport side of a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Transport {
-    Streamable,
-    Legacy,
-}
-
-impl Transport {
-    fn metric(self) -> SessionTransport {
-        match self {
-            Self::Streamable => SessionTransport::StreamableHttp,
-            Self::Legacy => SessionTransport::Sse,
-        }
-    }
-}
-
 /// An HTTP client session.
 #[derive(Debug)]
 pub(crate) struct HttpSession {
     core: OnceLock<Arc<ClientSession>>,
-    transport: Transport,
+    transport: SessionTransport,
     streams: Mutex<Streams>,
     /// Legacy SSE: the event stream.
     legacy: Mutex<Option<mpsc::Sender<Item>>>,
@@ -52,11 +36,11 @@ impl HttpSession {
     pub(crate) fn new(
         registry: &Arc<Registry>,
         metrics: &Arc<Metrics>,
-        transport: Transport,
+        transport: SessionTransport,
         legacy: Option<mpsc::Sender<Item>>,
         replay_bytes: usize,
     ) -> Arc<Self> {
-        metrics.session_opened(transport.metric());
+        metrics.session_opened(transport);
         Arc::new(Self {
             core: OnceLock::new(),
             transport,
@@ -102,7 +86,7 @@ impl HttpSession {
         self.core().upstream_name()
     }
 
-    pub(crate) fn transport(&self) -> Transport {
+    pub(crate) fn transport(&self) -> SessionTransport {
         self.transport
     }
 
@@ -134,7 +118,7 @@ impl Outlet for HttpSession {
     fn send(&self, out: Outbound) -> bool {
         let json = Bytes::from(out.message.to_vec());
         match self.transport {
-            Transport::Streamable => {
+            SessionTransport::StreamableHttp => {
                 let filed =
                     self.streams()
                         .push(json, out.related.as_ref(), out.message.is_response());
@@ -143,7 +127,7 @@ impl Outlet for HttpSession {
                 }
                 true
             }
-            Transport::Legacy => {
+            SessionTransport::Sse => {
                 let live = self
                     .legacy
                     .lock()
@@ -168,7 +152,7 @@ impl Outlet for HttpSession {
         if let (Some(r), Some(core)) = (self.replication.get(), self.core.get()) {
             r.ended(core.id(), core.released());
         }
-        self.metrics.session_closed(self.transport.metric());
+        self.metrics.session_closed(self.transport);
         self.streams().close_all();
         self.legacy.lock().unwrap_or_else(|p| p.into_inner()).take();
         debug!("http session closed");

@@ -13,12 +13,13 @@ use mcp_types::jsonrpc::Payload;
 use mcp_types::mcp::{is_supported_version, methods};
 
 use super::modern;
-use super::session::{Answer, HttpSession, Transport};
+use super::session::{Answer, HttpSession};
 use super::sse::{self, AttachError, OnDrop};
 use super::{Endpoint, guard};
 use crate::app::App;
 use crate::body::{Body, empty, full, read_limited};
 use crate::error::Error;
+use mcp_proxy_core::metrics::SessionTransport;
 
 /// The session header.
 pub(crate) use mcp_types::mcp::SESSION_HEADER;
@@ -233,7 +234,7 @@ async fn initialize_session(
     let session = HttpSession::new(
         &inner.http_sessions,
         app.metrics(),
-        Transport::Streamable,
+        SessionTransport::StreamableHttp,
         None,
         app.config().session_replay_bytes,
     );
@@ -354,18 +355,19 @@ async fn session_of(
         None => id.to_owned(),
     };
     let inner = app.inner();
-    let session = match inner
-        .http_sessions
-        .get(&endpoint.name, &id, Transport::Streamable)
-    {
-        Some(session) => session,
-        None => match (&inner.replicas, &inner.tokens) {
-            (Some(replicas), Some(_)) => {
-                replicas.resume(app, endpoint, &id, policy, headers).await?
-            }
-            _ => return Err(Error::SessionNotFound),
-        },
-    };
+    let session =
+        match inner
+            .http_sessions
+            .get(&endpoint.name, &id, SessionTransport::StreamableHttp)
+        {
+            Some(session) => session,
+            None => match (&inner.replicas, &inner.tokens) {
+                (Some(replicas), Some(_)) => {
+                    replicas.resume(app, endpoint, &id, policy, headers).await?
+                }
+                _ => return Err(Error::SessionNotFound),
+            },
+        };
     session.after_request();
     Ok(session)
 }

@@ -20,7 +20,7 @@ use mcp_types::{Message, Outcome, Request, Response};
 use serde_json::{Map, Value};
 
 use super::ClientSession;
-use crate::session::link::Link;
+use crate::session::upstream_session::UpstreamSession;
 
 /// What becomes of a request on its way to a link.
 pub(super) enum Shaped {
@@ -32,7 +32,7 @@ pub(super) enum Shaped {
 
 impl ClientSession {
     /// `req` as the era of `link` expects it.
-    pub(super) async fn for_link(&self, link: &Link, mut req: Request) -> Shaped {
+    pub(super) async fn for_link(&self, link: &UpstreamSession, mut req: Request) -> Shaped {
         if !link.client().is_modern() {
             if self.stateless {
                 req.params = req.params.map(|p| strip_modern_meta(&p).unwrap_or(p));
@@ -97,7 +97,7 @@ impl ClientSession {
     /// A modern upstream's answer as a 2025 client can read it: an `input_required`
     /// result the session did not translate (to a method that may not ask for input) is
     /// an error saying so.
-    pub(super) fn for_client(&self, link: &Link, response: Response) -> Response {
+    pub(super) fn for_client(&self, link: &UpstreamSession, response: Response) -> Response {
         if self.stateless || !link.client().is_modern() {
             return response;
         }

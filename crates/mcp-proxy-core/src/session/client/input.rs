@@ -36,7 +36,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::ClientSession;
-use crate::session::link::Link;
+use crate::session::upstream_session::UpstreamSession;
 
 /// Most retries of one client request with `inputResponses` (rounds of questions).
 pub(super) const MAX_ROUNDS: usize = 8;
@@ -71,7 +71,7 @@ pub(super) enum Gathered {
 impl ClientSession {
     /// Whether the client's request `method` may be retried with answers when its
     /// upstream asks for input: a 2025 client's request to a modern upstream.
-    pub(super) fn translates_input(&self, link: &Link, method: &str) -> bool {
+    pub(super) fn translates_input(&self, link: &UpstreamSession, method: &str) -> bool {
         !self.stateless && ASKING.contains(&method) && link.client().is_modern()
     }
 

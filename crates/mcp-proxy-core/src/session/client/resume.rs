@@ -11,8 +11,8 @@ use tracing::debug;
 
 use super::{ClientSession, Declared, Ended, Phase, Serves};
 use crate::connector::{ResumeParams, SessionParams};
-use crate::session::link::Link;
 use crate::session::snapshot::{LinkSnapshot, Resumed, SessionSnapshot};
+use crate::session::upstream_session::UpstreamSession;
 
 /// How a replicated session's copy on this replica ended without ending the session: its
 /// upstream sessions were let go of, for other replicas to go on with.
@@ -221,7 +221,7 @@ impl ClientSession {
         upstream: &Arc<crate::Upstream>,
         saved: Option<&LinkSnapshot>,
         declared: &Declared,
-    ) -> Result<(Arc<Link>, bool), crate::Error> {
+    ) -> Result<(Arc<UpstreamSession>, bool), crate::Error> {
         let def = upstream.definition();
         if def.session_mode == SessionMode::Shared {
             return Ok((self.hub.shared_link(upstream).await?, false));
@@ -247,10 +247,11 @@ impl ClientSession {
                     .unwrap_or_else(|| saved.init.protocol_version.clone()),
                 init: saved.init.clone(),
             };
-            let link = Link::resume_per_client(&self.hub, upstream, params, &resume).await?;
+            let link =
+                UpstreamSession::resume_per_client(&self.hub, upstream, params, &resume).await?;
             return Ok((link, false));
         }
-        let link = Link::open_per_client(&self.hub, upstream, params).await?;
+        let link = UpstreamSession::open_per_client(&self.hub, upstream, params).await?;
         Ok((link, true))
     }
 }

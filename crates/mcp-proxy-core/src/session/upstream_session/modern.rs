@@ -9,13 +9,13 @@ use std::time::Duration;
 use mcp_transport::ListenFilter;
 use tracing::warn;
 
-use super::Link;
+use super::UpstreamSession;
 
 /// Longest wait for the upstream to acknowledge the listen before the link is used
 /// anyway (a change before then may be missed).
 const ACK_WAIT: Duration = Duration::from_secs(5);
 
-impl Link {
+impl UpstreamSession {
     fn listener(&self) -> std::sync::MutexGuard<'_, Option<mcp_transport::Listener>> {
         self.listener.lock().unwrap_or_else(|p| p.into_inner())
     }

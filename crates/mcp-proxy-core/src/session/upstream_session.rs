@@ -36,14 +36,14 @@ const EARLY_CAPACITY: usize = 32;
 
 /// One upstream connection serving client sessions.
 #[derive(Debug)]
-pub(crate) struct Link {
+pub(crate) struct UpstreamSession {
     upstream: Arc<Upstream>,
     client: McpClient,
     init: InitializeResult,
     shared: bool,
     hub: SessionHub,
     routes: Mutex<Routes>,
-    handler: Arc<LinkHandler>,
+    handler: Arc<UpstreamHandler>,
     cancel: CancellationToken,
     /// A modern upstream's listen, once there is something to listen for.
     listener: Mutex<Option<mcp_transport::Listener>>,
@@ -62,8 +62,8 @@ struct Routes {
 /// The connection's [`Handler`]: it exists before its link does (the connection is made
 /// first), so it holds early messages until the link's first client is ready.
 #[derive(Debug, Default)]
-pub(crate) struct LinkHandler {
-    link: OnceLock<Weak<Link>>,
+pub(crate) struct UpstreamHandler {
+    link: OnceLock<Weak<UpstreamSession>>,
     early: Mutex<Early>,
 }
 
@@ -74,7 +74,7 @@ struct Early {
     closed: Option<CloseReason>,
 }
 
-impl LinkHandler {
+impl UpstreamHandler {
     fn new() -> Self {
         Self {
             link: OnceLock::new(),
@@ -89,12 +89,12 @@ impl LinkHandler {
         self.early.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn link(&self) -> Option<Arc<Link>> {
+    fn link(&self) -> Option<Arc<UpstreamSession>> {
         self.link.get().and_then(Weak::upgrade)
     }
 }
 
-impl Handler for LinkHandler {
+impl Handler for UpstreamHandler {
     fn unrelated(&self, msg: Message) -> Result<(), Refused> {
         {
             let mut early = self.early();
@@ -130,7 +130,7 @@ fn refuse(msg: &Message, why: &str) -> Result<(), Refused> {
     }
 }
 
-impl Link {
+impl UpstreamSession {
     /// Opens a per-client upstream session declaring the client's capabilities.
     pub(crate) async fn open_per_client(
         hub: &SessionHub,
@@ -170,7 +170,7 @@ impl Link {
     ) -> Result<Arc<Self>, Error> {
         let def = upstream.definition();
         let connector = hub.manager().connector();
-        let handler = Arc::new(LinkHandler::new());
+        let handler = Arc::new(UpstreamHandler::new());
         let opened = tokio::time::timeout(
             def.timeout,
             connector.open_session(def, &params, handler.clone()),
@@ -189,7 +189,7 @@ impl Link {
     ) -> Result<Arc<Self>, Error> {
         let def = upstream.definition();
         let connector = hub.manager().connector();
-        let handler = Arc::new(LinkHandler::new());
+        let handler = Arc::new(UpstreamHandler::new());
         let opened = tokio::time::timeout(
             def.timeout,
             connector.resume_session(def, &params, resume, handler.clone()),
@@ -202,7 +202,7 @@ impl Link {
         hub: SessionHub,
         upstream: Arc<Upstream>,
         opened: Result<Result<Connection, mcp_transport::Error>, tokio::time::error::Elapsed>,
-        handler: Arc<LinkHandler>,
+        handler: Arc<UpstreamHandler>,
         shared: bool,
     ) -> Result<Arc<Self>, Error> {
         let def = upstream.definition();
