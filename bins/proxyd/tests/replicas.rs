@@ -155,6 +155,10 @@ fn resumed(p: &Proxyd) -> usize {
     support::log_count(p, "resumed a session started on another replica")
 }
 
+fn forwarded(p: &Proxyd) -> usize {
+    support::log_count(p, "forwarding to the holder")
+}
+
 fn token_refusal(body: &Value) -> &str {
     body["error"]["data"]["details"]["reason"]
         .as_str()
@@ -398,19 +402,31 @@ async fn a_stdio_session_stays_with_its_live_owner_and_is_taken_over_when_it_die
         .post(&url(&cluster, 0), Some(&sid), &[], &echo(1, "owner"))
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    // Its process lives on r0, which is alive: another replica says so.
+    // Its process lives on r0, which is alive: another replica forwards to it.
     let (s, _, body) = http
         .post(&url(&cluster, 1), Some(&sid), &[], &echo(2, "b"))
         .await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(
-        body["error"]["data"]["code"], "session_on_other_replica",
-        "{body}"
-    );
-    // The owner dies; once its heartbeat expires, the next replica takes the session over
-    // with a fresh upstream process and tells the client to list tools again.
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(forwarded(&cluster.replicas[1]) >= 1);
+    // The owner dies: while its heartbeat is current the session is not taken over, and
+    // a replica that cannot reach it says so.
     cluster.replicas[0].kill().await;
     let on_r1 = url(&cluster, 1);
+    let (s, _, body) = http.post(&on_r1, Some(&sid), &[], &echo(5, "x")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        body["error"]["data"]["code"], "replica_unreachable",
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("replica r0"),
+        "{body}"
+    );
+    // Once it expires, the next replica takes the session over with a fresh upstream
+    // process and tells the client to list tools again.
     let mut last;
     assert_eventually!(Duration::from_secs(30), {
         let (s, _, body) = http.post(&on_r1, Some(&sid), &[], &echo(3, "taken")).await;
@@ -425,11 +441,12 @@ async fn a_stdio_session_stays_with_its_live_owner_and_is_taken_over_when_it_die
         "{last}"
     );
     support::log_line(&cluster.replicas[1], &["took over the session"]).await;
-    // The session is r1's now: r2 defers to it.
+    // The session is r1's now: r2 forwards to it.
     let (s, _, body) = http
         .post(&url(&cluster, 2), Some(&sid), &[], &echo(4, "c"))
         .await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(support::log_count(&cluster.replicas[2], "took over"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -580,4 +597,113 @@ async fn a_session_moves_again_after_redis_comes_back_empty() {
         "{body}"
     );
     assert_eq!(resumed(&cluster.replicas[1]), 1);
+}
+
+/// Which replica of `cluster` owns the stdio session: the only one that has not
+/// forwarded any of its requests (after requests landed on every replica).
+fn owner_of(cluster: &Cluster) -> usize {
+    let owners: Vec<usize> = (0..cluster.replicas.len())
+        .filter(|i| forwarded(&cluster.replicas[*i]) == 0)
+        .collect();
+    assert_eq!(owners.len(), 1, "one owner, the others forward: {owners:?}");
+    owners[0]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stdio_session_behind_round_robin_is_served_by_its_owner_on_every_request() {
+    let cluster = Cluster::start([K1, K1, K1], &[]).await;
+    cluster
+        .register(serde_json::to_value(tools::everything_stdio_def("evs")).unwrap())
+        .await;
+    let nginx = Nginx::start(&cluster.ports()).await;
+    let url = nginx.url("/evs/mcp");
+    let http = McpHttp::new();
+    let sid = http.open_session(&url, VERSION).await;
+    for i in 0..6 {
+        let (s, _, body) = http
+            .post(&url, Some(&sid), &[], &echo(10 + i, &format!("m{i}")))
+            .await;
+        assert_eq!(s, StatusCode::OK, "call {i}: {body}");
+        let text = body["result"]["content"][0]["text"].as_str().unwrap_or("");
+        assert!(text.contains(&format!("m{i}")), "call {i}: {body}");
+    }
+    // Progress streams back through whichever replica the call landed on.
+    for i in 0..3 {
+        let call = json!({"jsonrpc":"2.0","id":100 + i,"method":"tools/call","params":{
+            "name":"trigger-long-running-operation","arguments":{"duration":0.3,"steps":3},
+            "_meta":{"progressToken":format!("p{i}")}}});
+        let msgs = http.post_collect(&url, Some(&sid), &call).await;
+        let progress = msgs
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .count();
+        assert!(progress >= 1, "call {i}: {msgs:?}");
+        assert!(msgs.last().unwrap()["result"].is_object(), "{msgs:?}");
+    }
+    // One process, on the owner: nobody resumed or took the session over.
+    let owner = owner_of(&cluster);
+    for r in &cluster.replicas {
+        assert_eq!(support::log_count(r, "took over"), 0);
+        assert_eq!(resumed(r), 0);
+    }
+    let others: Vec<usize> = (0..3).filter(|i| *i != owner).collect();
+    let direct = |i: usize| format!("{}/evs/mcp", cluster.replicas[i].url());
+    // A GET stream opened on a replica that is not the owner carries the owner's
+    // notifications.
+    let headers = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", VERSION),
+    ];
+    let (s, h, mut stream) = http.get_sse(&direct(others[0]), &headers).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        h["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
+    let toggle = json!({"jsonrpc":"2.0","id":300,"method":"tools/call","params":{
+        "name":"toggle-simulated-logging","arguments":{}}});
+    let (s, _, body) = http.post(&url, Some(&sid), &[], &toggle).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let seen = support::read_until(&mut stream, "notifications/message").await;
+    assert!(
+        seen.contains("id: 0-"),
+        "events of the standalone stream: {seen}"
+    );
+    // The client goes away: the forwarded stream ends on the owner too, so the session
+    // takes a new standalone stream (one at a time), here through the other replica.
+    drop(stream);
+    assert_eventually!(Duration::from_secs(15), {
+        let (s, _, again) = http.get_sse(&direct(others[1]), &headers).await;
+        drop(again);
+        s == StatusCode::OK
+    });
+    // DELETE on a replica that is not the owner ends the session on the owner.
+    let del = http
+        .http
+        .delete(direct(others[0]))
+        .header("mcp-session-id", &sid)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), StatusCode::OK);
+    for i in 0..3 {
+        let (s, _, body) = http
+            .post(&direct(i), Some(&sid), &[], &echo(400, "x"))
+            .await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "replica {i} after delete: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_python_sdk_keeps_a_stdio_session_across_replicas() {
+    let cluster = Cluster::start([K1, K1, K1], &[]).await;
+    cluster
+        .register(serde_json::to_value(tools::everything_stdio_def("evs")).unwrap())
+        .await;
+    let nginx = Nginx::start(&cluster.ports()).await;
+    support::python_client("streamable", &nginx.url("/evs/mcp"), None).await;
+    let forwards: usize = cluster.replicas.iter().map(forwarded).sum();
+    assert!(forwards >= 2, "the SDK's requests landed on other replicas");
 }

@@ -12,6 +12,7 @@ use mcp_types::Message;
 use mcp_types::jsonrpc::Payload;
 use mcp_types::mcp::{is_supported_version, methods};
 
+use super::forward::{Holder, Replay, Via};
 use super::modern;
 use super::session::{Answer, HttpSession};
 use super::sse::{self, AttachError, OnDrop};
@@ -39,6 +40,7 @@ pub(crate) async fn post(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     let headers = req.headers().clone();
+    let (via, uri) = (Via::of(&req), req.uri().clone());
     if !accepts(&headers, "application/json") || !accepts(&headers, "text/event-stream") {
         return Err(Error::NotAcceptable(
             "the accept header must list both application/json and text/event-stream".into(),
@@ -87,7 +89,16 @@ pub(crate) async fn post(
         let msg = messages.into_iter().next().expect("one message");
         return initialize_session(app, endpoint, name, policy, &headers, msg).await;
     }
-    let session = session_of(app, endpoint, policy, &headers).await?;
+    let replay = Replay {
+        method: http::Method::POST,
+        uri: &uri,
+        headers: &headers,
+        body: bytes.clone(),
+    };
+    let session = match session_or_holder(app, endpoint, policy, &via, replay).await? {
+        Ok(session) => session,
+        Err(forwarded) => return Ok(forwarded),
+    };
     if is_batch {
         let negotiated = session.core().protocol_version().unwrap_or_default();
         if version.as_deref().unwrap_or(&negotiated) != BATCH_VERSION {
@@ -284,8 +295,18 @@ pub(crate) async fn get(
         ));
     }
     protocol_version(headers)?;
-    let session = session_of(app, endpoint, policy, headers).await?;
+    let via = Via::of(&req);
     let last = headers.get(LAST_EVENT_ID).and_then(|v| v.to_str().ok());
+    let replay = || Replay {
+        method: http::Method::GET,
+        uri: req.uri(),
+        headers,
+        body: Bytes::new(),
+    };
+    let session = match session_or_holder(app, endpoint, policy, &via, replay()).await? {
+        Ok(session) => session,
+        Err(forwarded) => return Ok(forwarded),
+    };
     let attached = session.streams().attach(last);
     match attached {
         Ok((replay, rx)) => {
@@ -321,15 +342,47 @@ pub(crate) async fn delete(
         return Ok(modern_method_not_allowed());
     }
     // A session held by another replica is resumed here first, so that its upstream
-    // sessions end too.
-    let session = session_of(app, endpoint, policy, req.headers()).await?;
+    // sessions end too; one bound to a live replica is ended there.
+    let via = Via::of(&req);
+    let replay = Replay {
+        method: http::Method::DELETE,
+        uri: req.uri(),
+        headers: req.headers(),
+        body: Bytes::new(),
+    };
+    let session = match session_or_holder(app, endpoint, policy, &via, replay).await? {
+        Ok(session) => session,
+        Err(forwarded) => return Ok(forwarded),
+    };
     app.inner().http_sessions.remove(session.id());
     session.core().close();
     Ok(Response::new(empty()))
 }
 
+/// The session the request names, or — when a live replica holds it and this request
+/// came from a client — that replica's answer to the request.
+async fn session_or_holder(
+    app: &App,
+    endpoint: &Endpoint,
+    policy: &guard::Policy,
+    via: &Via,
+    replay: Replay<'_>,
+) -> Result<Result<Arc<HttpSession>, Response<Body>>, Error> {
+    match session_of(app, endpoint, policy, replay.headers).await {
+        Err(Error::OnReplica { replica, address }) if via.may_forward() => {
+            let to = Holder { replica, address };
+            let forward = &app.inner().forward;
+            forward
+                .send(app, &endpoint.name, via, &to, replay)
+                .await
+                .map(Err)
+        }
+        other => other.map(Ok),
+    }
+}
+
 /// The session the request names: held here, or (with a session registry) resumed from
-/// it.
+/// it; a session bound to another live replica is `Error::OnReplica`.
 async fn session_of(
     app: &App,
     endpoint: &Endpoint,
@@ -363,7 +416,25 @@ async fn session_of(
             Some(session) => session,
             None => match (&inner.replicas, &inner.tokens) {
                 (Some(replicas), Some(_)) => {
-                    replicas.resume(app, endpoint, &id, policy, headers).await?
+                    // Its holder, looked up a moment ago: no registry read.
+                    if let Some(h) = inner.forward.holder_of(&id) {
+                        return Err(Error::OnReplica {
+                            replica: h.replica,
+                            address: h.address,
+                        });
+                    }
+                    match replicas.resume(app, endpoint, &id, policy, headers).await {
+                        Ok(session) => session,
+                        Err(Error::OnReplica { replica, address }) => {
+                            let holder = Holder { replica, address };
+                            inner.forward.remember(&id, &holder);
+                            return Err(Error::OnReplica {
+                                replica: holder.replica,
+                                address: holder.address,
+                            });
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 _ => return Err(Error::SessionNotFound),
             },
