@@ -494,7 +494,7 @@ async fn with_redis_away_held_sessions_go_on_and_resumes_fail_clearly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_legacy_message_on_another_replica_names_the_replica_holding_its_stream() {
+async fn a_legacy_message_on_another_replica_is_forwarded_to_the_replica_holding_its_stream() {
     let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
     let mut cluster = Cluster::start([K1, K1, K1], &[]).await;
     cluster
@@ -522,25 +522,13 @@ async fn a_legacy_message_on_another_replica_names_the_replica_holding_its_strea
     };
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
         "protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
-    // Another replica does not hold the stream: 503 naming the one that does.
+    // Another replica does not hold the stream: it forwards the post to the one that
+    // does, and the answer arrives on the stream, once.
     let resp = post(1, &init).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(
-        body["error"]["data"]["code"], "session_on_other_replica",
-        "{body}"
-    );
-    let port = cluster.replicas[0].port().to_string();
-    let message = body["error"]["message"].as_str().unwrap_or("");
-    assert!(
-        message.contains("replica r0") && message.contains(&port),
-        "{body}"
-    );
-    // The replica holding it serves it; the refused post reached nothing.
-    let resp = post(0, &init).await.unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let seen = support::read_until(&mut stream, "protocolVersion").await;
     assert_eq!(seen.matches("\"id\":1").count(), 1, "{seen}");
+    assert_eq!(forwarded(&cluster.replicas[1]), 1);
     // A session id this replica never issued, naming itself: plain 404.
     let own = path.replace("&replica=r0", "&replica=r1");
     let resp = http
@@ -706,4 +694,247 @@ async fn the_python_sdk_keeps_a_stdio_session_across_replicas() {
     support::python_client("streamable", &nginx.url("/evs/mcp"), None).await;
     let forwards: usize = cluster.replicas.iter().map(forwarded).sum();
     assert!(forwards >= 2, "the SDK's requests landed on other replicas");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_python_sdk_keeps_a_legacy_sse_session_behind_round_robin() {
+    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
+    let cluster = Cluster::start([K1, K1, K1], &[]).await;
+    cluster
+        .register(serde_json::to_value(upstream.def("evh")).unwrap())
+        .await;
+    let nginx = Nginx::start(&cluster.ports()).await;
+    support::python_client("sse", &nginx.url("/evh/sse"), None).await;
+    let forwards: usize = cluster.replicas.iter().map(forwarded).sum();
+    assert!(forwards >= 2, "the SDK's posts landed on other replicas");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn legacy_posts_landing_on_every_replica_are_answered_on_the_stream() {
+    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
+    let cluster = Cluster::start([K1, K1, K1], &[]).await;
+    cluster
+        .register(serde_json::to_value(upstream.def("evh")).unwrap())
+        .await;
+    let nginx = Nginx::start(&cluster.ports()).await;
+    let http = McpHttp::new();
+    let (s, _, mut stream) = http.get_sse(&nginx.url("/evh/sse"), &[]).await;
+    assert_eq!(s, StatusCode::OK);
+    let first = support::read_until(&mut stream, "\n\n").await;
+    let path = first
+        .lines()
+        .find_map(|l| l.strip_prefix("data: "))
+        .unwrap_or_else(|| panic!("no endpoint event: {first}"))
+        .trim()
+        .to_owned();
+    let post = |body: Value| {
+        http.http
+            .post(nginx.url(&path))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
+        "protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
+    assert_eq!(post(init).await.unwrap().status(), StatusCode::ACCEPTED);
+    let mut seen = support::read_until(&mut stream, "protocolVersion").await;
+    let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
+    assert_eq!(post(note).await.unwrap().status(), StatusCode::ACCEPTED);
+    for i in 2..8 {
+        let resp = post(echo(i, &format!("legacy{i}"))).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::ACCEPTED, "post {i}");
+    }
+    // The answers come in any order.
+    for i in 2..8 {
+        let needle = format!("legacy{i}");
+        if !seen.contains(&needle) {
+            seen.push_str(&support::read_until(&mut stream, &needle).await);
+        }
+    }
+    for i in 2..8 {
+        assert_eq!(seen.matches(&format!("\"id\":{i}")).count(), 1, "{seen}");
+    }
+    // Round robin: eight posts, two replicas that do not hold the stream forwarded theirs.
+    let forwards: Vec<usize> = cluster.replicas.iter().map(forwarded).collect();
+    assert_eq!(
+        forwards.iter().filter(|n| **n >= 1).count(),
+        2,
+        "forwards per replica: {forwards:?}"
+    );
+}
+
+/// A stand-in replica: records the head of every request it gets, answers 202.
+async fn fake_replica() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(n) = conn.read(&mut chunk).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse().ok())?
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + length {
+                        let Ok(n) = conn.read(&mut chunk).await else {
+                            return;
+                        };
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    buf.drain(..end + 4 + length);
+                    let _ = tx.send(head);
+                    let answer = b"HTTP/1.1 202 Accepted\r\ncontent-length: 8\r\n\r\nAccepted";
+                    if conn.write_all(answer).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, rx)
+}
+
+fn header_of<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn forwarded_headers_are_sealed_refused_when_forged_or_expired_and_never_forwarded_again() {
+    use mcp_store::SessionRegistry;
+    let cluster = Cluster::start([K1, K1, K1], &[]).await;
+    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
+    cluster
+        .register(serde_json::to_value(upstream.def("evh")).unwrap())
+        .await;
+    // A replica "rx" whose heartbeat names a listener of this test.
+    let registry = mcp_store::RedisStore::connect(mcp_store::RedisConfig::new(cluster.redis.url()))
+        .await
+        .unwrap();
+    let (port, mut heads) = fake_replica().await;
+    registry
+        .heartbeat(
+            "rx",
+            &format!("http://127.0.0.1:{port}"),
+            Duration::from_secs(300),
+        )
+        .await
+        .unwrap();
+    let http = McpHttp::new();
+    let path = "/evh/message?sessionId=0123456789abcdef&replica=rx";
+    let post = |i: usize, path: &str, forwarded: Option<&str>| {
+        let mut req = http
+            .http
+            .post(format!("{}{path}", cluster.replicas[i].url()))
+            .header("content-type", "application/json")
+            .header("connection", "keep-alive, x-hop")
+            .header("x-hop", "1")
+            .body(echo(1, "f").to_string());
+        if let Some(f) = forwarded {
+            req = req.header("mcp-proxy-forwarded", f);
+        }
+        req.send()
+    };
+    // r1 forwards the post to rx, as sent, marked with a sealed header.
+    let resp = post(1, path, None).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::ACCEPTED);
+    let head = heads.recv().await.unwrap();
+    assert!(head.starts_with(&format!("POST {path} HTTP/1.1")), "{head}");
+    assert_eq!(header_of(&head, "content-type"), Some("application/json"));
+    assert_eq!(header_of(&head, "x-hop"), None, "hop-by-hop: {head}");
+    let sealed = header_of(&head, "mcp-proxy-forwarded")
+        .unwrap_or_else(|| panic!("no forwarded header: {head}"))
+        .to_owned();
+    assert!(sealed.starts_with("mcpf1.k1."), "{sealed}");
+    let refusal = |body: &Value| {
+        body["error"]["data"]["code"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned()
+    };
+    // Presented again (within its lifetime) to r2: it opens, and r2, which does not hold
+    // the session either, answers without forwarding it again.
+    let resp = post(2, path, Some(&sealed)).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(refusal(&body), "session_on_other_replica", "{body}");
+    assert_eq!(body["error"]["data"]["details"]["replica"], "rx", "{body}");
+    // On another path, changed, or made up: refused, and nothing is forwarded.
+    let other = path.replace("0123", "3210");
+    let mut forged = sealed.clone().into_bytes();
+    let i = forged.len() - 4;
+    forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+    let forged = String::from_utf8(forged).unwrap();
+    for (what, path, header) in [
+        ("another path", other.as_str(), sealed.as_str()),
+        ("forged", path, forged.as_str()),
+        ("made up", path, "mcpf1.k1.AAAA"),
+    ] {
+        let resp = post(2, path, Some(header)).await.unwrap();
+        assert_eq!(resp.status(), StatusCode::BAD_REQUEST, "{what}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(refusal(&body), "forwarded_header_refused", "{what}: {body}");
+        assert_eq!(body["error"]["code"], -32600, "{body}");
+    }
+    // Past its lifetime (10 s): refused.
+    let mut last;
+    assert_eventually!(Duration::from_secs(30), {
+        let resp = post(0, path, Some(&sealed)).await.unwrap();
+        let s = resp.status();
+        last = resp.json().await.unwrap_or(Value::Null);
+        s == StatusCode::BAD_REQUEST
+    });
+    assert_eq!(refusal(&last), "forwarded_header_refused", "{last}");
+    assert!(
+        last["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("expired"),
+        "{last}"
+    );
+    assert!(
+        heads.try_recv().is_err(),
+        "nothing but r1's post reached rx"
+    );
+    assert_eq!(forwarded(&cluster.replicas[0]), 0);
+    assert_eq!(forwarded(&cluster.replicas[2]), 0);
+    // A holder whose address refuses connections: 503 replica_unreachable.
+    let closed = tools::free_port();
+    registry
+        .heartbeat(
+            "rz",
+            &format!("http://127.0.0.1:{closed}"),
+            Duration::from_secs(300),
+        )
+        .await
+        .unwrap();
+    let resp = post(1, &path.replace("rx", "rz"), None).await.unwrap();
+    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(refusal(&body), "replica_unreachable", "{body}");
 }
