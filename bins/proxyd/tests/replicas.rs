@@ -763,6 +763,73 @@ async fn legacy_posts_landing_on_every_replica_are_answered_on_the_stream() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn last_event_id_landing_on_another_replica_replays_there_while_the_writer_lives() {
+    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
+    let mut cluster = Cluster::start([K1, K1, K1], &[]).await;
+    cluster
+        .register(serde_json::to_value(upstream.def("evh")).unwrap())
+        .await;
+    let url = |c: &Cluster, i: usize| format!("{}/evh/mcp", c.replicas[i].url());
+    let http = McpHttp::new();
+    let sid = http.open_session(&url(&cluster, 0), VERSION).await;
+    let call = json!({"jsonrpc":"2.0","id":7,"method":"tools/call","params":{
+        "name":"trigger-long-running-operation","arguments":{"duration":1.0,"steps":4},
+        "_meta":{"progressToken":"lei"}}});
+    let mut resp = http
+        .request(&url(&cluster, 0), Some(&sid), &[])
+        .body(call.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let head = support::read_until(&mut resp, "notifications/progress").await;
+    let first_id = head
+        .lines()
+        .find_map(|l| l.strip_prefix("id: "))
+        .unwrap_or_else(|| panic!("no event id: {head}"))
+        .trim()
+        .to_owned();
+    assert!(
+        first_id.ends_with("@r0"),
+        "ids name the replica: {first_id}"
+    );
+    // The client loses the answer; it resumes on another replica.
+    drop(resp);
+    let headers = [
+        ("mcp-session-id", sid.as_str()),
+        ("mcp-protocol-version", VERSION),
+        ("last-event-id", first_id.as_str()),
+    ];
+    let (s, _, mut replay) = http.get_sse(&url(&cluster, 1), &headers).await;
+    assert_eq!(s, StatusCode::OK);
+    let rest = support::read_until(&mut replay, "\"result\"").await;
+    assert!(
+        !rest.contains(&format!("id: {first_id}\n")),
+        "after it only: {rest}"
+    );
+    assert!(rest.contains("\"id\":7"), "{rest}");
+    assert_eq!(forwarded(&cluster.replicas[1]), 1);
+    // The writer dies: while its heartbeat is current, the resume says it cannot reach
+    // it; once it is gone, the events are gone (the clear 400).
+    drop(replay);
+    cluster.replicas[0].kill().await;
+    let (s, _, gone) = http.get_sse(&url(&cluster, 1), &headers).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = gone.json().await.unwrap();
+    assert_eq!(
+        body["error"]["data"]["code"], "replica_unreachable",
+        "{body}"
+    );
+    let mut last;
+    assert_eventually!(Duration::from_secs(30), {
+        let (s, _, gone) = http.get_sse(&url(&cluster, 2), &headers).await;
+        last = gone.json().await.unwrap_or(Value::Null);
+        s == StatusCode::BAD_REQUEST
+    });
+    assert_eq!(last["error"]["data"]["code"], "unknown_event_id", "{last}");
+}
+
 /// A stand-in replica: records the head of every request it gets, answers 202.
 async fn fake_replica() -> (u16, tokio::sync::mpsc::UnboundedReceiver<String>) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -318,6 +318,7 @@ impl Replicas {
             .resume(id, &snapshot, options, session.clone())
             .await?;
         session.bind(core);
+        session.streams().set_origin(&self.me);
         session.replicate(Replication {
             replicas: self.clone(),
             saved: Mutex::new(snapshot),

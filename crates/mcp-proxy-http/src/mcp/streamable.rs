@@ -145,7 +145,7 @@ pub(crate) async fn post(
     let keepalive = app.config().sse_keepalive;
     let priming = session
         .version_at_least(PRIMING_SINCE)
-        .then(|| sse::priming(stream));
+        .then(|| session.streams().priming(stream));
     if is_batch || requests.len() > 1 {
         for request in requests {
             Answer::new(&session, request).detach();
@@ -251,6 +251,9 @@ async fn initialize_session(
     );
     let core = inner.sessions.open(name, options, session.clone())?;
     session.bind(core.clone());
+    if let Some(replicas) = &inner.replicas {
+        session.streams().set_origin(replicas.id());
+    }
     // If the client goes away before the answer, the half-made session must not linger.
     let closer = core.clone();
     let guard = OnDrop::new(move || closer.close());
@@ -303,6 +306,20 @@ pub(crate) async fn get(
         headers,
         body: Bytes::new(),
     };
+    // Events another replica sent are replayed by that replica, while it lives.
+    if let Some(writer) = last.and_then(sse::event_replica)
+        && via.may_forward()
+        && let Some(replicas) = &app.inner().replicas
+        && writer != replicas.id()
+        && let Ok(Some(address)) = replicas.address_of(&writer).await
+    {
+        let to = Holder {
+            replica: writer,
+            address,
+        };
+        let forward = &app.inner().forward;
+        return forward.send(app, &endpoint.name, &via, &to, replay()).await;
+    }
     let session = match session_or_holder(app, endpoint, policy, &via, replay()).await? {
         Ok(session) => session,
         Err(forwarded) => return Ok(forwarded),
@@ -325,8 +342,8 @@ pub(crate) async fn get(
         Err(AttachError::Unknown) => Err(bad(
             "unknown_event_id",
             "last-event-id names no stream of this session that can be resumed here: its events \
-             are gone from the replay buffer, or were sent by another replica (replay is not \
-             shared between replicas); open the stream again without last-event-id",
+             are gone from the replay buffer, or were sent by a replica that is gone; open the \
+             stream again without last-event-id",
         )),
     }
 }
