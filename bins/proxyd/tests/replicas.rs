@@ -1005,3 +1005,81 @@ async fn forwarded_headers_are_sealed_refused_when_forged_or_expired_and_never_f
     let body: Value = resp.json().await.unwrap();
     assert_eq!(refusal(&body), "replica_unreachable", "{body}");
 }
+
+/// POSTs a 2026-07-28 request; the status and the last JSON-RPC message of the answer.
+async fn post_modern(http: &McpHttp, url: &str, body: &Value) -> (StatusCode, Value) {
+    let resp = http
+        .request(url, None, &[])
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", body["method"].as_str().unwrap_or_default())
+        .header(
+            "mcp-name",
+            body["params"]["name"].as_str().unwrap_or_default(),
+        )
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, headers) = (resp.status(), resp.headers().clone());
+    let text = resp.text().await.unwrap();
+    let last = support::messages(&headers, &text).last().cloned();
+    (status, last.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_input_required_retry_landing_on_another_replica_reaches_its_waiting_call() {
+    let cluster = Cluster::start([K1, K1, K1], &[]).await;
+    cluster
+        .register(serde_json::to_value(tools::mock_stdio_def("iv", &[])).unwrap())
+        .await;
+    let url = |i: usize| format!("{}/iv/mcp", cluster.replicas[i].url());
+    let http = McpHttp::new();
+    let interview = |id: &str, retry: Value| {
+        let mut params = json!({
+            "name": "interview",
+            "arguments": {"rounds": [["elicitation/create"]]},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {"elicitation": {}},
+                "io.modelcontextprotocol/clientInfo": {"name": "raw", "version": "1"},
+            },
+        });
+        if let Value::Object(extra) = retry {
+            params.as_object_mut().unwrap().extend(extra);
+        }
+        json!({"jsonrpc": "2.0", "id": id, "method": "tools/call", "params": params})
+    };
+    // The upstream's question parks its call on r0.
+    let (s, first) = post_modern(&http, &url(0), &interview("q1", json!({}))).await;
+    assert_eq!(s, StatusCode::OK, "{first}");
+    assert_eq!(first["result"]["resultType"], "input_required", "{first}");
+    let state = first["result"]["requestState"].as_str().unwrap().to_owned();
+    let key = first["result"]["inputRequests"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .next()
+        .unwrap()
+        .clone();
+    // The retry lands on r1: forwarded to r0, where the call takes the answer and ends.
+    let answer = json!({key: {"action": "accept", "content": {"answer": "from-r1"}}});
+    let retry = interview(
+        "q2",
+        json!({"requestState": state, "inputResponses": answer}),
+    );
+    let (s, done) = post_modern(&http, &url(1), &retry).await;
+    assert_eq!(s, StatusCode::OK, "{done}");
+    assert_eq!(done["id"], "q2", "{done}");
+    let text = done["result"]["content"][0]["text"].as_str().unwrap_or("");
+    assert!(
+        text.contains("from-r1"),
+        "the upstream got the answer: {done}"
+    );
+    assert_eq!(forwarded(&cluster.replicas[1]), 1);
+    // Spent: presented again, anywhere, it finds nothing waiting.
+    let (_, spent) = post_modern(&http, &url(2), &retry).await;
+    assert_eq!(
+        spent["error"]["data"]["code"], "request_state_gone",
+        "{spent}"
+    );
+}

@@ -105,6 +105,7 @@ impl App {
             Arc::downgrade(&inner.http_sessions),
         );
         replicas.spawn_heartbeat();
+        inner.waiting.set_replica(replica_id);
         inner.replicas = Some(replicas);
         self
     }

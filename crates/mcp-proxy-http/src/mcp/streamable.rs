@@ -68,6 +68,17 @@ pub(crate) async fn post(
     let (messages, is_batch) = parse(&bytes)?;
     let body_modern = !is_batch && messages.first().and_then(modern::meta_version).is_some();
     if header.as_deref().is_some_and(modern::is_modern) || body_modern {
+        // An input-required retry whose call waits on another live replica goes there.
+        if !is_batch && let Some(to) = waiting_elsewhere(app, &via, &messages).await {
+            let replay = Replay {
+                method: http::Method::POST,
+                uri: &uri,
+                headers: &headers,
+                body: bytes,
+            };
+            let forward = &app.inner().forward;
+            return forward.send(app, name, &via, &to, replay).await;
+        }
         return modern::post(app, name, &headers, header.as_deref(), messages, is_batch).await;
     }
     let initialize = messages
@@ -374,6 +385,23 @@ pub(crate) async fn delete(
     app.inner().http_sessions.remove(session.id());
     session.core().close();
     Ok(Response::new(empty()))
+}
+
+/// The replica where the call a 2026-07-28 retry's `requestState` names waits, when it
+/// is another live one and the request came from a client.
+async fn waiting_elsewhere(app: &App, via: &Via, messages: &[Message]) -> Option<Holder> {
+    let replicas = app
+        .inner()
+        .replicas
+        .as_ref()
+        .filter(|_| via.may_forward())?;
+    let Some(Message::Request(req)) = messages.first() else {
+        return None;
+    };
+    let state = super::mrtr::request_state(req).ok().flatten()?;
+    let replica = app.inner().waiting.elsewhere(&state)?;
+    let address = replicas.address_of(&replica).await.ok().flatten()?;
+    Some(Holder { replica, address })
 }
 
 /// The session the request names, or — when a live replica holds it and this request
