@@ -12,18 +12,15 @@
 //!   (the 14 input-required ones among them, by pass-through) or not (such as the pending
 //!   `http-header-validation`), must pass through the proxy.
 
-#[path = "conformance/suite.rs"]
-mod suite;
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use mcp_test_support::conformance::suite::{self, conformance};
+use mcp_test_support::e2e::Admin;
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools::{self, EverythingMode, EverythingServer};
-use suite::conformance;
-use support::{Admin, BIN};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 /// The 2026-07-28 run against `url`: each scenario's verdict, the 37 it scores and the
 /// ones it runs without scoring (pending ones, extensions), listed after the total.

@@ -6,15 +6,15 @@
 //! return to their baseline. The figures (how fast an error arrives, how fast the service
 //! is back) are printed; run with `--no-capture` to see them.
 
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mcp_store::{RedisConfig, RedisStore, Store};
 use mcp_test_support::assert_eventually;
+use mcp_test_support::e2e::{
+    Admin, Baseline, McpHttp, alive, log_count, log_line, messages, pid_in, read_until, signal,
+};
 use mcp_test_support::mock::{Fault, MockServer};
 use mcp_test_support::proxyd::{ADMIN_TOKEN, Launch, Proxyd};
 use mcp_test_support::redis::RedisServer;
@@ -22,9 +22,8 @@ use mcp_test_support::tools::{self, EverythingMode, EverythingServer};
 use mcp_types::{McpDefinition, TransportKind};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{
-    Admin, BIN, Baseline, McpHttp, alive, log_count, log_line, messages, pid_in, read_until, signal,
-};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 const V: &str = "2025-11-25";
 /// The bound on anything that must not hang; the figures printed are far below it.

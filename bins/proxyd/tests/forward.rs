@@ -2,15 +2,14 @@
 //! serving a request (shared mode, two clients), the protocol version a per-client
 //! upstream session is opened with, and the counting of client-session traffic.
 
-#[path = "sessions/support.rs"]
-mod support;
-
+use mcp_test_support::e2e::{Admin, McpHttp};
 use mcp_test_support::mock::{Fault, MockServer};
 use mcp_test_support::proxyd::{ADMIN_TOKEN, Proxyd};
 use mcp_test_support::tools;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Admin, BIN, McpHttp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 fn ask(id: &str, message: &str) -> Value {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{

@@ -3,20 +3,18 @@
 //! `failMode`, hot reload, two replicas on one Redis, and the conformance suite through a
 //! group.
 
-#[path = "conformance/suite.rs"]
-mod suite;
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::time::Duration;
 
 use mcp_test_support::assert_eventually;
+use mcp_test_support::conformance::suite;
+use mcp_test_support::e2e::{Admin, McpHttp};
 use mcp_test_support::mock::{Fault, MockServer};
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Admin, BIN, McpHttp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 fn call(id: u64, name: &str, args: Value) -> Value {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":args}})

@@ -4,19 +4,18 @@
 //! more than the limit, a process out of file descriptors, and oversized bodies of 10 and
 //! 100 MiB on both kinds of endpoint.
 
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::time::Duration;
 
 use mcp_test_support::assert_eventually;
+use mcp_test_support::e2e::raw::{self, Read};
+use mcp_test_support::e2e::{self, Admin};
 use mcp_test_support::proxyd::{ADMIN_TOKEN, Launch, Proxyd};
 use mcp_test_support::tools;
 use serde_json::{Value, json};
-use support::raw::{self, Read};
-use support::{Admin, BIN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 /// Generous bound on anything that should happen within a second or two.
 const SOON: Duration = Duration::from_secs(15);
@@ -341,7 +340,7 @@ async fn accept_keeps_working_when_file_descriptors_run_out() {
     // the connection limit (32) allows
     let admin = Admin::new(&p);
     let mut upstreams = 0;
-    while support::open_fds(pid) < OPEN_FILES as usize - 16 {
+    while e2e::open_fds(pid) < OPEN_FILES as usize - 16 {
         let name = format!("u{upstreams}");
         echo_upstream(&admin, &name).await;
         upstreams += 1;

@@ -2,15 +2,14 @@
 //! 2025 upstream, the revision's errors, `server/discover`, `subscriptions/listen`; the
 //! official Python (2.3.0) and TypeScript (v2, 2.4.0) clients in front of both eras.
 
-#[path = "sessions/support.rs"]
-mod support;
-
 use mcp_test_support::conformance;
+use mcp_test_support::e2e::{self, Admin};
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Admin, BIN};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 const MODERN: &str = "2026-07-28";
 
@@ -76,7 +75,7 @@ async fn post_exact(
 }
 
 fn last_json(headers: &reqwest::header::HeaderMap, text: &str) -> Value {
-    support::messages(headers, text)
+    e2e::messages(headers, text)
         .last()
         .cloned()
         .unwrap_or(Value::Null)

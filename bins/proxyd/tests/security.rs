@@ -1,18 +1,17 @@
 //! What the proxy enforces cannot be smuggled past it or made to leak: one test per class
 //! of hole (see docs/security.md).
 
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::time::Duration;
 
 use mcp_test_support::assert_eventually;
+use mcp_test_support::e2e::{self, Admin, McpHttp};
 use mcp_test_support::mock::{Fault, MockServer};
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Admin, BIN, McpHttp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 /// A stdio upstream behind the proxy that reports every tool it runs in the proxy's log.
 async fn logged_mock(proxyd: &Proxyd, name: &str, filter: Option<Value>) -> String {
@@ -121,7 +120,7 @@ async fn an_escaped_progress_token_is_rewritten_and_its_progress_arrives() {
         .await
         .unwrap();
     let headers = resp.headers().clone();
-    let msgs = support::messages(&headers, &resp.text().await.unwrap());
+    let msgs = e2e::messages(&headers, &resp.text().await.unwrap());
     let progress: Vec<&Value> = msgs
         .iter()
         .filter(|m| m["method"] == "notifications/progress")

@@ -1,17 +1,16 @@
 //! Client sessions are bounded: idle ones expire, at a limit the least recently used
 //! idle one makes room, and a session cannot have more requests in flight than allowed.
 
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::time::Duration;
 
 use mcp_test_support::assert_eventually;
+use mcp_test_support::e2e::{Admin, McpHttp};
 use mcp_test_support::proxyd::{ADMIN_TOKEN, Proxyd};
 use mcp_test_support::tools;
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{Admin, BIN, McpHttp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 fn ping(id: u64) -> serde_json::Value {
     json!({"jsonrpc":"2.0","id":id,"method":"ping"})

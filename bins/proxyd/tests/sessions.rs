@@ -2,17 +2,16 @@
 //! and streamable HTTP in front of server-everything (stdio and streamable HTTP upstreams),
 //! the security and malformed-input status matrix, and shared-mode multiplexing.
 
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::time::Duration;
 
 use mcp_test_support::assert_eventually;
+use mcp_test_support::e2e::{self, Admin, McpHttp, log_line, python_client, read_until};
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools::{self, EverythingMode, EverythingServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Admin, BIN, McpHttp, log_line, python_client, read_until};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 const GLOBAL_TOKEN: &str = "global-proxy-token-0123456789";
 
@@ -464,7 +463,7 @@ async fn a_per_client_upstream_that_dies_mid_call_fails_the_call_then_the_sessio
         .unwrap();
     let (status, headers) = (resp.status(), resp.headers().clone());
     let text = resp.text().await.unwrap();
-    let answer = support::messages(&headers, &text);
+    let answer = e2e::messages(&headers, &text);
     let response = answer.last().unwrap_or_else(|| {
         panic!(
             "no answer ({status}): {text:?}\n{}",
@@ -633,7 +632,7 @@ async fn a_dropped_post_stream_resumes_with_last_event_id() {
         .unwrap();
     assert_eq!(resumed.status(), StatusCode::OK);
     let headers = resumed.headers().clone();
-    let rest = support::messages(&headers, &resumed.text().await.unwrap());
+    let rest = e2e::messages(&headers, &resumed.text().await.unwrap());
     let progress: Vec<i64> = rest
         .iter()
         .filter(|m| m["method"] == "notifications/progress")
