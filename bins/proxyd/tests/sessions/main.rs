@@ -1,0 +1,21 @@
+//! Client sessions through a real `proxyd`, by concern:
+//!
+//! - [`python_sdk`]: the official Python SDK client over legacy SSE and streamable HTTP in
+//!   front of server-everything (stdio and streamable HTTP upstreams, shared mode);
+//! - [`rejections`]: the security and malformed-input status matrix, trusted proxies,
+//!   blocked tools, session limits;
+//! - [`lifecycle`]: deleted and dead upstreams, cancellation, resumption, shutdown;
+//! - [`forwarding`]: the `{extra}` path, passthrough headers, batches;
+//! - [`legacy_sse`]: the legacy HTTP+SSE endpoint;
+//! - [`shared_mode`]: multiplexing many client sessions over one upstream session.
+
+mod forwarding;
+mod legacy_sse;
+mod lifecycle;
+mod python_sdk;
+mod rejections;
+mod shared_mode;
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
+
+const GLOBAL_TOKEN: &str = "global-proxy-token-0123456789";
