@@ -2,8 +2,8 @@
 //!
 //! - [`python_sdk`]: the official Python SDK client over legacy SSE and streamable HTTP in
 //!   front of server-everything (stdio and streamable HTTP upstreams, shared mode);
-//! - [`rejections`]: the security and malformed-input status matrix, trusted proxies,
-//!   blocked tools, session limits;
+//! - [`matrix`]: the security and malformed-input status matrix, as a table;
+//! - [`rejections`]: trusted proxies, blocked tools, session limits;
 //! - [`lifecycle`]: deleted and dead upstreams, cancellation, resumption, shutdown;
 //! - [`forwarding`]: the `{extra}` path, passthrough headers, batches;
 //! - [`legacy_sse`]: the legacy HTTP+SSE endpoint;
@@ -12,6 +12,7 @@
 mod forwarding;
 mod legacy_sse;
 mod lifecycle;
+mod matrix;
 mod python_sdk;
 mod rejections;
 mod shared_mode;
