@@ -4,7 +4,7 @@
 
 use mcp_test_support::e2e::{Admin, McpHttp};
 use mcp_test_support::mock::{Fault, MockServer};
-use mcp_test_support::proxyd::{ADMIN_TOKEN, Proxyd};
+use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -180,15 +180,7 @@ async fn a_per_client_session_speaks_its_clients_version_and_is_counted() {
         .await;
     assert_eq!(snapshot["total_requests"], 4, "{snapshot}");
     assert_eq!(snapshot["total_errors"], 1, "{snapshot}");
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", proxyd.url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = admin.metrics_text().await;
     let series = |prefix: &str| {
         text.lines()
             .find(|l| l.starts_with(prefix))

@@ -437,10 +437,8 @@ async fn proxyd_with_modern() -> (Proxyd, Admin, mcp_test_support::conformance::
     let admin = Admin::new(&proxyd);
     let fixture = mcp_test_support::conformance::Fixture2026::start().await;
     let stdio = mcp_test_support::conformance::fixture_2026_def("modern");
-    admin.register(serde_json::to_value(stdio).unwrap()).await;
-    admin
-        .register(serde_json::to_value(fixture.def("modern-http")).unwrap())
-        .await;
+    admin.register_def(&stdio).await;
+    admin.register_def(&fixture.def("modern-http")).await;
     for name in ["modern", "modern-http"] {
         admin.wait_connected(name).await;
         assert_eq!(admin.status(name).await["era"], "modern");
@@ -451,28 +449,9 @@ async fn proxyd_with_modern() -> (Proxyd, Admin, mcp_test_support::conformance::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2025_python_client_answers_a_modern_upstreams_input_requests() {
     let (proxyd, _admin, _fixture) = proxyd_with_modern().await;
-    let python = tools::venv_python();
-    let script = tools::workspace_root().join("tests/python/legacy_client.py");
     for name in ["modern", "modern-http"] {
         let url = format!("{}/{name}/mcp", proxyd.url());
-        let out = tokio::time::timeout(
-            std::time::Duration::from_secs(200),
-            tokio::process::Command::new(&python)
-                .arg(&script)
-                .arg(&url)
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .expect("the python client finished in time")
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stdout.contains("all ok"),
-            "legacy python client through {name} failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            out.status
-        );
+        e2e::python_script("legacy_client.py", &[&url]).await;
     }
 }
 

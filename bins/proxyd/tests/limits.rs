@@ -28,14 +28,6 @@ async fn start(env: &[(&str, &str)]) -> Proxyd {
     Proxyd::start_with_env(BIN, &[], env).await.unwrap()
 }
 
-/// A stdio upstream `name` (the mock's echo mode), connected.
-async fn echo_upstream(admin: &Admin, name: &str) {
-    admin
-        .register(serde_json::to_value(tools::mock_stdio_def(name, &["echo"])).unwrap())
-        .await;
-    admin.wait_connected(name).await;
-}
-
 /// Sends `head` and then `body_prefix`, then one more byte every 100 ms, until an answer
 /// or a close comes back.
 async fn trickle(stream: &mut TcpStream, head: &str, body_prefix: &[u8]) -> Read {
@@ -122,7 +114,9 @@ async fn silent_trickling_and_idle_connections_are_closed_by_their_deadlines() {
 async fn a_trickling_body_gets_408_on_both_endpoint_kinds() {
     let p = start(&[("MCP_PROXY_LISTENER__BODY_READ_TIMEOUT", "1s")]).await;
     let admin = Admin::new(&p);
-    echo_upstream(&admin, "m").await;
+    admin
+        .register_connected(&tools::mock_stdio_def("m", &["echo"]))
+        .await;
     let auth = format!("Authorization: Bearer {ADMIN_TOKEN}");
     let cases = [
         (
@@ -342,7 +336,9 @@ async fn accept_keeps_working_when_file_descriptors_run_out() {
     let mut upstreams = 0;
     while e2e::open_fds(pid) < OPEN_FILES as usize - 16 {
         let name = format!("u{upstreams}");
-        echo_upstream(&admin, &name).await;
+        admin
+            .register_connected(&tools::mock_stdio_def(&name, &["echo"]))
+            .await;
         upstreams += 1;
         assert!(upstreams < 20, "upstreams take no descriptors?");
     }
@@ -392,7 +388,9 @@ async fn accept_keeps_working_when_file_descriptors_run_out() {
 async fn oversized_requests_get_413_at_any_size_on_both_endpoint_kinds() {
     let p = start(&[]).await;
     let admin = Admin::new(&p);
-    echo_upstream(&admin, "m").await;
+    admin
+        .register_connected(&tools::mock_stdio_def("m", &["echo"]))
+        .await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()

@@ -183,7 +183,7 @@ async fn upstream_details_stay_in_the_log() {
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     let def = tools::mock_stdio_def("leaky", &["exit-mid-request"]);
-    admin.register(serde_json::to_value(def).unwrap()).await;
+    admin.register_def(&def).await;
     let mcp = McpHttp::new();
     let url = format!("{}/leaky/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-11-25").await;
@@ -227,9 +227,8 @@ async fn the_command_allow_list_holds_at_spawn_time() {
         let open = Proxyd::start(BIN, &args).await.unwrap();
         let admin = Admin::new(&open);
         admin
-            .register(serde_json::to_value(tools::mock_stdio_def("older", &["echo"])).unwrap())
+            .register_connected(&tools::mock_stdio_def("older", &["echo"]))
             .await;
-        admin.wait_connected("older").await;
     }
     let only = r#"["/usr/bin/env"]"#;
     let strict = Proxyd::start_with_env(BIN, &args, &[("MCP_PROXY_STDIO_ALLOWED_COMMANDS", only)])

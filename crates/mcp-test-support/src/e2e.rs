@@ -25,28 +25,32 @@ pub use process::{
     Baseline, FD_SLACK, RSS_SLACK_KIB, alive, log_count, log_line, open_fds, pid_in, rss_kib,
     signal,
 };
-pub use streamable::{McpHttp, messages, read_until};
+pub use streamable::{McpHttp, messages, read_until, tool_call};
 
-/// Runs `tests/python/everything_client.py` with the venv's Python; fails the test with
-/// its output unless every check passed.
+/// Runs `tests/python/everything_client.py KIND URL [TOKEN]` (the official Python SDK
+/// against server-everything through the proxy); see [`python_script`].
 pub async fn python_client(kind: &str, url: &str, token: Option<&str>) {
+    let mut args = vec![kind, url];
+    args.extend(token);
+    python_script("everything_client.py", &args).await;
+}
+
+/// Runs `tests/python/SCRIPT ARGS…` with the venv's Python (at most 240 s); fails the test
+/// with its output unless it exits 0 and prints `all ok`.
+pub async fn python_script(script: &str, args: &[&str]) {
     let mut cmd = tokio::process::Command::new(tools::venv_python());
-    cmd.arg(tools::workspace_root().join("tests/python/everything_client.py"))
-        .arg(kind)
-        .arg(url)
+    cmd.arg(tools::workspace_root().join("tests/python").join(script))
+        .args(args)
         .kill_on_drop(true);
-    if let Some(t) = token {
-        cmd.arg(t);
-    }
     let out = tokio::time::timeout(Duration::from_secs(240), cmd.output())
         .await
-        .expect("the python client finished in time")
+        .unwrap_or_else(|_| panic!("{script} {args:?} did not finish within 240 s"))
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         out.status.success() && stdout.contains("all ok"),
-        "python client ({kind} {url}) failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+        "{script} {args:?} failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
 }

@@ -10,18 +10,13 @@ use mcp_test_support::tools;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::{BIN, GLOBAL_TOKEN};
+use crate::{BIN, GLOBAL_TOKEN, proxyd_with_global_token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn extra_path_and_passthrough_headers_reach_an_http_upstream_but_the_token_never_does() {
     use mcp_test_support::mock::{Fault, MockServer};
     let mock = MockServer::start(Fault::None).await;
-    let env = [(
-        "MCP_PROXY_GLOBAL_AUTH_TOKENS",
-        format!("[\"{GLOBAL_TOKEN}\"]"),
-    )];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let proxyd = Proxyd::start_with_env(BIN, &[], &env).await.unwrap();
+    let proxyd = proxyd_with_global_token().await;
     let admin = Admin::new(&proxyd);
     let mut def = json!({"name": "mock", "transport": "streamable-http", "url": mock.url()});
     def["passthroughHeaders"] = json!(["X-Tenant"]);
@@ -85,7 +80,7 @@ async fn batches_are_answered_on_2025_03_26_sessions_only() {
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     let def = tools::mock_stdio_def("echo", &["echo"]);
-    admin.register(serde_json::to_value(def).unwrap()).await;
+    admin.register_def(&def).await;
     let mcp = McpHttp::new();
     let url = format!("{}/echo/mcp", proxyd.url());
     let init_batch = json!([McpHttp::initialize_body("2025-03-26")]);

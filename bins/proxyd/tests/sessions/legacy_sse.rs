@@ -22,7 +22,7 @@ async fn the_legacy_endpoint_uri_carries_the_base_url_path() {
     .unwrap();
     let admin = Admin::new(&proxyd);
     let def = tools::mock_stdio_def("echo", &["echo"]);
-    admin.register(serde_json::to_value(def).unwrap()).await;
+    admin.register_def(&def).await;
     let mcp = McpHttp::new();
     let (s, h, mut sse) = mcp
         .get_sse(&format!("{}/echo/sse", proxyd.url()), &[])

@@ -16,7 +16,7 @@ async fn deleting_the_upstream_ends_its_sessions_and_a_dead_stdio_session_errors
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     admin
-        .register(serde_json::to_value(tools::mock_stdio_def("gone", &[])).unwrap())
+        .register_def(&tools::mock_stdio_def("gone", &[]))
         .await;
     let mcp = McpHttp::new();
     let url = format!("{}/gone/mcp", proxyd.url());
@@ -52,7 +52,7 @@ async fn a_per_client_upstream_that_dies_mid_call_fails_the_call_then_the_sessio
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     let def = tools::mock_stdio_def("dies", &["exit-mid-request"]);
-    admin.register(serde_json::to_value(def).unwrap()).await;
+    admin.register_def(&def).await;
     let mcp = McpHttp::new();
     let url = format!("{}/dies/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-06-18").await;
@@ -92,7 +92,7 @@ async fn a_client_cancellation_reaches_the_upstream_under_the_upstream_id() {
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     let def = tools::mock_stdio_def("hangs", &["hang"]);
-    admin.register(serde_json::to_value(def).unwrap()).await;
+    admin.register_def(&def).await;
     let mcp = McpHttp::new();
     let url = format!("{}/hangs/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-11-25").await;
@@ -128,9 +128,7 @@ async fn a_client_cancellation_reaches_the_upstream_under_the_upstream_id() {
 async fn a_dropped_post_stream_resumes_with_last_event_id() {
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
-    admin
-        .register(serde_json::to_value(tools::everything_stdio_def("ev")).unwrap())
-        .await;
+    admin.register_def(&tools::everything_stdio_def("ev")).await;
     let mcp = McpHttp::new();
     let url = format!("{}/ev/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-11-25").await;
@@ -201,7 +199,7 @@ async fn open_event_streams_do_not_hold_up_shutdown() {
         .unwrap();
     let admin = Admin::new(&proxyd);
     admin
-        .register(serde_json::to_value(tools::mock_stdio_def("echo", &["echo"])).unwrap())
+        .register_def(&tools::mock_stdio_def("echo", &["echo"]))
         .await;
     let mcp = McpHttp::new();
     let base = proxyd.url();

@@ -17,6 +17,16 @@ mod python_sdk;
 mod rejections;
 mod shared_mode;
 
+use mcp_test_support::proxyd::Proxyd;
+
 const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 const GLOBAL_TOKEN: &str = "global-proxy-token-0123456789";
+
+/// A proxyd that asks every client for [`GLOBAL_TOKEN`].
+async fn proxyd_with_global_token() -> Proxyd {
+    let tokens = format!("[\"{GLOBAL_TOKEN}\"]");
+    Proxyd::start_with_env(BIN, &[], &[("MCP_PROXY_GLOBAL_AUTH_TOKENS", &tokens)])
+        .await
+        .unwrap()
+}

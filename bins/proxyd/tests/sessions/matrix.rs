@@ -32,7 +32,7 @@ async fn security_and_malformed_input_get_the_right_status() {
         admin.register(def).await;
     }
     admin
-        .register(serde_json::to_value(tools::everything_stdio_def("open")).unwrap())
+        .register_def(&tools::everything_stdio_def("open"))
         .await;
     let base = proxyd.url();
     let mcp = McpHttp::new();

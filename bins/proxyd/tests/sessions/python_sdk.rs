@@ -6,16 +6,15 @@ use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools::{self, EverythingMode, EverythingServer};
 use serde_json::json;
 
-use crate::{BIN, GLOBAL_TOKEN};
+use crate::{BIN, GLOBAL_TOKEN, proxyd_with_global_token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_through_both_transports_to_stdio_everything() {
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     admin
-        .register(serde_json::to_value(tools::everything_stdio_def("ev")).unwrap())
+        .register_connected(&tools::everything_stdio_def("ev"))
         .await;
-    admin.wait_connected("ev").await;
     let base = proxyd.url();
     python_client("streamable", &format!("{base}/ev/mcp"), None).await;
     python_client("sse", &format!("{base}/ev/sse"), None).await;
@@ -24,17 +23,9 @@ async fn python_sdk_through_both_transports_to_stdio_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_sdk_through_both_transports_to_http_everything_with_a_global_token() {
     let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
-    let env = [(
-        "MCP_PROXY_GLOBAL_AUTH_TOKENS",
-        format!("[\"{GLOBAL_TOKEN}\"]"),
-    )];
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let proxyd = Proxyd::start_with_env(BIN, &[], &env).await.unwrap();
+    let proxyd = proxyd_with_global_token().await;
     let admin = Admin::new(&proxyd);
-    admin
-        .register(serde_json::to_value(upstream.def("evh")).unwrap())
-        .await;
-    admin.wait_connected("evh").await;
+    admin.register_connected(&upstream.def("evh")).await;
     let base = proxyd.url();
     python_client(
         "streamable",

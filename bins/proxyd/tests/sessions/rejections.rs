@@ -54,17 +54,9 @@ async fn tool_filter_hides_and_refuses_blocked_tools() {
     let mcp = McpHttp::new();
     let url = format!("{}/filtered/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-11-25").await;
-    let list = json!({"jsonrpc":"2.0","id":"l","method":"tools/list"});
-    let (s, _, body) = mcp.post(&url, Some(&sid), &[], &list).await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    let names: Vec<&str> = body["result"]["tools"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let names = mcp.tool_names(&url, &sid).await;
     assert!(
-        names.contains(&"echo") && !names.contains(&"get-sum"),
+        names.iter().any(|n| n == "echo") && !names.iter().any(|n| n == "get-sum"),
         "{names:?}"
     );
     let call = json!({"jsonrpc":"2.0","id":"c","method":"tools/call","params":{"name":"get-sum","arguments":{"a":1,"b":2}}});
@@ -91,7 +83,7 @@ async fn session_limits_are_enforced_per_upstream_and_globally() {
     one["maxSessions"] = json!(1);
     admin.register(one).await;
     admin
-        .register(serde_json::to_value(tools::mock_stdio_def("many", &["echo"])).unwrap())
+        .register_def(&tools::mock_stdio_def("many", &["echo"]))
         .await;
     let mcp = McpHttp::new();
     let base = proxyd.url();

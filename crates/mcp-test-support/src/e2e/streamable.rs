@@ -127,16 +127,39 @@ impl McpHttp {
 
     /// Opens a session (initialize + initialized) and returns its id.
     pub async fn open_session(&self, url: &str, version: &str) -> String {
+        self.open_session_with(url, version, &[]).await
+    }
+
+    /// Opens a session sending `extra` headers with both messages; its id.
+    pub async fn open_session_with(
+        &self,
+        url: &str,
+        version: &str,
+        extra: &[(String, String)],
+    ) -> String {
         let (s, h, body) = self
-            .post(url, None, &[], &Self::initialize_body(version))
+            .post(url, None, extra, &Self::initialize_body(version))
             .await;
         assert_eq!(s, StatusCode::OK, "{body}");
         assert_eq!(body["result"]["protocolVersion"], version, "{body}");
         let sid = h["mcp-session-id"].to_str().unwrap().to_owned();
         let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
-        let (s, _, _) = self.post(url, Some(&sid), &[], &note).await;
+        let (s, _, _) = self.post(url, Some(&sid), extra, &note).await;
         assert_eq!(s, StatusCode::ACCEPTED);
         sid
+    }
+
+    /// The names `tools/list` answers in session `sid`, asserting 200.
+    pub async fn tool_names(&self, url: &str, sid: &str) -> Vec<String> {
+        let list = json!({"jsonrpc":"2.0","id":100,"method":"tools/list"});
+        let (s, _, body) = self.post(url, Some(sid), &[], &list).await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        body["result"]["tools"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{body}"))
+            .iter()
+            .map(|t| t["name"].as_str().unwrap().to_owned())
+            .collect()
     }
 
     /// GETs an SSE stream; the response is returned unread (the stream stays open while
@@ -153,6 +176,12 @@ impl McpHttp {
         let resp = req.send().await.unwrap();
         (resp.status(), resp.headers().clone(), resp)
     }
+}
+
+/// A `tools/call` request.
+pub fn tool_call(id: impl Into<Value>, name: &str, arguments: Value) -> Value {
+    json!({"jsonrpc": "2.0", "id": id.into(), "method": "tools/call",
+           "params": {"name": name, "arguments": arguments}})
 }
 
 /// Reads a streaming body until `needle` has arrived (at most 30 s); returns all of it.
