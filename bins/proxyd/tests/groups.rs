@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mcp_test_support::assert_eventually;
 use mcp_test_support::conformance::suite;
-use mcp_test_support::e2e::{Admin, McpHttp, read_until, tool_call};
+use mcp_test_support::e2e::{Admin, McpHttp, read_until};
 use mcp_test_support::mock::{Fault, MockServer};
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools;
@@ -47,13 +47,8 @@ async fn slash_mcp_serves_every_upstream_under_prefixed_names() {
         ],
         "every member, in order, prefixed"
     );
-    let (_, _, answer) = mcp
-        .post(
-            &url,
-            Some(&sid),
-            &[],
-            &tool_call(1, "beta__echo", json!({"message": "to beta"})),
-        )
+    let answer = mcp
+        .call_tool(&url, &sid, 1, "beta__echo", json!({"message": "to beta"}))
         .await;
     assert_eq!(answer["id"], 1);
     assert_eq!(
@@ -66,22 +61,12 @@ async fn slash_mcp_serves_every_upstream_under_prefixed_names() {
             .iter()
             .any(|l| l.contains("beta") && l.contains("got tools/call") && l.contains("echo"))
     });
-    let (_, _, answer) = mcp
-        .post(
-            &url,
-            Some(&sid),
-            &[],
-            &tool_call(2, "web__echo", json!({"message": "to web"})),
-        )
+    let answer = mcp
+        .call_tool(&url, &sid, 2, "web__echo", json!({"message": "to web"}))
         .await;
     assert_eq!(answer["result"]["content"][0]["text"], "to web", "{answer}");
-    let (_, _, answer) = mcp
-        .post(
-            &url,
-            Some(&sid),
-            &[],
-            &tool_call(3, "nobody__echo", json!({})),
-        )
+    let answer = mcp
+        .call_tool(&url, &sid, 3, "nobody__echo", json!({}))
         .await;
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
 
@@ -565,13 +550,8 @@ async fn groups_merge_members_by_name_and_tag_under_prefixes_overrides_filters_a
     let url = format!("{}/g1/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-11-25").await;
     assert_eq!(mcp.tool_names(&url, &sid).await, names);
-    let (_, _, answer) = mcp
-        .post(
-            &url,
-            Some(&sid),
-            &[],
-            &tool_call(1, "beta__echo", json!({"message": "to beta"})),
-        )
+    let answer = mcp
+        .call_tool(&url, &sid, 1, "beta__echo", json!({"message": "to beta"}))
         .await;
     assert_eq!(
         answer["result"]["content"][0]["text"], "to beta",
@@ -617,19 +597,12 @@ async fn groups_merge_members_by_name_and_tag_under_prefixes_overrides_filters_a
         "{body}"
     );
     assert_eq!(body["result"]["tools"][0]["title"], "Say", "{body}");
-    let (_, _, answer) = mcp
-        .post(
-            &url,
-            Some(&sid),
-            &[],
-            &tool_call(2, "say", json!({"message": "said"})),
-        )
+    let answer = mcp
+        .call_tool(&url, &sid, 2, "say", json!({"message": "said"}))
         .await;
     assert_eq!(answer["result"]["content"][0]["text"], "said", "{answer}");
     for (id, hidden) in [(3, "web-slow"), (4, "alpha-big"), (5, "echo")] {
-        let (_, _, answer) = mcp
-            .post(&url, Some(&sid), &[], &tool_call(id, hidden, json!({})))
-            .await;
+        let answer = mcp.call_tool(&url, &sid, id, hidden, json!({})).await;
         assert_eq!(answer["error"]["code"], -32602, "{hidden}: {answer}");
     }
 
@@ -673,13 +646,8 @@ async fn groups_merge_members_by_name_and_tag_under_prefixes_overrides_filters_a
     assert_ne!(names[0], names[1]);
     let url = format!("{}/g3/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-11-25").await;
-    let (_, _, answer) = mcp
-        .post(
-            &url,
-            Some(&sid),
-            &[],
-            &tool_call(6, &names[0], json!({"message": "long way"})),
-        )
+    let answer = mcp
+        .call_tool(&url, &sid, 6, &names[0], json!({"message": "long way"}))
         .await;
     assert_eq!(
         answer["result"]["content"][0]["text"], "long way",
@@ -792,14 +760,7 @@ async fn fail_mode_closed_makes_a_group_unavailable_while_a_member_is_down_and_o
         Duration::from_secs(10),
         mcp.tool_names(&open_url, &open).await == ["echo", "big"]
     );
-    let (_, _, answer) = mcp
-        .post(
-            &open_url,
-            Some(&open),
-            &[],
-            &tool_call(10, "slow", json!({})),
-        )
-        .await;
+    let answer = mcp.call_tool(&open_url, &open, 10, "slow", json!({})).await;
     let message = answer["error"]["message"]
         .as_str()
         .unwrap_or_else(|| panic!("{answer}"));
@@ -861,18 +822,11 @@ async fn a_put_changes_the_catalog_live_and_the_groups_sessions_hear_of_it() {
     put_group(&admin, live.clone()).await;
     read_until(&mut stream, "notifications/tools/list_changed").await;
     assert_eq!(mcp.tool_names(&url, &sid).await, ["shout"]);
-    let (_, _, answer) = mcp
-        .post(
-            &url,
-            Some(&sid),
-            &[],
-            &tool_call(1, "shout", json!({"message": "loud"})),
-        )
+    let answer = mcp
+        .call_tool(&url, &sid, 1, "shout", json!({"message": "loud"}))
         .await;
     assert_eq!(answer["result"]["content"][0]["text"], "loud", "{answer}");
-    let (_, _, answer) = mcp
-        .post(&url, Some(&sid), &[], &tool_call(2, "echo", json!({})))
-        .await;
+    let answer = mcp.call_tool(&url, &sid, 2, "echo", json!({})).await;
     assert_eq!(
         answer["error"]["code"], -32602,
         "the old name is gone: {answer}"

@@ -149,6 +149,22 @@ impl McpHttp {
         sid
     }
 
+    /// `tools/call` of `name` with `arguments` in session `sid`; the last message of the
+    /// answer (the response), whatever the status.
+    pub async fn call_tool(
+        &self,
+        url: &str,
+        sid: &str,
+        id: impl Into<Value>,
+        name: &str,
+        arguments: Value,
+    ) -> Value {
+        let (_, _, answer) = self
+            .post(url, Some(sid), &[], &tool_call(id, name, arguments))
+            .await;
+        answer
+    }
+
     /// The names `tools/list` answers in session `sid`, asserting 200.
     pub async fn tool_names(&self, url: &str, sid: &str) -> Vec<String> {
         let list = json!({"jsonrpc":"2.0","id":100,"method":"tools/list"});
