@@ -51,11 +51,13 @@ impl SseTransport {
         opts: &TransportOptions,
         inbox: Arc<dyn Inbox>,
     ) -> Result<Self> {
-        let target = Target::new(&def.name, TransportKind::Sse);
-        let url = net::upstream_url(def, opts, &target)?;
-        let headers = net::base_headers(def, opts, &target)?;
-        let connect_timeout = opts.connect_timeout_for(def);
-        let client = net::client(connect_timeout, &target)?;
+        let net::Prepared {
+            target,
+            url,
+            headers,
+            connect_timeout,
+            http: client,
+        } = net::prepare(def, opts, TransportKind::Sse)?;
         let what = net::What("GET", &url);
         let req = client
             .get(url.clone())

@@ -81,11 +81,13 @@ impl StreamableHttpTransport {
         opts: &TransportOptions,
         inbox: Arc<dyn Inbox>,
     ) -> Result<Self> {
-        let target = Target::new(&def.name, TransportKind::StreamableHttp);
-        let url = net::upstream_url(def, opts, &target)?;
-        let headers = net::base_headers(def, opts, &target)?;
-        let connect_timeout = opts.connect_timeout_for(def);
-        let client = net::client(connect_timeout, &target)?;
+        let net::Prepared {
+            target,
+            url,
+            headers,
+            connect_timeout,
+            http: client,
+        } = net::prepare(def, opts, TransportKind::StreamableHttp)?;
         let cancel = CancellationToken::new();
         let span =
             tracing::info_span!("upstream", upstream = %def.name, transport = "streamable-http");
