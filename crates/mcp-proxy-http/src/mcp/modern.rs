@@ -521,7 +521,7 @@ pub(crate) fn unsupported(id: Option<&RequestId>, version: &str) -> Response<Bod
         Some(serde_json::json!({
             "supported": supported,
             "requested": version,
-            "code": "unsupported_protocol_version",
+            "code": crate::ErrorKind::UnsupportedProtocolVersion,
         })),
     )
 }
