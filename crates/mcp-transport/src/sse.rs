@@ -51,17 +51,13 @@ impl SseTransport {
         opts: &TransportOptions,
         inbox: Arc<dyn Inbox>,
     ) -> Result<Self> {
-        let net::Prepared {
-            target,
-            url,
-            headers,
-            connect_timeout,
-            http: client,
-        } = net::prepare(def, opts, TransportKind::Sse)?;
+        let up = net::prepare(def, opts, TransportKind::Sse)?;
+        let (target, url, connect_timeout) = (up.target, up.url, up.connect_timeout);
         let what = net::What("GET", &url);
-        let req = client
+        let req = up
+            .http
             .get(url.clone())
-            .headers(headers.clone())
+            .headers(up.headers.clone())
             .header(ACCEPT, "text/event-stream");
         let response = net::send(req, connect_timeout, &target, what).await?;
         if !response.status().is_success() {
@@ -91,9 +87,9 @@ impl SseTransport {
         let cancel = CancellationToken::new();
         let inner = Arc::new(Inner {
             target,
-            http: client,
+            http: up.http,
             endpoint,
-            headers,
+            headers: up.headers,
             closed: CloseLatch::default(),
             inbox,
             cancel: cancel.clone(),

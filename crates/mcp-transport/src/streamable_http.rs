@@ -81,22 +81,16 @@ impl StreamableHttpTransport {
         opts: &TransportOptions,
         inbox: Arc<dyn Inbox>,
     ) -> Result<Self> {
-        let net::Prepared {
-            target,
-            url,
-            headers,
-            connect_timeout,
-            http: client,
-        } = net::prepare(def, opts, TransportKind::StreamableHttp)?;
+        let up = net::prepare(def, opts, TransportKind::StreamableHttp)?;
         let cancel = CancellationToken::new();
         let span =
             tracing::info_span!("upstream", upstream = %def.name, transport = "streamable-http");
         let inner = Arc::new(Inner {
             span,
-            target,
-            http: client,
-            url,
-            headers,
+            target: up.target,
+            http: up.http,
+            url: up.url,
+            headers: up.headers,
             session_id: Mutex::new(opts.resume_session.clone()),
             protocol_version: Mutex::new(None),
             modern: Mutex::new(None),
@@ -105,7 +99,7 @@ impl StreamableHttpTransport {
             cancel: cancel.clone(),
             limits: Limits {
                 max_message_bytes: opts.max_message_bytes,
-                connect_timeout,
+                connect_timeout: up.connect_timeout,
                 request_timeout: opts.request_timeout_for(def),
                 max_resume_attempts: opts.max_resume_attempts,
                 resume_delay: opts.resume_delay,
