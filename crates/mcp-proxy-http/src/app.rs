@@ -163,7 +163,8 @@ impl App {
         let resp = match crate::body::BODY_READ_TIMEOUT.scope(within, dispatch).await {
             Ok(resp) => resp,
             Err(err) => {
-                let (status, code, _) = err.parts();
+                let (status, kind, _) = err.parts();
+                let code = kind.as_str();
                 if status.is_server_error() {
                     warn!(%method, %path, code, error = %err, "request failed");
                 } else {

@@ -34,7 +34,7 @@ pub use config::{
     DEFAULT_INPUT_WAIT, DEFAULT_MAX_BODY_BYTES, DEFAULT_SESSION_TOKEN_LIFETIME, HttpConfig,
     ListenerLimits, StateKey,
 };
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use server::serve;
 
 /// Result alias of this crate.

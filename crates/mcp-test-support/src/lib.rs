@@ -5,9 +5,11 @@
 //! - [`mock`]: mock upstreams for precise fault injection.
 //! - [`proxyd`]: a real `proxyd` process on a free port.
 //! - [`conformance`]: a stdio server with the conformance suite's fixtures.
+//! - [`definitions`]: definitions for tests of the proxy's bookkeeping.
 //! - [`assert_eventually!`]: polls a condition until it holds or a deadline passes.
 
 pub mod conformance;
+pub mod definitions;
 mod eventually;
 pub mod mock;
 pub mod proxyd;
