@@ -26,7 +26,6 @@ mod router;
 pub mod security;
 mod server;
 mod system;
-mod upstreams;
 
 pub use admin::import;
 pub use app::App;
