@@ -12,18 +12,15 @@
 //!   (the 14 input-required ones among them, by pass-through) or not (such as the pending
 //!   `http-header-validation`), must pass through the proxy.
 
-#[path = "conformance/suite.rs"]
-mod suite;
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use mcp_test_support::conformance::suite::{self, conformance};
+use mcp_test_support::e2e::Admin;
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools::{self, EverythingMode, EverythingServer};
-use suite::conformance;
-use support::{Admin, BIN};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 /// The 2026-07-28 run against `url`: each scenario's verdict, the 37 it scores and the
 /// ones it runs without scoring (pending ones, extensions), listed after the total.
@@ -79,10 +76,8 @@ async fn the_proxy_passes_the_2026_scenarios_the_modern_fixture_passes() {
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     let stdio = mcp_test_support::conformance::fixture_2026_def("modern");
-    admin.register(serde_json::to_value(stdio).unwrap()).await;
-    admin
-        .register(serde_json::to_value(fixture.def("modern-http")).unwrap())
-        .await;
+    admin.register_def(&stdio).await;
+    admin.register_def(&fixture.def("modern-http")).await;
     for name in ["modern", "modern-http"] {
         admin.wait_connected(name).await;
         let status = admin.status(name).await;
@@ -124,12 +119,11 @@ async fn the_proxy_passes_every_scenario_server_everything_passes() {
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     admin
-        .register(serde_json::to_value(tools::everything_stdio_def("everything")).unwrap())
+        .register_def(&tools::everything_stdio_def("everything"))
         .await;
     admin
-        .register(serde_json::to_value(everything.def("everything-http")).unwrap())
+        .register_connected(&everything.def("everything-http"))
         .await;
-    admin.wait_connected("everything").await;
     admin.wait_connected("everything-http").await;
     for (name, dir) in [("everything", &proxy_dir), ("everything-http", &http_dir)] {
         let url = format!("{}/{name}/mcp", proxyd.url());
@@ -159,8 +153,7 @@ async fn every_scenario_passes_through_the_proxy_in_front_of_the_fixture() {
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     let def = mcp_test_support::conformance::fixture_def("fixture");
-    admin.register(serde_json::to_value(def).unwrap()).await;
-    admin.wait_connected("fixture").await;
+    admin.register_connected(&def).await;
     // `localhost`, as dns-rebinding-protection requires a localhost URL.
     let url = format!("{}/fixture/mcp", proxyd.url()).replace("127.0.0.1", "localhost");
     let (verdicts, summary) = conformance(&url, dir.path()).await;

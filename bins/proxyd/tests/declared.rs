@@ -5,61 +5,24 @@ use std::path::Path;
 use std::time::Duration;
 
 use mcp_test_support::assert_eventually;
-use mcp_test_support::proxyd::{ADMIN_TOKEN, Proxyd};
+use mcp_test_support::e2e::Admin;
+use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::redis::RedisServer;
 use mcp_test_support::tools::mcp_server_time;
-use reqwest::StatusCode;
-use serde_json::{Value, json};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 const SECRET: &str = "never-logged-secret-4711";
 
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap()
-}
-
-async fn mcps(base: &str) -> Vec<Value> {
-    let body: Value = client()
-        .get(format!("{base}/admin/mcps"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["mcps"].as_array().unwrap().clone()
-}
-
-async fn names(base: &str) -> Vec<String> {
-    mcps(base)
-        .await
-        .iter()
-        .map(|e| e["definition"]["name"].as_str().unwrap().to_owned())
-        .collect()
-}
-
-async fn entry(base: &str, name: &str) -> Value {
-    mcps(base)
-        .await
-        .into_iter()
-        .find(|e| e["definition"]["name"] == name)
-        .unwrap_or(Value::Null)
-}
-
+/// Registers `name` through the Admin API; the status.
 async fn register(base: &str, name: &str) -> StatusCode {
-    client()
-        .post(format!("{base}/admin/mcps"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": name, "transport": "streamable-http",
-                      "url": "http://127.0.0.1:1/mcp", "autoReconnect": false}))
-        .send()
+    let def = json!({"name": name, "transport": "streamable-http",
+                      "url": "http://127.0.0.1:1/mcp", "autoReconnect": false});
+    Admin::at(base)
+        .send(Method::POST, "/admin/mcps", Some(def))
         .await
-        .unwrap()
-        .status()
+        .0
 }
 
 async fn sighup(p: &Proxyd) {
@@ -112,39 +75,37 @@ async fn declared_servers_follow_restarts_sighup_and_file_changes() {
     let env = [("DECLARED_SECRET", SECRET)];
     let mut p = Proxyd::start_with_env(BIN, &args, &env).await.unwrap();
     let url = p.url();
-    assert_eq!(names(&url).await, ["clock", "from-file", "remote"]);
-    for e in mcps(&url).await {
+    let admin = Admin::at(&url);
+    assert_eq!(admin.names().await, ["clock", "from-file", "remote"]);
+    for e in admin.entries().await {
         assert_eq!(e["definition"]["source"], "config", "{e}");
     }
     assert_eq!(
-        entry(&url, "remote").await["definition"]["headers"]["Authorization"],
+        admin.entry("remote").await["definition"]["headers"]["Authorization"],
         "***"
     );
     assert_eventually!(
         Duration::from_secs(30),
-        entry(&url, "clock").await["status"]["state"] == "connected"
+        admin.entry("clock").await["status"]["state"] == "connected"
     );
 
     // The Admin API does not change a declared server; it registers others beside them.
-    let resp = client()
-        .delete(format!("{url}/admin/mcps/clock"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CONFLICT);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(body["code"], "declared_in_config");
-    let mut def = entry(&url, "remote").await["definition"].clone();
+    admin
+        .refused(
+            Method::DELETE,
+            "/admin/mcps/clock",
+            None,
+            None,
+            StatusCode::CONFLICT,
+            "declared_in_config",
+        )
+        .await;
+    let mut def = admin.entry("remote").await["definition"].clone();
     def["timeout"] = json!("3s");
-    let resp = client()
-        .put(format!("{url}/admin/mcps/remote"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&def)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CONFLICT);
+    let (s, _) = admin
+        .send(Method::PUT, "/admin/mcps/remote", Some(def))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT);
     assert_eq!(register(&url, "api-one").await, StatusCode::CREATED);
 
     // After a restart (memory store): the declared servers are back, api-one is not.
@@ -157,7 +118,8 @@ async fn declared_servers_follow_restarts_sighup_and_file_changes() {
     );
     let mut p = Proxyd::start_with_env(BIN, &args, &env).await.unwrap();
     let url = p.url();
-    assert_eq!(names(&url).await, ["clock", "from-file", "remote"]);
+    let admin = Admin::at(&url);
+    assert_eq!(admin.names().await, ["clock", "from-file", "remote"]);
     assert_eq!(register(&url, "api-two").await, StatusCode::CREATED);
 
     // SIGHUP: remote removed, clock changed, third added; the watcher turned on too.
@@ -176,10 +138,10 @@ async fn declared_servers_follow_restarts_sighup_and_file_changes() {
     sighup(&p).await;
     assert_eventually!(
         Duration::from_secs(10),
-        names(&url).await == ["api-two", "clock", "from-file", "third"]
+        admin.names().await == ["api-two", "clock", "from-file", "third"]
     );
     assert_eq!(
-        entry(&url, "clock").await["definition"]["args"],
+        admin.entry("clock").await["definition"]["args"],
         json!(["--local-timezone", "UTC"])
     );
     assert!(
@@ -197,12 +159,12 @@ async fn declared_servers_follow_restarts_sighup_and_file_changes() {
     );
     assert_eventually!(
         Duration::from_secs(10),
-        names(&url).await.contains(&"from-json".to_owned())
+        admin.names().await.contains(&"from-json".to_owned())
     );
     std::fs::remove_file(servers_d.join("from-file.toml")).unwrap();
     assert_eventually!(
         Duration::from_secs(10),
-        !names(&url).await.contains(&"from-file".to_owned())
+        !admin.names().await.contains(&"from-file".to_owned())
     );
 
     // A broken file changes nothing and says why; fixed, the reload goes through.
@@ -217,7 +179,7 @@ async fn declared_servers_follow_restarts_sighup_and_file_changes() {
             .any(|l| l.contains("declared servers not reloaded") && l.contains("broken.toml"))
     );
     assert_eq!(
-        names(&url).await,
+        admin.names().await,
         ["api-two", "clock", "from-json", "third"]
     );
     write(
@@ -226,10 +188,10 @@ async fn declared_servers_follow_restarts_sighup_and_file_changes() {
     );
     assert_eventually!(
         Duration::from_secs(10),
-        names(&url).await == ["api-two", "broken", "clock", "from-json", "third"]
+        admin.names().await == ["api-two", "broken", "clock", "from-json", "third"]
     );
     assert_eq!(
-        entry(&url, "api-two").await["definition"]["source"],
+        admin.entry("api-two").await["definition"]["source"],
         "api",
         "the admin api's server is never touched"
     );
@@ -261,32 +223,28 @@ async fn replicas_on_one_redis_share_declared_servers_and_only_declaring_ones_pr
     let mut b = Proxyd::start(BIN, &storage).await.unwrap();
     assert_eventually!(
         Duration::from_secs(5),
-        names(&b.url()).await == ["shared-decl"]
+        Admin::new(&b).names().await == ["shared-decl"]
     );
     assert_eq!(
-        entry(&b.url(), "shared-decl").await["definition"]["source"],
+        Admin::new(&b).entry("shared-decl").await["definition"]["source"],
         "config"
     );
     // B declares nothing: its restart leaves the declared server alone.
     b.terminate(Duration::from_secs(15)).await.unwrap();
     let b = Proxyd::start(BIN, &storage).await.unwrap();
-    assert_eq!(names(&b.url()).await, ["shared-decl"]);
-    let resp = client()
-        .delete(format!("{}/admin/mcps/shared-decl", b.url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        resp.status(),
-        StatusCode::CONFLICT,
-        "declared, even seen from b"
-    );
+    assert_eq!(Admin::new(&b).names().await, ["shared-decl"]);
+    let (s, _) = Admin::new(&b)
+        .send(Method::DELETE, "/admin/mcps/shared-decl", None)
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "declared, even seen from b");
     // A declares none any more: every replica drops it.
     write(&config, "servers_poll_interval = \"0s\"\nservers = []\n");
     sighup(&a).await;
-    assert_eventually!(Duration::from_secs(10), names(&b.url()).await.is_empty());
-    assert!(names(&a.url()).await.is_empty());
+    assert_eventually!(
+        Duration::from_secs(10),
+        Admin::new(&b).names().await.is_empty()
+    );
+    assert!(Admin::new(&a).names().await.is_empty());
 }
 
 #[tokio::test]

@@ -6,15 +6,16 @@
 //! return to their baseline. The figures (how fast an error arrives, how fast the service
 //! is back) are printed; run with `--no-capture` to see them.
 
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mcp_store::{RedisConfig, RedisStore, Store};
 use mcp_test_support::assert_eventually;
+use mcp_test_support::e2e::{
+    Admin, Baseline, McpHttp, alive, log_count, log_line, messages, pid_in, read_until, signal,
+    tool_call,
+};
 use mcp_test_support::mock::{Fault, MockServer};
 use mcp_test_support::proxyd::{ADMIN_TOKEN, Launch, Proxyd};
 use mcp_test_support::redis::RedisServer;
@@ -22,18 +23,12 @@ use mcp_test_support::tools::{self, EverythingMode, EverythingServer};
 use mcp_types::{McpDefinition, TransportKind};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{
-    Admin, BIN, Baseline, McpHttp, alive, log_count, log_line, messages, pid_in, read_until, signal,
-};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 const V: &str = "2025-11-25";
 /// The bound on anything that must not hang; the figures printed are far below it.
 const BOUND: Duration = Duration::from_secs(20);
-
-fn call(id: u64, tool: &str, args: Value) -> Value {
-    json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
-           "params": {"name": tool, "arguments": args}})
-}
 
 fn def_json(def: &McpDefinition) -> Value {
     serde_json::to_value(def).unwrap()
@@ -61,7 +56,7 @@ async fn echo_ok(mcp: &McpHttp, url: &str, sid: &str, id: u64, message: &str) {
         mcp,
         url,
         sid,
-        &call(id, "echo", json!({"message": message})),
+        &tool_call(id, "echo", json!({"message": message})),
     )
     .await;
     let text = text_of(&answer);
@@ -100,9 +95,8 @@ async fn delete_session(mcp: &McpHttp, url: &str, sid: &str) {
 async fn echo_upstream(p: &Proxyd, name: &str) -> (Admin, McpHttp, String) {
     let admin = Admin::new(p);
     admin
-        .register(def_json(&tools::mock_stdio_def(name, &["echo"])))
+        .register_connected(&tools::mock_stdio_def(name, &["echo"]))
         .await;
-    admin.wait_connected(name).await;
     (admin, McpHttp::new(), format!("{}/{name}/mcp", p.url()))
 }
 
@@ -126,7 +120,7 @@ async fn a_stdio_child_killed_mid_call_fails_the_call_at_once_and_the_service_co
         let (mcp, url, sid) = (mcp.clone(), url.clone(), sid.clone());
         tokio::spawn(async move {
             let answer = mcp
-                .post_collect(&url, Some(&sid), &call(7, "hold", json!({})))
+                .post_collect(&url, Some(&sid), &tool_call(7, "hold", json!({})))
                 .await;
             (answer, Instant::now())
         })
@@ -177,13 +171,12 @@ async fn an_http_upstream_restarted_mid_stream_fails_the_stream_and_sessions_sta
     let p = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&p);
     admin
-        .register(def_json(&McpDefinition::http(
+        .register_connected(&McpDefinition::http(
             "mh",
             TransportKind::StreamableHttp,
             first.url(),
-        )))
+        ))
         .await;
-    admin.wait_connected("mh").await;
     let mcp = McpHttp::new();
     let url = format!("{}/mh/mcp", p.url());
     let warm = mcp.open_session(&url, V).await;
@@ -195,7 +188,11 @@ async fn an_http_upstream_restarted_mid_stream_fails_the_stream_and_sessions_sta
         let (mcp, url, sid) = (mcp.clone(), url.clone(), sid.clone());
         tokio::spawn(async move {
             let answer = mcp
-                .post_collect(&url, Some(&sid), &call(7, "echo", json!({"message": "x"})))
+                .post_collect(
+                    &url,
+                    Some(&sid),
+                    &tool_call(7, "echo", json!({"message": "x"})),
+                )
                 .await;
             (answer, Instant::now())
         })
@@ -220,7 +217,7 @@ async fn an_http_upstream_restarted_mid_stream_fails_the_stream_and_sessions_sta
     // the server comes back on its port, knowing no session
     let _second = MockServer::start_on(Fault::None, port).await;
     let restarted = Instant::now();
-    let echo = call(8, "echo", json!({"message": "old"}));
+    let echo = tool_call(8, "echo", json!({"message": "old"}));
     let (status, _, body) = tokio::time::timeout(BOUND, mcp.post(&url, Some(&sid), &[], &echo))
         .await
         .expect("a request on the old session hung");
@@ -256,8 +253,7 @@ async fn server_everything_restarted_mid_stream_sends_its_clients_to_initialize_
     let upstream = EverythingServer::start_on(EverythingMode::StreamableHttp, port).await;
     let p = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&p);
-    admin.register(def_json(&upstream.def("evh"))).await;
-    admin.wait_connected("evh").await;
+    admin.register_connected(&upstream.def("evh")).await;
     let mcp = McpHttp::new();
     let url = format!("{}/evh/mcp", p.url());
     let sid = mcp.open_session(&url, V).await;
@@ -296,7 +292,7 @@ async fn server_everything_restarted_mid_stream_sends_its_clients_to_initialize_
     let _upstream = EverythingServer::start_on(EverythingMode::StreamableHttp, port).await;
     let mut status = StatusCode::OK;
     for id in 10..15 {
-        let echo = call(id, "echo", json!({"message": "old"}));
+        let echo = tool_call(id, "echo", json!({"message": "old"}));
         let (s, _, _) = tokio::time::timeout(BOUND, mcp.post(&url, Some(&sid), &[], &echo))
             .await
             .expect("a request on the old session hung");
@@ -328,9 +324,8 @@ async fn an_upstream_that_never_answers_is_bounded_by_its_timeout() {
     dead.timeout = timeout;
     let mut hung = McpDefinition::http("hung", TransportKind::StreamableHttp, mute.url());
     hung.timeout = timeout;
-    admin.register(def_json(&dead)).await;
-    admin.register(def_json(&hung)).await;
-    admin.wait_connected("hung").await;
+    admin.register_def(&dead).await;
+    admin.register_connected(&hung).await;
     let mcp = McpHttp::new();
     let hung_url = format!("{}/hung/mcp", p.url());
     let dead_url = format!("{}/dead/mcp", p.url());
@@ -365,7 +360,7 @@ async fn an_upstream_that_never_answers_is_bounded_by_its_timeout() {
     // a call the upstream never answers: a timeout error, and the upstream is told
     let sid = mcp.open_session(&hung_url, V).await;
     let started = Instant::now();
-    let answer = bounded_call(&mcp, &hung_url, &sid, &call(3, "echo", json!({}))).await;
+    let answer = bounded_call(&mcp, &hung_url, &sid, &tool_call(3, "echo", json!({}))).await;
     let call_after = started.elapsed();
     let error = error_of(&answer);
     assert!(
@@ -402,10 +397,10 @@ async fn an_answer_over_max_message_bytes_is_a_clean_error_and_the_connection_re
     let json_answers = MockServer::start(Fault::JsonResponses).await;
     for (name, url) in [("sse-big", sse.url()), ("json-big", json_answers.url())] {
         let def = McpDefinition::http(name, TransportKind::StreamableHttp, url);
-        admin.register(def_json(&def)).await;
+        admin.register_def(&def).await;
     }
     admin
-        .register(def_json(&tools::mock_stdio_def("stdio-big", &["echo"])))
+        .register_def(&tools::mock_stdio_def("stdio-big", &["echo"]))
         .await;
     let mcp = McpHttp::new();
     for name in ["sse-big", "json-big", "stdio-big"] {
@@ -418,8 +413,13 @@ async fn an_answer_over_max_message_bytes_is_a_clean_error_and_the_connection_re
     for name in ["sse-big", "json-big"] {
         let url = format!("{}/{name}/mcp", p.url());
         let sid = mcp.open_session(&url, V).await;
-        let answer =
-            bounded_call(&mcp, &url, &sid, &call(2, "big", json!({"bytes": TEN_MIB}))).await;
+        let answer = bounded_call(
+            &mcp,
+            &url,
+            &sid,
+            &tool_call(2, "big", json!({"bytes": TEN_MIB})),
+        )
+        .await;
         assert_eq!(answer.last().unwrap()["id"], 2, "{name}: {answer:?}");
         too_large(&p, &error_of(&answer)).await;
         // the session serves on
@@ -430,7 +430,13 @@ async fn an_answer_over_max_message_bytes_is_a_clean_error_and_the_connection_re
     // call fails cleanly, the session ends, a new one gets a new process
     let url = format!("{}/stdio-big/mcp", p.url());
     let sid = mcp.open_session(&url, V).await;
-    let answer = bounded_call(&mcp, &url, &sid, &call(2, "big", json!({"bytes": TEN_MIB}))).await;
+    let answer = bounded_call(
+        &mcp,
+        &url,
+        &sid,
+        &tool_call(2, "big", json!({"bytes": TEN_MIB})),
+    )
+    .await;
     too_large(&p, &error_of(&answer)).await;
     // the call's error and the session's end come from the same stop of the process,
     // in either order
@@ -552,9 +558,13 @@ async fn redis_stopped_and_started_under_load_loses_no_definition() {
             let mut id = 100;
             while !stop.is_cancelled() {
                 id += 1;
-                let answer =
-                    bounded_call(&mcp, &url, &sid, &call(id, "echo", json!({"message": "t"})))
-                        .await;
+                let answer = bounded_call(
+                    &mcp,
+                    &url,
+                    &sid,
+                    &tool_call(id, "echo", json!({"message": "t"})),
+                )
+                .await;
                 match answer
                     .last()
                     .and_then(|m| m["result"]["content"][0]["text"].as_str())
@@ -691,9 +701,8 @@ async fn clients_that_go_away_mid_call_get_their_upstream_work_cancelled() {
     shared["sessionMode"] = json!("shared");
     admin.register(shared).await;
     admin
-        .register(def_json(&tools::mock_stdio_def("pc", &["echo"])))
+        .register_connected(&tools::mock_stdio_def("pc", &["echo"]))
         .await;
-    admin.wait_connected("sh").await;
     admin.wait_connected("pc").await;
     let mcp = McpHttp::new();
     let base = p.url();
@@ -703,7 +712,10 @@ async fn clients_that_go_away_mid_call_get_their_upstream_work_cancelled() {
     // legacy SSE, shared upstream: losing the stream ends the session and cancels its call
     let cancelled = log_count(&p, "cancelled ");
     let (sse, post) = legacy_session(&mcp, &format!("{base}/sh")).await;
-    assert_eq!(post(call(1, "hold", json!({}))).await, StatusCode::ACCEPTED);
+    assert_eq!(
+        post(tool_call(1, "hold", json!({}))).await,
+        StatusCode::ACCEPTED
+    );
     log_line(&p, &["got tools/call", "hold"]).await;
     drop(sse);
     let dropped = Instant::now();
@@ -722,7 +734,7 @@ async fn clients_that_go_away_mid_call_get_their_upstream_work_cancelled() {
     let held = {
         let (mcp, url, sid) = (mcp.clone(), url.clone(), sid.clone());
         tokio::spawn(async move {
-            mcp.post_collect(&url, Some(&sid), &call(3, "hold", json!({})))
+            mcp.post_collect(&url, Some(&sid), &tool_call(3, "hold", json!({})))
                 .await
         })
     };
@@ -736,7 +748,10 @@ async fn clients_that_go_away_mid_call_get_their_upstream_work_cancelled() {
 
     // per-client upstream: the session's own process goes with the session
     let (sse, post) = legacy_session(&mcp, &format!("{base}/pc")).await;
-    assert_eq!(post(call(1, "hold", json!({}))).await, StatusCode::ACCEPTED);
+    assert_eq!(
+        post(tool_call(1, "hold", json!({}))).await,
+        StatusCode::ACCEPTED
+    );
     let child = pid_in(&log_line(&p, &["got tools/call", "hold", "upstream=pc "]).await);
     drop(sse);
     assert_eventually!(BOUND, !alive(child));
@@ -817,7 +832,7 @@ async fn proxyd_restarted_with_redis_under_open_sessions_sends_clients_to_initia
                 .header("accept", "application/json, text/event-stream")
                 .header("content-type", "application/json")
                 .header("mcp-session-id", &sid)
-                .body(call(3, "hold", json!({})).to_string())
+                .body(tool_call(3, "hold", json!({})).to_string())
                 .send()
                 .await
                 .ok()?;
@@ -865,7 +880,7 @@ async fn proxyd_restarted_with_redis_under_open_sessions_sends_clients_to_initia
     let admin = Admin::new(&second);
     admin.wait_connected("m").await;
     // the old session is unknown: 404 with a JSON-RPC body, then initialize works
-    let echo = call(4, "echo", json!({"message": "old"}));
+    let echo = tool_call(4, "echo", json!({"message": "old"}));
     let (s, _, body) = tokio::time::timeout(BOUND, mcp.post(&url, Some(&sid), &[], &echo))
         .await
         .expect("the old session hung");
@@ -877,7 +892,7 @@ async fn proxyd_restarted_with_redis_under_open_sessions_sends_clients_to_initia
     let baseline = Baseline::take(second.pid().unwrap());
     let (legacy, post) = legacy_session(&mcp, &format!("{}/m", second.url())).await;
     assert_eq!(
-        post(call(6, "echo", json!({"message": "x"}))).await,
+        post(tool_call(6, "echo", json!({"message": "x"}))).await,
         StatusCode::ACCEPTED
     );
     drop(legacy);

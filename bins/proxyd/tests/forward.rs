@@ -2,15 +2,14 @@
 //! serving a request (shared mode, two clients), the protocol version a per-client
 //! upstream session is opened with, and the counting of client-session traffic.
 
-#[path = "sessions/support.rs"]
-mod support;
-
+use mcp_test_support::e2e::{Admin, McpHttp};
 use mcp_test_support::mock::{Fault, MockServer};
-use mcp_test_support::proxyd::{ADMIN_TOKEN, Proxyd};
+use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Admin, BIN, McpHttp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 fn ask(id: &str, message: &str) -> Value {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{
@@ -181,15 +180,7 @@ async fn a_per_client_session_speaks_its_clients_version_and_is_counted() {
         .await;
     assert_eq!(snapshot["total_requests"], 4, "{snapshot}");
     assert_eq!(snapshot["total_errors"], 1, "{snapshot}");
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", proxyd.url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = admin.metrics_text().await;
     let series = |prefix: &str| {
         text.lines()
             .find(|l| l.starts_with(prefix))

@@ -3,36 +3,18 @@
 //! `failMode`, hot reload, two replicas on one Redis, and the conformance suite through a
 //! group.
 
-#[path = "conformance/suite.rs"]
-mod suite;
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::time::Duration;
 
 use mcp_test_support::assert_eventually;
+use mcp_test_support::conformance::suite;
+use mcp_test_support::e2e::{Admin, McpHttp, read_until};
 use mcp_test_support::mock::{Fault, MockServer};
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Admin, BIN, McpHttp};
 
-fn call(id: u64, name: &str, args: Value) -> Value {
-    json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":name,"arguments":args}})
-}
-
-async fn tool_names(mcp: &McpHttp, url: &str, sid: &str) -> Vec<String> {
-    let list = json!({"jsonrpc":"2.0","id":100,"method":"tools/list"});
-    let (s, _, body) = mcp.post(url, Some(sid), &[], &list).await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    body["result"]["tools"]
-        .as_array()
-        .unwrap_or_else(|| panic!("{body}"))
-        .iter()
-        .map(|t| t["name"].as_str().unwrap().to_owned())
-        .collect()
-}
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slash_mcp_serves_every_upstream_under_prefixed_names() {
@@ -52,7 +34,7 @@ async fn slash_mcp_serves_every_upstream_under_prefixed_names() {
     let mcp = McpHttp::new();
     let url = format!("{}/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-11-25").await;
-    let names = tool_names(&mcp, &url, &sid).await;
+    let names = mcp.tool_names(&url, &sid).await;
     assert_eq!(
         names,
         [
@@ -65,13 +47,8 @@ async fn slash_mcp_serves_every_upstream_under_prefixed_names() {
         ],
         "every member, in order, prefixed"
     );
-    let (_, _, answer) = mcp
-        .post(
-            &url,
-            Some(&sid),
-            &[],
-            &call(1, "beta__echo", json!({"message": "to beta"})),
-        )
+    let answer = mcp
+        .call_tool(&url, &sid, 1, "beta__echo", json!({"message": "to beta"}))
         .await;
     assert_eq!(answer["id"], 1);
     assert_eq!(
@@ -84,17 +61,12 @@ async fn slash_mcp_serves_every_upstream_under_prefixed_names() {
             .iter()
             .any(|l| l.contains("beta") && l.contains("got tools/call") && l.contains("echo"))
     });
-    let (_, _, answer) = mcp
-        .post(
-            &url,
-            Some(&sid),
-            &[],
-            &call(2, "web__echo", json!({"message": "to web"})),
-        )
+    let answer = mcp
+        .call_tool(&url, &sid, 2, "web__echo", json!({"message": "to web"}))
         .await;
     assert_eq!(answer["result"]["content"][0]["text"], "to web", "{answer}");
-    let (_, _, answer) = mcp
-        .post(&url, Some(&sid), &[], &call(3, "nobody__echo", json!({})))
+    let answer = mcp
+        .call_tool(&url, &sid, 3, "nobody__echo", json!({}))
         .await;
     assert_eq!(answer["error"]["code"], -32602, "{answer}");
 
@@ -102,7 +74,7 @@ async fn slash_mcp_serves_every_upstream_under_prefixed_names() {
     let (s, _, mut stream) = mcp.get_sse(&url, &[("mcp-session-id", sid.as_str())]).await;
     assert_eq!(s, StatusCode::OK);
     admin
-        .register(serde_json::to_value(tools::mock_stdio_def("gamma", &["echo"])).unwrap())
+        .register_def(&tools::mock_stdio_def("gamma", &["echo"]))
         .await;
     let mut seen = String::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -116,7 +88,7 @@ async fn slash_mcp_serves_every_upstream_under_prefixed_names() {
     }
     assert_eventually!(
         Duration::from_secs(10),
-        tool_names(&mcp, &url, &sid)
+        mcp.tool_names(&url, &sid)
             .await
             .contains(&"gamma__echo".to_owned())
     );
@@ -149,12 +121,8 @@ async fn the_python_sdk_uses_three_members_of_different_transports_through_slash
     let mock = MockServer::start(Fault::JsonResponses).await;
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
-    admin
-        .register(serde_json::to_value(tools::everything_stdio_def("ev")).unwrap())
-        .await;
-    admin
-        .register(serde_json::to_value(tools::server_time_def("time")).unwrap())
-        .await;
+    admin.register_def(&tools::everything_stdio_def("ev")).await;
+    admin.register_def(&tools::server_time_def("time")).await;
     admin
         .register(json!({"name":"web","transport":"streamable-http","url":mock.url()}))
         .await;
@@ -234,39 +202,11 @@ async fn the_python_sdk_uses_three_members_of_different_transports_through_slash
 // ---------------------------------------------------------------------------------------
 // Groups from the Admin API.
 
-/// An Admin API request with optional `If-Match`; the status, headers and JSON body.
-async fn admin_req(
-    admin: &Admin,
-    method: reqwest::Method,
-    path: &str,
-    body: Option<Value>,
-    if_match: Option<&str>,
-) -> (StatusCode, reqwest::header::HeaderMap, Value) {
-    let mut req = admin
-        .http
-        .request(method, format!("{}{path}", admin.base))
-        .bearer_auth(mcp_test_support::proxyd::ADMIN_TOKEN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    if let Some(tag) = if_match {
-        req = req.header("if-match", tag);
-    }
-    let resp = req.send().await.unwrap();
-    let (status, headers) = (resp.status(), resp.headers().clone());
-    (status, headers, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// Creates a group, asserting 201; the entry.
 async fn create_group(admin: &Admin, group: Value) -> Value {
-    let (s, _, body) = admin_req(
-        admin,
-        reqwest::Method::POST,
-        "/admin/groups",
-        Some(group),
-        None,
-    )
-    .await;
+    let (s, _, body) = admin
+        .request(reqwest::Method::POST, "/admin/groups", Some(group), None)
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     body
 }
@@ -274,20 +214,22 @@ async fn create_group(admin: &Admin, group: Value) -> Value {
 /// Replaces a group, asserting 200; the entry.
 async fn put_group(admin: &Admin, group: Value) -> Value {
     let path = format!("/admin/groups/{}", group["name"].as_str().unwrap());
-    let (s, _, body) = admin_req(admin, reqwest::Method::PUT, &path, Some(group), None).await;
+    let (s, _, body) = admin
+        .request(reqwest::Method::PUT, &path, Some(group), None)
+        .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     body
 }
 
 async fn group_entry(admin: &Admin, name: &str) -> Value {
-    let (s, _, body) = admin_req(
-        admin,
-        reqwest::Method::GET,
-        &format!("/admin/groups/{name}"),
-        None,
-        None,
-    )
-    .await;
+    let (s, _, body) = admin
+        .request(
+            reqwest::Method::GET,
+            &format!("/admin/groups/{name}"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::OK, "{body}");
     body
 }
@@ -327,34 +269,6 @@ async fn register_mock(admin: &Admin, name: &str, tags: &[&str]) {
     admin.wait_connected(name).await;
 }
 
-/// Opens a session on `url` with extra headers; its id.
-async fn open_with(mcp: &McpHttp, url: &str, extra: &[(String, String)]) -> String {
-    let (s, h, body) = mcp
-        .post(url, None, extra, &McpHttp::initialize_body("2025-11-25"))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    let sid = h["mcp-session-id"].to_str().unwrap().to_owned();
-    let note = json!({"jsonrpc":"2.0","method":"notifications/initialized"});
-    let (s, _, _) = mcp.post(url, Some(&sid), extra, &note).await;
-    assert_eq!(s, StatusCode::ACCEPTED);
-    sid
-}
-
-/// Reads an SSE response until `needle` shows up (bounded).
-async fn read_until(stream: &mut reqwest::Response, needle: &str) -> String {
-    let mut seen = String::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !seen.contains(needle) {
-        let chunk = tokio::time::timeout_at(deadline, stream.chunk())
-            .await
-            .unwrap_or_else(|_| panic!("{needle} within 30s; seen: {seen}"))
-            .unwrap()
-            .expect("stream open");
-        seen.push_str(&String::from_utf8_lossy(&chunk));
-    }
-    seen
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn groups_are_created_read_replaced_and_deleted_with_every_failing_field_reported() {
     use reqwest::Method;
@@ -366,12 +280,16 @@ async fn groups_are_created_read_replaced_and_deleted_with_every_failing_field_r
     let bad = json!({"name": "bad one", "members": "alpha", "prefix": "sometimes",
         "separator": "::", "failMode": 1, "colour": true, "overrides": {"nodot": {}},
         "allowedIPs": ["nope"]});
-    let (s, _, body) = admin_req(&admin, Method::POST, "/admin/groups", Some(bad), None).await;
-    assert_eq!(
-        (s, body["code"].as_str()),
-        (StatusCode::BAD_REQUEST, Some("invalid_request")),
-        "{body}"
-    );
+    let body = admin
+        .refused(
+            Method::POST,
+            "/admin/groups",
+            Some(bad),
+            None,
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        )
+        .await;
     let fields = field_names(&body);
     for f in [
         "name",
@@ -398,19 +316,16 @@ async fn groups_are_created_read_replaced_and_deleted_with_every_failing_field_r
     assert_eq!(resp.json::<Value>().await.unwrap()["code"], "invalid_json");
 
     // one namespace with the definitions
-    let (s, _, body) = admin_req(
-        &admin,
-        Method::POST,
-        "/admin/groups",
-        Some(json!({"name": "alpha"})),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (s, body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("already_exists")),
-        "{body}"
-    );
+    let body = admin
+        .refused(
+            Method::POST,
+            "/admin/groups",
+            Some(json!({"name": "alpha"})),
+            None,
+            StatusCode::CONFLICT,
+            "already_exists",
+        )
+        .await;
     assert!(
         body["error"]
             .as_str()
@@ -420,16 +335,16 @@ async fn groups_are_created_read_replaced_and_deleted_with_every_failing_field_r
     );
 
     // created: an unknown member and an override for a missing tool are valid, and reported
-    let (s, headers, created) = admin_req(
-        &admin,
-        Method::POST,
-        "/admin/groups",
-        Some(json!({"name": "team", "members": ["alpha", "ghost"],
+    let (s, headers, created) = admin
+        .request(
+            Method::POST,
+            "/admin/groups",
+            Some(json!({"name": "team", "members": ["alpha", "ghost"],
             "overrides": {"alpha.nothing": {"hidden": true}},
             "authTokens": ["team-token-0123456789"], "createdAt": "2001-01-01T00:00:00Z"})),
-        None,
-    )
-    .await;
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::CREATED, "{created}");
     assert_eq!(headers["location"], "/admin/groups/team");
     let etag = headers["etag"].to_str().unwrap().to_owned();
@@ -459,30 +374,30 @@ async fn groups_are_created_read_replaced_and_deleted_with_every_failing_field_r
     assert_eq!(status["tools"], 2, "{created}");
 
     // the name is taken for definitions too, and a second group
-    let (s, body) = admin
-        .send(
+    admin
+        .refused(
             Method::POST,
             "/admin/mcps",
             Some(serde_json::to_value(tools::mock_stdio_def("team", &[])).unwrap()),
+            None,
+            StatusCode::CONFLICT,
+            "already_exists",
         )
         .await;
-    assert_eq!(
-        (s, body["code"].as_str()),
-        (StatusCode::CONFLICT, Some("already_exists")),
-        "{body}"
-    );
-    let (s, _, _) = admin_req(
-        &admin,
-        Method::POST,
-        "/admin/groups",
-        Some(json!({"name": "team"})),
-        None,
-    )
-    .await;
+    let (s, _, _) = admin
+        .request(
+            Method::POST,
+            "/admin/groups",
+            Some(json!({"name": "team"})),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
 
     // the listing shows the built-in group, read-only
-    let (s, _, list) = admin_req(&admin, Method::GET, "/admin/groups", None, None).await;
+    let (s, _, list) = admin
+        .request(Method::GET, "/admin/groups", None, None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     let names: Vec<&str> = list["groups"]
         .as_array()
@@ -493,8 +408,9 @@ async fn groups_are_created_read_replaced_and_deleted_with_every_failing_field_r
     assert_eq!(names, ["mcp", "team"], "{list}");
     assert_eq!(list["count"], 2);
     assert_eq!(list["groups"][0]["readOnly"], true);
-    let (s, headers, builtin) =
-        admin_req(&admin, Method::GET, "/admin/groups/mcp", None, None).await;
+    let (s, headers, builtin) = admin
+        .request(Method::GET, "/admin/groups/mcp", None, None)
+        .await;
     assert_eq!(s, StatusCode::OK);
     assert!(
         headers.get("etag").is_none(),
@@ -502,19 +418,16 @@ async fn groups_are_created_read_replaced_and_deleted_with_every_failing_field_r
     );
     assert_eq!(builtin["status"]["members"][0]["name"], "alpha");
     for method in [Method::PUT, Method::DELETE] {
-        let (s, _, body) = admin_req(
-            &admin,
-            method,
-            "/admin/groups/mcp",
-            Some(json!({"name": "mcp"})),
-            None,
-        )
-        .await;
-        assert_eq!(
-            (s, body["code"].as_str()),
-            (StatusCode::CONFLICT, Some("read_only")),
-            "{body}"
-        );
+        admin
+            .refused(
+                method,
+                "/admin/groups/mcp",
+                Some(json!({"name": "mcp"})),
+                None,
+                StatusCode::CONFLICT,
+                "read_only",
+            )
+            .await;
     }
 
     // the group's endpoint asks for its token
@@ -528,46 +441,40 @@ async fn groups_are_created_read_replaced_and_deleted_with_every_failing_field_r
         "authorization".to_owned(),
         "Bearer team-token-0123456789".to_owned(),
     )];
-    open_with(&mcp, &url, &auth).await;
+    mcp.open_session_with(&url, "2025-11-25", &auth).await;
 
     // PUT: the name must match, the version must be the one read
     let mut edit = created["group"].clone();
     edit["name"] = json!("other");
-    let (s, _, body) = admin_req(&admin, Method::PUT, "/admin/groups/team", Some(edit), None).await;
+    let (s, _, body) = admin
+        .request(Method::PUT, "/admin/groups/team", Some(edit), None)
+        .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
     let mut edit = created["group"].clone();
     edit["description"] = json!("the team's tools");
-    let (s, _, body) = admin_req(
-        &admin,
-        Method::PUT,
-        "/admin/groups/team",
-        Some(edit.clone()),
-        Some("\"1\""),
-    )
-    .await;
+    let (s, _, body) = admin
+        .request(
+            Method::PUT,
+            "/admin/groups/team",
+            Some(edit.clone()),
+            Some("\"1\""),
+        )
+        .await;
     assert_eq!(s, StatusCode::PRECONDITION_FAILED, "{body}");
     assert_eq!(body["details"]["etag"], etag.as_str());
-    let (s, _, body) = admin_req(
-        &admin,
-        Method::PUT,
-        "/admin/groups/nobody",
-        Some(json!({"name": "nobody"})),
-        None,
-    )
-    .await;
-    assert_eq!(
-        (s, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("group_not_found")),
-        "{body}"
-    );
-    let (s, headers, updated) = admin_req(
-        &admin,
-        Method::PUT,
-        "/admin/groups/team",
-        Some(edit),
-        Some(&etag),
-    )
-    .await;
+    admin
+        .refused(
+            Method::PUT,
+            "/admin/groups/nobody",
+            Some(json!({"name": "nobody"})),
+            None,
+            StatusCode::NOT_FOUND,
+            "group_not_found",
+        )
+        .await;
+    let (s, headers, updated) = admin
+        .request(Method::PUT, "/admin/groups/team", Some(edit), Some(&etag))
+        .await;
     assert_eq!(s, StatusCode::OK, "{updated}");
     let new_etag = headers["etag"].to_str().unwrap().to_owned();
     assert_ne!(new_etag, etag);
@@ -578,33 +485,30 @@ async fn groups_are_created_read_replaced_and_deleted_with_every_failing_field_r
         token.as_str(),
         "the handle kept the token"
     );
-    open_with(&mcp, &url, &auth).await;
+    mcp.open_session_with(&url, "2025-11-25", &auth).await;
 
     // DELETE
-    let (s, _, _) = admin_req(
-        &admin,
-        Method::DELETE,
-        "/admin/groups/team",
-        None,
-        Some(&etag),
-    )
-    .await;
+    let (s, _, _) = admin
+        .request(Method::DELETE, "/admin/groups/team", None, Some(&etag))
+        .await;
     assert_eq!(s, StatusCode::PRECONDITION_FAILED);
-    let (s, _, _) = admin_req(
-        &admin,
-        Method::DELETE,
-        "/admin/groups/team",
-        None,
-        Some(&new_etag),
-    )
-    .await;
+    let (s, _, _) = admin
+        .request(Method::DELETE, "/admin/groups/team", None, Some(&new_etag))
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
-    let (s, _, body) = admin_req(&admin, Method::GET, "/admin/groups/team", None, None).await;
-    assert_eq!(
-        (s, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("group_not_found"))
-    );
-    let (s, _, _) = admin_req(&admin, Method::DELETE, "/admin/groups/team", None, None).await;
+    admin
+        .refused(
+            Method::GET,
+            "/admin/groups/team",
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            "group_not_found",
+        )
+        .await;
+    let (s, _, _) = admin
+        .request(Method::DELETE, "/admin/groups/team", None, None)
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
     let (s, _, _) = mcp
         .post(&url, None, &auth, &McpHttp::initialize_body("2025-11-25"))
@@ -612,7 +516,7 @@ async fn groups_are_created_read_replaced_and_deleted_with_every_failing_field_r
     assert_eq!(s, StatusCode::NOT_FOUND, "no longer served");
     // the name is free for a definition now
     admin
-        .register(serde_json::to_value(tools::mock_stdio_def("team", &["echo"])).unwrap())
+        .register_def(&tools::mock_stdio_def("team", &["echo"]))
         .await;
 }
 
@@ -645,14 +549,9 @@ async fn groups_merge_members_by_name_and_tag_under_prefixes_overrides_filters_a
     assert_eq!(listing["tools"][2]["originalName"], "echo");
     let url = format!("{}/g1/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-11-25").await;
-    assert_eq!(tool_names(&mcp, &url, &sid).await, names);
-    let (_, _, answer) = mcp
-        .post(
-            &url,
-            Some(&sid),
-            &[],
-            &call(1, "beta__echo", json!({"message": "to beta"})),
-        )
+    assert_eq!(mcp.tool_names(&url, &sid).await, names);
+    let answer = mcp
+        .call_tool(&url, &sid, 1, "beta__echo", json!({"message": "to beta"}))
         .await;
     assert_eq!(
         answer["result"]["content"][0]["text"], "to beta",
@@ -698,19 +597,12 @@ async fn groups_merge_members_by_name_and_tag_under_prefixes_overrides_filters_a
         "{body}"
     );
     assert_eq!(body["result"]["tools"][0]["title"], "Say", "{body}");
-    let (_, _, answer) = mcp
-        .post(
-            &url,
-            Some(&sid),
-            &[],
-            &call(2, "say", json!({"message": "said"})),
-        )
+    let answer = mcp
+        .call_tool(&url, &sid, 2, "say", json!({"message": "said"}))
         .await;
     assert_eq!(answer["result"]["content"][0]["text"], "said", "{answer}");
     for (id, hidden) in [(3, "web-slow"), (4, "alpha-big"), (5, "echo")] {
-        let (_, _, answer) = mcp
-            .post(&url, Some(&sid), &[], &call(id, hidden, json!({})))
-            .await;
+        let answer = mcp.call_tool(&url, &sid, id, hidden, json!({})).await;
         assert_eq!(answer["error"]["code"], -32602, "{hidden}: {answer}");
     }
 
@@ -727,14 +619,9 @@ async fn groups_merge_members_by_name_and_tag_under_prefixes_overrides_filters_a
             "overrides.alpha.echo.name",
         ),
     ] {
-        let (s, _, body) = admin_req(
-            &admin,
-            reqwest::Method::POST,
-            "/admin/groups",
-            Some(bad),
-            None,
-        )
-        .await;
+        let (s, _, body) = admin
+            .request(reqwest::Method::POST, "/admin/groups", Some(bad), None)
+            .await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body}");
         assert!(
             field_names(&body).contains(&field.to_owned()),
@@ -759,13 +646,8 @@ async fn groups_merge_members_by_name_and_tag_under_prefixes_overrides_filters_a
     assert_ne!(names[0], names[1]);
     let url = format!("{}/g3/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-11-25").await;
-    let (_, _, answer) = mcp
-        .post(
-            &url,
-            Some(&sid),
-            &[],
-            &call(6, &names[0], json!({"message": "long way"})),
-        )
+    let answer = mcp
+        .call_tool(&url, &sid, 6, &names[0], json!({"message": "long way"}))
         .await;
     assert_eq!(
         answer["result"]["content"][0]["text"], "long way",
@@ -780,13 +662,16 @@ async fn groups_merge_members_by_name_and_tag_under_prefixes_overrides_filters_a
     // the built-in group and unknown ones
     let (names, _) = group_tools(&admin, "mcp").await;
     assert!(names.contains(&"web__echo".to_owned()), "{names:?}");
-    let (s, body) = admin
-        .send(reqwest::Method::GET, "/admin/tools?group=nope", None)
+    admin
+        .refused(
+            reqwest::Method::GET,
+            "/admin/tools?group=nope",
+            None,
+            None,
+            StatusCode::NOT_FOUND,
+            "group_not_found",
+        )
         .await;
-    assert_eq!(
-        (s, body["code"].as_str()),
-        (StatusCode::NOT_FOUND, Some("group_not_found"))
-    );
     let (s, _) = admin
         .send(reqwest::Method::GET, "/admin/tools?group=", None)
         .await;
@@ -818,7 +703,7 @@ async fn fail_mode_closed_makes_a_group_unavailable_while_a_member_is_down_and_o
     let closed = mcp.open_session(&closed_url, "2025-11-25").await;
     let open = mcp.open_session(&open_url, "2025-11-25").await;
     let both = ["alpha__echo", "big", "web__echo", "slow"];
-    assert_eq!(tool_names(&mcp, &closed_url, &closed).await, both);
+    assert_eq!(mcp.tool_names(&closed_url, &closed).await, both);
 
     // web goes down: pointed where nothing listens
     let mut down = web.clone();
@@ -873,11 +758,9 @@ async fn fail_mode_closed_makes_a_group_unavailable_while_a_member_is_down_and_o
     // a clear error
     assert_eventually!(
         Duration::from_secs(10),
-        tool_names(&mcp, &open_url, &open).await == ["echo", "big"]
+        mcp.tool_names(&open_url, &open).await == ["echo", "big"]
     );
-    let (_, _, answer) = mcp
-        .post(&open_url, Some(&open), &[], &call(10, "slow", json!({})))
-        .await;
+    let answer = mcp.call_tool(&open_url, &open, 10, "slow", json!({})).await;
     let message = answer["error"]["message"]
         .as_str()
         .unwrap_or_else(|| panic!("{answer}"));
@@ -891,9 +774,9 @@ async fn fail_mode_closed_makes_a_group_unavailable_while_a_member_is_down_and_o
     admin.wait_connected("web").await;
     assert_eventually!(
         Duration::from_secs(10),
-        tool_names(&mcp, &closed_url, &closed).await == both
+        mcp.tool_names(&closed_url, &closed).await == both
     );
-    assert_eq!(tool_names(&mcp, &open_url, &open).await, both);
+    assert_eq!(mcp.tool_names(&open_url, &open).await, both);
     assert_eq!(
         group_entry(&admin, "closed").await["status"]["available"],
         true
@@ -929,7 +812,7 @@ async fn a_put_changes_the_catalog_live_and_the_groups_sessions_hear_of_it() {
     let mcp = McpHttp::new();
     let url = format!("{}/live/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-11-25").await;
-    assert_eq!(tool_names(&mcp, &url, &sid).await, ["echo", "big"]);
+    assert_eq!(mcp.tool_names(&url, &sid).await, ["echo", "big"]);
     let (s, _, mut stream) = mcp.get_sse(&url, &[("mcp-session-id", sid.as_str())]).await;
     assert_eq!(s, StatusCode::OK);
 
@@ -938,19 +821,12 @@ async fn a_put_changes_the_catalog_live_and_the_groups_sessions_hear_of_it() {
     live["overrides"] = json!({"alpha.echo": {"name": "shout"}, "alpha.big": {"hidden": true}});
     put_group(&admin, live.clone()).await;
     read_until(&mut stream, "notifications/tools/list_changed").await;
-    assert_eq!(tool_names(&mcp, &url, &sid).await, ["shout"]);
-    let (_, _, answer) = mcp
-        .post(
-            &url,
-            Some(&sid),
-            &[],
-            &call(1, "shout", json!({"message": "loud"})),
-        )
+    assert_eq!(mcp.tool_names(&url, &sid).await, ["shout"]);
+    let answer = mcp
+        .call_tool(&url, &sid, 1, "shout", json!({"message": "loud"}))
         .await;
     assert_eq!(answer["result"]["content"][0]["text"], "loud", "{answer}");
-    let (_, _, answer) = mcp
-        .post(&url, Some(&sid), &[], &call(2, "echo", json!({})))
-        .await;
+    let answer = mcp.call_tool(&url, &sid, 2, "echo", json!({})).await;
     assert_eq!(
         answer["error"]["code"], -32602,
         "the old name is gone: {answer}"
@@ -962,7 +838,7 @@ async fn a_put_changes_the_catalog_live_and_the_groups_sessions_hear_of_it() {
     put_group(&admin, live.clone()).await;
     assert_eventually!(
         Duration::from_secs(10),
-        tool_names(&mcp, &url, &sid).await == ["shout", "echo", "big"]
+        mcp.tool_names(&url, &sid).await == ["shout", "echo", "big"]
     );
 
     // new auth rules end the sessions opened under the old ones
@@ -977,7 +853,7 @@ async fn a_put_changes_the_catalog_live_and_the_groups_sessions_hear_of_it() {
         let (s, _, _) = mcp.post(&url, Some(&sid), &auth, &list).await;
         s == StatusCode::NOT_FOUND
     });
-    let fresh = open_with(&mcp, &url, &auth).await;
+    let fresh = mcp.open_session_with(&url, "2025-11-25", &auth).await;
     let (_, _, body) = mcp.post(&url, Some(&fresh), &auth, &list).await;
     assert_eq!(
         body["result"]["tools"].as_array().map(Vec::len),
@@ -1014,7 +890,7 @@ async fn two_replicas_on_one_redis_serve_each_others_groups() {
     });
     let sid = mcp.open_session(&url_b, "2025-11-25").await;
     assert_eq!(
-        tool_names(&mcp, &url_b, &sid).await,
+        mcp.tool_names(&url_b, &sid).await,
         ["alpha__echo", "alpha__big"]
     );
 
@@ -1027,14 +903,14 @@ async fn two_replicas_on_one_redis_serve_each_others_groups() {
         )
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
-    let (s, _, _) = admin_req(
-        &admin_b,
-        reqwest::Method::POST,
-        "/admin/groups",
-        Some(json!({"name": "alpha"})),
-        None,
-    )
-    .await;
+    let (s, _, _) = admin_b
+        .request(
+            reqwest::Method::POST,
+            "/admin/groups",
+            Some(json!({"name": "alpha"})),
+            None,
+        )
+        .await;
     assert_eq!(s, StatusCode::CONFLICT);
 
     // a change on b reaches a's sessions live
@@ -1047,41 +923,36 @@ async fn two_replicas_on_one_redis_serve_each_others_groups() {
     change["overrides"] = json!({"alpha.big": {"hidden": true}});
     let updated = put_group(&admin_b, change).await;
     read_until(&mut stream, "notifications/tools/list_changed").await;
-    assert_eq!(tool_names(&mcp, &url_a, &sid_a).await, ["alpha__echo"]);
+    assert_eq!(mcp.tool_names(&url_a, &sid_a).await, ["alpha__echo"]);
     // an edit from a stale read on a is refused
-    let (s, _, _) = admin_req(
-        &admin_a,
-        reqwest::Method::PUT,
-        "/admin/groups/shared",
-        Some(created["group"].clone()),
-        Some(&format!("\"{}\"", created["group"]["version"])),
-    )
-    .await;
+    let (s, _, _) = admin_a
+        .request(
+            reqwest::Method::PUT,
+            "/admin/groups/shared",
+            Some(created["group"].clone()),
+            Some(&format!("\"{}\"", created["group"]["version"])),
+        )
+        .await;
     assert_eq!(s, StatusCode::PRECONDITION_FAILED);
 
     // deleted on a: b stops serving it and ends its sessions
-    let (s, _, _) = admin_req(
-        &admin_a,
-        reqwest::Method::DELETE,
-        "/admin/groups/shared",
-        None,
-        Some(&format!("\"{}\"", updated["group"]["version"])),
-    )
-    .await;
+    let (s, _, _) = admin_a
+        .request(
+            reqwest::Method::DELETE,
+            "/admin/groups/shared",
+            None,
+            Some(&format!("\"{}\"", updated["group"]["version"])),
+        )
+        .await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let list = json!({"jsonrpc":"2.0","id":3,"method":"tools/list"});
     assert_eventually!(Duration::from_secs(10), {
         let (s, _, _) = mcp.post(&url_b, Some(&sid), &[], &list).await;
         s == StatusCode::NOT_FOUND
     });
-    let (s, _, _) = admin_req(
-        &admin_b,
-        reqwest::Method::GET,
-        "/admin/groups/shared",
-        None,
-        None,
-    )
-    .await;
+    let (s, _, _) = admin_b
+        .request(reqwest::Method::GET, "/admin/groups/shared", None, None)
+        .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 }
 
@@ -1097,8 +968,7 @@ async fn a_group_of_one_member_with_prefix_never_passes_the_conformance_the_memb
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     let def = mcp_test_support::conformance::fixture_def("fixture");
-    admin.register(serde_json::to_value(def).unwrap()).await;
-    admin.wait_connected("fixture").await;
+    admin.register_connected(&def).await;
     create_group(
         &admin,
         json!({"name": "one", "members": ["fixture"], "prefix": "never"}),

@@ -10,17 +10,16 @@
 //! client sees one ordinary result; a cancellation stops the rounds and an error answer
 //! fails the call.
 
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::collections::BTreeSet;
 
 use mcp_test_support::assert_eventually;
+use mcp_test_support::e2e::{self, Admin};
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Admin, BIN};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 const MODERN: &str = "2026-07-28";
 const KEY_A: &str = "a1:000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -68,7 +67,7 @@ async fn post(url: &str, token: Option<&str>, body: &Value) -> (StatusCode, Valu
     let resp = req.body(body.to_string()).send().await.unwrap();
     let (status, headers) = (resp.status(), resp.headers().clone());
     let text = resp.text().await.unwrap();
-    let last = support::messages(&headers, &text)
+    let last = e2e::messages(&headers, &text)
         .last()
         .cloned()
         .unwrap_or(Value::Null);
@@ -438,10 +437,8 @@ async fn proxyd_with_modern() -> (Proxyd, Admin, mcp_test_support::conformance::
     let admin = Admin::new(&proxyd);
     let fixture = mcp_test_support::conformance::Fixture2026::start().await;
     let stdio = mcp_test_support::conformance::fixture_2026_def("modern");
-    admin.register(serde_json::to_value(stdio).unwrap()).await;
-    admin
-        .register(serde_json::to_value(fixture.def("modern-http")).unwrap())
-        .await;
+    admin.register_def(&stdio).await;
+    admin.register_def(&fixture.def("modern-http")).await;
     for name in ["modern", "modern-http"] {
         admin.wait_connected(name).await;
         assert_eq!(admin.status(name).await["era"], "modern");
@@ -452,34 +449,15 @@ async fn proxyd_with_modern() -> (Proxyd, Admin, mcp_test_support::conformance::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2025_python_client_answers_a_modern_upstreams_input_requests() {
     let (proxyd, _admin, _fixture) = proxyd_with_modern().await;
-    let python = tools::venv_python();
-    let script = tools::workspace_root().join("tests/python/legacy_client.py");
     for name in ["modern", "modern-http"] {
         let url = format!("{}/{name}/mcp", proxyd.url());
-        let out = tokio::time::timeout(
-            std::time::Duration::from_secs(200),
-            tokio::process::Command::new(&python)
-                .arg(&script)
-                .arg(&url)
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .expect("the python client finished in time")
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && stdout.contains("all ok"),
-            "legacy python client through {name} failed: {}\nstdout:\n{stdout}\nstderr:\n{stderr}",
-            out.status
-        );
+        e2e::python_script("legacy_client.py", &[&url]).await;
     }
 }
 
 /// A 2025 session declaring `capabilities`; its id.
-async fn legacy_session(mcp: &support::McpHttp, url: &str, capabilities: Value) -> String {
-    let mut init = support::McpHttp::initialize_body("2025-11-25");
+async fn legacy_session(mcp: &e2e::McpHttp, url: &str, capabilities: Value) -> String {
+    let mut init = e2e::McpHttp::initialize_body("2025-11-25");
     init["params"]["capabilities"] = capabilities;
     let (s, h, body) = mcp.post(url, None, &[], &init).await;
     assert_eq!(s, StatusCode::OK, "{body}");
@@ -493,12 +471,7 @@ async fn legacy_session(mcp: &support::McpHttp, url: &str, capabilities: Value) 
 }
 
 /// POSTs a request of session `sid` and returns its answer stream, unread.
-async fn open_call(
-    mcp: &support::McpHttp,
-    url: &str,
-    sid: &str,
-    body: &Value,
-) -> reqwest::Response {
+async fn open_call(mcp: &e2e::McpHttp, url: &str, sid: &str, body: &Value) -> reqwest::Response {
     let resp = mcp
         .http
         .post(url)
@@ -520,7 +493,7 @@ fn asked_request(text: &str) -> Value {
         h.insert("content-type", "text/event-stream".parse().unwrap());
         h
     };
-    support::messages(&headers, text)
+    e2e::messages(&headers, text)
         .into_iter()
         .find(|m| m.get("method").is_some() && m.get("id").is_some())
         .unwrap_or_else(|| panic!("no request in {text}"))
@@ -529,7 +502,7 @@ fn asked_request(text: &str) -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_2025_clients_error_fails_the_call_and_its_cancel_stops_the_rounds() {
     let (proxyd, admin, _fixture) = proxyd_with_modern().await;
-    let mcp = support::McpHttp::new();
+    let mcp = e2e::McpHttp::new();
     let url = format!("{}/modern/mcp", proxyd.url());
     let sid = legacy_session(&mcp, &url, json!({"elicitation": {}})).await;
     let call = |id: i64| {
@@ -539,7 +512,7 @@ async fn a_2025_clients_error_fails_the_call_and_its_cancel_stops_the_rounds() {
 
     // The client answers the input request with an error: the call fails with it.
     let mut stream = open_call(&mcp, &url, &sid, &call(7)).await;
-    let seen = support::read_until(&mut stream, "elicitation/create").await;
+    let seen = e2e::read_until(&mut stream, "elicitation/create").await;
     let asked = asked_request(&seen);
     assert_eq!(asked["method"], "elicitation/create", "{asked}");
     assert_eq!(asked["params"]["message"], "What is your name?", "{asked}");
@@ -555,7 +528,7 @@ async fn a_2025_clients_error_fails_the_call_and_its_cancel_stops_the_rounds() {
         h.insert("content-type", "text/event-stream".parse().unwrap());
         h
     };
-    let last = support::messages(&headers, &format!("{seen}{rest}"))
+    let last = e2e::messages(&headers, &format!("{seen}{rest}"))
         .last()
         .cloned()
         .unwrap();
@@ -575,7 +548,7 @@ async fn a_2025_clients_error_fails_the_call_and_its_cancel_stops_the_rounds() {
     let (status, _, mut events) = mcp.get_sse(&url, &[("mcp-session-id", &sid)]).await;
     assert_eq!(status, StatusCode::OK);
     let mut stream = open_call(&mcp, &url, &sid, &call(8)).await;
-    let seen = support::read_until(&mut stream, "elicitation/create").await;
+    let seen = e2e::read_until(&mut stream, "elicitation/create").await;
     let asked = asked_request(&seen);
     let cancel = json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
                         "params": {"requestId": 8, "reason": "changed my mind"}});
@@ -583,7 +556,7 @@ async fn a_2025_clients_error_fails_the_call_and_its_cancel_stops_the_rounds() {
         mcp.post(&url, Some(&sid), &[], &cancel).await.0,
         StatusCode::ACCEPTED
     );
-    let withdrawn = support::read_until(&mut events, "notifications/cancelled").await;
+    let withdrawn = e2e::read_until(&mut events, "notifications/cancelled").await;
     let id = asked["id"].as_str().unwrap();
     assert!(
         withdrawn.contains(id),

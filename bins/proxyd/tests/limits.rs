@@ -4,19 +4,18 @@
 //! more than the limit, a process out of file descriptors, and oversized bodies of 10 and
 //! 100 MiB on both kinds of endpoint.
 
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::time::Duration;
 
 use mcp_test_support::assert_eventually;
+use mcp_test_support::e2e::raw::{self, Read};
+use mcp_test_support::e2e::{self, Admin};
 use mcp_test_support::proxyd::{ADMIN_TOKEN, Launch, Proxyd};
 use mcp_test_support::tools;
 use serde_json::{Value, json};
-use support::raw::{self, Read};
-use support::{Admin, BIN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 /// Generous bound on anything that should happen within a second or two.
 const SOON: Duration = Duration::from_secs(15);
@@ -27,14 +26,6 @@ fn closed(reason: &str) -> String {
 
 async fn start(env: &[(&str, &str)]) -> Proxyd {
     Proxyd::start_with_env(BIN, &[], env).await.unwrap()
-}
-
-/// A stdio upstream `name` (the mock's echo mode), connected.
-async fn echo_upstream(admin: &Admin, name: &str) {
-    admin
-        .register(serde_json::to_value(tools::mock_stdio_def(name, &["echo"])).unwrap())
-        .await;
-    admin.wait_connected(name).await;
 }
 
 /// Sends `head` and then `body_prefix`, then one more byte every 100 ms, until an answer
@@ -123,7 +114,9 @@ async fn silent_trickling_and_idle_connections_are_closed_by_their_deadlines() {
 async fn a_trickling_body_gets_408_on_both_endpoint_kinds() {
     let p = start(&[("MCP_PROXY_LISTENER__BODY_READ_TIMEOUT", "1s")]).await;
     let admin = Admin::new(&p);
-    echo_upstream(&admin, "m").await;
+    admin
+        .register_connected(&tools::mock_stdio_def("m", &["echo"]))
+        .await;
     let auth = format!("Authorization: Bearer {ADMIN_TOKEN}");
     let cases = [
         (
@@ -341,9 +334,11 @@ async fn accept_keeps_working_when_file_descriptors_run_out() {
     // the connection limit (32) allows
     let admin = Admin::new(&p);
     let mut upstreams = 0;
-    while support::open_fds(pid) < OPEN_FILES as usize - 16 {
+    while e2e::open_fds(pid) < OPEN_FILES as usize - 16 {
         let name = format!("u{upstreams}");
-        echo_upstream(&admin, &name).await;
+        admin
+            .register_connected(&tools::mock_stdio_def(&name, &["echo"]))
+            .await;
         upstreams += 1;
         assert!(upstreams < 20, "upstreams take no descriptors?");
     }
@@ -393,7 +388,9 @@ async fn accept_keeps_working_when_file_descriptors_run_out() {
 async fn oversized_requests_get_413_at_any_size_on_both_endpoint_kinds() {
     let p = start(&[]).await;
     let admin = Admin::new(&p);
-    echo_upstream(&admin, "m").await;
+    admin
+        .register_connected(&tools::mock_stdio_def("m", &["echo"]))
+        .await;
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
         .build()

@@ -2,15 +2,14 @@
 //! 2025 upstream, the revision's errors, `server/discover`, `subscriptions/listen`; the
 //! official Python (2.3.0) and TypeScript (v2, 2.4.0) clients in front of both eras.
 
-#[path = "sessions/support.rs"]
-mod support;
-
 use mcp_test_support::conformance;
+use mcp_test_support::e2e::{self, Admin};
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Admin, BIN};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 const MODERN: &str = "2026-07-28";
 
@@ -76,7 +75,7 @@ async fn post_exact(
 }
 
 fn last_json(headers: &reqwest::header::HeaderMap, text: &str) -> Value {
-    support::messages(headers, text)
+    e2e::messages(headers, text)
         .last()
         .cloned()
         .unwrap_or(Value::Null)
@@ -87,9 +86,8 @@ async fn modern_requests_are_served_statelessly_and_checked_like_the_revision_sa
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     admin
-        .register(serde_json::to_value(tools::everything_stdio_def("ev")).unwrap())
+        .register_connected(&tools::everything_stdio_def("ev"))
         .await;
-    admin.wait_connected("ev").await;
     let url = format!("{}/ev/mcp", proxyd.url());
     let modern = [("mcp-protocol-version", MODERN)];
 
@@ -257,31 +255,11 @@ async fn the_python_sdk_speaks_2026_07_28_through_the_proxy_pinned_and_auto() {
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     admin
-        .register(serde_json::to_value(tools::everything_stdio_def("ev")).unwrap())
+        .register_connected(&tools::everything_stdio_def("ev"))
         .await;
-    admin.wait_connected("ev").await;
     let url = format!("{}/ev/mcp", proxyd.url());
-    let root = tools::workspace_root();
     for mode in ["pinned", "auto"] {
-        let out = tokio::time::timeout(
-            std::time::Duration::from_secs(200),
-            tokio::process::Command::new(root.join(".tools/venv/bin/python"))
-                .arg(root.join("tests/python/modern_client.py"))
-                .arg(mode)
-                .arg(&url)
-                .kill_on_drop(true)
-                .output(),
-        )
-        .await
-        .expect("the python client finished in time")
-        .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success() && stdout.contains("all ok"),
-            "python modern client ({mode}) failed: {}\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
+        e2e::python_script("modern_client.py", &[mode, &url]).await;
     }
 }
 
@@ -321,7 +299,7 @@ async fn the_typescript_client_v2_speaks_2026_07_28_through_the_proxy_to_both_er
         fixture_http.def("fxh"),
     ];
     for def in defs {
-        admin.register(serde_json::to_value(def).unwrap()).await;
+        admin.register_def(&def).await;
     }
     for (name, era) in [("ev", "legacy"), ("fxs", "modern"), ("fxh", "modern")] {
         admin.wait_connected(name).await;
@@ -351,9 +329,8 @@ async fn groups_serve_2026_07_28_clients_by_merged_name() {
     let admin = Admin::new(&proxyd);
     for name in ["one", "two"] {
         admin
-            .register(serde_json::to_value(tools::mock_stdio_def(name, &[])).unwrap())
+            .register_connected(&tools::mock_stdio_def(name, &[]))
             .await;
-        admin.wait_connected(name).await;
     }
     let (s, body) = admin
         .send(

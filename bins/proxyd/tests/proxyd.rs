@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use mcp_test_support::assert_eventually;
+use mcp_test_support::e2e::Admin;
 use mcp_test_support::proxyd::{ADMIN_TOKEN, Proxyd};
 use mcp_test_support::redis::RedisServer;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
@@ -17,33 +18,14 @@ fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// Registers `name` through the Admin API; the status.
 async fn register(base: &str, name: &str) -> StatusCode {
-    client()
-        .post(format!("{base}/admin/mcps"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": name, "transport": "stdio", "command": "echo", "args": ["hello world"]}))
-        .send()
+    let def =
+        json!({"name": name, "transport": "stdio", "command": "echo", "args": ["hello world"]});
+    Admin::at(base)
+        .send(Method::POST, "/admin/mcps", Some(def))
         .await
-        .unwrap()
-        .status()
-}
-
-async fn names(base: &str) -> Vec<String> {
-    let body: Value = client()
-        .get(format!("{base}/admin/mcps"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    body["mcps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["definition"]["name"].as_str().unwrap().to_owned())
-        .collect()
+        .0
 }
 
 #[tokio::test]
@@ -58,7 +40,7 @@ async fn serves_the_admin_api_with_memory_storage_by_default() {
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["store"], "memory");
     assert_eq!(register(&p.url(), "echo-mcp").await, StatusCode::CREATED);
-    assert_eq!(names(&p.url()).await, ["echo-mcp"]);
+    assert_eq!(Admin::new(&p).names().await, ["echo-mcp"]);
     let resp = client()
         .get(format!("{}/admin/mcps", p.url()))
         .send()
@@ -76,7 +58,7 @@ async fn definitions_survive_a_restart_with_redis_storage() {
     let status = first.terminate(Duration::from_secs(15)).await.unwrap();
     assert!(status.success(), "{status:?}");
     let second = Proxyd::start(BIN, &args).await.unwrap();
-    assert_eq!(names(&second.url()).await, ["durable"]);
+    assert_eq!(Admin::new(&second).names().await, ["durable"]);
 }
 
 #[tokio::test]
@@ -86,7 +68,10 @@ async fn two_replicas_on_one_redis_see_each_others_registrations() {
     let a = Proxyd::start(BIN, &args).await.unwrap();
     let b = Proxyd::start(BIN, &args).await.unwrap();
     assert_eq!(register(&a.url(), "from-a").await, StatusCode::CREATED);
-    assert_eventually!(Duration::from_secs(1), names(&b.url()).await == ["from-a"]);
+    assert_eventually!(
+        Duration::from_secs(1),
+        Admin::new(&b).names().await == ["from-a"]
+    );
     // A duplicate through the other replica is a conflict, not a second copy.
     assert_eq!(register(&b.url(), "from-a").await, StatusCode::CONFLICT);
 }
@@ -109,36 +94,22 @@ async fn redis_going_away_gives_503_and_recovers() {
         .unwrap();
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     // Reads are answered from what this replica runs, marked as such.
-    let resp = client()
-        .get(format!("{}/admin/mcps", p.url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    let why = resp.headers()["x-mcp-proxy-store-unavailable"]
-        .to_str()
-        .unwrap()
-        .to_owned();
+    let admin = Admin::new(&p);
+    let (s, headers, body) = admin.request(Method::GET, "/admin/mcps", None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let why = headers["x-mcp-proxy-store-unavailable"].to_str().unwrap();
     assert!(why.contains("unavailable"), "{why}");
-    let body: Value = resp.json().await.unwrap();
     assert_eq!(body["mcps"][0]["definition"]["name"], "before", "{body}");
-    let resp = client()
-        .get(format!("{}/admin/mcps/before", p.url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert!(resp.headers().contains_key("x-mcp-proxy-store-unavailable"));
-    let resp = client()
-        .get(format!("{}/admin/mcps/never-registered", p.url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let (s, headers, _) = admin
+        .request(Method::GET, "/admin/mcps/before", None, None)
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(headers.contains_key("x-mcp-proxy-store-unavailable"));
+    let (s, _) = admin
+        .send(Method::GET, "/admin/mcps/never-registered", None)
+        .await;
     assert_eq!(
-        resp.status(),
+        s,
         StatusCode::SERVICE_UNAVAILABLE,
         "unknown here: cannot say"
     );

@@ -1,9 +1,6 @@
 //! Sessions that survive a replica: three proxyd on one real `redis-server`, behind a real
 //! nginx balancing round robin with no stickiness, all on 127.0.0.1 and started here.
 
-#[path = "sessions/support.rs"]
-mod support;
-
 #[path = "replicas/forwarding.rs"]
 mod forwarding;
 
@@ -11,12 +8,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use mcp_test_support::assert_eventually;
+use mcp_test_support::e2e::{self as support, Admin, McpHttp};
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::redis::RedisServer;
 use mcp_test_support::tools::{self, EverythingMode, EverythingServer};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Admin, BIN, McpHttp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 const K1: &str = "k1:1111111111111111111111111111111111111111111111111111111111111111";
 const K2: &str = "k2:2222222222222222222222222222222222222222222222222222222222222222";

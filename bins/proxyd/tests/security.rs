@@ -1,18 +1,17 @@
 //! What the proxy enforces cannot be smuggled past it or made to leak: one test per class
 //! of hole (see docs/security.md).
 
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::time::Duration;
 
 use mcp_test_support::assert_eventually;
+use mcp_test_support::e2e::{self, Admin, McpHttp};
 use mcp_test_support::mock::{Fault, MockServer};
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Admin, BIN, McpHttp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 /// A stdio upstream behind the proxy that reports every tool it runs in the proxy's log.
 async fn logged_mock(proxyd: &Proxyd, name: &str, filter: Option<Value>) -> String {
@@ -121,7 +120,7 @@ async fn an_escaped_progress_token_is_rewritten_and_its_progress_arrives() {
         .await
         .unwrap();
     let headers = resp.headers().clone();
-    let msgs = support::messages(&headers, &resp.text().await.unwrap());
+    let msgs = e2e::messages(&headers, &resp.text().await.unwrap());
     let progress: Vec<&Value> = msgs
         .iter()
         .filter(|m| m["method"] == "notifications/progress")
@@ -184,7 +183,7 @@ async fn upstream_details_stay_in_the_log() {
     let proxyd = Proxyd::start(BIN, &[]).await.unwrap();
     let admin = Admin::new(&proxyd);
     let def = tools::mock_stdio_def("leaky", &["exit-mid-request"]);
-    admin.register(serde_json::to_value(def).unwrap()).await;
+    admin.register_def(&def).await;
     let mcp = McpHttp::new();
     let url = format!("{}/leaky/mcp", proxyd.url());
     let sid = mcp.open_session(&url, "2025-11-25").await;
@@ -228,9 +227,8 @@ async fn the_command_allow_list_holds_at_spawn_time() {
         let open = Proxyd::start(BIN, &args).await.unwrap();
         let admin = Admin::new(&open);
         admin
-            .register(serde_json::to_value(tools::mock_stdio_def("older", &["echo"])).unwrap())
+            .register_connected(&tools::mock_stdio_def("older", &["echo"]))
             .await;
-        admin.wait_connected("older").await;
     }
     let only = r#"["/usr/bin/env"]"#;
     let strict = Proxyd::start_with_env(BIN, &args, &[("MCP_PROXY_STDIO_ALLOWED_COMMANDS", only)])

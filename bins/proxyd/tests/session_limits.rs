@@ -1,32 +1,24 @@
 //! Client sessions are bounded: idle ones expire, at a limit the least recently used
 //! idle one makes room, and a session cannot have more requests in flight than allowed.
 
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::time::Duration;
 
 use mcp_test_support::assert_eventually;
-use mcp_test_support::proxyd::{ADMIN_TOKEN, Proxyd};
+use mcp_test_support::e2e::{Admin, McpHttp};
+use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools;
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{Admin, BIN, McpHttp};
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 fn ping(id: u64) -> serde_json::Value {
     json!({"jsonrpc":"2.0","id":id,"method":"ping"})
 }
 
+/// The value of the first series starting with `series`.
 async fn metric(proxyd: &Proxyd, series: &str) -> Option<f64> {
-    let text = reqwest::Client::new()
-        .get(format!("{}/metrics", proxyd.url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = Admin::new(proxyd).metrics_text().await;
     text.lines()
         .find(|l| l.starts_with(series))
         .and_then(|l| l.rsplit(' ').next())
@@ -40,9 +32,8 @@ async fn idle_sessions_expire_but_not_while_a_stream_is_open() {
         .unwrap();
     let admin = Admin::new(&proxyd);
     admin
-        .register(serde_json::to_value(tools::mock_stdio_def("idle", &["echo"])).unwrap())
+        .register_connected(&tools::mock_stdio_def("idle", &["echo"]))
         .await;
-    admin.wait_connected("idle").await;
     let mcp = McpHttp::new();
     let url = format!("{}/idle/mcp", proxyd.url());
     let quiet = mcp.open_session(&url, "2025-11-25").await;

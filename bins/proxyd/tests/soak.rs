@@ -6,22 +6,21 @@
 //! It ends with a verdict line (`soak verdict: flat …` or `soak verdict: growing …`) and
 //! fails unless flat and no request outlived its deadline.
 
-#[path = "sessions/support.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use mcp_test_support::e2e::raw;
+use mcp_test_support::e2e::{Admin, McpHttp, open_fds, read_until, rss_kib};
 use mcp_test_support::mock::{Fault, MockServer};
 use mcp_test_support::proxyd::Proxyd;
 use mcp_test_support::tools;
 use mcp_types::{McpDefinition, TransportKind};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::raw;
-use support::{Admin, BIN, McpHttp, open_fds, read_until, rss_kib};
 use tokio_util::sync::CancellationToken;
+
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 const V: &str = "2025-11-25";
 /// Every request of the soak is bounded by this; one that is not answered in time counts

@@ -11,10 +11,9 @@ use mcp_types::mcp::Implementation;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-#[path = "sessions/support.rs"]
-mod support;
+use mcp_test_support::e2e::{self, Admin};
 
-use support::{Admin, BIN};
+const BIN: &str = env!("CARGO_BIN_EXE_proxyd");
 
 fn def_json(def: &mcp_types::McpDefinition) -> Value {
     serde_json::to_value(def).unwrap()
@@ -328,7 +327,7 @@ async fn a_put_lets_a_call_in_flight_finish() {
     let call = admin.call("busy", "slow", json!({"ms": 2000}));
     let put = async {
         // The mock reports the call on stderr, which proxyd logs: it is in flight.
-        support::log_line(&p, &["got tools/call", "slow"]).await;
+        e2e::log_line(&p, &["got tools/call", "slow"]).await;
         let mut changed = def_json(&tools::mock_stdio_def("busy", &["slow"]));
         changed["description"] = json!("reloaded while busy");
         admin
@@ -497,7 +496,7 @@ async fn a_call_in_flight_at_sigterm_completes_before_exit() {
         .await;
     assert_eventually!(LONG, admin.state("drain").await == "connected");
     let call = tokio::spawn(async move { admin.call("drain", "slow", json!({"ms": 2000})).await });
-    support::log_line(&p, &["got tools/call", "slow"]).await;
+    e2e::log_line(&p, &["got tools/call", "slow"]).await;
     let exit = p.terminate(Duration::from_secs(20)).await.unwrap();
     assert!(exit.success(), "{exit:?}");
     let (status, body) = call.await.unwrap();
@@ -636,7 +635,7 @@ async fn a_put_lets_a_client_session_call_in_flight_finish() {
     let call = client.request("tools/call", Some(mcp_types::jsonrpc::to_raw(&params)));
     let put = async {
         // The session's own child reports the call on stderr, which proxyd logs.
-        support::log_line(&p, &["got tools/call", "slow"]).await;
+        e2e::log_line(&p, &["got tools/call", "slow"]).await;
         let mut changed = def_json(&tools::mock_stdio_def("busy-session", &["slow"]));
         changed["description"] = json!("reloaded while a session call runs");
         admin

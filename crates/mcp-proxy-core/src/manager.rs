@@ -552,20 +552,10 @@ impl Manager {
 #[cfg(test)]
 mod tests {
     use mcp_store::MemoryStore;
+    use mcp_test_support::definitions::unreachable as def;
 
     use super::*;
     use crate::TransportConnector;
-
-    /// A definition that never connects (nothing listens on port 1) and never retries.
-    fn def(name: &str) -> McpDefinition {
-        let mut d = McpDefinition::http(
-            name,
-            mcp_types::TransportKind::StreamableHttp,
-            "http://127.0.0.1:1/mcp",
-        );
-        d.auto_reconnect = false;
-        d
-    }
 
     #[tokio::test]
     async fn an_unstored_upstream_survives_resyncs_until_the_store_takes_it_over() {

@@ -121,7 +121,8 @@ struct HubInner {
     epoch: std::time::Instant,
     shared: Mutex<HashMap<String, Arc<OnceCell<Arc<UpstreamSession>>>>>,
     cancel: CancellationToken,
-    /// Every task a session or link spawns (cleanup, upstream sends, watchers).
+    /// Every task a session, a link, or the HTTP layer over them spawns (cleanup,
+    /// upstream sends, watchers, answer relays, registry writes).
     tasks: TaskTracker,
 }
 
@@ -380,16 +381,17 @@ impl SessionHub {
         self.inner.tasks.close();
     }
 
-    /// Waits until every task of the hub's sessions is done (after
-    /// [`SessionHub::shutdown`]), or `deadline` passes; whether they all finished.
+    /// Waits until every task of the hub is done (after [`SessionHub::shutdown`]), or
+    /// `deadline` passes; whether they all finished.
     pub async fn wait(&self, deadline: std::time::Duration) -> bool {
         tokio::time::timeout(deadline, self.inner.tasks.wait())
             .await
             .is_ok()
     }
 
-    /// Spawns a task owned by the hub: it stops at shutdown.
-    pub(crate) fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
+    /// Spawns a task owned by the hub: it stops at shutdown, and
+    /// [`SessionHub::wait`] waits for it.
+    pub fn spawn(&self, fut: impl Future<Output = ()> + Send + 'static) {
         let cancel = self.inner.cancel.clone();
         self.inner.tasks.spawn(async move {
             tokio::select! {
@@ -400,8 +402,9 @@ impl SessionHub {
     }
 
     /// Spawns a task owned by the hub that runs to its end even at shutdown (it is
-    /// bounded by its own deadlines: closing an upstream session, a last cancellation).
-    pub(crate) fn spawn_cleanup(&self, fut: impl Future<Output = ()> + Send + 'static) {
+    /// bounded by its own deadlines: closing an upstream session, a last cancellation, a
+    /// last write to the session registry); [`SessionHub::wait`] waits for it.
+    pub fn spawn_cleanup(&self, fut: impl Future<Output = ()> + Send + 'static) {
         self.inner.tasks.spawn(fut);
     }
 

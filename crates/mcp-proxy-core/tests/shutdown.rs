@@ -77,3 +77,46 @@ async fn shutdown_returns_once_every_child_has_exited() {
     assert!(manager.upstream("late").is_none());
     assert!(manager.upstreams().is_empty());
 }
+
+/// The session hub owns the tasks spawned for its sessions, by the core or by the HTTP
+/// layer over it: at shutdown the ordinary ones stop, the cleanups run to their end, and
+/// `SessionHub::wait` returns only once both are over.
+#[tokio::test(start_paused = true)]
+async fn the_session_hub_stops_its_tasks_and_waits_for_its_cleanups() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::new());
+    let manager = Manager::new(
+        store,
+        Arc::new(TransportConnector::default()),
+        ManagerConfig::default(),
+    );
+    let hub = mcp_proxy_core::SessionHub::new(manager.clone(), 4);
+    let (stopped_tx, stopped) = tokio::sync::oneshot::channel::<()>();
+    hub.spawn(async move {
+        let _dropped_when_stopped = stopped_tx;
+        std::future::pending::<()>().await;
+    });
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    let cleaned = Arc::new(AtomicBool::new(false));
+    let flag = cleaned.clone();
+    hub.spawn_cleanup(async move {
+        let _ = released.await;
+        flag.store(true, Ordering::SeqCst);
+    });
+
+    hub.shutdown();
+    assert!(
+        stopped.await.is_err(),
+        "an ordinary task is stopped at shutdown"
+    );
+    assert!(
+        !hub.wait(Duration::from_secs(5)).await,
+        "wait does not return while a cleanup runs"
+    );
+    assert!(!cleaned.load(Ordering::SeqCst));
+    release.send(()).unwrap();
+    assert!(hub.wait(Duration::from_secs(5)).await);
+    assert!(cleaned.load(Ordering::SeqCst), "the cleanup ran to its end");
+    manager.shutdown(Duration::from_secs(1)).await;
+}

@@ -1,5 +1,6 @@
 //! `/admin/mcps`: create, read, update and delete upstream definitions; `mcps:import`
-//! brings in a client's `mcpServers` document ([`import`]).
+//! brings in a client's `mcpServers` document ([`import`]); groups (`groups`); the live
+//! calls (discovery listings, tool calls, reconnect: `live`).
 
 pub mod import;
 
@@ -17,6 +18,7 @@ use crate::router::Route;
 
 mod etag;
 mod groups;
+pub(crate) mod live;
 
 use etag::{IfMatch, precondition_failed, set_etag};
 pub(crate) use groups::groups;

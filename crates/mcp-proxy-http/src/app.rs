@@ -13,12 +13,13 @@ use mcp_proxy_core::metrics::{AuthFailure, Direction};
 use mcp_store::Store;
 use tracing::{debug, warn};
 
+use crate::admin::live;
 use crate::body::{Body, error_response};
 use crate::config::HttpConfig;
 use crate::error::Error;
 use crate::router::{self, Route};
 use crate::security::{self, ClientAddr};
-use crate::{admin, mcp, system, upstreams};
+use crate::{admin, mcp, system};
 
 /// The HTTP application: cheap to clone, shared by every connection.
 #[derive(Debug, Clone)]
@@ -167,7 +168,8 @@ impl App {
         let resp = match crate::body::BODY_READ_TIMEOUT.scope(within, dispatch).await {
             Ok(resp) => resp,
             Err(err) => {
-                let (status, code, _) = err.parts();
+                let (status, kind, _) = err.parts();
+                let code = kind.as_str();
                 if status.is_server_error() {
                     warn!(%method, %path, code, error = %err, "request failed");
                 } else {
@@ -248,11 +250,11 @@ impl App {
             Route::PrometheusMetrics => Ok(system::prometheus(self)),
             Route::Mcps | Route::Mcp(_) | Route::Import => admin::mcps(self, route, req).await,
             Route::Groups | Route::Group(_) => admin::groups(self, route, req).await,
-            Route::Reconnect(name) => upstreams::reconnect(self, &name),
-            Route::Tools => upstreams::tools(self, req.uri().query()),
-            Route::Prompts => Ok(upstreams::prompts(self)),
-            Route::Resources => Ok(upstreams::resources(self)),
-            Route::ToolsCall => upstreams::call_tool(self, req).await,
+            Route::Reconnect(name) => live::reconnect(self, &name),
+            Route::Tools => live::tools(self, req.uri().query()),
+            Route::Prompts => Ok(live::prompts(self)),
+            Route::Resources => Ok(live::resources(self)),
+            Route::ToolsCall => live::call_tool(self, req).await,
         }
     }
 

@@ -1,7 +1,11 @@
 //! Errors of the HTTP layer, and the one place that maps them to status codes.
 
+mod kind;
+
 use http::StatusCode;
 use serde_json::Value;
+
+pub use kind::ErrorKind;
 
 /// Everything a handler can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +100,7 @@ pub enum Error {
     #[error("{message}")]
     BadRequest {
         /// Machine-readable code.
-        code: &'static str,
+        kind: ErrorKind,
         /// What is wrong.
         message: String,
     },
@@ -157,131 +161,141 @@ pub enum Error {
     Internal(String),
 }
 
+/// A proxy-endpoint request refused as sent ([`Error::BadRequest`], 400).
+pub(crate) fn bad(kind: ErrorKind, message: impl Into<String>) -> Error {
+    Error::BadRequest {
+        kind,
+        message: message.into(),
+    }
+}
+
 impl Error {
     /// The HTTP status, the machine-readable code and optional details of this error.
     ///
     /// This is the only function that maps errors to status codes.
-    pub fn parts(&self) -> (StatusCode, &'static str, Option<Value>) {
+    pub fn parts(&self) -> (StatusCode, ErrorKind, Option<Value>) {
+        use ErrorKind as K;
         use mcp_store::Error as S;
         match self {
-            Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, "not_found", None),
+            Self::RouteNotFound(_) => (StatusCode::NOT_FOUND, K::NotFound, None),
             Self::MethodNotAllowed { .. } => {
-                (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", None)
+                (StatusCode::METHOD_NOT_ALLOWED, K::MethodNotAllowed, None)
             }
-            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized", None),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", None),
+            Self::Unauthorized(_) => (StatusCode::UNAUTHORIZED, K::Unauthorized, None),
+            Self::Forbidden(_) => (StatusCode::FORBIDDEN, K::Forbidden, None),
             Self::PayloadTooLarge { limit } => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
+                K::PayloadTooLarge,
                 Some(serde_json::json!({ "limit": limit })),
             ),
-            Self::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, "request_timeout", None),
+            Self::BodyTimeout { .. } => (StatusCode::REQUEST_TIMEOUT, K::RequestTimeout, None),
             Self::InvalidJson { line, column, .. } => (
                 StatusCode::BAD_REQUEST,
-                "invalid_json",
+                K::InvalidJson,
                 Some(serde_json::json!({ "line": line, "column": column })),
             ),
             Self::Invalid { details, .. } => (
                 StatusCode::BAD_REQUEST,
-                "invalid_request",
+                K::InvalidRequest,
                 Some(details.clone()),
             ),
             Self::UnsupportedMediaType(_) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
+                K::UnsupportedMediaType,
                 None,
             ),
             Self::McpNotFound(_) | Self::Store(S::NotFound(_)) => {
-                (StatusCode::NOT_FOUND, "mcp_not_found", None)
+                (StatusCode::NOT_FOUND, K::McpNotFound, None)
             }
             Self::GroupNotFound(_) | Self::Store(S::GroupNotFound(_)) => {
-                (StatusCode::NOT_FOUND, "group_not_found", None)
+                (StatusCode::NOT_FOUND, K::GroupNotFound, None)
             }
             Self::AlreadyExists(_)
             | Self::Exists(_)
             | Self::Store(S::AlreadyExists(_) | S::GroupAlreadyExists(_) | S::NameTaken { .. }) => {
-                (StatusCode::CONFLICT, "already_exists", None)
+                (StatusCode::CONFLICT, K::AlreadyExists, None)
             }
-            Self::ReadOnly(_) => (StatusCode::CONFLICT, "read_only", None),
-            Self::TooManyGroups(_) => (StatusCode::CONFLICT, "max_groups_reached", None),
+            Self::ReadOnly(_) => (StatusCode::CONFLICT, K::ReadOnly, None),
+            Self::TooManyGroups(_) => (StatusCode::CONFLICT, K::MaxGroupsReached, None),
             Self::PreconditionFailed { etag, .. } => (
                 StatusCode::PRECONDITION_FAILED,
-                "precondition_failed",
+                K::PreconditionFailed,
                 Some(serde_json::json!({ "etag": etag })),
             ),
-            Self::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, None),
-            Self::SessionNotFound => (StatusCode::NOT_FOUND, "session_not_found", None),
+            Self::BadRequest { kind, .. } => (StatusCode::BAD_REQUEST, *kind, None),
+            Self::SessionNotFound => (StatusCode::NOT_FOUND, K::SessionNotFound, None),
             Self::SessionRefused { reason, .. } => (
                 StatusCode::NOT_FOUND,
-                "session_not_found",
+                K::SessionNotFound,
                 Some(serde_json::json!({ "reason": reason })),
             ),
             Self::SessionElsewhere(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "session_on_other_replica",
+                K::SessionOnOtherReplica,
                 None,
             ),
             Self::OnReplica { replica, address } => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "session_on_other_replica",
+                K::SessionOnOtherReplica,
                 Some(serde_json::json!({ "replica": replica, "address": address })),
             ),
             Self::ReplicaUnreachable(_) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "replica_unreachable", None)
+                (StatusCode::SERVICE_UNAVAILABLE, K::ReplicaUnreachable, None)
             }
-            Self::ReplicaFailed(_) => (StatusCode::BAD_GATEWAY, "replica_failed", None),
+            Self::ReplicaFailed(_) => (StatusCode::BAD_GATEWAY, K::ReplicaFailed, None),
             Self::RegistryUnavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                "session_registry_unavailable",
+                K::SessionRegistryUnavailable,
                 None,
             ),
-            Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable", None),
-            Self::Conflict(_) => (StatusCode::CONFLICT, "conflict", None),
-            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests", None),
+            Self::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, K::NotAcceptable, None),
+            Self::Conflict(_) => (StatusCode::CONFLICT, K::Conflict, None),
+            Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, K::TooManyRequests, None),
             Self::Core(e) => core_parts(e),
             Self::Store(e) if e.is_retryable() => {
-                (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", None)
+                (StatusCode::SERVICE_UNAVAILABLE, K::StoreUnavailable, None)
             }
             Self::Store(_) | Self::Internal(_) => {
-                (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None)
+                (StatusCode::INTERNAL_SERVER_ERROR, K::InternalError, None)
             }
         }
     }
 }
 
-fn core_parts(e: &mcp_proxy_core::Error) -> (StatusCode, &'static str, Option<Value>) {
+fn core_parts(e: &mcp_proxy_core::Error) -> (StatusCode, ErrorKind, Option<Value>) {
+    use ErrorKind as K;
     use mcp_proxy_core::Error as C;
     match e {
-        C::UnknownMcp(_) => (StatusCode::NOT_FOUND, "mcp_not_found", None),
-        C::UnknownTool { .. } => (StatusCode::NOT_FOUND, "tool_not_found", None),
-        C::ToolBlocked { .. } => (StatusCode::FORBIDDEN, "tool_blocked", None),
+        C::UnknownMcp(_) => (StatusCode::NOT_FOUND, K::McpNotFound, None),
+        C::UnknownTool { .. } => (StatusCode::NOT_FOUND, K::ToolNotFound, None),
+        C::ToolBlocked { .. } => (StatusCode::FORBIDDEN, K::ToolBlocked, None),
         C::NotConnected { state, .. } => (
             StatusCode::SERVICE_UNAVAILABLE,
-            "upstream_unavailable",
+            K::UpstreamUnavailable,
             Some(serde_json::json!({ "state": state })),
         ),
         C::Rpc { error, .. } => (
             StatusCode::BAD_GATEWAY,
-            "upstream_error",
+            K::UpstreamError,
             Some(serde_json::to_value(error).unwrap_or_default()),
         ),
-        e if e.is_timeout() => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout", None),
-        C::Upstream(_) => (StatusCode::BAD_GATEWAY, "upstream_error", None),
-        C::TooManyUpstreams(_) => (StatusCode::CONFLICT, "max_connections_reached", None),
+        e if e.is_timeout() => (StatusCode::GATEWAY_TIMEOUT, K::UpstreamTimeout, None),
+        C::Upstream(_) => (StatusCode::BAD_GATEWAY, K::UpstreamError, None),
+        C::TooManyUpstreams(_) => (StatusCode::CONFLICT, K::MaxConnectionsReached, None),
         C::Invalid(errors) => (
             StatusCode::BAD_REQUEST,
-            "invalid_request",
+            K::InvalidRequest,
             Some(serde_json::to_value(&errors.0).unwrap_or_default()),
         ),
-        C::Declared(_) => (StatusCode::CONFLICT, "declared_in_config", None),
-        C::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down", None),
+        C::Declared(_) => (StatusCode::CONFLICT, K::DeclaredInConfig, None),
+        C::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, K::ShuttingDown, None),
         C::TooManySessions { .. } | C::SessionLimit(_) => {
-            (StatusCode::SERVICE_UNAVAILABLE, "too_many_sessions", None)
+            (StatusCode::SERVICE_UNAVAILABLE, K::TooManySessions, None)
         }
-        C::SessionEnded(_) => (StatusCode::NOT_FOUND, "session_not_found", None),
+        C::SessionEnded(_) => (StatusCode::NOT_FOUND, K::SessionNotFound, None),
         C::Store(s) if s.is_retryable() => {
-            (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", None)
+            (StatusCode::SERVICE_UNAVAILABLE, K::StoreUnavailable, None)
         }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, "internal_error", None),
+        _ => (StatusCode::INTERNAL_SERVER_ERROR, K::InternalError, None),
     }
 }

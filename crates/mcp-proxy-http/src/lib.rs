@@ -26,7 +26,6 @@ mod router;
 pub mod security;
 mod server;
 mod system;
-mod upstreams;
 
 pub use admin::import;
 pub use app::App;
@@ -34,7 +33,7 @@ pub use config::{
     DEFAULT_INPUT_WAIT, DEFAULT_MAX_BODY_BYTES, DEFAULT_SESSION_TOKEN_LIFETIME, HttpConfig,
     ListenerLimits, StateKey,
 };
-pub use error::Error;
+pub use error::{Error, ErrorKind};
 pub use server::serve;
 
 /// Result alias of this crate.

@@ -29,7 +29,7 @@ use hyper::body::Incoming;
 
 use crate::app::App;
 use crate::body::Body;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::security::ClientAddr;
 use mcp_proxy_core::metrics::SessionTransport;
 use session::HttpSession;
@@ -160,7 +160,8 @@ pub(crate) async fn handle(
     Ok(match serve(app, &endpoint, req, client).await {
         Ok(resp) => resp,
         Err(err) => {
-            let (status, code, _) = err.parts();
+            let (status, kind, _) = err.parts();
+            let code = kind.as_str();
             if status.is_server_error() {
                 tracing::warn!(upstream = %endpoint.name, code, error = %err, "mcp request failed");
             } else {
@@ -268,7 +269,7 @@ async fn serve(
     if let Some(extra) = &endpoint.extra
         && let Err(why) = mcp_types::validate::check_path_suffix(extra)
     {
-        return Err(streamable::bad("invalid_path", why));
+        return Err(crate::error::bad(ErrorKind::InvalidPath, why));
     }
     if endpoint.extra.is_some() && !is_http {
         return Err(Error::RouteNotFound(format!(

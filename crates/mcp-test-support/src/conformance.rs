@@ -11,6 +11,10 @@
 //! let def = conformance::fixture_def("fixture"); // register it, then run the suite
 //! let modern = conformance::Fixture2026::start().await; // modern.url(), modern.def("m")
 //! ```
+//!
+//! [`suite`] runs the official conformance suite itself against a URL.
+
+pub mod suite;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;

@@ -8,7 +8,7 @@ use eventsource_stream::{Event, Eventsource};
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt};
 use http::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-use mcp_types::McpDefinition;
+use mcp_types::{McpDefinition, TransportKind};
 use url::Url;
 
 use crate::Result;
@@ -18,12 +18,39 @@ use crate::options::TransportOptions;
 /// Most bytes of an error body quoted in an error message.
 const ERROR_BODY_MAX: usize = 300;
 
-/// The upstream URL with `path_suffix` appended to its path.
-pub(crate) fn upstream_url(
+/// What both HTTP transports read from a definition before their first request.
+#[derive(Debug)]
+pub(crate) struct Prepared {
+    pub(crate) target: Target,
+    pub(crate) url: Url,
+    pub(crate) headers: HeaderMap,
+    pub(crate) connect_timeout: Duration,
+    pub(crate) http: reqwest::Client,
+}
+
+/// The target, URL, headers, connect deadline and HTTP client of the upstream `def`
+/// names, reached over `kind`.
+pub(crate) fn prepare(
     def: &McpDefinition,
     opts: &TransportOptions,
-    target: &Target,
-) -> Result<Url> {
+    kind: TransportKind,
+) -> Result<Prepared> {
+    let target = Target::new(&def.name, kind);
+    let url = upstream_url(def, opts, &target)?;
+    let headers = base_headers(def, opts, &target)?;
+    let connect_timeout = opts.connect_timeout_for(def);
+    let http = client(connect_timeout, &target)?;
+    Ok(Prepared {
+        target,
+        url,
+        headers,
+        connect_timeout,
+        http,
+    })
+}
+
+/// The upstream URL with `path_suffix` appended to its path.
+fn upstream_url(def: &McpDefinition, opts: &TransportOptions, target: &Target) -> Result<Url> {
     let config = |reason: String| Error::Config {
         target: target.clone(),
         reason,
@@ -50,7 +77,7 @@ pub(crate) fn upstream_url(
 
 /// The headers of every request: passthrough headers, then the definition's own headers
 /// (which win).
-pub(crate) fn base_headers(
+fn base_headers(
     def: &McpDefinition,
     opts: &TransportOptions,
     target: &Target,
@@ -75,7 +102,7 @@ const MAX_REDIRECTS: usize = 5;
 
 /// An HTTP client with a connect deadline and no overall deadline (SSE streams live long;
 /// each call bounds its own wait). Redirects stay on the origin they start from.
-pub(crate) fn client(connect_timeout: Duration, target: &Target) -> Result<reqwest::Client> {
+fn client(connect_timeout: Duration, target: &Target) -> Result<reqwest::Client> {
     let same_origin = reqwest::redirect::Policy::custom(|attempt| {
         let first = attempt.previous().first().map(Url::origin);
         if attempt.previous().len() > MAX_REDIRECTS {
@@ -250,7 +277,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use mcp_types::TransportKind;
 
     #[test]
     fn path_suffix_is_appended() {

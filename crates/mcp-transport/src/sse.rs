@@ -51,15 +51,13 @@ impl SseTransport {
         opts: &TransportOptions,
         inbox: Arc<dyn Inbox>,
     ) -> Result<Self> {
-        let target = Target::new(&def.name, TransportKind::Sse);
-        let url = net::upstream_url(def, opts, &target)?;
-        let headers = net::base_headers(def, opts, &target)?;
-        let connect_timeout = opts.connect_timeout_for(def);
-        let client = net::client(connect_timeout, &target)?;
+        let up = net::prepare(def, opts, TransportKind::Sse)?;
+        let (target, url, connect_timeout) = (up.target, up.url, up.connect_timeout);
         let what = net::What("GET", &url);
-        let req = client
+        let req = up
+            .http
             .get(url.clone())
-            .headers(headers.clone())
+            .headers(up.headers.clone())
             .header(ACCEPT, "text/event-stream");
         let response = net::send(req, connect_timeout, &target, what).await?;
         if !response.status().is_success() {
@@ -89,9 +87,9 @@ impl SseTransport {
         let cancel = CancellationToken::new();
         let inner = Arc::new(Inner {
             target,
-            http: client,
+            http: up.http,
             endpoint,
-            headers,
+            headers: up.headers,
             closed: CloseLatch::default(),
             inbox,
             cancel: cancel.clone(),

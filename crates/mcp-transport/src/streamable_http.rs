@@ -81,20 +81,16 @@ impl StreamableHttpTransport {
         opts: &TransportOptions,
         inbox: Arc<dyn Inbox>,
     ) -> Result<Self> {
-        let target = Target::new(&def.name, TransportKind::StreamableHttp);
-        let url = net::upstream_url(def, opts, &target)?;
-        let headers = net::base_headers(def, opts, &target)?;
-        let connect_timeout = opts.connect_timeout_for(def);
-        let client = net::client(connect_timeout, &target)?;
+        let up = net::prepare(def, opts, TransportKind::StreamableHttp)?;
         let cancel = CancellationToken::new();
         let span =
             tracing::info_span!("upstream", upstream = %def.name, transport = "streamable-http");
         let inner = Arc::new(Inner {
             span,
-            target,
-            http: client,
-            url,
-            headers,
+            target: up.target,
+            http: up.http,
+            url: up.url,
+            headers: up.headers,
             session_id: Mutex::new(opts.resume_session.clone()),
             protocol_version: Mutex::new(None),
             modern: Mutex::new(None),
@@ -103,7 +99,7 @@ impl StreamableHttpTransport {
             cancel: cancel.clone(),
             limits: Limits {
                 max_message_bytes: opts.max_message_bytes,
-                connect_timeout,
+                connect_timeout: up.connect_timeout,
                 request_timeout: opts.request_timeout_for(def),
                 max_resume_attempts: opts.max_resume_attempts,
                 resume_delay: opts.resume_delay,

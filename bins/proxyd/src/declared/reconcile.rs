@@ -135,15 +135,10 @@ mod tests {
         }
     }
 
-    /// A definition that never connects (nothing listens on port 1) and never retries.
+    /// A definition that never connects, with a timeout of `timeout_s` seconds.
     fn def(name: &str, timeout_s: u64) -> McpDefinition {
-        let mut d = McpDefinition::http(
-            name,
-            mcp_types::TransportKind::StreamableHttp,
-            "http://127.0.0.1:1/mcp",
-        );
+        let mut d = mcp_test_support::definitions::unreachable(name);
         d.timeout = std::time::Duration::from_secs(timeout_s);
-        d.auto_reconnect = false;
         d
     }
 

@@ -201,6 +201,7 @@ mod tests {
     use std::sync::Arc;
 
     use mcp_store::{MemoryStore, Store};
+    use mcp_test_support::definitions::unreachable as def;
 
     use super::*;
     use crate::{ManagerConfig, TransportConnector};
@@ -219,17 +220,6 @@ mod tests {
             let def = McpDefinition::stdio("e", fine, &[]);
             validate_definition(&def, &[]).unwrap();
         }
-    }
-
-    /// A definition that never connects (nothing listens on port 1) and never retries.
-    fn def(name: &str) -> McpDefinition {
-        let mut d = McpDefinition::http(
-            name,
-            TransportKind::StreamableHttp,
-            "http://127.0.0.1:1/mcp",
-        );
-        d.auto_reconnect = false;
-        d
     }
 
     #[tokio::test]

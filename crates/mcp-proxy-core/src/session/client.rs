@@ -266,6 +266,11 @@ impl ClientSession {
         session
     }
 
+    /// The hub it belongs to: the owner of the tasks spawned on its behalf.
+    pub fn hub(&self) -> &SessionHub {
+        &self.hub
+    }
+
     /// Takes its place in the limits (given back when the session ends).
     pub(super) fn hold(&self, permit: Permit) {
         *self.permit.lock().unwrap_or_else(|p| p.into_inner()) = Some(permit);

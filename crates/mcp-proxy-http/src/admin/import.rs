@@ -16,7 +16,7 @@ use tracing::info;
 
 use crate::app::App;
 use crate::body::{self, Body, json_response};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 
 /// Keys of an entry the proxy uses; any other key is reported as ignored.
 const KNOWN: &[&str] = &[
@@ -46,11 +46,63 @@ pub enum Action {
     Skipped,
 }
 
+/// Why an entry was skipped: `code` in its result. The refusals it shares with the rest
+/// of the Admin API carry the same string as [`ErrorKind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SkipCode {
+    /// `invalid`: a field is wrong (`errors` says which).
+    Invalid,
+    /// `ambiguous_transport`: the url does not say which transport (`choices`).
+    AmbiguousTransport,
+    /// `disabled`: the entry is disabled in the file.
+    Disabled,
+    /// The name is taken.
+    AlreadyExists,
+    /// The upstream is declared in proxyd's configuration.
+    DeclaredInConfig,
+    /// `max_connections` upstreams exist.
+    MaxConnectionsReached,
+    /// The store failed.
+    StoreUnavailable,
+}
+
+impl SkipCode {
+    /// Every code, in the order of `docs/admin-api.md`.
+    pub const ALL: &'static [Self] = &[
+        Self::Invalid,
+        Self::AmbiguousTransport,
+        Self::Disabled,
+        Self::DeclaredInConfig,
+        Self::MaxConnectionsReached,
+        Self::AlreadyExists,
+        Self::StoreUnavailable,
+    ];
+
+    /// The code as it travels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Invalid => "invalid",
+            Self::AmbiguousTransport => "ambiguous_transport",
+            Self::Disabled => "disabled",
+            Self::AlreadyExists => ErrorKind::AlreadyExists.as_str(),
+            Self::DeclaredInConfig => ErrorKind::DeclaredInConfig.as_str(),
+            Self::MaxConnectionsReached => ErrorKind::MaxConnectionsReached.as_str(),
+            Self::StoreUnavailable => ErrorKind::StoreUnavailable.as_str(),
+        }
+    }
+}
+
+impl Serialize for SkipCode {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// Why an entry was not mapped to a definition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip {
-    /// `invalid`, `ambiguous_transport` or `disabled`.
-    pub code: &'static str,
+    /// Why.
+    pub code: SkipCode,
     /// A sentence saying what to change.
     pub reason: String,
     /// Failing fields, for `invalid`.
@@ -63,7 +115,7 @@ impl Skip {
     fn invalid(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
         Self {
-            code: "invalid",
+            code: SkipCode::Invalid,
             reason: format!("{field}: {message}"),
             errors: vec![FieldError {
                 field: field.to_owned(),
@@ -123,7 +175,7 @@ pub fn map_entry(name: &str, entry: &Value) -> Result<Mapped, Skip> {
     }
     if obj.get("disabled").and_then(Value::as_bool) == Some(true) {
         return Err(Skip {
-            code: "disabled",
+            code: SkipCode::Disabled,
             reason: "the entry is disabled in the file".into(),
             errors: Vec::new(),
             choices: Vec::new(),
@@ -264,7 +316,7 @@ fn infer_from_url(u: &str) -> Result<TransportKind, Skip> {
         "sse" => Ok(TransportKind::Sse),
         "mcp" => Ok(TransportKind::StreamableHttp),
         _ => Err(Skip {
-            code: "ambiguous_transport",
+            code: SkipCode::AmbiguousTransport,
             reason: format!(
                 "the url {u:?} does not say whether the server speaks sse or streamable http: \
                  add \"type\": \"sse\" or \"type\": \"http\" to the entry"
@@ -313,7 +365,7 @@ pub struct ImportResult {
     /// Why it was skipped (`invalid`, `ambiguous_transport`, `disabled`,
     /// `declared_in_config`, `max_connections_reached`, `store_unavailable`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub code: Option<&'static str>,
+    pub code: Option<SkipCode>,
     /// A sentence for people.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -449,7 +501,7 @@ async fn import_one(app: &App, name: &str, entry: &Value, dry_run: bool) -> Impo
         notes: notes.clone(),
     };
     let store_skip = |e: &dyn std::fmt::Display| Skip {
-        code: "store_unavailable",
+        code: SkipCode::StoreUnavailable,
         reason: format!("the store failed: {e}"),
         errors: Vec::new(),
         choices: Vec::new(),
@@ -467,7 +519,7 @@ async fn import_one(app: &App, name: &str, entry: &Value, dry_run: bool) -> Impo
         match store.get_group(name).await {
             Ok(Some(_)) => {
                 let skip = Skip {
-                    code: "already_exists",
+                    code: SkipCode::AlreadyExists,
                     reason: format!(
                         "a group is named {name:?}: groups and upstreams share one namespace"
                     ),
@@ -514,22 +566,22 @@ fn registration_skip(e: mcp_proxy_core::Error) -> Skip {
     use mcp_proxy_core::Error as C;
     let code = match &e {
         C::Invalid(errors) => return invalid_skip(errors.clone()),
-        C::TooManyUpstreams(_) => "max_connections_reached",
-        C::Declared(_) => "declared_in_config",
-        C::Store(mcp_store::Error::NameTaken { .. }) => "already_exists",
+        C::TooManyUpstreams(_) => SkipCode::MaxConnectionsReached,
+        C::Declared(_) => SkipCode::DeclaredInConfig,
+        C::Store(mcp_store::Error::NameTaken { .. }) => SkipCode::AlreadyExists,
         C::Store(mcp_store::Error::AlreadyExists(_)) => {
             return Skip {
-                code: "already_exists",
+                code: SkipCode::AlreadyExists,
                 reason: "registered by someone else during the import; import again".into(),
                 errors: Vec::new(),
                 choices: Vec::new(),
             };
         }
-        _ => "store_unavailable",
+        _ => SkipCode::StoreUnavailable,
     };
     let reason = match &e {
-        C::Store(s) if code == "store_unavailable" => format!("the store failed: {s}"),
-        _ if code == "store_unavailable" => format!("the proxy failed: {e}"),
+        C::Store(s) if code == SkipCode::StoreUnavailable => format!("the store failed: {s}"),
+        _ if code == SkipCode::StoreUnavailable => format!("the proxy failed: {e}"),
         _ => e.to_string(),
     };
     Skip {
@@ -542,7 +594,7 @@ fn registration_skip(e: mcp_proxy_core::Error) -> Skip {
 
 fn invalid_skip(e: mcp_types::ValidationErrors) -> Skip {
     Skip {
-        code: "invalid",
+        code: SkipCode::Invalid,
         reason: e.to_string(),
         errors: e.0,
         choices: Vec::new(),
@@ -553,6 +605,28 @@ fn invalid_skip(e: mcp_types::ValidationErrors) -> Skip {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    /// `docs/admin-api.md` lists the codes of skipped entries: exactly these.
+    #[test]
+    fn the_admin_doc_lists_every_skip_code() {
+        let doc = include_str!("../../../../docs/admin-api.md");
+        let listed = doc
+            .split("`skipped` with a `code` (")
+            .nth(1)
+            .and_then(|rest| rest.split(") and a `reason`").next())
+            .expect("docs/admin-api.md lists the codes of skipped entries");
+        // One item a code: its first backticked word (`invalid` with … `errors`).
+        let named: Vec<&str> = listed
+            .split(',')
+            .filter_map(|item| item.split('`').nth(1))
+            .collect();
+        let codes: Vec<&str> = SkipCode::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(named, codes);
+        assert_eq!(
+            serde_json::to_value(SkipCode::MaxConnectionsReached).unwrap(),
+            "max_connections_reached"
+        );
+    }
 
     #[test]
     fn transports_are_inferred_from_command_type_and_url_shape() {
@@ -578,11 +652,11 @@ mod tests {
             Ok(TransportKind::Sse)
         );
         let skip = kind(json!({"url": "https://h/api"})).unwrap_err();
-        assert_eq!(skip.code, "ambiguous_transport");
+        assert_eq!(skip.code, SkipCode::AmbiguousTransport);
         assert_eq!(skip.choices, ["sse", "streamable-http"]);
         assert!(skip.reason.contains("\"type\": \"sse\""), "{}", skip.reason);
         let skip = kind(json!({"url": "https://h/api", "type": "websocket"})).unwrap_err();
-        assert_eq!(skip.code, "invalid");
+        assert_eq!(skip.code, SkipCode::Invalid);
         assert!(skip.reason.contains("websocket"));
     }
 
@@ -603,7 +677,7 @@ mod tests {
         let skip = map_entry("my server", &json!({"command": "x"})).unwrap_err();
         assert!(skip.reason.contains("\"my-server\""), "{}", skip.reason);
         let skip = map_entry("x", &json!({"command": "x", "disabled": true})).unwrap_err();
-        assert_eq!(skip.code, "disabled");
+        assert_eq!(skip.code, SkipCode::Disabled);
         let skip = map_entry("x", &json!({"args": ["a"]})).unwrap_err();
         assert!(skip.reason.contains("needs a command"), "{}", skip.reason);
     }

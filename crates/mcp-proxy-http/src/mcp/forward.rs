@@ -155,7 +155,7 @@ impl Forwarder {
             }
         };
         let refused = |why: &str| Error::BadRequest {
-            code: "forwarded_header_refused",
+            kind: crate::error::ErrorKind::ForwardedHeaderRefused,
             message: format!(
                 "the {FORWARDED_HEADER} header is refused ({why}): only replicas of this proxy set it"
             ),
@@ -409,7 +409,7 @@ mod tests {
     }
 
     fn code(e: Error) -> &'static str {
-        e.parts().1
+        e.parts().1.as_str()
     }
 
     #[test]

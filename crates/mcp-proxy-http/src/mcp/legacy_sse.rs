@@ -17,11 +17,11 @@ use tokio::sync::mpsc;
 use super::forward::{Holder, Replay, Via};
 use super::session::HttpSession;
 use super::sse::{self, LIVE_CAPACITY, OnDrop};
-use super::streamable::{bad, parse};
+use super::streamable::parse;
 use super::{Endpoint, guard};
 use crate::app::App;
 use crate::body::{Body, full, read_limited, require_json};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind, bad};
 use mcp_proxy_core::metrics::SessionTransport;
 
 /// `GET /{name}/sse[/{extra}]`.
@@ -92,7 +92,7 @@ pub(crate) async fn post(
     let via = Via::of(&req);
     let Some(id) = id else {
         return Err(bad(
-            "session_required",
+            ErrorKind::SessionRequired,
             "missing sessionId query parameter: use the endpoint uri sent by GET /{name}/sse",
         ));
     };
@@ -123,7 +123,7 @@ pub(crate) async fn post(
     let (messages, is_batch) = parse(&bytes)?;
     if is_batch {
         return Err(bad(
-            "batch_not_supported",
+            ErrorKind::BatchNotSupported,
             "json-rpc batches are not part of the 2024-11-05 sse transport",
         ));
     }

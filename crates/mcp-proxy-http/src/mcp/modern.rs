@@ -521,7 +521,7 @@ pub(crate) fn unsupported(id: Option<&RequestId>, version: &str) -> Response<Bod
         Some(serde_json::json!({
             "supported": supported,
             "requested": version,
-            "code": "unsupported_protocol_version",
+            "code": crate::ErrorKind::UnsupportedProtocolVersion,
         })),
     )
 }
@@ -653,7 +653,7 @@ impl Call {
         let (tx, answer) = oneshot::channel();
         let reply_id = req.id.clone();
         let serving = session.clone();
-        tokio::spawn(async move {
+        session.hub().spawn(async move {
             let _ = tx.send(serving.request(req).await);
         });
         Self {
@@ -669,6 +669,11 @@ impl Call {
             unmet: None,
             binding,
         }
+    }
+
+    /// The owner of the tasks spawned for this call.
+    pub(crate) fn hub(&self) -> &mcp_proxy_core::SessionHub {
+        self.session.hub()
     }
 
     pub(crate) fn set_parked(&self, parked: bool) {
@@ -836,7 +841,9 @@ async fn answer_stream(app: &App, mut call: Call) -> Response<Body> {
             // Something came first: relay the rest as it comes, then the last message.
             let (tx, live) = mpsc::channel(sse::LIVE_CAPACITY);
             let app = app.clone();
-            tokio::spawn(async move {
+            // Runs to its end at shutdown too: the session's end is its last message.
+            let tasks = call.session.hub().clone();
+            tasks.spawn_cleanup(async move {
                 let send = |json: Bytes, last: bool| {
                     let tx = tx.clone();
                     async move {
@@ -946,17 +953,17 @@ fn listen_stream(
             params: Some(to_raw(&serde_json::json!({ "uri": uri }))),
             extra: mcp_types::jsonrpc::Extra::new(),
         };
-        let session = session.clone();
-        tokio::spawn(async move {
-            let _ = session.request(subscribe).await;
+        let serving = session.clone();
+        session.hub().spawn(async move {
+            let _ = serving.request(subscribe).await;
         });
     }
     let first = event(&Bytes::from(ack.to_string()));
     let (tx, live) = mpsc::channel(sse::LIVE_CAPACITY);
     // Relay the outlet's messages to the response; when the session ends (not by the
     // client: dropping the response closes the session through `guard`), say so with a
-    // complete result.
-    tokio::spawn(async move {
+    // complete result (at shutdown too).
+    session.hub().spawn_cleanup(async move {
         let mut rx = rx;
         while let Some(item) = rx.recv().await {
             let Item::Note(json) = item else { continue };

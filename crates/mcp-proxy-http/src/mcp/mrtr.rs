@@ -244,10 +244,11 @@ impl Waiting {
         };
         let state = self.keys.seal(&claims);
         call.set_parked(true);
+        let tasks = call.hub().clone();
         self.calls().insert(id.clone(), Parked { call, binding });
         let me = Arc::downgrade(self);
         let wait = self.wait;
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             tokio::time::sleep(wait).await;
             if let Some(me) = me.upgrade() {
                 let expired = me.calls().remove(&id);

@@ -117,10 +117,11 @@ impl Replicas {
         u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Renews this replica's heartbeat while it exists.
+    /// Renews this replica's heartbeat while it exists, until the session hub shuts
+    /// down (the sessions end first; [`Replicas::retire`] then removes the heartbeat).
     pub(crate) fn spawn_heartbeat(self: &Arc<Self>) {
         let me = Arc::downgrade(self);
-        tokio::spawn(async move {
+        self.hub.spawn(async move {
             let mut tick = tokio::time::interval(HEARTBEAT_EVERY);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut failing = false;
@@ -146,7 +147,9 @@ impl Replicas {
                         // In a task of its own: many sessions must not delay the
                         // next heartbeat.
                         let me = me.clone();
-                        tokio::spawn(async move { me.write_back(vanished).await });
+                        me.hub
+                            .clone()
+                            .spawn(async move { me.write_back(vanished).await });
                     }
                     Ok(()) => renewed = Some(Instant::now()),
                     Err(e) if !failing => {
@@ -365,7 +368,7 @@ impl Replication {
         if let Some(s) = changed {
             *self.saved.lock().unwrap_or_else(|p| p.into_inner()) = s;
         }
-        tokio::spawn(async move {
+        r.hub.spawn_cleanup(async move {
             let done = match state {
                 Some(state) => registry.put_session(&id, &me, &state, ttl).await,
                 None => registry.touch_session(&id, ttl).await.map(drop),
@@ -382,7 +385,7 @@ impl Replication {
     pub(crate) fn check_ended(&self, session: &HttpSession) {
         let registry = self.replicas.registry.clone();
         let core = session.core().clone();
-        tokio::spawn(async move {
+        self.replicas.hub.spawn(async move {
             if let Ok(None) = registry.session(core.id()).await {
                 debug!(session = %core.id(), "the session ended on another replica; ending this copy");
                 core.close();
@@ -397,7 +400,7 @@ impl Replication {
         let r = self.replicas.clone();
         let id = id.to_owned();
         let snapshot = self.saved.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        tokio::spawn(async move {
+        self.replicas.hub.spawn_cleanup(async move {
             match released {
                 None => {
                     if let Err(e) = r.registry.delete_session(&id).await {

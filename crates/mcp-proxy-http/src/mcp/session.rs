@@ -196,8 +196,9 @@ impl Answer {
     fn spawn_rest(&mut self) {
         let Some(fut) = self.fut.take() else { return };
         let (session, id) = (self.session.clone(), self.id.clone());
-        if let Ok(rt) = tokio::runtime::Handle::try_current() {
-            rt.spawn(async move {
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let tasks = session.core().hub().clone();
+            tasks.spawn(async move {
                 if let Some(reply) = fut.await {
                     session.deliver(reply, id);
                 }

@@ -19,7 +19,7 @@ use super::sse::{self, AttachError, OnDrop};
 use super::{Endpoint, guard};
 use crate::app::App;
 use crate::body::{Body, empty, full, read_limited};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind, bad};
 use mcp_proxy_core::metrics::SessionTransport;
 
 /// The session header.
@@ -87,13 +87,13 @@ pub(crate) async fn post(
     if initialize {
         if is_batch {
             return Err(bad(
-                "initialize_in_batch",
+                ErrorKind::InitializeInBatch,
                 "initialize must not be sent in a batch",
             ));
         }
         if headers.contains_key(SESSION_HEADER) {
             return Err(bad(
-                "already_initialized",
+                ErrorKind::AlreadyInitialized,
                 "initialize must be sent without mcp-session-id: this session is initialized already",
             ));
         }
@@ -114,7 +114,7 @@ pub(crate) async fn post(
         let negotiated = session.core().protocol_version().unwrap_or_default();
         if version.as_deref().unwrap_or(&negotiated) != BATCH_VERSION {
             return Err(bad(
-                "batch_not_supported",
+                ErrorKind::BatchNotSupported,
                 format!(
                     "json-rpc batches are not allowed in protocol {negotiated}: send one message per request"
                 ),
@@ -148,7 +148,7 @@ pub(crate) async fn post(
         Ok(opened) => opened,
         Err(id) => {
             return Err(bad(
-                "request_id_in_use",
+                ErrorKind::RequestIdInUse,
                 format!("request id {id} is already in use by a request in flight on this session"),
             ));
         }
@@ -351,7 +351,7 @@ pub(crate) async fn get(
             "this session already has a standalone sse stream open".into(),
         )),
         Err(AttachError::Unknown) => Err(bad(
-            "unknown_event_id",
+            ErrorKind::UnknownEventId,
             "last-event-id names no stream of this session that can be resumed here: its events \
              are gone from the replay buffer, or were sent by a replica that is gone; open the \
              stream again without last-event-id",
@@ -436,7 +436,7 @@ async fn session_of(
 ) -> Result<Arc<HttpSession>, Error> {
     let Some(id) = headers.get(SESSION_HEADER) else {
         return Err(bad(
-            "session_required",
+            ErrorKind::SessionRequired,
             "missing mcp-session-id header: send initialize first and then the session id it returned",
         ));
     };
@@ -498,7 +498,7 @@ fn protocol_version(headers: &HeaderMap) -> Result<Option<String>, Error> {
         Ok(Some(v.to_owned()))
     } else {
         Err(bad(
-            "unsupported_protocol_version",
+            ErrorKind::UnsupportedProtocolVersion,
             format!(
                 "unsupported mcp-protocol-version {v:?}: supported are {}",
                 mcp_types::mcp::SUPPORTED_PROTOCOL_VERSIONS.join(", ")
@@ -517,17 +517,10 @@ pub(crate) fn parse(bytes: &[u8]) -> Result<(Vec<Message>, bool), Error> {
             // message gets the model's reason.
             crate::body::parse_json::<serde::de::IgnoredAny>(bytes)?;
             Err(bad(
-                "invalid_message",
+                ErrorKind::InvalidMessage,
                 format!("the body is not a json-rpc message: {e}"),
             ))
         }
-    }
-}
-
-pub(crate) fn bad(code: &'static str, message: impl Into<String>) -> Error {
-    Error::BadRequest {
-        code,
-        message: message.into(),
     }
 }
 

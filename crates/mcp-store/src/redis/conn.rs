@@ -95,6 +95,12 @@ impl Conn {
             .await
     }
 
+    /// `DEL key`; `what` names it in errors.
+    pub(super) async fn del(&self, key: &str, what: impl FnOnce() -> String) -> Result<()> {
+        let with = self.with();
+        self.call(what, with.del::<i64, _>(key)).await.map(drop)
+    }
+
     async fn get_raw(&self, key: &str) -> Result<Option<String>> {
         let with = self.client.with_options(&self.options);
         self.call(

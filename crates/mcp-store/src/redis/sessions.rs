@@ -8,7 +8,6 @@ use std::time::Duration;
 use fred::prelude::{Expiration, HashesInterface, KeysInterface};
 
 use super::RedisStore;
-use super::conn::Conn;
 use crate::Result;
 use crate::sessions::{SessionEntry, SessionRegistry};
 
@@ -30,10 +29,12 @@ fn millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX).max(1)
 }
 
-impl Conn {
+#[async_trait::async_trait]
+impl SessionRegistry for RedisStore {
     async fn put_session(&self, id: &str, owner: &str, state: &str, ttl: Duration) -> Result<()> {
-        let key = self.keys().session(id);
-        self.eval(
+        let conn = self.conn()?;
+        let key = conn.keys().session(id);
+        conn.eval(
             &format!("put session {id:?}"),
             PUT,
             &[key],
@@ -44,9 +45,10 @@ impl Conn {
     }
 
     async fn session(&self, id: &str) -> Result<Option<SessionEntry>> {
-        let key = self.keys().session(id);
-        let with = self.with();
-        let fields: Vec<Option<String>> = self
+        let conn = self.conn()?;
+        let key = conn.keys().session(id);
+        let with = conn.with();
+        let fields: Vec<Option<String>> = conn
             .call(
                 || format!("read session {id:?}"),
                 with.hmget(&key, vec!["owner", "state"]),
@@ -62,9 +64,10 @@ impl Conn {
     }
 
     async fn touch_session(&self, id: &str, ttl: Duration) -> Result<bool> {
-        let key = self.keys().session(id);
-        let with = self.with();
-        self.call(
+        let conn = self.conn()?;
+        let key = conn.keys().session(id);
+        let with = conn.with();
+        conn.call(
             || format!("touch session {id:?}"),
             with.pexpire::<bool, _>(&key, millis(ttl), None),
         )
@@ -72,9 +75,10 @@ impl Conn {
     }
 
     async fn session_ttl(&self, id: &str) -> Result<Option<Duration>> {
-        let key = self.keys().session(id);
-        let with = self.with();
-        let ms: i64 = self
+        let conn = self.conn()?;
+        let key = conn.keys().session(id);
+        let with = conn.with();
+        let ms: i64 = conn
             .call(|| format!("ttl of session {id:?}"), with.pttl(&key))
             .await?;
         // -2: no such key; -1: no expiry (not written by us, treat as long-lived).
@@ -86,14 +90,9 @@ impl Conn {
     }
 
     async fn delete_session(&self, id: &str) -> Result<()> {
-        let key = self.keys().session(id);
-        let with = self.with();
-        self.call(
-            || format!("delete session {id:?}"),
-            with.del::<i64, _>(&key),
-        )
-        .await
-        .map(drop)
+        let conn = self.conn()?;
+        let key = conn.keys().session(id);
+        conn.del(&key, || format!("delete session {id:?}")).await
     }
 
     async fn take_over(
@@ -104,8 +103,9 @@ impl Conn {
         state: Option<&str>,
         ttl: Duration,
     ) -> Result<bool> {
-        let key = self.keys().session(id);
-        let taken = self
+        let conn = self.conn()?;
+        let key = conn.keys().session(id);
+        let taken = conn
             .eval(
                 &format!("take over session {id:?}"),
                 TAKE_OVER,
@@ -122,9 +122,10 @@ impl Conn {
     }
 
     async fn heartbeat(&self, replica: &str, address: &str, ttl: Duration) -> Result<()> {
-        let key = self.keys().replica(replica);
-        let with = self.with();
-        self.call(
+        let conn = self.conn()?;
+        let key = conn.keys().replica(replica);
+        let with = conn.with();
+        conn.call(
             || format!("heartbeat of replica {replica:?}"),
             with.set::<(), _, _>(
                 &key,
@@ -138,9 +139,10 @@ impl Conn {
     }
 
     async fn replica(&self, replica: &str) -> Result<Option<String>> {
-        let key = self.keys().replica(replica);
-        let with = self.with();
-        self.call(
+        let conn = self.conn()?;
+        let key = conn.keys().replica(replica);
+        let with = conn.with();
+        conn.call(
             || format!("read replica {replica:?}"),
             with.get::<Option<String>, _>(&key),
         )
@@ -148,59 +150,9 @@ impl Conn {
     }
 
     async fn retire(&self, replica: &str) -> Result<()> {
-        let key = self.keys().replica(replica);
-        let with = self.with();
-        self.call(
-            || format!("retire replica {replica:?}"),
-            with.del::<i64, _>(&key),
-        )
-        .await
-        .map(drop)
-    }
-}
-
-#[async_trait::async_trait]
-impl SessionRegistry for RedisStore {
-    async fn put_session(&self, id: &str, owner: &str, state: &str, ttl: Duration) -> Result<()> {
-        self.conn()?.put_session(id, owner, state, ttl).await
-    }
-
-    async fn session(&self, id: &str) -> Result<Option<SessionEntry>> {
-        self.conn()?.session(id).await
-    }
-
-    async fn touch_session(&self, id: &str, ttl: Duration) -> Result<bool> {
-        self.conn()?.touch_session(id, ttl).await
-    }
-
-    async fn session_ttl(&self, id: &str) -> Result<Option<Duration>> {
-        self.conn()?.session_ttl(id).await
-    }
-
-    async fn delete_session(&self, id: &str) -> Result<()> {
-        self.conn()?.delete_session(id).await
-    }
-
-    async fn take_over(
-        &self,
-        id: &str,
-        from: &str,
-        owner: &str,
-        state: Option<&str>,
-        ttl: Duration,
-    ) -> Result<bool> {
-        self.conn()?.take_over(id, from, owner, state, ttl).await
-    }
-
-    async fn heartbeat(&self, replica: &str, address: &str, ttl: Duration) -> Result<()> {
-        self.conn()?.heartbeat(replica, address, ttl).await
-    }
-
-    async fn replica(&self, replica: &str) -> Result<Option<String>> {
-        self.conn()?.replica(replica).await
-    }
-
-    async fn retire(&self, replica: &str) -> Result<()> {
-        self.conn()?.retire(replica).await
+        let conn = self.conn()?;
+        let key = conn.keys().replica(replica);
+        conn.del(&key, || format!("retire replica {replica:?}"))
+            .await
     }
 }

@@ -5,7 +5,10 @@ use std::time::Duration;
 use mcp_store::{Error, Store, StoreEvent};
 use mcp_types::{ConnectionState, McpDefinition, McpStatus, Secret, Timestamp};
 
-use crate::support::{expect_deleted, expect_put, http_def, next_change};
+use crate::support::{
+    assert_not_found, assert_version_mismatch, expect_deleted, expect_put, http_def, next_change,
+    version,
+};
 
 contract_tests!(
     create_get_list_update_delete,
@@ -95,7 +98,7 @@ async fn update_and_delete_of_missing_are_not_found(store: &dyn Store) {
 
     store.create(http_def("once", "x")).await.unwrap();
     store.delete("once").await.unwrap();
-    assert!(store.delete("once").await.unwrap_err().is_not_found());
+    assert_not_found(store.delete("once").await);
 }
 
 async fn timestamps_are_server_set(store: &dyn Store) {
@@ -226,18 +229,8 @@ async fn every_write_gets_a_greater_version(store: &dyn Store) {
     let a1 = a.version.expect("a created definition has a version");
     assert_eq!(expect_put(&mut feed, "a").await.version, Some(a1));
     assert_eq!(store.get("a").await.unwrap().unwrap().version, Some(a1));
-    let b = store
-        .create(http_def("b", "v1"))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
-    let a2 = store
-        .update(http_def("a", "v2"))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
+    let b = version(store.create(http_def("b", "v1")).await);
+    let a2 = version(store.update(http_def("a", "v2")).await);
     assert!(a1 < b && b < a2, "{a1} < {b} < {a2}");
     assert_eq!(store.list().await.unwrap()[0].version, Some(a2));
     expect_put(&mut feed, "b").await;
@@ -245,7 +238,7 @@ async fn every_write_gets_a_greater_version(store: &dyn Store) {
     // A version sent in is not the store's to keep.
     let mut forged = http_def("b", "v2");
     forged.version = Some(u64::MAX);
-    let b2 = store.update(forged).await.unwrap().version.unwrap();
+    let b2 = version(store.update(forged).await);
     assert!(a2 < b2 && b2 < u64::MAX, "{b2}");
     expect_put(&mut feed, "b").await;
     store.delete("a").await.unwrap();
@@ -254,23 +247,13 @@ async fn every_write_gets_a_greater_version(store: &dyn Store) {
         .expect("deletions carry a version");
     assert!(b2 < deleted, "{b2} < {deleted}");
     // A definition created again after a delete is newer than the delete.
-    let again = store
-        .create(http_def("a", "v3"))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
+    let again = version(store.create(http_def("a", "v3")).await);
     assert!(deleted < again, "{deleted} < {again}");
     assert_eq!(store.version().await.unwrap(), again, "the latest write");
 }
 
 async fn conditional_writes_check_the_version_atomically(store: &dyn Store) {
-    let v1 = store
-        .create(http_def("c", "v1"))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
+    let v1 = version(store.create(http_def("c", "v1")).await);
     let err = store
         .update_if(http_def("c", "stale"), Some(v1 - 1))
         .await
@@ -292,42 +275,13 @@ async fn conditional_writes_check_the_version_atomically(store: &dyn Store) {
         Some("v1"),
         "a refused write changes nothing"
     );
-    let v2 = store
-        .update_if(http_def("c", "v2"), Some(v1))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
+    let v2 = version(store.update_if(http_def("c", "v2"), Some(v1)).await);
     // The version the first writer read is gone: a second writer holding it loses.
-    assert!(
-        store
-            .update_if(http_def("c", "lost"), Some(v1))
-            .await
-            .unwrap_err()
-            .is_version_mismatch()
-    );
-    assert!(
-        store
-            .delete_if("c", Some(v1))
-            .await
-            .unwrap_err()
-            .is_version_mismatch()
-    );
+    assert_version_mismatch(store.update_if(http_def("c", "lost"), Some(v1)).await);
+    assert_version_mismatch(store.delete_if("c", Some(v1)).await);
     assert!(store.get("c").await.unwrap().is_some());
     let deleted = store.delete_if("c", Some(v2)).await.unwrap();
     assert!(v2 < deleted);
-    assert!(
-        store
-            .delete_if("c", Some(v2))
-            .await
-            .unwrap_err()
-            .is_not_found()
-    );
-    assert!(
-        store
-            .update_if(http_def("c", "x"), Some(v2))
-            .await
-            .unwrap_err()
-            .is_not_found()
-    );
+    assert_not_found(store.delete_if("c", Some(v2)).await);
+    assert_not_found(store.update_if(http_def("c", "x"), Some(v2)).await);
 }

@@ -7,8 +7,8 @@ use mcp_store::{Error, Kind, Store};
 use mcp_types::{PrefixMode, Secret, Timestamp, ToolOverride};
 
 use crate::support::{
-    expect_deleted, expect_group_deleted, expect_group_put, expect_put, group, http_def,
-    next_change,
+    assert_not_found, assert_version_mismatch, expect_deleted, expect_group_deleted,
+    expect_group_put, expect_put, group, http_def, next_change, version,
 };
 
 contract_tests!(
@@ -96,15 +96,9 @@ async fn a_duplicate_group_is_refused_and_missing_groups_are_not_found(store: &d
         store.get_group("ghost").await.unwrap().is_none(),
         "an update must not create"
     );
-    assert!(
-        store
-            .delete_group("ghost")
-            .await
-            .unwrap_err()
-            .is_not_found()
-    );
+    assert_not_found(store.delete_group("ghost").await);
     store.delete_group("dup").await.unwrap();
-    assert!(store.delete_group("dup").await.unwrap_err().is_not_found());
+    assert_not_found(store.delete_group("dup").await);
 }
 
 async fn groups_and_definitions_share_one_namespace(store: &dyn Store) {
@@ -172,27 +166,12 @@ async fn groups_and_definitions_share_one_namespace(store: &dyn Store) {
 
 async fn group_writes_share_the_versions_of_definitions(store: &dyn Store) {
     assert_eq!(store.version().await.unwrap(), 0, "no write yet");
-    let d1 = store
-        .create(http_def("a", "v1"))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
-    let g1 = store
-        .create_group(group("g", "v1"))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
-    let d2 = store
-        .update(http_def("a", "v2"))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
+    let d1 = version(store.create(http_def("a", "v1")).await);
+    let g1 = version(store.create_group(group("g", "v1")).await);
+    let d2 = version(store.update(http_def("a", "v2")).await);
     let mut forged = group("g", "v2");
     forged.version = Some(u64::MAX);
-    let g2 = store.update_group(forged).await.unwrap().version.unwrap();
+    let g2 = version(store.update_group(forged).await);
     assert!(
         d1 < g1 && g1 < d2 && d2 < g2 && g2 < u64::MAX,
         "{d1} {g1} {d2} {g2}"
@@ -205,23 +184,13 @@ async fn group_writes_share_the_versions_of_definitions(store: &dyn Store) {
     assert_eq!(store.version().await.unwrap(), g2, "the latest write");
     let deleted = store.delete_group_if("g", None).await.unwrap();
     assert!(g2 < deleted);
-    let again = store
-        .create_group(group("g", "v3"))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
+    let again = version(store.create_group(group("g", "v3")).await);
     assert!(deleted < again);
     assert_eq!(store.version().await.unwrap(), again);
 }
 
 async fn conditional_group_writes_check_the_version(store: &dyn Store) {
-    let v1 = store
-        .create_group(group("c", "v1"))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
+    let v1 = version(store.create_group(group("c", "v1")).await);
     let err = store
         .update_group_if(group("c", "stale"), Some(v1 - 1))
         .await
@@ -250,36 +219,13 @@ async fn conditional_group_writes_check_the_version(store: &dyn Store) {
         Some("v1"),
         "a refused write changes nothing"
     );
-    let v2 = store
-        .update_group_if(group("c", "v2"), Some(v1))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
-    assert!(
-        store
-            .update_group_if(group("c", "lost"), Some(v1))
-            .await
-            .unwrap_err()
-            .is_version_mismatch()
-    );
-    assert!(
-        store
-            .delete_group_if("c", Some(v1))
-            .await
-            .unwrap_err()
-            .is_version_mismatch()
-    );
+    let v2 = version(store.update_group_if(group("c", "v2"), Some(v1)).await);
+    assert_version_mismatch(store.update_group_if(group("c", "lost"), Some(v1)).await);
+    assert_version_mismatch(store.delete_group_if("c", Some(v1)).await);
     assert!(store.get_group("c").await.unwrap().is_some());
     let deleted = store.delete_group_if("c", Some(v2)).await.unwrap();
     assert!(v2 < deleted);
-    assert!(
-        store
-            .delete_group_if("c", Some(v2))
-            .await
-            .unwrap_err()
-            .is_not_found()
-    );
+    assert_not_found(store.delete_group_if("c", Some(v2)).await);
 }
 
 async fn the_feed_carries_group_changes_and_nothing_for_failed_writes(store: &dyn Store) {

@@ -11,8 +11,8 @@ use mcp_test_support::redis::RedisServer;
 use mcp_types::{ConnectionState, McpStatus};
 
 use crate::support::{
-    expect_deleted, expect_group_deleted, expect_group_put, expect_put, group, http_def,
-    raw_client, redis_config, redis_store,
+    assert_not_found, expect_deleted, expect_group_deleted, expect_group_put, expect_put, group,
+    http_def, raw_client, redis_config, redis_store, two_replicas, version,
 };
 
 /// Upper bound for "fails fast": far above the 2 s command timeout, far below a hang.
@@ -20,9 +20,7 @@ const FAIL_FAST_BOUND: Duration = Duration::from_secs(10);
 
 #[tokio::test]
 async fn two_stores_on_one_server_see_each_others_changes() {
-    let server = RedisServer::start().await;
-    let a = redis_store(&server, "shared:").await;
-    let b = redis_store(&server, "shared:").await;
+    let (_server, a, b) = two_replicas("shared:").await;
     let mut feed_a = a.watch();
     let mut feed_b = b.watch();
 
@@ -52,9 +50,7 @@ async fn two_stores_on_one_server_see_each_others_changes() {
 
 #[tokio::test]
 async fn concurrent_creates_of_one_name_let_exactly_one_win() {
-    let server = RedisServer::start().await;
-    let a = redis_store(&server, "race:").await;
-    let b = redis_store(&server, "race:").await;
+    let (_server, a, b) = two_replicas("race:").await;
     let attempts = (0..8).map(|i| {
         let store = if i % 2 == 0 { &a } else { &b };
         store.create(http_def("one", &format!("attempt {i}")))
@@ -83,7 +79,7 @@ async fn a_prefix_isolates_stores_and_keys_follow_the_documented_layout() {
     assert!(green.get("fs").await.unwrap().is_none());
     assert!(green.list().await.unwrap().is_empty());
     assert!(green.load_status("fs").await.unwrap().is_none());
-    assert!(green.delete("fs").await.unwrap_err().is_not_found());
+    assert_not_found(green.delete("fs").await);
 
     // Green's feed never carried blue's change: its first change is its own create.
     green.create(http_def("fs", "green")).await.unwrap();
@@ -124,12 +120,7 @@ async fn versions_keep_growing_after_redis_lost_its_counter() {
     let server = RedisServer::start().await;
     let store = redis_store(&server, "v:").await;
     let raw = raw_client(&server).await;
-    let first = store
-        .create(http_def("a", "v1"))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
+    let first = version(store.create(http_def("a", "v1")).await);
     // A counter far ahead of the clock (a clock stepped back): writes go on from it.
     raw.set::<(), _, _>(
         "v:version",
@@ -140,23 +131,13 @@ async fn versions_keep_growing_after_redis_lost_its_counter() {
     )
     .await
     .unwrap();
-    let ahead = store
-        .update(http_def("a", "v2"))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
+    let ahead = version(store.update(http_def("a", "v2")).await);
     assert_eq!(ahead, first + 1_000_000_001);
     // The counter lost (a restart without persistence): versions go on from the server's
     // clock, past every version the clock gave before. (Only a clock stepped back and a
     // lost counter together could repeat a version.)
     raw.del::<(), _>("v:version").await.unwrap();
-    let after = store
-        .update(http_def("a", "v3"))
-        .await
-        .unwrap()
-        .version
-        .unwrap();
+    let after = version(store.update(http_def("a", "v3")).await);
     assert!(first < after, "{first} < {after}");
     let deleted = store.delete_if("a", None).await.unwrap();
     assert!(after < deleted, "{after} < {deleted}");
@@ -392,9 +373,7 @@ async fn a_frozen_server_times_out_instead_of_hanging_and_recovers_when_thawed()
 
 #[tokio::test]
 async fn replicas_see_each_others_groups_under_the_documented_keys() {
-    let server = RedisServer::start().await;
-    let a = redis_store(&server, "shared:").await;
-    let b = redis_store(&server, "shared:").await;
+    let (server, a, b) = two_replicas("shared:").await;
     let mut feed_b = b.watch();
     let created = a.create_group(group("team", "from a")).await.unwrap();
     let seen = tokio::time::timeout(
@@ -440,9 +419,7 @@ async fn replicas_see_each_others_groups_under_the_documented_keys() {
 
 #[tokio::test]
 async fn a_definition_and_a_group_racing_for_one_name_on_two_replicas_let_one_win() {
-    let server = RedisServer::start().await;
-    let a = redis_store(&server, "race:").await;
-    let b = redis_store(&server, "race:").await;
+    let (_server, a, b) = two_replicas("race:").await;
     for round in 0..4 {
         let name = format!("n{round}");
         let (def, grp) = tokio::join!(

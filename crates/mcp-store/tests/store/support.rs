@@ -98,3 +98,52 @@ pub(crate) async fn expect_group_deleted(feed: &mut WatchStream, name: &str) -> 
         other => panic!("expected GroupDeleted({name:?}), got {other:?}"),
     }
 }
+
+/// A `redis-server` of its own and two stores on it under one prefix: two replicas.
+pub(crate) async fn two_replicas(prefix: &str) -> (RedisServer, RedisStore, RedisStore) {
+    let server = RedisServer::start().await;
+    let a = redis_store(&server, prefix).await;
+    let b = redis_store(&server, prefix).await;
+    (server, a, b)
+}
+
+/// What a store write answers with: a definition or a group, with its version.
+pub(crate) trait Versioned: std::fmt::Debug {
+    fn version(&self) -> Option<u64>;
+}
+
+impl Versioned for McpDefinition {
+    fn version(&self) -> Option<u64> {
+        self.version
+    }
+}
+
+impl Versioned for GroupDefinition {
+    fn version(&self) -> Option<u64> {
+        self.version
+    }
+}
+
+/// The version of a successful write; a panic when it failed or carries none.
+pub(crate) fn version(written: mcp_store::Result<impl Versioned>) -> u64 {
+    let written = written.expect("the write succeeds");
+    written
+        .version()
+        .unwrap_or_else(|| panic!("a written value has a version: {written:?}"))
+}
+
+/// Asserts a write was refused for a version mismatch.
+pub(crate) fn assert_version_mismatch(result: mcp_store::Result<impl std::fmt::Debug>) {
+    match result {
+        Err(err) if err.is_version_mismatch() => {}
+        other => panic!("expected a version mismatch, got {other:?}"),
+    }
+}
+
+/// Asserts a call failed because the name is not there.
+pub(crate) fn assert_not_found(result: mcp_store::Result<impl std::fmt::Debug>) {
+    match result {
+        Err(err) if err.is_not_found() => {}
+        other => panic!("expected not found, got {other:?}"),
+    }
+}

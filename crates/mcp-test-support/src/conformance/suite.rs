@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
-use mcp_test_support::tools;
+use crate::tools;
 
 /// Runs the suite against `url`; returns each scenario's verdict (`true` = passed).
-pub(crate) async fn conformance(url: &str, out: &Path) -> (BTreeMap<String, bool>, String) {
+pub async fn conformance(url: &str, out: &Path) -> (BTreeMap<String, bool>, String) {
     let root = tools::workspace_root();
     let cli = root.join(".tools/npm/node_modules/@modelcontextprotocol/conformance/dist/index.js");
     assert!(
@@ -22,7 +22,7 @@ pub(crate) async fn conformance(url: &str, out: &Path) -> (BTreeMap<String, bool
 
 /// Runs the suite's `cli` (`server --url URL ARGS… -o OUT`) and reads the verdict of each
 /// scenario in its summary (`✓ name: …` / `✗ name: …` lines), and the summary itself.
-pub(crate) async fn run(
+pub async fn run(
     cli: &Path,
     args: &[&str],
     url: &str,
