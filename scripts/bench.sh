@@ -398,6 +398,76 @@ NGINX
       printf '| added by the resume | %s |\n\n' "$(awk -v a="$p_first" -v b="$p_second" 'BEGIN {if (a == "n/a" || b == "n/a") print "n/a"; else printf "%.2f", a - b}')"
       printf 'r1 logged %s resumes.\n' "$resumes"
     } >"$out/resume.md"
+
+    # A session bound to its owner (a per-client stdio process) is served on another
+    # replica by forwarding each request to the owner. Two nginx that route by the
+    # Mcp-Session-Id header: "owner" sends everything to r0; "split" sends initialize (no
+    # session id yet) to r0, which starts the process and owns the session, and every
+    # later request to r1, which forwards it to r0. The difference of their p50 is what a
+    # forwarded request adds (r1's own work, one more HTTP hop on loopback).
+    say "POST $r0/admin/mcps evp (stdio server-everything, per-client); every replica reads it from Redis"
+    register "$r0" "{\"name\":\"evp\",\"transport\":\"stdio\",$everything_cmd,\"sessionMode\":\"per-client\",\"maxSessions\":200}"
+    for i in 0 1 2; do wait_connected "http://127.0.0.1:${r_ports[$i]}" evp; done
+    # nginx_split_conf DIR PORT FIRST_PORT LATER_PORT: initialize to FIRST, the rest to LATER.
+    nginx_split_conf() {
+      local d="$1" port="$2" first="$3" later="$4"
+      mkdir -p "$d"
+      cat >"$d/nginx.conf" <<NGINX
+daemon off;
+master_process off;
+pid $d/nginx.pid;
+error_log $d/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $d/body;
+  proxy_temp_path $d/proxy;
+  fastcgi_temp_path $d/fastcgi;
+  uwsgi_temp_path $d/uwsgi;
+  scgi_temp_path $d/scgi;
+  map \$http_mcp_session_id \$proxyd_backend {
+    ""      127.0.0.1:$first;
+    default 127.0.0.1:$later;
+  }
+  server {
+    listen 127.0.0.1:$port;
+    location / {
+      proxy_pass http://\$proxyd_backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host 127.0.0.1;
+      proxy_buffering off;
+      proxy_read_timeout 300s;
+    }
+  }
+}
+NGINX
+    }
+    local p_nown p_nsplit
+    read -r p_nown p_nsplit <<<"$("$mb" free-ports 2 | tr '\n' ' ')"
+    nginx_split_conf "$out/nginx-owner" "$p_nown" "$p_r0" "$p_r0"
+    nginx_split_conf "$out/nginx-split" "$p_nsplit" "$p_r0" "$p_r1"
+    bg nginx-owner "$nginx_bin" -p "$out/nginx-owner" -c "$out/nginx-owner/nginx.conf" -e "$out/nginx-owner/error.log"
+    bg nginx-split "$nginx_bin" -p "$out/nginx-split" -c "$out/nginx-split/nginx.conf" -e "$out/nginx-split/error.log"
+    local nown="http://127.0.0.1:$p_nown" nsplit="http://127.0.0.1:$p_nsplit"
+    wait_http "$nown/healthz"; wait_http "$nsplit/healthz"
+    local forward_section="Replicas: tools/call echo on a stdio per-client session, owner or forwarded, medians of $repeats"
+    local forward_rows=(
+      "stdio-on-owner|nginx → r0, the owner of each session (stdio server-everything, per-client)|-|${r_pids[0]}|$nown/evp/mcp"
+      "stdio-forwarded|nginx: initialize → r0, every later request → r1, forwarded to r0|stdio-on-owner|-|$nsplit/evp/mcp"
+    )
+    for rep in $(seq "$repeats"); do
+      for sessions in 1 8; do
+        log "replicas, forwarded, repeat $rep/$repeats: $sessions sessions"
+        for row in "${forward_rows[@]}"; do
+          IFS='|' read -r id title ref pid tgt <<<"$row"
+          bench "$forward_section" "$id" "$title" "$ref" "$pid" "$v_old" "$sessions" small "$rep" "$tgt"
+        done
+      done
+    done
+    # r0 lives: a stdio session answered through r1 was forwarded (it cannot be taken over).
+    local takeovers; takeovers=$(grep -c 'took over the session' "$out/logs/replica1.log" || true)
+    printf '\nr1 took %s sessions over (0: every request r1 got for evp was forwarded to r0).\n' "$takeovers" >>"$out/resume.md"
   fi
 
   for p in "${pids[@]}"; do stop "$p"; done

@@ -1,6 +1,9 @@
 //! Sessions that survive a replica: three proxyd on one real `redis-server`, behind a real
 //! nginx balancing round robin with no stickiness, all on 127.0.0.1 and started here.
 
+#[path = "replicas/forwarding.rs"]
+mod forwarding;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -152,6 +155,10 @@ fn echo(id: u64, msg: &str) -> Value {
 
 fn resumed(p: &Proxyd) -> usize {
     support::log_count(p, "resumed a session started on another replica")
+}
+
+fn forwarded(p: &Proxyd) -> usize {
+    support::log_count(p, "forwarding to the holder")
 }
 
 fn token_refusal(body: &Value) -> &str {
@@ -397,19 +404,31 @@ async fn a_stdio_session_stays_with_its_live_owner_and_is_taken_over_when_it_die
         .post(&url(&cluster, 0), Some(&sid), &[], &echo(1, "owner"))
         .await;
     assert_eq!(s, StatusCode::OK, "{body}");
-    // Its process lives on r0, which is alive: another replica says so.
+    // Its process lives on r0, which is alive: another replica forwards to it.
     let (s, _, body) = http
         .post(&url(&cluster, 1), Some(&sid), &[], &echo(2, "b"))
         .await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
-    assert_eq!(
-        body["error"]["data"]["code"], "session_on_other_replica",
-        "{body}"
-    );
-    // The owner dies; once its heartbeat expires, the next replica takes the session over
-    // with a fresh upstream process and tells the client to list tools again.
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert!(forwarded(&cluster.replicas[1]) >= 1);
+    // The owner dies: while its heartbeat is current the session is not taken over, and
+    // a replica that cannot reach it says so.
     cluster.replicas[0].kill().await;
     let on_r1 = url(&cluster, 1);
+    let (s, _, body) = http.post(&on_r1, Some(&sid), &[], &echo(5, "x")).await;
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(
+        body["error"]["data"]["code"], "replica_unreachable",
+        "{body}"
+    );
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("replica r0"),
+        "{body}"
+    );
+    // Once it expires, the next replica takes the session over with a fresh upstream
+    // process and tells the client to list tools again.
     let mut last;
     assert_eventually!(Duration::from_secs(30), {
         let (s, _, body) = http.post(&on_r1, Some(&sid), &[], &echo(3, "taken")).await;
@@ -424,11 +443,12 @@ async fn a_stdio_session_stays_with_its_live_owner_and_is_taken_over_when_it_die
         "{last}"
     );
     support::log_line(&cluster.replicas[1], &["took over the session"]).await;
-    // The session is r1's now: r2 defers to it.
+    // The session is r1's now: r2 forwards to it.
     let (s, _, body) = http
         .post(&url(&cluster, 2), Some(&sid), &[], &echo(4, "c"))
         .await;
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(s, StatusCode::OK, "{body}");
+    assert_eq!(support::log_count(&cluster.replicas[2], "took over"), 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -476,7 +496,7 @@ async fn with_redis_away_held_sessions_go_on_and_resumes_fail_clearly() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_legacy_message_on_another_replica_names_the_replica_holding_its_stream() {
+async fn a_legacy_message_on_another_replica_is_forwarded_to_the_replica_holding_its_stream() {
     let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
     let mut cluster = Cluster::start([K1, K1, K1], &[]).await;
     cluster
@@ -504,25 +524,13 @@ async fn a_legacy_message_on_another_replica_names_the_replica_holding_its_strea
     };
     let init = json!({"jsonrpc":"2.0","id":1,"method":"initialize","params":{
         "protocolVersion":"2024-11-05","capabilities":{},"clientInfo":{"name":"t","version":"1"}}});
-    // Another replica does not hold the stream: 503 naming the one that does.
+    // Another replica does not hold the stream: it forwards the post to the one that
+    // does, and the answer arrives on the stream, once.
     let resp = post(1, &init).await.unwrap();
-    assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let body: Value = resp.json().await.unwrap();
-    assert_eq!(
-        body["error"]["data"]["code"], "session_on_other_replica",
-        "{body}"
-    );
-    let port = cluster.replicas[0].port().to_string();
-    let message = body["error"]["message"].as_str().unwrap_or("");
-    assert!(
-        message.contains("replica r0") && message.contains(&port),
-        "{body}"
-    );
-    // The replica holding it serves it; the refused post reached nothing.
-    let resp = post(0, &init).await.unwrap();
     assert_eq!(resp.status(), StatusCode::ACCEPTED);
     let seen = support::read_until(&mut stream, "protocolVersion").await;
     assert_eq!(seen.matches("\"id\":1").count(), 1, "{seen}");
+    assert_eq!(forwarded(&cluster.replicas[1]), 1);
     // A session id this replica never issued, naming itself: plain 404.
     let own = path.replace("&replica=r0", "&replica=r1");
     let resp = http

@@ -43,6 +43,8 @@ pub(crate) struct Inner {
     pub(crate) tokens: Option<mcp::token::Tokens>,
     /// This replica in the session registry (with `session_keys` and Redis).
     pub(crate) replicas: Option<Arc<mcp::replicas::Replicas>>,
+    /// Requests forwarded to the replica holding what they need, and from other replicas.
+    pub(crate) forward: mcp::forward::Forwarder,
 }
 
 impl App {
@@ -66,6 +68,7 @@ impl App {
                     config.session_token_lifetime,
                 ),
                 replicas: None,
+                forward: mcp::forward::Forwarder::new(&config.session_keys),
                 config,
                 store,
                 manager,
@@ -103,6 +106,7 @@ impl App {
             Arc::downgrade(&inner.http_sessions),
         );
         replicas.spawn_heartbeat();
+        inner.waiting.set_replica(replica_id);
         inner.replicas = Some(replicas);
         self
     }

@@ -123,6 +123,24 @@ pub enum Error {
     /// The session's upstream lives in another replica's process, which is alive.
     #[error("{0}")]
     SessionElsewhere(String),
+    /// The session (or the events asked for) is held by another replica, which is alive,
+    /// and this request cannot be forwarded there (it was forwarded here already).
+    #[error(
+        "this session is held by replica {replica} ({address}); this request was forwarded \
+         here by another replica already and is not forwarded again"
+    )]
+    OnReplica {
+        /// The replica holding it.
+        replica: String,
+        /// Where it listens.
+        address: String,
+    },
+    /// The replica holding the session cannot be reached (connection refused, timed out).
+    #[error("{0}")]
+    ReplicaUnreachable(String),
+    /// The replica holding the session was reached but did not answer.
+    #[error("{0}")]
+    ReplicaFailed(String),
     /// The `Accept` header does not allow what the endpoint answers with.
     #[error("{0}")]
     NotAcceptable(String),
@@ -216,6 +234,15 @@ impl Error {
                 K::SessionOnOtherReplica,
                 None,
             ),
+            Self::OnReplica { replica, address } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                K::SessionOnOtherReplica,
+                Some(serde_json::json!({ "replica": replica, "address": address })),
+            ),
+            Self::ReplicaUnreachable(_) => {
+                (StatusCode::SERVICE_UNAVAILABLE, K::ReplicaUnreachable, None)
+            }
+            Self::ReplicaFailed(_) => (StatusCode::BAD_GATEWAY, K::ReplicaFailed, None),
             Self::RegistryUnavailable(_) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 K::SessionRegistryUnavailable,

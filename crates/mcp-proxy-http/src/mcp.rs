@@ -8,6 +8,7 @@
 //! client session is a [`mcp_proxy_core::ClientSession`]; this module carries its messages
 //! over HTTP ([`session`]), in SSE events with replay buffers ([`sse`]).
 
+pub(crate) mod forward;
 mod guard;
 mod legacy_sse;
 mod modern;
@@ -239,9 +240,13 @@ pub(crate) fn jsonrpc_error_response(err: &Error) -> Response<Body> {
 async fn serve(
     app: &App,
     endpoint: &Endpoint,
-    req: Request<Incoming>,
+    mut req: Request<Incoming>,
     client: ClientAddr,
 ) -> Result<Response<Body>, Error> {
+    // A request another replica forwarded carries the client's address it determined.
+    let via = app.inner().forward.inbound(&mut req, client)?;
+    let client = via.client;
+    req.extensions_mut().insert(via);
     let manager = &app.inner().manager;
     let (policy, is_http) = if let Some(upstream) = manager.upstream(&endpoint.name) {
         let policy = upstream.derived(|def| guard::Policy::new(def, app.config()));

@@ -63,6 +63,12 @@ pub enum ErrorKind {
     SessionOnOtherReplica,
     /// `session_registry_unavailable`: The session registry cannot be read now.
     SessionRegistryUnavailable,
+    /// `replica_unreachable`: The replica holding the session cannot be reached.
+    ReplicaUnreachable,
+    /// `replica_failed`: The replica holding the session was reached but did not answer.
+    ReplicaFailed,
+    /// `forwarded_header_refused`: An `mcp-proxy-forwarded` header that does not verify.
+    ForwardedHeaderRefused,
     /// `too_many_sessions`: Session limits reached.
     TooManySessions,
     /// `unsupported_protocol_version`: `MCP-Protocol-Version` names a version the proxy does not speak.
@@ -121,6 +127,9 @@ impl ErrorKind {
         Self::SessionNotFound,
         Self::SessionOnOtherReplica,
         Self::SessionRegistryUnavailable,
+        Self::ReplicaUnreachable,
+        Self::ReplicaFailed,
+        Self::ForwardedHeaderRefused,
         Self::TooManySessions,
         Self::UnsupportedProtocolVersion,
         Self::InvalidMessage,
@@ -167,6 +176,9 @@ impl ErrorKind {
             Self::SessionNotFound => "session_not_found",
             Self::SessionOnOtherReplica => "session_on_other_replica",
             Self::SessionRegistryUnavailable => "session_registry_unavailable",
+            Self::ReplicaUnreachable => "replica_unreachable",
+            Self::ReplicaFailed => "replica_failed",
+            Self::ForwardedHeaderRefused => "forwarded_header_refused",
             Self::TooManySessions => "too_many_sessions",
             Self::UnsupportedProtocolVersion => "unsupported_protocol_version",
             Self::InvalidMessage => "invalid_message",

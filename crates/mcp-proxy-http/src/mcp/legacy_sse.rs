@@ -4,8 +4,9 @@
 //! the session; its upstream requests are cancelled.
 //!
 //! With a session registry the endpoint uri also names the replica holding the stream
-//! (`&replica=`): a `POST /message` that lands on another replica is answered 503
-//! `session_on_other_replica` naming it (no forwarding between replicas), not 404.
+//! (`&replica=`): a `POST /message` that lands on another replica is forwarded to that
+//! one while it lives ([`super::forward`]), and its answer arrives on the stream; once it
+//! is gone, so is the session (404).
 
 use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -13,6 +14,7 @@ use mcp_proxy_core::SessionOptions;
 use mcp_types::Message;
 use tokio::sync::mpsc;
 
+use super::forward::{Holder, Replay, Via};
 use super::session::HttpSession;
 use super::sse::{self, LIVE_CAPACITY, OnDrop};
 use super::streamable::parse;
@@ -87,6 +89,7 @@ pub(crate) async fn post(
     };
     let id = query(&["sessionId", "session_id"]);
     let holder = query(&["replica"]);
+    let via = Via::of(&req);
     let Some(id) = id else {
         return Err(bad(
             ErrorKind::SessionRequired,
@@ -98,7 +101,21 @@ pub(crate) async fn post(
         .http_sessions
         .get(&endpoint.name, &id, SessionTransport::Sse)
     else {
-        return Err(not_here(app, holder.as_deref()).await);
+        let (replica, address) = match not_here(app, &id, holder.as_deref()).await {
+            Error::OnReplica { replica, address } if via.may_forward() => (replica, address),
+            err => return Err(err),
+        };
+        let (headers, uri) = (req.headers().clone(), req.uri().clone());
+        let body = read_limited(&headers, req.into_body(), app.config().max_body_bytes).await?;
+        let replay = Replay {
+            method: http::Method::POST,
+            uri: &uri,
+            headers: &headers,
+            body,
+        };
+        let to = Holder { replica, address };
+        let forward = &app.inner().forward;
+        return forward.send(app, &endpoint.name, &via, &to, replay).await;
     };
     require_json(req.headers(), crate::body::Untyped::Json)?;
     let headers = req.headers().clone();
@@ -134,20 +151,33 @@ pub(crate) async fn post(
 }
 
 /// Why a legacy session is not served here: its stream is on another replica that lives
-/// (503 naming it), or it is gone (404).
-async fn not_here(app: &App, holder: Option<&str>) -> Error {
+/// (`OnReplica`: forwarded there), or it is gone (404).
+async fn not_here(app: &App, id: &str, holder: Option<&str>) -> Error {
     let (Some(replicas), Some(holder)) = (&app.inner().replicas, holder) else {
         return Error::SessionNotFound;
     };
     if holder == replicas.id() {
         return Error::SessionNotFound;
     }
+    let forward = &app.inner().forward;
+    if let Some(h) = forward.holder_of(id).filter(|h| h.replica == holder) {
+        return Error::OnReplica {
+            replica: h.replica,
+            address: h.address,
+        };
+    }
     match replicas.address_of(holder).await {
-        Ok(Some(address)) => Error::SessionElsewhere(format!(
-            "this legacy sse session's event stream is on replica {holder} ({address}): send its \
-             /message posts to that replica (route /sse and /message with stickiness; forwarding \
-             between replicas is not available)"
-        )),
+        Ok(Some(address)) => {
+            let h = Holder {
+                replica: holder.to_owned(),
+                address,
+            };
+            forward.remember(id, &h);
+            Error::OnReplica {
+                replica: h.replica,
+                address: h.address,
+            }
+        }
         // The replica that held the stream is gone, and the session with it.
         Ok(None) => Error::SessionNotFound,
         Err(e) => Error::RegistryUnavailable(format!(

@@ -94,6 +94,9 @@ struct Claims {
     d: String,
     /// Expiry, milliseconds since the Unix epoch.
     e: u64,
+    /// The replica the call waits on, when replicas share sessions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    r: Option<String>,
 }
 
 /// What a state is bound to: who asked, and what.
@@ -178,6 +181,8 @@ pub(crate) struct Waiting {
     calls: Mutex<HashMap<String, Parked>>,
     keys: Keys,
     wait: Duration,
+    /// This replica's id, when replicas share sessions: states name it.
+    replica: std::sync::OnceLock<String>,
 }
 
 struct Parked {
@@ -201,7 +206,20 @@ impl Waiting {
             calls: Mutex::new(HashMap::new()),
             keys: state_keys(keys),
             wait,
+            replica: std::sync::OnceLock::new(),
         })
+    }
+
+    /// States issued from now on name replica `id` (where their calls wait).
+    pub(crate) fn set_replica(&self, id: &str) {
+        let _ = self.replica.set(id.to_owned());
+    }
+
+    /// The other replica a genuine, current `state` names: its call waits there.
+    pub(crate) fn elsewhere(&self, state: &str) -> Option<String> {
+        let claims: Claims = self.keys.open(state).ok()?;
+        let r = claims.r.filter(|r| self.replica.get() != Some(r))?;
+        (claims.e >= now_ms()).then_some(r)
     }
 
     fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, Parked>> {
@@ -222,6 +240,7 @@ impl Waiting {
             p: binding.principal.clone(),
             d: binding.request.clone(),
             e: now_ms().saturating_add(u64::try_from(self.wait.as_millis()).unwrap_or(u64::MAX)),
+            r: self.replica.get().cloned(),
         };
         let state = self.keys.seal(&claims);
         call.set_parked(true);
@@ -378,6 +397,7 @@ mod tests {
             p: "p".into(),
             d: "d".into(),
             e: 42,
+            r: None,
         };
         let state = keys.seal(&claims);
         assert!(state.starts_with("mcpp1.one."));
@@ -422,5 +442,33 @@ mod tests {
         }
         let state = req("tools/call", serde_json::json!({"requestState": 5}));
         assert!(request_state(&state).is_err());
+    }
+
+    #[test]
+    fn a_state_names_the_replica_its_call_waits_on() {
+        let keys = [StateKey {
+            id: "k".into(),
+            key: [3; 32],
+        }];
+        let w = Waiting::new(&keys, Duration::from_secs(60));
+        w.set_replica("r0");
+        let state = |r: Option<&str>, e: u64| {
+            w.keys.seal(&Claims {
+                w: "x".into(),
+                p: String::new(),
+                d: String::new(),
+                e,
+                r: r.map(str::to_owned),
+            })
+        };
+        let later = now_ms() + 60_000;
+        assert_eq!(
+            w.elsewhere(&state(Some("r1"), later)).as_deref(),
+            Some("r1")
+        );
+        assert_eq!(w.elsewhere(&state(Some("r0"), later)), None, "here");
+        assert_eq!(w.elsewhere(&state(None, later)), None, "one replica");
+        assert_eq!(w.elsewhere(&state(Some("r1"), 1)), None, "expired");
+        assert_eq!(w.elsewhere("mcpp1.k.AAAA"), None);
     }
 }

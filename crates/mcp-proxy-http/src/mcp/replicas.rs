@@ -10,7 +10,8 @@
 //!   from the snapshot: HTTP upstream sessions go on under the same upstream session id
 //!   (no `initialize` upstream). A session with an upstream bound to its owner's process
 //!   (a `per-client` stdio child, a legacy SSE stream) stays with its owner while the
-//!   owner's heartbeat is current; once it is gone, the first replica to see the session
+//!   owner's heartbeat is current (requests for it are forwarded there, see
+//!   [`super::forward`]); once it is gone, the first replica to see the session
 //!   takes it over (atomic in the registry), opens a fresh upstream session and sends the
 //!   client `notifications/tools/list_changed`.
 //! - **Ending.** DELETE on any replica removes the entry and ends the upstream sessions.
@@ -285,10 +286,11 @@ impl Replicas {
             // The upstream session lives in the owner's process: it stays there while the
             // owner lives; a dead owner's session is taken over by the first to see it.
             if let Some(address) = self.registry.replica(&owner).await.map_err(unavailable)? {
-                return Err(Error::SessionElsewhere(format!(
-                    "this session's upstream runs on replica {owner} ({address}): route its requests \
-                     there (forwarding between replicas is not available)"
-                )));
+                // The caller forwards the request there.
+                return Err(Error::OnReplica {
+                    replica: owner,
+                    address,
+                });
             }
             let taken = self
                 .registry
@@ -319,6 +321,7 @@ impl Replicas {
             .resume(id, &snapshot, options, session.clone())
             .await?;
         session.bind(core);
+        session.streams().set_origin(&self.me);
         session.replicate(Replication {
             replicas: self.clone(),
             saved: Mutex::new(snapshot),

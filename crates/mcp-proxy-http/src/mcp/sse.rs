@@ -3,7 +3,10 @@
 //!
 //! Event ids are `{stream}-{seq}`: unique within a session, and they name the stream they
 //! belong to (2025-11-25 asks for both). Stream 0 is the session's standalone GET stream;
-//! each POST that carries requests gets the next number.
+//! each POST that carries requests gets the next number. A session other replicas may
+//! continue marks its ids with the replica that wrote them, `{stream}-{seq}@{replica}`
+//! (percent-encoded), so a `Last-Event-ID` that lands elsewhere can be sent where its
+//! events are.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
@@ -54,9 +57,21 @@ impl Item {
     }
 }
 
-/// The priming event of a 2025-11-25 stream: an id and empty data.
-pub(crate) fn priming(stream: u64) -> Bytes {
-    Bytes::from(format!("id: {stream}-0\ndata: \n\n"))
+/// The id of event `seq` of stream `sid`, marked with the replica that wrote it.
+fn event_id(origin: Option<&str>, sid: u64, seq: u64) -> String {
+    match origin {
+        Some(o) => format!("{sid}-{seq}@{o}"),
+        None => format!("{sid}-{seq}"),
+    }
+}
+
+/// The replica that wrote event `id`, when the id names one.
+pub(crate) fn event_replica(id: &str) -> Option<String> {
+    let (_, tag) = id.trim().rsplit_once('@')?;
+    let decoded = url::form_urlencoded::parse(format!("r={tag}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())?;
+    Some(decoded).filter(|r| !r.is_empty())
 }
 
 /// A legacy SSE event of another type (`endpoint`).
@@ -93,6 +108,8 @@ pub(crate) struct Streams {
     /// Bytes of events kept, all streams together, and the most allowed.
     bytes: usize,
     budget: usize,
+    /// The mark of this replica on event ids (percent-encoded), when sessions are shared.
+    origin: Option<String>,
 }
 
 impl Default for Streams {
@@ -135,7 +152,19 @@ impl Streams {
             finished: VecDeque::new(),
             bytes: 0,
             budget,
+            origin: None,
         }
+    }
+
+    /// Marks the event ids written from now on with replica `replica`.
+    pub(crate) fn set_origin(&mut self, replica: &str) {
+        self.origin = Some(url::form_urlencoded::byte_serialize(replica.as_bytes()).collect());
+    }
+
+    /// The priming event of a 2025-11-25 stream: an id and empty data.
+    pub(crate) fn priming(&self, stream: u64) -> Bytes {
+        let id = event_id(self.origin.as_deref(), stream, 0);
+        Bytes::from(format!("id: {id}\ndata: \n\n"))
     }
 
     /// Bytes of events kept for replay.
@@ -237,7 +266,7 @@ impl Streams {
         buf.next_seq += 1;
         let seq = buf.next_seq;
         let item = Item {
-            id: Some(format!("{sid}-{seq}")),
+            id: Some(event_id(self.origin.as_deref(), sid, seq)),
             json,
             last,
         };
@@ -297,7 +326,7 @@ impl Streams {
         last_event_id: Option<&str>,
     ) -> Result<(Vec<Item>, Option<mpsc::Receiver<Item>>), AttachError> {
         let (sid, after) = match last_event_id {
-            Some(id) => parse_event_id(id).ok_or(AttachError::Unknown)?,
+            Some(id) => parse_event_id(id, self.origin.as_deref()).ok_or(AttachError::Unknown)?,
             None => {
                 let buf = self.streams.get(&0).ok_or(AttachError::Unknown)?;
                 if buf.live.as_ref().is_some_and(|l| !l.is_closed()) {
@@ -335,8 +364,16 @@ impl Streams {
     }
 }
 
-fn parse_event_id(id: &str) -> Option<(u64, u64)> {
-    let (sid, seq) = id.trim().split_once('-')?;
+/// Stream and seq of an event id this replica wrote (`origin`: its mark).
+fn parse_event_id(id: &str, origin: Option<&str>) -> Option<(u64, u64)> {
+    let id = id.trim();
+    let id = match id.rsplit_once('@') {
+        // Written by another replica: its events are not here.
+        Some((id, tag)) if Some(tag) == origin => id,
+        Some(_) => return None,
+        None => id,
+    };
+    let (sid, seq) = id.split_once('-')?;
     Some((sid.parse().ok()?, seq.parse().ok()?))
 }
 
@@ -496,5 +533,30 @@ mod tests {
         assert!(live.is_none(), "finished");
         assert!(matches!(s.attach(Some("99-1")), Err(AttachError::Unknown)));
         assert!(matches!(s.attach(Some("junk")), Err(AttachError::Unknown)));
+    }
+
+    #[test]
+    fn ids_name_the_replica_that_wrote_them() {
+        let mut s = Streams::default();
+        s.set_origin("r 1/x");
+        let (sid, rx) = s.open_request_stream(&[id(1)]).unwrap();
+        drop(rx);
+        s.push(Bytes::from_static(b"a"), Some(&id(1)), false);
+        let (replay, _) = s.attach(Some(&format!("{sid}-0@r+1%2Fx"))).unwrap();
+        let written = replay[0].id.clone().unwrap();
+        assert_eq!(written, format!("{sid}-1@r+1%2Fx"));
+        assert_eq!(event_replica(&written).as_deref(), Some("r 1/x"));
+        assert!(
+            s.priming(sid)
+                .starts_with(format!("id: {sid}-0@r+1%2Fx\n").as_bytes())
+        );
+        // Another replica's events are not here; an unmarked id is read as before.
+        assert!(matches!(
+            s.attach(Some(&format!("{sid}-0@r2"))),
+            Err(AttachError::Unknown)
+        ));
+        assert_eq!(event_replica(&format!("{sid}-0@r2")).as_deref(), Some("r2"));
+        assert!(s.attach(Some(&format!("{sid}-0"))).is_ok());
+        assert_eq!(event_replica("3-4"), None);
     }
 }

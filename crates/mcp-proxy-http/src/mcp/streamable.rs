@@ -12,6 +12,7 @@ use mcp_types::Message;
 use mcp_types::jsonrpc::Payload;
 use mcp_types::mcp::{is_supported_version, methods};
 
+use super::forward::{Holder, Replay, Via};
 use super::modern;
 use super::session::{Answer, HttpSession};
 use super::sse::{self, AttachError, OnDrop};
@@ -39,6 +40,7 @@ pub(crate) async fn post(
     req: Request<Incoming>,
 ) -> Result<Response<Body>, Error> {
     let headers = req.headers().clone();
+    let (via, uri) = (Via::of(&req), req.uri().clone());
     if !accepts(&headers, "application/json") || !accepts(&headers, "text/event-stream") {
         return Err(Error::NotAcceptable(
             "the accept header must list both application/json and text/event-stream".into(),
@@ -66,6 +68,17 @@ pub(crate) async fn post(
     let (messages, is_batch) = parse(&bytes)?;
     let body_modern = !is_batch && messages.first().and_then(modern::meta_version).is_some();
     if header.as_deref().is_some_and(modern::is_modern) || body_modern {
+        // An input-required retry whose call waits on another live replica goes there.
+        if !is_batch && let Some(to) = waiting_elsewhere(app, &via, &messages).await {
+            let replay = Replay {
+                method: http::Method::POST,
+                uri: &uri,
+                headers: &headers,
+                body: bytes,
+            };
+            let forward = &app.inner().forward;
+            return forward.send(app, name, &via, &to, replay).await;
+        }
         return modern::post(app, name, &headers, header.as_deref(), messages, is_batch).await;
     }
     let initialize = messages
@@ -87,7 +100,16 @@ pub(crate) async fn post(
         let msg = messages.into_iter().next().expect("one message");
         return initialize_session(app, endpoint, name, policy, &headers, msg).await;
     }
-    let session = session_of(app, endpoint, policy, &headers).await?;
+    let replay = Replay {
+        method: http::Method::POST,
+        uri: &uri,
+        headers: &headers,
+        body: bytes.clone(),
+    };
+    let session = match session_or_holder(app, endpoint, policy, &via, replay).await? {
+        Ok(session) => session,
+        Err(forwarded) => return Ok(forwarded),
+    };
     if is_batch {
         let negotiated = session.core().protocol_version().unwrap_or_default();
         if version.as_deref().unwrap_or(&negotiated) != BATCH_VERSION {
@@ -134,7 +156,7 @@ pub(crate) async fn post(
     let keepalive = app.config().sse_keepalive;
     let priming = session
         .version_at_least(PRIMING_SINCE)
-        .then(|| sse::priming(stream));
+        .then(|| session.streams().priming(stream));
     if is_batch || requests.len() > 1 {
         for request in requests {
             Answer::new(&session, request).detach();
@@ -240,6 +262,9 @@ async fn initialize_session(
     );
     let core = inner.sessions.open(name, options, session.clone())?;
     session.bind(core.clone());
+    if let Some(replicas) = &inner.replicas {
+        session.streams().set_origin(replicas.id());
+    }
     // If the client goes away before the answer, the half-made session must not linger.
     let closer = core.clone();
     let guard = OnDrop::new(move || closer.close());
@@ -284,8 +309,32 @@ pub(crate) async fn get(
         ));
     }
     protocol_version(headers)?;
-    let session = session_of(app, endpoint, policy, headers).await?;
+    let via = Via::of(&req);
     let last = headers.get(LAST_EVENT_ID).and_then(|v| v.to_str().ok());
+    let replay = || Replay {
+        method: http::Method::GET,
+        uri: req.uri(),
+        headers,
+        body: Bytes::new(),
+    };
+    // Events another replica sent are replayed by that replica, while it lives.
+    if let Some(writer) = last.and_then(sse::event_replica)
+        && via.may_forward()
+        && let Some(replicas) = &app.inner().replicas
+        && writer != replicas.id()
+        && let Ok(Some(address)) = replicas.address_of(&writer).await
+    {
+        let to = Holder {
+            replica: writer,
+            address,
+        };
+        let forward = &app.inner().forward;
+        return forward.send(app, &endpoint.name, &via, &to, replay()).await;
+    }
+    let session = match session_or_holder(app, endpoint, policy, &via, replay()).await? {
+        Ok(session) => session,
+        Err(forwarded) => return Ok(forwarded),
+    };
     let attached = session.streams().attach(last);
     match attached {
         Ok((replay, rx)) => {
@@ -304,8 +353,8 @@ pub(crate) async fn get(
         Err(AttachError::Unknown) => Err(bad(
             ErrorKind::UnknownEventId,
             "last-event-id names no stream of this session that can be resumed here: its events \
-             are gone from the replay buffer, or were sent by another replica (replay is not \
-             shared between replicas); open the stream again without last-event-id",
+             are gone from the replay buffer, or were sent by a replica that is gone; open the \
+             stream again without last-event-id",
         )),
     }
 }
@@ -321,15 +370,64 @@ pub(crate) async fn delete(
         return Ok(modern_method_not_allowed());
     }
     // A session held by another replica is resumed here first, so that its upstream
-    // sessions end too.
-    let session = session_of(app, endpoint, policy, req.headers()).await?;
+    // sessions end too; one bound to a live replica is ended there.
+    let via = Via::of(&req);
+    let replay = Replay {
+        method: http::Method::DELETE,
+        uri: req.uri(),
+        headers: req.headers(),
+        body: Bytes::new(),
+    };
+    let session = match session_or_holder(app, endpoint, policy, &via, replay).await? {
+        Ok(session) => session,
+        Err(forwarded) => return Ok(forwarded),
+    };
     app.inner().http_sessions.remove(session.id());
     session.core().close();
     Ok(Response::new(empty()))
 }
 
+/// The replica where the call a 2026-07-28 retry's `requestState` names waits, when it
+/// is another live one and the request came from a client.
+async fn waiting_elsewhere(app: &App, via: &Via, messages: &[Message]) -> Option<Holder> {
+    let replicas = app
+        .inner()
+        .replicas
+        .as_ref()
+        .filter(|_| via.may_forward())?;
+    let Some(Message::Request(req)) = messages.first() else {
+        return None;
+    };
+    let state = super::mrtr::request_state(req).ok().flatten()?;
+    let replica = app.inner().waiting.elsewhere(&state)?;
+    let address = replicas.address_of(&replica).await.ok().flatten()?;
+    Some(Holder { replica, address })
+}
+
+/// The session the request names, or — when a live replica holds it and this request
+/// came from a client — that replica's answer to the request.
+async fn session_or_holder(
+    app: &App,
+    endpoint: &Endpoint,
+    policy: &guard::Policy,
+    via: &Via,
+    replay: Replay<'_>,
+) -> Result<Result<Arc<HttpSession>, Response<Body>>, Error> {
+    match session_of(app, endpoint, policy, replay.headers).await {
+        Err(Error::OnReplica { replica, address }) if via.may_forward() => {
+            let to = Holder { replica, address };
+            let forward = &app.inner().forward;
+            forward
+                .send(app, &endpoint.name, via, &to, replay)
+                .await
+                .map(Err)
+        }
+        other => other.map(Ok),
+    }
+}
+
 /// The session the request names: held here, or (with a session registry) resumed from
-/// it.
+/// it; a session bound to another live replica is `Error::OnReplica`.
 async fn session_of(
     app: &App,
     endpoint: &Endpoint,
@@ -363,7 +461,25 @@ async fn session_of(
             Some(session) => session,
             None => match (&inner.replicas, &inner.tokens) {
                 (Some(replicas), Some(_)) => {
-                    replicas.resume(app, endpoint, &id, policy, headers).await?
+                    // Its holder, looked up a moment ago: no registry read.
+                    if let Some(h) = inner.forward.holder_of(&id) {
+                        return Err(Error::OnReplica {
+                            replica: h.replica,
+                            address: h.address,
+                        });
+                    }
+                    match replicas.resume(app, endpoint, &id, policy, headers).await {
+                        Ok(session) => session,
+                        Err(Error::OnReplica { replica, address }) => {
+                            let holder = Holder { replica, address };
+                            inner.forward.remember(&id, &holder);
+                            return Err(Error::OnReplica {
+                                replica: holder.replica,
+                                address: holder.address,
+                            });
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 _ => return Err(Error::SessionNotFound),
             },
