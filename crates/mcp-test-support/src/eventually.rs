@@ -29,3 +29,29 @@ macro_rules! assert_eventually {
         $crate::assert_eventually!(::std::time::Duration::from_secs(10), $cond)
     };
 }
+
+/// Polls `probe` every `every` until it yields a value, which it returns; after `within`
+/// it panics with `what` and the last thing `probe` reported. The counterpart of
+/// [`assert_eventually!`](crate::assert_eventually) for waits that return something or
+/// that have more to say on failure than the condition's text.
+pub async fn eventually<T, F, Fut>(
+    within: std::time::Duration,
+    every: std::time::Duration,
+    what: &str,
+    mut probe: F,
+) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(last) if tokio::time::Instant::now() >= deadline => {
+                panic!("{what}: not within {within:?}: {last}")
+            }
+            Err(_) => tokio::time::sleep(every).await,
+        }
+    }
+}

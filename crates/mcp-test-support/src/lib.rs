@@ -8,12 +8,14 @@
 //! - [`definitions`]: definitions for tests of the proxy's bookkeeping.
 //! - [`e2e`]: end-to-end helpers: the Admin API, raw streamable HTTP and HTTP/1.1, the
 //!   Python SDK client, process probes.
-//! - [`assert_eventually!`]: polls a condition until it holds or a deadline passes.
+//! - [`assert_eventually!`]: polls a condition until it holds or a deadline passes;
+//!   [`eventually`] the same for waits that return a value.
 
 pub mod conformance;
 pub mod definitions;
 pub mod e2e;
 mod eventually;
+pub use eventually::eventually;
 pub mod mock;
 pub mod proxyd;
 pub mod redis;

@@ -184,17 +184,19 @@ impl Admin {
 
     /// Waits (at most 60 s) until `name` is connected.
     pub async fn wait_connected(&self, name: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-        loop {
-            let status = self.status(name).await;
-            if status["state"] == "connected" {
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{name} did not connect: {status}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        crate::eventually(
+            Duration::from_secs(60),
+            Duration::from_millis(100),
+            &format!("{name} connected"),
+            || async {
+                let status = self.status(name).await;
+                if status["state"] == "connected" {
+                    Ok(())
+                } else {
+                    Err(status.to_string())
+                }
+            },
+        )
+        .await;
     }
 }

@@ -46,45 +46,45 @@ impl Baseline {
 
     /// Waits (bounded) until memory and descriptors are back near the baseline.
     pub async fn assert_back(&self, what: &str) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let (rss, fds) = (rss_kib(self.pid), open_fds(self.pid));
-            if rss <= self.rss_kib + RSS_SLACK_KIB && fds <= self.fds + FD_SLACK {
-                eprintln!(
-                    "{what}: rss {} KiB -> {rss} KiB, fds {} -> {fds}",
-                    self.rss_kib, self.fds
-                );
-                return;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "{what}: not back to the baseline: rss {} KiB -> {rss} KiB, fds {} -> {fds}",
-                self.rss_kib,
-                self.fds
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let (rss, fds) = crate::eventually(
+            Duration::from_secs(30),
+            Duration::from_millis(100),
+            &format!("{what}: back to the baseline"),
+            || async {
+                let (rss, fds) = (rss_kib(self.pid), open_fds(self.pid));
+                if rss <= self.rss_kib + RSS_SLACK_KIB && fds <= self.fds + FD_SLACK {
+                    Ok((rss, fds))
+                } else {
+                    Err(format!(
+                        "rss {} KiB -> {rss} KiB, fds {} -> {fds}",
+                        self.rss_kib, self.fds
+                    ))
+                }
+            },
+        )
+        .await;
+        eprintln!(
+            "{what}: rss {} KiB -> {rss} KiB, fds {} -> {fds}",
+            self.rss_kib, self.fds
+        );
     }
 }
 
 /// Waits (at most 30 s) for a log line of `p` holding every one of `needles`; returns it.
 pub async fn log_line(p: &Proxyd, needles: &[&str]) -> String {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if let Some(line) = p
-            .log()
-            .into_iter()
-            .find(|l| needles.iter().all(|n| l.contains(n)))
-        {
-            return line;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no log line with {needles:?}; the log:\n{}",
-            p.log().join("\n")
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    crate::eventually(
+        Duration::from_secs(30),
+        Duration::from_millis(25),
+        &format!("a log line with {needles:?}"),
+        || async {
+            let log = p.log();
+            log.iter()
+                .find(|l| needles.iter().all(|n| l.contains(n)))
+                .cloned()
+                .ok_or_else(|| format!("the log:\n{}", log.join("\n")))
+        },
+    )
+    .await
 }
 
 /// Lines of `p`'s log holding `needle`.
