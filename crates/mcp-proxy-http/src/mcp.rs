@@ -32,6 +32,7 @@ use crate::body::Body;
 use crate::error::{Error, ErrorKind};
 use crate::security::ClientAddr;
 use mcp_proxy_core::metrics::SessionTransport;
+use mcp_types::RequestId;
 use session::HttpSession;
 
 /// Names that can never be upstream names (they are the proxy's own paths).
@@ -159,17 +160,21 @@ pub(crate) async fn handle(
 ) -> Result<Response<Body>, Error> {
     Ok(match serve(app, &endpoint, req, client).await {
         Ok(resp) => resp,
-        Err(err) => {
-            let (status, kind, _) = err.parts();
-            let code = kind.as_str();
-            if status.is_server_error() {
-                tracing::warn!(upstream = %endpoint.name, code, error = %err, "mcp request failed");
-            } else {
-                tracing::debug!(upstream = %endpoint.name, code, error = %err, "mcp request refused");
-            }
-            jsonrpc_error_response(&err)
-        }
+        Err(err) => refused(&endpoint.name, &err, None),
     })
+}
+
+/// Logs a refused or failed MCP-endpoint request and answers it with its JSON-RPC error,
+/// for request `id` when it is known.
+pub(crate) fn refused(endpoint: &str, err: &Error, id: Option<&RequestId>) -> Response<Body> {
+    let (status, kind, _) = err.parts();
+    let code = kind.as_str();
+    if status.is_server_error() {
+        tracing::warn!(upstream = %endpoint, code, error = %err, "mcp request failed");
+    } else {
+        tracing::debug!(upstream = %endpoint, code, error = %err, "mcp request refused");
+    }
+    jsonrpc_error_for(err, id)
 }
 
 /// The answer for a name that is not registered. To a caller without credentials it is
@@ -200,8 +205,14 @@ fn unknown(app: &App, endpoint: &Endpoint, headers: &http::HeaderMap) -> Error {
 /// The JSON-RPC error object for an error on an MCP endpoint: `-32700` for a body that
 /// is not JSON, `-32603` for the proxy's own failures (5xx), `-32600` for every other
 /// refusal; `data.code` carries the machine-readable code (`session_not_found`, …) and
-/// `data.details` any details. The id is `null`: the request it answers may not be known.
+/// `data.details` any details. The id is `null`: the request it answers may not be known
+/// (see [`jsonrpc_error_for`] when it is).
 pub(crate) fn jsonrpc_error_response(err: &Error) -> Response<Body> {
+    jsonrpc_error_for(err, None)
+}
+
+/// [`jsonrpc_error_response`] answering request `id` (`null` when `None`).
+pub(crate) fn jsonrpc_error_for(err: &Error, id: Option<&RequestId>) -> Response<Body> {
     use mcp_types::jsonrpc::codes;
     let (status, code, details) = err.parts();
     let rpc_code = match err {
@@ -215,7 +226,7 @@ pub(crate) fn jsonrpc_error_response(err: &Error) -> Response<Body> {
     }
     let body = serde_json::json!({
         "jsonrpc": "2.0",
-        "id": null,
+        "id": id,
         "error": {"code": rpc_code, "message": err.to_string(), "data": data},
     });
     let mut resp = crate::body::json_response(status, &body);

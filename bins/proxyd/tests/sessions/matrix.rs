@@ -141,6 +141,9 @@ struct Expect {
     result: Option<&'static str>,
     /// A header the answer carries, and the start of its value.
     header: Option<(&'static str, &'static str)>,
+    /// `id` of the JSON-RPC answer, as JSON text (a refusal after the body was read
+    /// answers the request's id).
+    id: Option<&'static str>,
 }
 
 #[derive(Clone, Copy)]
@@ -186,6 +189,7 @@ impl Expect {
             message: None,
             result: None,
             header: None,
+            id: None,
         }
     }
 
@@ -215,6 +219,13 @@ impl Expect {
     const fn header(self, name: &'static str, starts_with: &'static str) -> Self {
         Self {
             header: Some((name, starts_with)),
+            ..self
+        }
+    }
+
+    const fn id(self, id: &'static str) -> Self {
+        Self {
+            id: Some(id),
             ..self
         }
     }
@@ -330,6 +341,12 @@ impl Expect {
                 wrong.push(format!("result {}, want {want}", answer["result"]));
             }
         }
+        if let Some(id) = self.id {
+            let want: Value = serde_json::from_str(id).unwrap();
+            if answer["id"] != want {
+                wrong.push(format!("id {}, want {want}", answer["id"]));
+            }
+        }
         if let Some((name, start)) = self.header {
             let value = headers.get(name).map(|v| v.to_str().unwrap_or_default());
             if !value.is_some_and(|v| v.starts_with(start)) {
@@ -403,12 +420,12 @@ const MATRIX: &[Case] = &[
     Case {
         what: "no session id",
         request: Request::post("/open/mcp", Body::Ping),
-        expect: Expect::kind(StatusCode::BAD_REQUEST, "session_required"),
+        expect: Expect::kind(StatusCode::BAD_REQUEST, "session_required").id("2"),
     },
     Case {
         what: "an unknown session id",
         request: Request::post("/open/mcp", Body::Ping).session(Session::Unknown),
-        expect: Expect::kind(StatusCode::NOT_FOUND, "session_not_found"),
+        expect: Expect::kind(StatusCode::NOT_FOUND, "session_not_found").id("2"),
     },
     Case {
         what: "a ping in the session",
@@ -437,7 +454,7 @@ const MATRIX: &[Case] = &[
     Case {
         what: "a batch on 2025-06-18",
         request: Request::post("/open/mcp", Body::Batch).session(Session::Open),
-        expect: Expect::kind(StatusCode::BAD_REQUEST, "batch_not_supported"),
+        expect: Expect::kind(StatusCode::BAD_REQUEST, "batch_not_supported").id("null"),
     },
     Case {
         what: "an oversized body",

@@ -66,6 +66,57 @@ pub(crate) async fn post(
     let version = protocol_version(&headers)?;
     let bytes = read_limited(&headers, req.into_body(), app.config().max_body_bytes).await?;
     let (messages, is_batch) = parse(&bytes)?;
+    // From here on, a refusal of one request answers that request's id.
+    let id = match (is_batch, messages.as_slice()) {
+        (false, [Message::Request(r)]) => Some(r.id.clone()),
+        _ => None,
+    };
+    let parsed = Parsed {
+        headers,
+        header,
+        uri,
+        via,
+        version,
+        bytes,
+        messages,
+        is_batch,
+    };
+    match post_parsed(app, endpoint, name, policy, parsed).await {
+        Err(err) if let Some(id) = id => Ok(super::refused(&endpoint.name, &err, Some(&id))),
+        answer => answer,
+    }
+}
+
+/// A POST whose body has been read and parsed.
+struct Parsed {
+    headers: HeaderMap,
+    /// `MCP-Protocol-Version`, as sent.
+    header: Option<String>,
+    uri: http::Uri,
+    via: Via,
+    version: Option<String>,
+    bytes: Bytes,
+    messages: Vec<Message>,
+    is_batch: bool,
+}
+
+async fn post_parsed(
+    app: &App,
+    endpoint: &Endpoint,
+    name: &str,
+    policy: &guard::Policy,
+    parsed: Parsed,
+) -> Result<Response<Body>, Error> {
+    let Parsed {
+        headers,
+        header,
+        uri,
+        via,
+        version,
+        bytes,
+        messages,
+        is_batch,
+    } = parsed;
     let body_modern = !is_batch && messages.first().and_then(modern::meta_version).is_some();
     if header.as_deref().is_some_and(modern::is_modern) || body_modern {
         // An input-required retry whose call waits on another live replica goes there.
