@@ -86,7 +86,10 @@ pub(super) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
             let in_flight = activity.begin(req.version());
             let version = req.version();
             let has_body = !req.body().is_end_stream();
-            let mut resp = app.handle(req, peer).await;
+            // Boxed: hyper keeps room for this future for the life of the connection,
+            // and the handler's future is about 9 KiB; boxed, it is held only while the
+            // handler runs (an open SSE stream no longer keeps it).
+            let mut resp = Box::pin(app.handle(req, peer)).await;
             let status = resp.status();
             if version < Version::HTTP_2 {
                 if has_body && (status.is_client_error() || status.is_server_error()) {
