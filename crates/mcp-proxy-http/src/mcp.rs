@@ -255,7 +255,10 @@ async fn serve(
     client: ClientAddr,
 ) -> Result<Response<Body>, Error> {
     // A request another replica forwarded carries the client's address it determined.
-    let via = app.inner().forward.inbound(&mut req, client)?;
+    let via = app
+        .inner()
+        .forward
+        .inbound(&mut req, client, app.replica_id())?;
     let client = via.client;
     req.extensions_mut().insert(via);
     let manager = &app.inner().manager;

@@ -55,6 +55,8 @@ pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const HOLDER_TTL: Duration = Duration::from_secs(2);
 /// Holders remembered at most.
 const HOLDERS_KEPT: usize = 8192;
+/// Forwarded headers remembered at most while they are current (each is accepted once).
+const SEEN_KEPT: usize = 65_536;
 /// Added to the upstream's timeout while the answer's head is awaited.
 const HEAD_MARGIN: Duration = Duration::from_secs(10);
 
@@ -88,6 +90,8 @@ impl Via {
 struct Claims {
     /// The sending replica.
     r: String,
+    /// The replica it is for (only that one accepts it).
+    t: String,
     /// The client's address; `None`: unknown.
     c: Option<std::net::IpAddr>,
     /// Method.
@@ -122,6 +126,11 @@ pub(crate) struct Forwarder {
     client: OnceLock<HttpClient>,
     /// Holders by session id, with when they were looked up.
     holders: Mutex<HashMap<String, (Holder, Instant)>>,
+    /// Forwarded headers accepted here (a hash of each), with their expiry: a header
+    /// captured on the replicas' network cannot be played again.
+    seen: Mutex<HashMap<u64, u64>>,
+    /// Keys the hashes of `seen`.
+    hasher: std::hash::RandomState,
 }
 
 impl std::fmt::Debug for Forwarder {
@@ -139,12 +148,20 @@ impl Forwarder {
             keys: Keys::new(keys, "mcp-proxy/forwarded-request", AAD, PREFIX),
             client: OnceLock::new(),
             holders: Mutex::new(HashMap::new()),
+            seen: Mutex::new(HashMap::new()),
+            hasher: std::hash::RandomState::new(),
         }
     }
 
-    /// How `req` reached this replica: removes the forwarded header, and accepts it only
-    /// when it opens, is current and was sealed for this very method and path.
-    pub(crate) fn inbound<B>(&self, req: &mut Request<B>, peer: ClientAddr) -> Result<Via, Error> {
+    /// How `req` reached this replica (`me`): removes the forwarded header, and accepts it
+    /// only when it opens, is current, was sealed for this very method and path and for
+    /// this replica, and has not been accepted before.
+    pub(crate) fn inbound<B>(
+        &self,
+        req: &mut Request<B>,
+        peer: ClientAddr,
+        me: Option<&str>,
+    ) -> Result<Via, Error> {
         let values: Vec<HeaderValue> = match req.headers_mut().entry(FORWARDED_HEADER) {
             header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
             header::Entry::Vacant(_) => {
@@ -175,10 +192,36 @@ impl Forwarder {
         if claims.m != req.method().as_str() || claims.p != path {
             return Err(refused("sealed for another request"));
         }
+        if me != Some(claims.t.as_str()) {
+            return Err(refused("sealed for another replica"));
+        }
+        self.first_use(text, claims.e).map_err(refused)?;
         Ok(Via {
             client: claims.c.map_or(ClientAddr::Unknown, ClientAddr::Known),
             from: Some(claims.r),
         })
+    }
+
+    /// Records the use of forwarded header `text`, current until `expires`; refuses a
+    /// second use, and a new one while [`SEEN_KEPT`] current headers are remembered.
+    fn first_use(&self, text: &str, expires: u64) -> Result<(), &'static str> {
+        use std::hash::BuildHasher;
+        let hash = self.hasher.hash_one(text);
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        if seen.len() >= SEEN_KEPT {
+            let now = now_ms();
+            seen.retain(|_, e| *e >= now);
+            if seen.len() >= SEEN_KEPT {
+                return Err("too many forwarded requests at once");
+            }
+        }
+        match seen.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => Err("used already"),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(expires);
+                Ok(())
+            }
+        }
     }
 
     /// The holder of session `id` looked up a moment ago, if any.
@@ -262,6 +305,7 @@ impl Forwarder {
             .map_err(|e| Error::Internal(format!("forwarded uri: {e}")))?;
         let sealed = self.keys.seal(&Claims {
             r: me.to_owned(),
+            t: to.replica.clone(),
             c: via.client.ip(),
             m: req.method.as_str().to_owned(),
             p: path.to_owned(),
@@ -383,6 +427,9 @@ fn now_ms() -> u64 {
 mod tests {
     use super::*;
 
+    /// The replica the tests' headers are sealed for.
+    const ME: &str = "r1";
+
     fn key() -> StateKey {
         StateKey {
             id: "k".into(),
@@ -401,6 +448,7 @@ mod tests {
     fn sealed(f: &Forwarder, m: &str, p: &str, expires: u64) -> String {
         f.keys.seal(&Claims {
             r: "r0".into(),
+            t: ME.into(),
             c: Some("10.1.2.3".parse().unwrap()),
             m: m.into(),
             p: p.into(),
@@ -417,7 +465,7 @@ mod tests {
         let f = Forwarder::new(&[key()]);
         let peer = ClientAddr::Known("127.0.0.1".parse().unwrap());
         let via = f
-            .inbound(&mut request(Method::POST, "/a/mcp", None), peer)
+            .inbound(&mut request(Method::POST, "/a/mcp", None), peer, Some(ME))
             .unwrap();
         assert!(via.may_forward());
         assert_eq!(via.client, peer);
@@ -428,11 +476,21 @@ mod tests {
         let f = Forwarder::new(&[key()]);
         let h = sealed(&f, "POST", "/a/message?sessionId=x", now_ms() + 5000);
         let mut req = request(Method::POST, "/a/message?sessionId=x", Some(&h));
-        let via = f.inbound(&mut req, ClientAddr::Unknown).unwrap();
+        let via = f.inbound(&mut req, ClientAddr::Unknown, Some(ME)).unwrap();
         assert!(!via.may_forward());
         assert_eq!(via.from.as_deref(), Some("r0"));
         assert_eq!(via.client, ClientAddr::Known("10.1.2.3".parse().unwrap()));
         assert!(req.headers().get(FORWARDED_HEADER).is_none(), "removed");
+        // played again (captured on the replicas' network): refused
+        let mut again = request(Method::POST, "/a/message?sessionId=x", Some(&h));
+        let err = f
+            .inbound(&mut again, ClientAddr::Unknown, Some(ME))
+            .unwrap_err();
+        assert_eq!(code(err), "forwarded_header_refused");
+        // a fresh seal for the same request is a new header
+        let h2 = sealed(&f, "POST", "/a/message?sessionId=x", now_ms() + 5000);
+        let mut next = request(Method::POST, "/a/message?sessionId=x", Some(&h2));
+        assert!(f.inbound(&mut next, ClientAddr::Unknown, Some(ME)).is_ok());
     }
 
     #[test]
@@ -459,15 +517,22 @@ mod tests {
             ("other method", ok.as_str(), Method::DELETE, "/a/mcp"),
         ] {
             let err = f
-                .inbound(&mut request(method, path, Some(h)), peer)
+                .inbound(&mut request(method, path, Some(h)), peer, Some(ME))
                 .expect_err(what);
             assert_eq!(code(err), "forwarded_header_refused", "{what}");
+        }
+        // sealed for r1: another replica, or one not sharing sessions, refuses it
+        for me in [Some("r2"), None] {
+            let err = f
+                .inbound(&mut request(Method::POST, "/a/mcp", Some(&ok)), peer, me)
+                .expect_err("another replica");
+            assert_eq!(code(err), "forwarded_header_refused", "{me:?}");
         }
         let mut twice = request(Method::POST, "/a/mcp", Some(&ok));
         twice
             .headers_mut()
             .append(FORWARDED_HEADER, HeaderValue::from_str(&ok).unwrap());
-        assert!(f.inbound(&mut twice, peer).is_err());
+        assert!(f.inbound(&mut twice, peer, Some(ME)).is_err());
     }
 
     #[test]
