@@ -153,6 +153,31 @@ fn echo(id: u64, msg: &str) -> Value {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"echo","arguments":{"message":msg}}})
 }
 
+/// `echoes` echo calls and three calls with progress in session `sid` at `url`: each
+/// answered, each progress call with at least one progress notification before its result.
+async fn calls_with_progress(http: &McpHttp, url: &str, sid: &str, echoes: u64) {
+    for i in 0..echoes {
+        let (s, _, body) = http
+            .post(url, Some(sid), &[], &echo(10 + i, &format!("m{i}")))
+            .await;
+        assert_eq!(s, StatusCode::OK, "call {i}: {body}");
+        let text = body["result"]["content"][0]["text"].as_str().unwrap_or("");
+        assert!(text.contains(&format!("m{i}")), "call {i}: {body}");
+    }
+    for i in 0..3 {
+        let call = json!({"jsonrpc":"2.0","id":100 + i,"method":"tools/call","params":{
+            "name":"trigger-long-running-operation","arguments":{"duration":0.3,"steps":3},
+            "_meta":{"progressToken":format!("p{i}")}}});
+        let msgs = http.post_collect(url, Some(sid), &call).await;
+        let progress = msgs
+            .iter()
+            .filter(|m| m["method"] == "notifications/progress")
+            .count();
+        assert!(progress >= 1, "call {i}: {msgs:?}");
+        assert!(msgs.last().unwrap()["result"].is_object(), "{msgs:?}");
+    }
+}
+
 fn resumed(p: &Proxyd) -> usize {
     support::log_count(p, "resumed a session started on another replica")
 }
@@ -179,27 +204,8 @@ async fn a_plain_http_session_goes_on_over_every_replica_behind_round_robin_and_
     let http = McpHttp::new();
     let sid = http.open_session(&url, VERSION).await;
     assert!(sid.starts_with("mcps1.k1."), "a sealed token: {sid}");
-    for i in 0..9 {
-        let (s, _, body) = http
-            .post(&url, Some(&sid), &[], &echo(10 + i, &format!("m{i}")))
-            .await;
-        assert_eq!(s, StatusCode::OK, "call {i}: {body}");
-        let text = body["result"]["content"][0]["text"].as_str().unwrap_or("");
-        assert!(text.contains(&format!("m{i}")), "call {i}: {body}");
-    }
-    // Progress comes back on whichever replica serves the call.
-    for i in 0..3 {
-        let call = json!({"jsonrpc":"2.0","id":100 + i,"method":"tools/call","params":{
-            "name":"trigger-long-running-operation","arguments":{"duration":0.3,"steps":3},
-            "_meta":{"progressToken":format!("p{i}")}}});
-        let msgs = http.post_collect(&url, Some(&sid), &call).await;
-        let progress = msgs
-            .iter()
-            .filter(|m| m["method"] == "notifications/progress")
-            .count();
-        assert!(progress >= 1, "call {i}: {msgs:?}");
-        assert!(msgs.last().unwrap()["result"].is_object(), "{msgs:?}");
-    }
+    // Echo calls, then calls with progress, each landing on whichever replica nginx picks.
+    calls_with_progress(&http, &url, &sid, 9).await;
     // Round robin: the two replicas that did not start the session resumed it.
     let resumes: Vec<usize> = cluster.replicas.iter().map(resumed).collect();
     assert_eq!(

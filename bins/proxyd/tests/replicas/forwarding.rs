@@ -24,27 +24,8 @@ async fn a_stdio_session_behind_round_robin_is_served_by_its_owner_on_every_requ
     let url = nginx.url("/evs/mcp");
     let http = McpHttp::new();
     let sid = http.open_session(&url, VERSION).await;
-    for i in 0..6 {
-        let (s, _, body) = http
-            .post(&url, Some(&sid), &[], &echo(10 + i, &format!("m{i}")))
-            .await;
-        assert_eq!(s, StatusCode::OK, "call {i}: {body}");
-        let text = body["result"]["content"][0]["text"].as_str().unwrap_or("");
-        assert!(text.contains(&format!("m{i}")), "call {i}: {body}");
-    }
-    // Progress streams back through whichever replica the call landed on.
-    for i in 0..3 {
-        let call = json!({"jsonrpc":"2.0","id":100 + i,"method":"tools/call","params":{
-            "name":"trigger-long-running-operation","arguments":{"duration":0.3,"steps":3},
-            "_meta":{"progressToken":format!("p{i}")}}});
-        let msgs = http.post_collect(&url, Some(&sid), &call).await;
-        let progress = msgs
-            .iter()
-            .filter(|m| m["method"] == "notifications/progress")
-            .count();
-        assert!(progress >= 1, "call {i}: {msgs:?}");
-        assert!(msgs.last().unwrap()["result"].is_object(), "{msgs:?}");
-    }
+    // Echo calls, then calls with progress, through whichever replica the call lands on.
+    calls_with_progress(&http, &url, &sid, 6).await;
     // One process, on the owner: nobody resumed or took the session over.
     let owner = owner_of(&cluster);
     for r in &cluster.replicas {
