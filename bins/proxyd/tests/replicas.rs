@@ -1,6 +1,8 @@
 //! Sessions that survive a replica: three proxyd on one real `redis-server`, behind a real
 //! nginx balancing round robin with no stickiness, all on 127.0.0.1 and started here.
 
+#[path = "replicas/conformance.rs"]
+mod conformance;
 #[path = "replicas/forwarding.rs"]
 mod forwarding;
 
