@@ -124,6 +124,8 @@ struct HubInner {
     /// Every task a session, a link, or the HTTP layer over them spawns (cleanup,
     /// upstream sends, watchers, answer relays, registry writes).
     tasks: TaskTracker,
+    /// This replica's id, when sessions are shared with other replicas.
+    replica: std::sync::OnceLock<String>,
 }
 
 #[derive(Debug, Default)]
@@ -198,6 +200,7 @@ impl SessionHub {
                 shared: Mutex::new(HashMap::new()),
                 cancel: CancellationToken::new(),
                 tasks: TaskTracker::new(),
+                replica: std::sync::OnceLock::new(),
             }),
         };
         if tokio::runtime::Handle::try_current().is_ok() {
@@ -206,6 +209,18 @@ impl SessionHub {
             hub.spawn(follow_groups(weak));
         }
         hub
+    }
+
+    /// Names this replica (once; later calls are ignored): the server→client requests of
+    /// replicated sessions then say which replica asked, so an answer landing on another
+    /// replica can be sent to this one (see [`ClientSession::answered_elsewhere`]).
+    pub fn set_replica_id(&self, id: &str) {
+        let _ = self.inner.replica.set(id.to_owned());
+    }
+
+    /// This replica's id, if [`SessionHub::set_replica_id`] named it.
+    pub fn replica_id(&self) -> Option<&str> {
+        self.inner.replica.get().map(String::as_str)
     }
 
     /// The limits in force.

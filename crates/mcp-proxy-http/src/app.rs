@@ -97,6 +97,7 @@ impl App {
             );
             return self;
         }
+        inner.sessions.set_replica_id(replica_id);
         let replicas = mcp::replicas::Replicas::new(
             registry,
             replica_id.to_owned(),

@@ -161,6 +161,17 @@ async fn post_parsed(
         Ok(session) => session,
         Err(forwarded) => return Ok(forwarded),
     };
+    // The client's answer to a server→client request another replica asked (its own
+    // upstream connection, a shared one) goes to that replica.
+    if !is_batch && let Some(to) = asked_elsewhere(app, &via, &session, &messages).await {
+        let replay = Replay {
+            method: http::Method::POST,
+            uri: &uri,
+            headers: &headers,
+            body: bytes,
+        };
+        return app.inner().forward.send(app, name, &via, &to, replay).await;
+    }
     if is_batch {
         let negotiated = session.core().protocol_version().unwrap_or_default();
         if version.as_deref().unwrap_or(&negotiated) != BATCH_VERSION {
@@ -451,6 +462,27 @@ async fn waiting_elsewhere(app: &App, via: &Via, messages: &[Message]) -> Option
     };
     let state = super::mrtr::request_state(req).ok().flatten()?;
     let replica = app.inner().waiting.elsewhere(&state)?;
+    let address = replicas.address_of(&replica).await.ok().flatten()?;
+    Some(Holder { replica, address })
+}
+
+/// The live replica that asked the server→client request `messages` (one response)
+/// answers, when this replica's copy of the session cannot take the answer itself.
+async fn asked_elsewhere(
+    app: &App,
+    via: &Via,
+    session: &HttpSession,
+    messages: &[Message],
+) -> Option<Holder> {
+    let replicas = app
+        .inner()
+        .replicas
+        .as_ref()
+        .filter(|_| via.may_forward())?;
+    let [Message::Response(r)] = messages else {
+        return None;
+    };
+    let replica = session.core().answered_elsewhere(&r.id)?;
     let address = replicas.address_of(&replica).await.ok().flatten()?;
     Some(Holder { replica, address })
 }

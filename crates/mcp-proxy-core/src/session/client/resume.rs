@@ -48,6 +48,24 @@ impl Replica {
     }
 }
 
+/// A replica id as it stands in a server→client request id: `%`, `~` and `@` escaped.
+fn escape_replica(id: &str) -> String {
+    id.replace('%', "%25")
+        .replace('~', "%7E")
+        .replace('@', "%40")
+}
+
+fn unescape_replica(text: &str) -> Option<String> {
+    if text.is_empty() {
+        return None;
+    }
+    Some(
+        text.replace("%40", "@")
+            .replace("%7E", "~")
+            .replace("%25", "%"),
+    )
+}
+
 impl ClientSession {
     /// Marks the session as one other replicas may continue (it is in the session
     /// registry): when only this replica's copy ends (idle, evicted, shutdown), its
@@ -57,8 +75,9 @@ impl ClientSession {
     }
 
     /// The id a server→client request gets toward the client: `mcp-proxy-N`, and for a
-    /// replicated session also the member and the upstream's id, so that whichever
-    /// replica the client's answer lands on can hand it to the upstream session.
+    /// replicated session also the replica that asked (`@replica`, when the hub names
+    /// it), the member and the upstream's id, so that whichever replica the client's
+    /// answer lands on can hand it to the upstream session, or to the replica that asked.
     pub(crate) fn server_request_id(
         &self,
         n: i64,
@@ -69,7 +88,33 @@ impl ClientSession {
             return mcp_types::RequestId::String(format!("mcp-proxy-{n}"));
         }
         let upstream = serde_json::to_string(upstream_id).unwrap_or_default();
-        mcp_types::RequestId::String(format!("mcp-proxy-{n}~{member}~{upstream}"))
+        let asker = match self.hub.replica_id() {
+            Some(r) => format!("@{}", escape_replica(r)),
+            None => String::new(),
+        };
+        mcp_types::RequestId::String(format!("mcp-proxy-{n}{asker}~{member}~{upstream}"))
+    }
+
+    /// The replica to send the client's answer `id` to: another replica's copy of this
+    /// session asked it (the id names that replica), and this copy can neither settle it
+    /// nor hand it to its own upstream session. `None`: answer here.
+    pub fn answered_elsewhere(&self, id: &mcp_types::RequestId) -> Option<String> {
+        let mcp_types::RequestId::String(text) = id else {
+            return None;
+        };
+        let (head, _) = text.strip_prefix("mcp-proxy-")?.split_once('~')?;
+        let (_, asker) = head.split_once('@')?;
+        let asker = unescape_replica(asker)?;
+        if self.hub.replica_id() == Some(asker.as_str()) {
+            return None;
+        }
+        {
+            let state = self.state();
+            if state.asked.contains_key(id) || state.server_requests.contains_key(id) {
+                return None;
+            }
+        }
+        self.foreign_server_request(id).is_none().then_some(asker)
     }
 
     /// The member and upstream id of an answer to a server→client request another
@@ -253,5 +298,20 @@ impl ClientSession {
         }
         let link = UpstreamSession::open_per_client(&self.hub, upstream, params).await?;
         Ok((link, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{escape_replica, unescape_replica};
+
+    #[test]
+    fn a_replica_id_survives_its_place_in_a_request_id() {
+        for id in ["r1", "host-42-ab", "a~b@c%d", "%7E", "%2540", "~@%"] {
+            let escaped = escape_replica(id);
+            assert!(!escaped.contains('~') && !escaped.contains('@'), "{escaped}");
+            assert_eq!(unescape_replica(&escaped).as_deref(), Some(id), "{escaped}");
+        }
+        assert_eq!(unescape_replica(""), None);
     }
 }
