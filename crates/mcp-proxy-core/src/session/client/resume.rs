@@ -309,7 +309,10 @@ mod tests {
     fn a_replica_id_survives_its_place_in_a_request_id() {
         for id in ["r1", "host-42-ab", "a~b@c%d", "%7E", "%2540", "~@%"] {
             let escaped = escape_replica(id);
-            assert!(!escaped.contains('~') && !escaped.contains('@'), "{escaped}");
+            assert!(
+                !escaped.contains('~') && !escaped.contains('@'),
+                "{escaped}"
+            );
             assert_eq!(unescape_replica(&escaped).as_deref(), Some(id), "{escaped}");
         }
         assert_eq!(unescape_replica(""), None);
