@@ -151,6 +151,17 @@ impl Cluster {
     }
 }
 
+/// Three replicas sharing key `K1`, with `evh`: server-everything over streamable HTTP
+/// (per-client), registered on them. The upstream lives as long as its value.
+async fn evh_cluster() -> (EverythingServer, Cluster) {
+    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
+    let cluster = Cluster::start([K1, K1, K1], &[]).await;
+    cluster
+        .register(serde_json::to_value(upstream.def("evh")).unwrap())
+        .await;
+    (upstream, cluster)
+}
+
 fn echo(id: u64, msg: &str) -> Value {
     json!({"jsonrpc":"2.0","id":id,"method":"tools/call","params":{"name":"echo","arguments":{"message":msg}}})
 }
@@ -196,11 +207,7 @@ fn token_refusal(body: &Value) -> &str {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_plain_http_session_goes_on_over_every_replica_behind_round_robin_and_ends_everywhere() {
-    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
-    let cluster = Cluster::start([K1, K1, K1], &[]).await;
-    cluster
-        .register(serde_json::to_value(upstream.def("evh")).unwrap())
-        .await;
+    let (_upstream, cluster) = evh_cluster().await;
     let nginx = Nginx::start(&cluster.ports()).await;
     let url = nginx.url("/evh/mcp");
     let http = McpHttp::new();
@@ -255,11 +262,7 @@ async fn a_plain_http_session_goes_on_over_every_replica_behind_round_robin_and_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_python_sdk_keeps_its_session_across_replicas() {
-    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
-    let cluster = Cluster::start([K1, K1, K1], &[]).await;
-    cluster
-        .register(serde_json::to_value(upstream.def("evh")).unwrap())
-        .await;
+    let (_upstream, cluster) = evh_cluster().await;
     let nginx = Nginx::start(&cluster.ports()).await;
     support::python_client("streamable", &nginx.url("/evh/mcp"), None).await;
     let resumes: usize = cluster.replicas.iter().map(resumed).sum();
@@ -268,11 +271,7 @@ async fn the_python_sdk_keeps_its_session_across_replicas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_replica_killed_mid_session_does_not_end_the_session() {
-    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
-    let mut cluster = Cluster::start([K1, K1, K1], &[]).await;
-    cluster
-        .register(serde_json::to_value(upstream.def("evh")).unwrap())
-        .await;
+    let (_upstream, mut cluster) = evh_cluster().await;
     let nginx = Nginx::start(&cluster.ports()).await;
     let url = nginx.url("/evh/mcp");
     let http = McpHttp::new();
@@ -461,11 +460,7 @@ async fn a_stdio_session_stays_with_its_live_owner_and_is_taken_over_when_it_die
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_redis_away_held_sessions_go_on_and_resumes_fail_clearly() {
-    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
-    let mut cluster = Cluster::start([K1, K1, K1], &[]).await;
-    cluster
-        .register(serde_json::to_value(upstream.def("evh")).unwrap())
-        .await;
+    let (_upstream, mut cluster) = evh_cluster().await;
     let url = |i: usize| format!("{}/evh/mcp", cluster.replicas[i].url());
     let http = McpHttp::new();
     let sid = http.open_session(&url(0), VERSION).await;
@@ -505,11 +500,7 @@ async fn with_redis_away_held_sessions_go_on_and_resumes_fail_clearly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_legacy_message_on_another_replica_is_forwarded_to_the_replica_holding_its_stream() {
-    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
-    let mut cluster = Cluster::start([K1, K1, K1], &[]).await;
-    cluster
-        .register(serde_json::to_value(upstream.def("evh")).unwrap())
-        .await;
+    let (_upstream, mut cluster) = evh_cluster().await;
     let http = McpHttp::new();
     let (s, _, mut stream) = http
         .get_sse(&format!("{}/evh/sse", cluster.replicas[0].url()), &[])
@@ -569,11 +560,7 @@ async fn a_legacy_message_on_another_replica_is_forwarded_to_the_replica_holding
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_session_moves_again_after_redis_comes_back_empty() {
-    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
-    let mut cluster = Cluster::start([K1, K1, K1], &[]).await;
-    cluster
-        .register(serde_json::to_value(upstream.def("evh")).unwrap())
-        .await;
+    let (_upstream, mut cluster) = evh_cluster().await;
     let url = |c: &Cluster, i: usize| format!("{}/evh/mcp", c.replicas[i].url());
     let http = McpHttp::new();
     let sid = http.open_session(&url(&cluster, 0), VERSION).await;

@@ -96,11 +96,7 @@ async fn the_python_sdk_keeps_a_stdio_session_across_replicas() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_python_sdk_keeps_a_legacy_sse_session_behind_round_robin() {
-    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
-    let cluster = Cluster::start([K1, K1, K1], &[]).await;
-    cluster
-        .register(serde_json::to_value(upstream.def("evh")).unwrap())
-        .await;
+    let (_upstream, cluster) = evh_cluster().await;
     let nginx = Nginx::start(&cluster.ports()).await;
     support::python_client("sse", &nginx.url("/evh/sse"), None).await;
     let forwards: usize = cluster.replicas.iter().map(forwarded).sum();
@@ -109,11 +105,7 @@ async fn the_python_sdk_keeps_a_legacy_sse_session_behind_round_robin() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn legacy_posts_landing_on_every_replica_are_answered_on_the_stream() {
-    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
-    let cluster = Cluster::start([K1, K1, K1], &[]).await;
-    cluster
-        .register(serde_json::to_value(upstream.def("evh")).unwrap())
-        .await;
+    let (_upstream, cluster) = evh_cluster().await;
     let nginx = Nginx::start(&cluster.ports()).await;
     let http = McpHttp::new();
     let (s, _, mut stream) = http.get_sse(&nginx.url("/evh/sse"), &[]).await;
@@ -163,11 +155,7 @@ async fn legacy_posts_landing_on_every_replica_are_answered_on_the_stream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn last_event_id_landing_on_another_replica_replays_there_while_the_writer_lives() {
-    let upstream = EverythingServer::start(EverythingMode::StreamableHttp).await;
-    let mut cluster = Cluster::start([K1, K1, K1], &[]).await;
-    cluster
-        .register(serde_json::to_value(upstream.def("evh")).unwrap())
-        .await;
+    let (_upstream, mut cluster) = evh_cluster().await;
     let url = |c: &Cluster, i: usize| format!("{}/evh/mcp", c.replicas[i].url());
     let http = McpHttp::new();
     let sid = http.open_session(&url(&cluster, 0), VERSION).await;
